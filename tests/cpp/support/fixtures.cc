@@ -1,0 +1,59 @@
+#include "support/fixtures.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+namespace u2::testing {
+
+std::vector<std::string> FixtureVariants() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(U2_FIXTURES_DIR, ec)) {
+    if (entry.is_directory() && std::filesystem::exists(entry.path() / "ref.safetensors")) {
+      out.push_back(entry.path().filename().string());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string FixtureDir(const std::string& variant) { return std::string(U2_FIXTURES_DIR) + "/" + variant; }
+std::string FixtureModelDir(const std::string& variant) { return FixtureDir(variant) + "/model"; }
+
+std::shared_ptr<SafeTensorsFile> OpenFixture(const std::string& variant) {
+  auto file = SafeTensorsFile::Open(FixtureDir(variant) + "/ref.safetensors");
+  if (!file.ok()) {
+    ADD_FAILURE() << file.status().ToString();
+    return nullptr;
+  }
+  return *file;
+}
+
+nlohmann::json ReadFixtureJson(const std::string& variant) {
+  std::ifstream in(FixtureDir(variant) + "/ref.json");
+  if (!in) {
+    ADD_FAILURE() << "missing " << FixtureDir(variant) << "/ref.json";
+    return {};
+  }
+  return nlohmann::json::parse(in);
+}
+
+double MaxAbsError(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(double(a[i]) - double(b[i])));
+  return m;
+}
+
+double MaxRelativeError(const std::vector<float>& a, const std::vector<float>& b, double floor) {
+  if (a.size() != b.size()) return INFINITY;
+  double scale = floor;
+  for (float v : b) scale = std::max(scale, std::abs(double(v)));
+  return MaxAbsError(a, b) / scale;
+}
+
+}  // namespace u2::testing

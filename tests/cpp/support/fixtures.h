@@ -1,0 +1,26 @@
+// Helpers for tests that compare against the committed PyTorch fixtures (tests/fixtures/README.md).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "u2/util/safetensors.h"
+
+namespace u2::testing {
+
+// Variant names: the folders under tests/fixtures that hold a ref.safetensors.
+std::vector<std::string> FixtureVariants();
+std::string FixtureDir(const std::string& variant);
+std::string FixtureModelDir(const std::string& variant);
+// Opens <variant>/ref.safetensors; fails the calling test (ADD_FAILURE) and returns null if absent.
+std::shared_ptr<SafeTensorsFile> OpenFixture(const std::string& variant);
+nlohmann::json ReadFixtureJson(const std::string& variant);
+
+// max |a-b| / max(max|b|, floor): the error measure behind our "within 1e-4 relative" checks.
+double MaxRelativeError(const std::vector<float>& a, const std::vector<float>& b, double floor = 1e-6);
+double MaxAbsError(const std::vector<float>& a, const std::vector<float>& b);
+
+}  // namespace u2::testing
