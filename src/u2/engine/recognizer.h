@@ -1,0 +1,113 @@
+// The offline recognizer: the one API every front end (CLI, gRPC, HTTP) calls.
+//
+// One inference, start to end (recognizer.cc follows this order):
+//   waveform (float, [-1, 1)) -> resample to the model rate -> fbank (frontend/)
+//   -> AsrModel::Encode: CMVN, subsampling, Conformer layers, CTC log-probs (model/, backend/)
+//   -> CTC greedy or prefix beam search (decode/)
+//   -> [attention rescoring] AsrModel::ScoreHypotheses + RankByAttentionRescoring (model/, decode/)
+//   -> SymbolTable::Detokenize -> text.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "u2/util/status.h"
+
+namespace u2 {
+
+class AsrModel;
+struct ModelConfig;
+class Fbank;
+class SymbolTable;
+
+enum class DecodingMode { kCtcGreedy, kCtcPrefixBeamSearch, kAttentionRescoring };
+StatusOr<DecodingMode> ParseDecodingMode(std::string_view name);  // "ctc_greedy" | "ctc_prefix_beam_search" | "attention_rescoring"
+const char* DecodingModeName(DecodingMode mode);
+
+// How to decode; the model's model.json supplies the defaults, a caller (CLI flag, request
+// parameter) may override any field.
+struct DecodingOptions {
+  DecodingMode mode = DecodingMode::kAttentionRescoring;
+  int beam = 10;               // prefix-beam width (and the n-best size that rescoring sees)
+  int nbest = 1;               // hypotheses returned per utterance (<= beam)
+  float ctc_weight = 0.5f;     // attention rescoring: weight of the CTC prefix score
+  float reverse_weight = 0.0f; // attention rescoring: weight of the right-to-left decoder
+  int decoding_chunk_size = -1;       // -1: full context; > 0: chunk mask (dynamic-chunk models)
+  int num_decoding_left_chunks = -1;  // -1: all left chunks
+
+  Status Validate(const ModelConfig& model) const;
+  std::string ToString() const;
+};
+
+struct RecognizerConfig {
+  std::string model_dir;
+  int num_threads = 1;
+  // Decoding defaults; fields left unset here come from the model's model.json.
+  std::optional<DecodingMode> mode;
+  std::optional<int> beam;
+  std::optional<int> nbest;
+  std::optional<float> ctc_weight;
+  std::optional<float> reverse_weight;
+  std::optional<int> decoding_chunk_size;
+  std::optional<int> num_decoding_left_chunks;
+
+  Status Validate() const;
+  std::string ToString() const;
+};
+
+struct Hypothesis {
+  std::string text;
+  std::vector<int> tokens;
+  std::vector<int> token_frames;  // encoder frame where each token's CTC spike is (x frame shift = time)
+  float score = 0;                // the score the hypotheses are ranked by (mode-dependent)
+  float ctc_score = 0;            // CTC prefix log-probability (greedy: best-path log-prob)
+  float attention_score = 0;      // (1 - rw) * L2R + rw * R2L decoder log-prob (rescoring only)
+};
+
+struct RecognitionResult {
+  std::vector<Hypothesis> nbest;  // best first; empty audio gives one empty hypothesis
+  double audio_seconds = 0;
+  int num_encoder_frames = 0;
+  int encoder_frame_shift_ms = 40;
+  const Hypothesis& best() const { return nbest.front(); }
+};
+
+// A waveform to recognise: float samples in [-1, 1) at any rate (resampled if not the model's).
+struct Waveform {
+  std::span<const float> samples;
+  int sample_rate = 16000;
+};
+
+class Recognizer {
+ public:
+  static StatusOr<std::unique_ptr<Recognizer>> Create(const RecognizerConfig& config);
+  ~Recognizer();
+
+  // Recognises a batch in one padded encoder run. Thread-safe: const, so server workers may
+  // call it concurrently. A bad waveform (NaN/Inf samples, bad rate, longer than the model's
+  // position table) fails the whole call with a message naming its index; the server
+  // validates requests before batching them.
+  StatusOr<std::vector<RecognitionResult>> Recognize(std::span<const Waveform> batch) const;
+  StatusOr<std::vector<RecognitionResult>> Recognize(std::span<const Waveform> batch,
+                                                     const DecodingOptions& options) const;
+
+  const DecodingOptions& default_options() const { return defaults_; }
+  const ModelConfig& model_config() const;
+  const SymbolTable& symbols() const { return *symbols_; }
+  int sample_rate() const;
+  // Longest audio the model's positional table allows, in samples at the model rate.
+  int64_t max_samples() const;
+
+ private:
+  Recognizer() = default;
+  RecognizerConfig config_;
+  DecodingOptions defaults_;
+  std::shared_ptr<const AsrModel> model_;
+  std::unique_ptr<Fbank> fbank_;
+  std::unique_ptr<SymbolTable> symbols_;
+};
+
+}  // namespace u2
