@@ -1,0 +1,103 @@
+// CTC searches over per-frame log-probabilities held in host memory: greedy (argmax) search and
+// WeNet's prefix beam search. Neither depends on the model or a backend.
+#pragma once
+
+#include <cfloat>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "u2/util/status.h"
+
+namespace u2 {
+
+// A view of per-frame CTC log-probabilities, row-major [num_frames x vocab]. Does not own data.
+struct LogProbView {
+  const float* data = nullptr;
+  int num_frames = 0;
+  int vocab = 0;
+
+  const float* Row(int t) const { return data + static_cast<int64_t>(t) * vocab; }
+  // OK when the shape is non-negative and data is non-null whenever there is something to read.
+  Status Validate() const;
+};
+
+// Greedy search: per frame the arg-max token (the lowest id among equal maxima), then collapse
+// consecutive repeats and drop blanks. If `times` is given it receives, for each output token,
+// the frame within the token's run where its log-prob peaks (first such frame on ties).
+// An invalid view (null data with frames, negative sizes) yields no tokens.
+std::vector<int> CtcGreedySearch(LogProbView logp, int blank_id, std::vector<int>* times = nullptr);
+
+struct CtcHypothesis {
+  std::vector<int> tokens;
+  float score = 0;          // log P(prefix) = logadd(pb, pnb): all alignments that collapse to it
+  float viterbi_score = 0;  // log-prob of the single best alignment (for confidence)
+  std::vector<int> times;   // per token, the absolute frame where it peaks on the Viterbi path
+};
+
+struct CtcPrefixBeamSearchConfig {
+  int beam = 10;        // prefixes kept after each frame (runtime/core: second_beam_size)
+  int first_beam = 10;  // candidate tokens per frame, the top-k of its log-probs
+  int blank_id = 0;
+
+  Status Validate() const;
+  std::string ToString() const;
+};
+
+// WeNet's CTC prefix beam search (runtime/core ctc_prefix_beam_search.cc, wenet search.py).
+// Incremental: Search() may be called chunk by chunk on persistent state; that equals one call
+// over the whole utterance. Scores are kept in float, with -FLT_MAX standing for -inf.
+//
+// Determinism: per frame the candidate tokens are the top `first_beam` log-probs (ties: lower
+// id first); prefixes are expanded token-major, then in current-beam order, and the next beam is
+// ordered by score with ties broken by first appearance. This is the order WeNet's Python
+// search produces (stable sort over dict insertion order); runtime/core leaves ties unspecified.
+class CtcPrefixBeamSearch {
+ public:
+  explicit CtcPrefixBeamSearch(const CtcPrefixBeamSearchConfig& config);
+
+  // Back to the start state: the empty prefix with probability 1, frame counter 0.
+  void Reset();
+  // Consumes the frames of `chunk`. Fails (and changes nothing) if the configuration is invalid,
+  // the view is malformed, blank_id >= vocab, or vocab differs from earlier chunks since Reset().
+  Status Search(LogProbView chunk);
+  // Best first, at most `beam`. Before any frame: the empty hypothesis with score 0.
+  std::vector<CtcHypothesis> NBest() const;
+  int num_frames_decoded() const { return num_frames_decoded_; }
+  const CtcPrefixBeamSearchConfig& config() const { return config_; }
+
+ private:
+  // One prefix in the beam. -FLT_MAX stands for log(0).
+  struct Prefix {
+    std::vector<int> tokens;
+    uint64_t hash = 0;                 // of `tokens`, extended incrementally
+    float pb = -FLT_MAX;               // log-prob of all alignments of `tokens` ending in blank
+    float pnb = -FLT_MAX;              // ... ending in the last token
+    float viterbi_b = -FLT_MAX;        // best single alignment ending in blank
+    float viterbi_nb = -FLT_MAX;       // best single alignment ending in the last token
+    float last_token_peak = -FLT_MAX;  // the last token's best frame log-prob on the viterbi_nb path
+    std::vector<int> times_b, times_nb;
+    int next_in_bucket = -1;  // chain of the hash table used while expanding a frame
+    float Score() const;
+    float ViterbiScore() const { return viterbi_b > viterbi_nb ? viterbi_b : viterbi_nb; }
+    const std::vector<int>& Times() const { return viterbi_b > viterbi_nb ? times_b : times_nb; }
+  };
+
+  void SearchFrame(const float* logp, int vocab);
+  // Index in next_ of the prefix `base + [token]` (token < 0: `base` itself), created if missing.
+  int FindOrAdd(const Prefix& base, int token);
+
+  CtcPrefixBeamSearchConfig config_;
+  Status config_status_;
+  int vocab_ = -1;  // fixed by the first chunk after Reset()
+  int num_frames_decoded_ = 0;
+  std::vector<Prefix> beam_;  // sorted best first
+  // Scratch, reused across frames.
+  std::vector<Prefix> next_;
+  std::vector<int> buckets_;  // hash table over next_: bucket -> first index, chained
+  std::vector<int> candidate_ids_;
+  std::vector<int> order_;
+  std::vector<float> scores_;
+};
+
+}  // namespace u2

@@ -1,0 +1,56 @@
+// The model's token table (units.txt): "token id" per line, ids 0..V-1 (spec §1.4).
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "u2/util/status.h"
+
+namespace u2 {
+
+class SymbolTable {
+ public:
+  // Reads a units file. Errors name the file and line: missing/unreadable file (NotFound), a line
+  // that is not "token id", an id that is not a non-negative integer, a duplicate id or token, ids
+  // that do not cover 0..V-1 (InvalidArgument). Blank lines are skipped; CRLF endings are accepted.
+  static StatusOr<SymbolTable> Load(const std::string& path);
+  // Same parser over in-memory text; `source` names it in error messages.
+  static StatusOr<SymbolTable> FromText(std::string_view text, const std::string& source = "<text>");
+  static StatusOr<SymbolTable> FromLines(std::span<const std::string> lines,
+                                         const std::string& source = "<lines>");
+
+  int size() const { return static_cast<int>(tokens_.size()); }
+  // The token for `id`; an empty string for ids outside [0, size()).
+  const std::string& Token(int id) const;
+  std::optional<int> Id(std::string_view token) const;
+
+  // "<blank>"'s id, else 0 (WeNet's blank is always 0).
+  int blank_id() const { return blank_id_; }
+  // "<unk>"'s id, else -1 (no such token).
+  int unk_id() const { return unk_id_; }
+  // "<sos/eos>"'s id, else size() - 1 (old recipes' rule). A model's own setting (train.yaml
+  // special_tokens, carried by the converter) takes precedence: see SetSosEosId.
+  int sos_eos_id() const { return sos_eos_id_; }
+  Status SetSosEosId(int id);
+
+  // ids -> text, the way WeNet's Python does it: concatenate the tokens, turn each "▁" (U+2581,
+  // the BPE word marker) into a space, and trim spaces at both ends. The blank and sos/eos ids are
+  // skipped (they never belong in a transcript); "<unk>" is kept verbatim, so an unknown word stays
+  // visible. Ids outside [0, size()) are skipped; the engine checks the model's vocab against
+  // size() at load time, so they only occur on a mismatched table.
+  // Char models without "▁" thus come out exactly as Triton's plain concatenation.
+  std::string Detokenize(std::span<const int> ids) const;
+
+ private:
+  std::vector<std::string> tokens_;
+  std::unordered_map<std::string, int> ids_;
+  int blank_id_ = 0;
+  int unk_id_ = -1;
+  int sos_eos_id_ = -1;
+};
+
+}  // namespace u2
