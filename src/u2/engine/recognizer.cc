@@ -1,0 +1,256 @@
+#include "u2/engine/recognizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "u2/audio/audio.h"
+#include "u2/decode/ctc_search.h"
+#include "u2/decode/rescoring.h"
+#include "u2/decode/symbol_table.h"
+#include "u2/frontend/fbank.h"
+#include "u2/model/asr_model.h"
+
+namespace u2 {
+
+StatusOr<DecodingMode> ParseDecodingMode(std::string_view name) {
+  if (name == "ctc_greedy" || name == "ctc_greedy_search") return DecodingMode::kCtcGreedy;
+  if (name == "ctc_prefix_beam_search") return DecodingMode::kCtcPrefixBeamSearch;
+  if (name == "attention_rescoring") return DecodingMode::kAttentionRescoring;
+  return InvalidArgument("unknown decoding mode '" + std::string(name) +
+                         "' (expected ctc_greedy, ctc_prefix_beam_search or attention_rescoring)");
+}
+
+const char* DecodingModeName(DecodingMode mode) {
+  switch (mode) {
+    case DecodingMode::kCtcGreedy: return "ctc_greedy";
+    case DecodingMode::kCtcPrefixBeamSearch: return "ctc_prefix_beam_search";
+    case DecodingMode::kAttentionRescoring: return "attention_rescoring";
+  }
+  return "?";
+}
+
+Status DecodingOptions::Validate(const ModelConfig& model) const {
+  if (beam < 1 || beam > 1000) return InvalidArgument("beam must be in [1, 1000], got " + std::to_string(beam));
+  if (nbest < 1 || nbest > beam) {
+    return InvalidArgument("nbest must be in [1, beam=" + std::to_string(beam) + "], got " + std::to_string(nbest));
+  }
+  if (!std::isfinite(ctc_weight) || ctc_weight < 0) {
+    return InvalidArgument("ctc_weight must be finite and >= 0, got " + std::to_string(ctc_weight));
+  }
+  if (!std::isfinite(reverse_weight) || reverse_weight < 0 || reverse_weight > 1) {
+    return InvalidArgument("reverse_weight must be in [0, 1], got " + std::to_string(reverse_weight));
+  }
+  if (reverse_weight > 0 && mode == DecodingMode::kAttentionRescoring && !model.HasRightDecoder()) {
+    return InvalidArgument("reverse_weight > 0 needs a bitransformer decoder; this model has none");
+  }
+  if (decoding_chunk_size == 0 || decoding_chunk_size < -1) {
+    return InvalidArgument("decoding_chunk_size must be -1 (full context) or > 0, got " +
+                           std::to_string(decoding_chunk_size));
+  }
+  if (num_decoding_left_chunks < -1) {
+    return InvalidArgument("num_decoding_left_chunks must be >= -1, got " + std::to_string(num_decoding_left_chunks));
+  }
+  return Status::Ok();
+}
+
+std::string DecodingOptions::ToString() const {
+  std::ostringstream os;
+  os << "DecodingOptions(mode=" << DecodingModeName(mode) << ", beam=" << beam << ", nbest=" << nbest
+     << ", ctc_weight=" << ctc_weight << ", reverse_weight=" << reverse_weight
+     << ", decoding_chunk_size=" << decoding_chunk_size
+     << ", num_decoding_left_chunks=" << num_decoding_left_chunks << ")";
+  return os.str();
+}
+
+Status RecognizerConfig::Validate() const {
+  if (model_dir.empty()) return InvalidArgument("model_dir is empty");
+  if (num_threads < 1 || num_threads > 256) {
+    return InvalidArgument("num_threads must be in [1, 256], got " + std::to_string(num_threads));
+  }
+  return Status::Ok();
+}
+
+std::string RecognizerConfig::ToString() const {
+  std::ostringstream os;
+  os << "RecognizerConfig(model_dir=" << model_dir << ", num_threads=" << num_threads << ")";
+  return os.str();
+}
+
+Recognizer::~Recognizer() = default;
+
+StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig& config) {
+  U2_RETURN_IF_ERROR(config.Validate());
+  std::unique_ptr<Recognizer> r(new Recognizer());
+  r->config_ = config;
+
+  ModelLoadOptions load_options;
+  load_options.num_threads = config.num_threads;
+  U2_ASSIGN_OR_RETURN(r->model_, AsrModel::Load(config.model_dir, load_options));
+  const ModelConfig& mc = r->model_->config();
+
+  U2_ASSIGN_OR_RETURN(SymbolTable symbols, SymbolTable::Load(config.model_dir + "/units.txt"));
+  if (symbols.size() != mc.vocab_size) {
+    return InvalidArgument(config.model_dir + "/units.txt has " + std::to_string(symbols.size()) +
+                           " tokens, model.json says vocab_size " + std::to_string(mc.vocab_size));
+  }
+  U2_RETURN_IF_ERROR(symbols.SetSosEosId(mc.eos_id));
+  r->symbols_ = std::make_unique<SymbolTable>(std::move(symbols));
+
+  FbankConfig fbank_config;
+  fbank_config.sample_rate = mc.frontend.sample_rate;
+  fbank_config.num_mel_bins = mc.frontend.num_mel_bins;
+  fbank_config.frame_length_ms = mc.frontend.frame_length_ms;
+  fbank_config.frame_shift_ms = mc.frontend.frame_shift_ms;
+  U2_ASSIGN_OR_RETURN(Fbank fbank, Fbank::Create(fbank_config));
+  r->fbank_ = std::make_unique<Fbank>(std::move(fbank));
+
+  // Decoding defaults: model.json first, then whatever the caller set.
+  DecodingOptions& d = r->defaults_;
+  d.beam = mc.decoding.beam_size;
+  d.ctc_weight = mc.decoding.ctc_weight;
+  d.reverse_weight = mc.HasRightDecoder() ? mc.decoding.reverse_weight : 0.0f;
+  if (config.mode) d.mode = *config.mode;
+  if (config.beam) d.beam = *config.beam;
+  if (config.nbest) d.nbest = *config.nbest;
+  if (config.ctc_weight) d.ctc_weight = *config.ctc_weight;
+  if (config.reverse_weight) d.reverse_weight = *config.reverse_weight;
+  if (config.decoding_chunk_size) d.decoding_chunk_size = *config.decoding_chunk_size;
+  if (config.num_decoding_left_chunks) d.num_decoding_left_chunks = *config.num_decoding_left_chunks;
+  U2_RETURN_IF_ERROR(d.Validate(mc).WithContext("decoding options"));
+  return r;
+}
+
+const ModelConfig& Recognizer::model_config() const { return model_->config(); }
+int Recognizer::sample_rate() const { return model_->config().frontend.sample_rate; }
+
+int64_t Recognizer::max_samples() const {
+  // The encoder's positional table bounds the number of encoder frames; convert back to samples.
+  const ModelConfig& mc = model_->config();
+  const int64_t max_frames = static_cast<int64_t>(mc.MaxEncoderFrames()) * mc.SubsamplingRate();
+  const int64_t shift = fbank_->frame_shift_samples();
+  return max_frames * shift;
+}
+
+StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const Waveform> batch) const {
+  return Recognize(batch, defaults_);
+}
+
+StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const Waveform> batch,
+                                                               const DecodingOptions& options) const {
+  const ModelConfig& mc = model_->config();
+  U2_RETURN_IF_ERROR(options.Validate(mc).WithContext("decoding options"));
+  const int model_rate = mc.frontend.sample_rate;
+  const int shift_ms = static_cast<int>(std::lround(mc.frontend.frame_shift_ms)) * mc.SubsamplingRate();
+
+  std::vector<RecognitionResult> results(batch.size());
+
+  // 1. Features. Utterances too short to give a single encoder frame decode to "" and skip the model.
+  std::vector<FeatureMatrix> features(batch.size());
+  std::vector<size_t> encoded;  // indices of the utterances that go through the model
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const Waveform& w = batch[i];
+    const std::string where = "utterance " + std::to_string(i);
+    std::span<const float> samples = w.samples;
+    std::vector<float> resampled;
+    if (w.sample_rate != model_rate) {
+      U2_ASSIGN_OR_RETURN(resampled, Resample(samples, w.sample_rate, model_rate));
+      samples = resampled;
+    }
+    if (static_cast<int64_t>(samples.size()) > max_samples()) {
+      return InvalidArgument(where + ": " + std::to_string(samples.size() / double(model_rate)) +
+                             " s of audio is longer than this model's limit of " +
+                             std::to_string(max_samples() / model_rate) + " s; segment it first");
+    }
+    auto feats = fbank_->Compute(samples);
+    if (!feats.ok()) return feats.status().WithContext(where);
+    features[i] = std::move(*feats);
+    results[i].audio_seconds = static_cast<double>(samples.size()) / model_rate;
+    results[i].encoder_frame_shift_ms = shift_ms;
+    if (mc.NumEncoderFrames(features[i].num_frames) > 0) encoded.push_back(i);
+  }
+
+  // 2. Encoder + CTC, one padded batch.
+  std::vector<FeatureView> views;
+  views.reserve(encoded.size());
+  for (size_t i : encoded) views.push_back({features[i].data.data(), features[i].num_frames, features[i].dim});
+  EncodeOptions encode_options;
+  encode_options.decoding_chunk_size = options.decoding_chunk_size;
+  encode_options.num_decoding_left_chunks = options.num_decoding_left_chunks;
+  EncoderOutput enc;
+  if (!views.empty()) {
+    U2_ASSIGN_OR_RETURN(enc, model_->Encode(views, encode_options));
+  }
+
+  // 3. CTC search per utterance.
+  std::vector<std::vector<CtcHypothesis>> ctc_nbest(encoded.size());
+  for (size_t k = 0; k < encoded.size(); ++k) {
+    const LogProbView logp{enc.ctc_log_probs[k].data(), enc.lengths[k], mc.vocab_size};
+    results[encoded[k]].num_encoder_frames = enc.lengths[k];
+    if (options.mode == DecodingMode::kCtcGreedy) {
+      CtcHypothesis h;
+      h.tokens = CtcGreedySearch(logp, mc.blank_id, &h.times);
+      float best_path = 0;
+      for (int t = 0; t < logp.num_frames; ++t) {
+        const float* row = logp.Row(t);
+        best_path += *std::max_element(row, row + logp.vocab);
+      }
+      h.score = h.viterbi_score = best_path;
+      ctc_nbest[k].push_back(std::move(h));
+    } else {
+      CtcPrefixBeamSearchConfig search_config;
+      search_config.beam = options.beam;
+      search_config.first_beam = options.beam;
+      search_config.blank_id = mc.blank_id;
+      CtcPrefixBeamSearch search(search_config);
+      U2_RETURN_IF_ERROR(search.Search(logp));
+      ctc_nbest[k] = search.NBest();
+    }
+  }
+
+  // 4. Attention rescoring: every hypothesis of every utterance in one decoder batch.
+  std::vector<std::vector<RescoredHypothesis>> ranked(encoded.size());
+  if (options.mode == DecodingMode::kAttentionRescoring && !encoded.empty()) {
+    std::vector<std::vector<std::vector<int>>> hyps(encoded.size());
+    for (size_t k = 0; k < encoded.size(); ++k) {
+      for (const CtcHypothesis& h : ctc_nbest[k]) hyps[k].push_back(h.tokens);
+    }
+    U2_ASSIGN_OR_RETURN(std::vector<HypothesisScores> scores, model_->ScoreHypotheses(enc, hyps));
+    RescoringWeights weights;
+    weights.ctc_weight = options.ctc_weight;
+    weights.reverse_weight = options.reverse_weight;
+    for (size_t k = 0; k < encoded.size(); ++k) {
+      U2_ASSIGN_OR_RETURN(ranked[k],
+                          RankByAttentionRescoring(ctc_nbest[k], scores[k].l2r, scores[k].r2l, weights));
+    }
+  } else {
+    for (size_t k = 0; k < encoded.size(); ++k) {
+      for (size_t j = 0; j < ctc_nbest[k].size(); ++j) {
+        ranked[k].push_back({j, ctc_nbest[k][j].score, 0.0f});
+      }
+    }
+  }
+
+  // 5. Text.
+  for (size_t k = 0; k < encoded.size(); ++k) {
+    RecognitionResult& result = results[encoded[k]];
+    const size_t n = std::min<size_t>(ranked[k].size(), static_cast<size_t>(options.nbest));
+    for (size_t j = 0; j < n; ++j) {
+      const CtcHypothesis& h = ctc_nbest[k][ranked[k][j].index];
+      Hypothesis out;
+      out.tokens = h.tokens;
+      out.token_frames = h.times;
+      out.text = symbols_->Detokenize(h.tokens);
+      out.score = ranked[k][j].final_score;
+      out.ctc_score = h.score;
+      out.attention_score = ranked[k][j].attention_score;
+      result.nbest.push_back(std::move(out));
+    }
+  }
+  for (RecognitionResult& result : results) {
+    if (result.nbest.empty()) result.nbest.emplace_back();  // silence / too short: one empty hypothesis
+  }
+  return results;
+}
+
+}  // namespace u2
