@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Convert a WeNet checkpoint into a u2serve model directory (docs/model-format.md).
+
+    convert.py --config train.yaml --checkpoint final.pt [--cmvn global_cmvn] --units units.txt \
+               --out DIR [--dtype float32|float16]
+
+Handles old (2021-2023: top-level cmvn_file/is_json_cmvn, collate_conf, concat_linear tensors,
+no pe buffers) and new (cmvn/cmvn_conf, dataset_conf.fbank_conf, pe buffers) layouts.
+What the engine does not implement is refused with one line naming the key and value, exit 2.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from u2ref.cmvn import CmvnError, load_cmvn  # noqa: E402
+from u2ref.config import ConfigError, normalize_config, sos_eos_ids  # noqa: E402
+from u2ref.modules import make_pe_table  # noqa: E402
+from u2ref.model import U2Model  # noqa: E402
+
+FORMAT_VERSION = 1
+
+
+class ConvertError(Exception):
+    pass
+
+
+def _refuse(key, value, why="is not supported by u2serve"):
+    raise ConvertError("%s: %r %s" % (key, value, why))
+
+
+def check_supported(raw: dict, cfg: dict):
+    """Refuses configurations the engine does not implement (raw = the yaml dict)."""
+    if cfg["encoder"] not in ("conformer", "transformer"):
+        _refuse("encoder", cfg["encoder"])
+    if cfg["decoder"] not in ("transformer", "bitransformer"):
+        _refuse("decoder", cfg["decoder"])
+    for k in ("model", "ctc"):
+        if k in raw and raw[k] not in ({"model": "asr_model", "ctc": "ctc"}[k], None):
+            _refuse(k, raw[k])
+    ec, dc = cfg["encoder_conf"], cfg["decoder_conf"]
+    allowed = {
+        "input_layer": ("conv2d", "conv2d6", "conv2d8"),
+        "pos_enc_layer_type": ("rel_pos", "abs_pos", "no_pos"),
+        "selfattention_layer_type": ("rel_selfattn", "selfattn"),
+        "activation_type": ("swish", "relu"),
+        "cnn_module_norm": ("batch_norm", "layer_norm"),
+        "layer_norm_type": ("layer_norm",),
+        "normalize_before": (True,),
+        "concat_after": (False,),
+        "conv_inner_factor": (2,),
+        "mlp_type": ("position_wise_feed_forward",),
+        "n_kv_head": (None,),
+        "head_dim": (None,),
+        "use_sdpa": (False, True),
+    }
+    for k, ok in allowed.items():
+        if k in ec and ec[k] not in ok:
+            _refuse("encoder_conf." + k, ec[k])
+    if ec["output_size"] % ec["attention_heads"] != 0:
+        _refuse("encoder_conf.attention_heads", ec["attention_heads"],
+                "does not divide output_size %d" % ec["output_size"])
+    if cfg["encoder"] == "conformer" and ec["use_cnn_module"] and not ec["causal"] and \
+            ec["cnn_module_kernel"] % 2 == 0:
+        _refuse("encoder_conf.cnn_module_kernel", ec["cnn_module_kernel"],
+                "must be odd for a non-causal conv module")
+    dallowed = {
+        "input_layer": ("embed",),
+        "activation_type": ("swish", "relu"),
+        "layer_norm_type": ("layer_norm",),
+        "normalize_before": (True,),
+        "concat_after": (False,),
+        "use_output_layer": (True,),
+        "src_attention": (True,),
+        "tie_word_embedding": (False, True),
+        "mlp_type": ("position_wise_feed_forward",),
+        "n_kv_head": (None,),
+        "head_dim": (None,),
+        "use_sdpa": (False, True),
+    }
+    for k, ok in dallowed.items():
+        if k in dc and dc[k] not in ok:
+            _refuse("decoder_conf." + k, dc[k])
+    if ec["output_size"] % dc["attention_heads"] != 0:
+        _refuse("decoder_conf.attention_heads", dc["attention_heads"],
+                "does not divide output_size %d" % ec["output_size"])
+    if cfg["decoder"] == "bitransformer" and int(dc["r_num_blocks"]) <= 0:
+        _refuse("decoder_conf.r_num_blocks", dc["r_num_blocks"],
+                "must be > 0 for a bitransformer decoder")
+    if cfg["frontend"]["num_mel_bins"] != cfg["input_dim"]:
+        _refuse("fbank num_mel_bins", cfg["frontend"]["num_mel_bins"],
+                "differs from input_dim %d" % cfg["input_dim"])
+
+
+def read_units(path):
+    units = []
+    with open(path, "r", encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise ConvertError("units %s line %d: expected 'token id', got %r" %
+                                   (path, n, line.rstrip("\n")))
+            try:
+                idx = int(parts[1])
+            except ValueError:
+                raise ConvertError("units %s line %d: id %r is not an integer" % (path, n, parts[1]))
+            if idx != len(units):
+                raise ConvertError("units %s line %d: id %d, expected %d (ids must be 0..V-1)" %
+                                   (path, n, idx, len(units)))
+            units.append(parts[0])
+    return units
+
+
+def load_state_dict(path):
+    try:
+        sd = torch.load(path, map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - report any unreadable checkpoint in one line
+        raise ConvertError("checkpoint %s: cannot be loaded (%s)" % (path, str(e).splitlines()[0]))
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ConvertError("checkpoint %s: not a flat state_dict of tensors" % path)
+    return sd
+
+
+def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, dtype="float32"):
+    with open(config_path, "r", encoding="utf-8") as f:
+        raw = yaml.safe_load(f)
+    if not isinstance(raw, dict):
+        raise ConvertError("config %s: not a YAML mapping" % config_path)
+    try:
+        cfg = normalize_config(raw)
+    except ConfigError as e:
+        raise ConvertError(str(e))
+    check_supported(raw, cfg)
+    sd = load_state_dict(checkpoint_path)
+
+    # Attention class from the checkpoint (spec: rel iff linear_pos exists).
+    ec = cfg["encoder_conf"]
+    rel = any(k.startswith("encoder.encoders.") and ".self_attn.linear_pos." in k for k in sd)
+    ec["selfattention_layer_type"] = "rel_selfattn" if rel else "selfattn"
+    if cfg["decoder_conf"].get("tie_word_embedding"):
+        _refuse("decoder_conf.tie_word_embedding", True)
+
+    # CMVN: checkpoint buffers win; else the file named by --cmvn (format from the yaml).
+    I = cfg["input_dim"]
+    mean = sd.get("encoder.global_cmvn.mean")
+    istd = sd.get("encoder.global_cmvn.istd")
+    if (mean is None) != (istd is None):
+        raise ConvertError("checkpoint: has only one of encoder.global_cmvn.mean/istd")
+    if mean is None and cfg["cmvn"] is not None:
+        if not cmvn_path:
+            raise ConvertError("cmvn: the config uses global CMVN but the checkpoint has no "
+                               "encoder.global_cmvn buffers and no --cmvn file was given")
+        try:
+            m, s = load_cmvn(cmvn_path, cfg["cmvn"]["is_json_cmvn"])
+        except (CmvnError, OSError, ValueError, UnicodeDecodeError) as e:
+            raise ConvertError("cmvn %s: %s" % (cmvn_path, e))
+        mean, istd = torch.from_numpy(m), torch.from_numpy(s)
+    use_cmvn = mean is not None
+    if use_cmvn:
+        for n, t in (("mean", mean), ("istd", istd)):
+            if tuple(t.shape) != (I,):
+                raise ConvertError("cmvn: %s has shape %s, input_dim wants (%d,)" %
+                                   (n, tuple(t.shape), I))
+        sd = dict(sd)
+        sd["encoder.global_cmvn.mean"] = mean.float()
+        sd["encoder.global_cmvn.istd"] = istd.float()
+
+    # Validate names and shapes by loading into the reference model.
+    model_cfg = dict(cfg)
+    model_cfg["cmvn"] = {"cmvn_file": None, "is_json_cmvn": True} if use_cmvn else None
+    try:
+        model = U2Model.from_checkpoint(model_cfg, sd)
+    except KeyError as e:
+        raise ConvertError("checkpoint %s: %s" % (checkpoint_path, e.args[0]))
+    except ValueError as e:
+        raise ConvertError("checkpoint %s: %s" % (checkpoint_path, e))
+
+    # Token table and special ids.
+    units = read_units(units_path)
+    V = cfg["output_dim"]
+    if len(units) != V:
+        raise ConvertError("units %s: %d tokens, but output_dim is %d" % (units_path, len(units), V))
+    sos, eos = sos_eos_ids(cfg, units)
+    for name, v in (("sos", sos), ("eos", eos)):
+        if not 0 <= v < V:
+            raise ConvertError("tokenizer_conf.special_tokens: %s id %d outside 0..%d" %
+                               (name, v, V - 1))
+    blank = cfg["ctc_conf"]["ctc_blank_id"]
+    unk = units.index("<unk>") if "<unk>" in units else 1
+
+    # Tensors: WeNet names, unused ones dropped, encoder pe always present (float32).
+    D = ec["output_size"]
+    tensors = {}
+    for k, v in model.state_dict().items():
+        if "num_batches_tracked" in k or "concat_linear" in k:
+            continue
+        if k.endswith(".pe") and k != "encoder.embed.pos_enc.pe":
+            continue  # decoders' embed.1.pe: same table as the encoder's
+        tensors[k] = v.detach().clone().contiguous()
+    if "encoder.embed.pos_enc.pe" in sd:
+        tensors["encoder.embed.pos_enc.pe"] = sd["encoder.embed.pos_enc.pe"].float().contiguous()
+    else:
+        tensors["encoder.embed.pos_enc.pe"] = make_pe_table(D)
+    keep_f32 = ("encoder.embed.pos_enc.pe", "encoder.global_cmvn.mean",
+                "encoder.global_cmvn.istd")
+    if dtype == "float16":
+        for k in list(tensors):
+            if k in keep_f32 or k.endswith("running_mean") or k.endswith("running_var"):
+                continue
+            t = tensors[k]
+            if t.is_floating_point():
+                if t.abs().max().item() > 65504.0:
+                    raise ConvertError("--dtype float16: tensor %s exceeds the float16 range" % k)
+                tensors[k] = t.half()
+
+    ec_out = {
+        "type": cfg["encoder"],
+        "output_size": D,
+        "attention_heads": ec["attention_heads"],
+        "linear_units": ec["linear_units"],
+        "num_blocks": ec["num_blocks"],
+        "input_layer": ec["input_layer"],
+        "pos_enc_layer_type": ec["pos_enc_layer_type"],
+        "selfattention_layer_type": ec["selfattention_layer_type"],
+        "normalize_before": bool(ec["normalize_before"]),
+        "final_norm": bool(ec.get("final_norm", True)),
+        "macaron_style": bool(ec["macaron_style"]) if cfg["encoder"] == "conformer" else False,
+        "use_cnn_module": bool(ec["use_cnn_module"]) if cfg["encoder"] == "conformer" else False,
+        "cnn_module_kernel": int(ec["cnn_module_kernel"]),
+        "causal": bool(ec["causal"]),
+        "cnn_module_norm": ec["cnn_module_norm"],
+        "activation_type": ec["activation_type"],
+        "norm_eps": float(ec["norm_eps"]),
+        "conv_norm_eps": float(ec["conv_norm_eps"]),
+        "use_dynamic_chunk": bool(ec["use_dynamic_chunk"]),
+        "static_chunk_size": int(ec["static_chunk_size"]),
+    }
+    dc = cfg["decoder_conf"]
+    dc_out = {
+        "type": cfg["decoder"],
+        "attention_heads": dc["attention_heads"],
+        "linear_units": dc["linear_units"],
+        "num_blocks": dc["num_blocks"],
+        "r_num_blocks": int(dc["r_num_blocks"]) if cfg["decoder"] == "bitransformer" else 0,
+        "normalize_before": bool(dc["normalize_before"]),
+        "norm_eps": float(dc["norm_eps"]),
+        "activation_type": dc["activation_type"],
+    }
+    mc = cfg["model_conf"]
+    if ec["use_dynamic_chunk"]:
+        chunk = 16
+    elif ec["static_chunk_size"] > 0:
+        chunk = int(ec["static_chunk_size"])
+    else:
+        chunk = -1
+    doc = {
+        "format": "u2serve-model",
+        "format_version": FORMAT_VERSION,
+        "input_dim": I,
+        "vocab_size": V,
+        "blank_id": blank,
+        "unk_id": unk,
+        "sos_id": sos,
+        "eos_id": eos,
+        "cmvn": use_cmvn,
+        "frontend": {
+            "sample_rate": cfg["frontend"]["sample_rate"],
+            "num_mel_bins": cfg["frontend"]["num_mel_bins"],
+            "frame_length_ms": cfg["frontend"]["frame_length_ms"],
+            "frame_shift_ms": cfg["frontend"]["frame_shift_ms"],
+        },
+        "encoder": ec_out,
+        "decoder": dc_out,
+        "decoding": {
+            "ctc_weight": float(mc["ctc_weight"]),
+            "reverse_weight": float(mc["reverse_weight"]) if cfg["decoder"] == "bitransformer"
+            else 0.0,
+            "beam_size": 10,
+            "decoding_chunk_size": chunk,
+            "num_decoding_left_chunks": -1,
+        },
+    }
+
+    from safetensors.torch import save_file
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "model.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    save_file(dict(sorted(tensors.items())), os.path.join(out_dir, "model.safetensors"),
+              metadata={"format": "pt", "source": "u2serve tools/convert.py"})
+    with open(os.path.join(out_dir, "units.txt"), "w", encoding="utf-8") as f:
+        for i, u in enumerate(units):
+            f.write("%s %d\n" % (u, i))
+    shutil.copyfile(config_path, os.path.join(out_dir, "train.yaml"))
+    if cmvn_path and os.path.exists(cmvn_path):
+        shutil.copyfile(cmvn_path, os.path.join(out_dir, "global_cmvn"))
+    return doc
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True, help="WeNet train.yaml")
+    ap.add_argument("--checkpoint", required=True, help="final.pt (a plain state_dict)")
+    ap.add_argument("--cmvn", default=None, help="global_cmvn (JSON or Kaldi text)")
+    ap.add_argument("--units", required=True, help="units.txt / words.txt")
+    ap.add_argument("--out", required=True, help="output model directory")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    args = ap.parse_args(argv)
+    try:
+        doc = convert(args.config, args.checkpoint, args.units, args.out, args.cmvn, args.dtype)
+    except (ConvertError, OSError, yaml.YAMLError) as e:
+        print("convert.py: error: %s" % e, file=sys.stderr)
+        return 2
+    print("wrote %s (%s encoder, %d blocks, D=%d, V=%d, %s)" %
+          (args.out, doc["encoder"]["type"], doc["encoder"]["num_blocks"],
+           doc["encoder"]["output_size"], doc["vocab_size"], args.dtype))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Cross-check the u2ref fixtures against WeNet itself.
+
+    .venv/bin/python tools/crosscheck_wenet.py --wenet-dir /tmp/wenet --fixtures tests/fixtures \
+        [--checkpoints DIR] [--markdown OUT.md]
+
+WeNet is not part of this project: point --wenet-dir at a checkout of wenet-e2e/wenet (the
+`wenet/` package is imported from there). Optional packages WeNet imports at module level but
+never uses on this path (librosa, tqdm, whisper, ...) are replaced by inert stub modules inside
+this process only.
+
+For each fixture variant: (re)create the WeNet-layout checkpoint with tools/gen_fixtures.py
+(deterministic; or read it from --checkpoints DIR written by `gen_fixtures.py
+--keep-checkpoints DIR`), check that it is the checkpoint the fixture was converted from, build
+WeNet's own model from the same train.yaml (old layouts rewritten to the cmvn/cmvn_conf form,
+as WeNet HEAD needs), load the same final.pt, run the fixture's fbank through it and compare with
+ref.safetensors / ref.json.
+"""
+
+import argparse
+import copy
+import importlib
+import importlib.abc
+import importlib.machinery
+import json
+import os
+import sys
+import tempfile
+import types
+
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, TOOLS)
+
+
+# ----------------------------------------------------------------------------- optional-import stubs
+class _StubModule(types.ModuleType):
+    """Any attribute is another stub; calling gives a stub; iterating gives nothing."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        sub = _StubModule(self.__name__ + "." + name)
+        sub.__path__ = []
+        return sub
+
+    def __call__(self, *args, **kwargs):
+        return _StubModule(self.__name__ + "()")
+
+    def __iter__(self):
+        return iter(())
+
+
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+
+    def __init__(self):
+        self.names = set()
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname.split(".")[0] in self.names:
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        m = _StubModule(spec.name)
+        m.__path__ = []
+        return m
+
+    def exec_module(self, module):
+        pass
+
+
+def import_wenet(wenet_dir):
+    sys.path.insert(0, os.path.abspath(wenet_dir))
+    finder = _StubFinder()
+    sys.meta_path.insert(0, finder)
+    for _ in range(40):
+        try:
+            init_model = importlib.import_module("wenet.utils.init_model").init_model
+            search = importlib.import_module("wenet.models.transformer.search")
+            return init_model, search, sorted(finder.names)
+        except ModuleNotFoundError as e:
+            top = (e.name or "").split(".")[0]
+            if not top or top == "wenet" or top in finder.names:
+                raise
+            finder.names.add(top)
+            for k in [k for k in sys.modules if k == "wenet" or k.startswith("wenet.")]:
+                del sys.modules[k]
+    raise RuntimeError("could not import WeNet")
+
+
+# ----------------------------------------------------------------------------- config
+def wenet_config(y, ckpt_dir):
+    """train.yaml dict -> the dict WeNet HEAD's init_model wants (new layout, absolute cmvn)."""
+    c = copy.deepcopy(y)
+    if "cmvn_file" in c:  # old layout: top-level cmvn_file / is_json_cmvn
+        c["cmvn"] = "global_cmvn"
+        c["cmvn_conf"] = {"cmvn_file": c.pop("cmvn_file"),
+                          "is_json_cmvn": c.pop("is_json_cmvn", True)}
+    if c.get("cmvn") == "global_cmvn":
+        c["cmvn_conf"]["cmvn_file"] = os.path.join(ckpt_dir, c["cmvn_conf"]["cmvn_file"])
+    for k in ("collate_conf", "raw_wav"):
+        c.pop(k, None)
+    for conf in ("encoder_conf", "decoder_conf"):
+        c.get(conf, {}).pop("concat_after", None)  # removed from WeNet (always false here)
+    if c.get("decoder") == "transformer":
+        c["decoder_conf"].pop("r_num_blocks", None)
+    return c
+
+
+# ----------------------------------------------------------------------------- metrics
+def diff(a, b):
+    a = a.double()
+    b = b.double()
+    if a.shape != b.shape:
+        return float("inf"), float("inf")
+    d = (a - b).abs().max().item() if a.numel() else 0.0
+    return d, d / max(b.abs().max().item(), 1e-6) if b.numel() else 0.0
+
+
+class Acc:
+
+    def __init__(self):
+        self.v = {}
+
+    def add(self, key, a, b):
+        d, r = diff(a, b)
+        pa, pr = self.v.get(key, (0.0, 0.0))
+        self.v[key] = (max(pa, d), max(pr, r))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--wenet-dir", required=True)
+    ap.add_argument("--fixtures", default=os.path.join(os.path.dirname(TOOLS), "tests", "fixtures"))
+    ap.add_argument("--checkpoints", default=None,
+                    help="dir with <variant>/{train.yaml,final.pt,...} from gen_fixtures.py "
+                    "--keep-checkpoints; default: regenerate into a temp dir")
+    ap.add_argument("--markdown", default=None, help="also write the table to this file")
+    args = ap.parse_args()
+
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    import gen_fixtures
+
+    torch.set_num_threads(1)
+    init_model, wsearch, stubbed = import_wenet(args.wenet_dir)
+    print("WeNet imported from %s (stubbed optional modules: %s)" %
+          (args.wenet_dir, ", ".join(stubbed) or "none"))
+
+    variants = sorted(d for d in os.listdir(args.fixtures)
+                      if os.path.exists(os.path.join(args.fixtures, d, "ref.safetensors")))
+    rows = []
+    all_ok = True
+    for name in variants:
+        fdir = os.path.join(args.fixtures, name)
+        ref = load_file(os.path.join(fdir, "ref.safetensors"))
+        rj = json.load(open(os.path.join(fdir, "ref.json"), encoding="utf-8"))
+        tmp = None
+        if args.checkpoints:
+            ckpt = os.path.join(args.checkpoints, name)
+        else:
+            tmp = tempfile.TemporaryDirectory(prefix="u2xc_")
+            ckpt = tmp.name
+            gen_fixtures.build_checkpoint(name, gen_fixtures.VARIANTS[name], ckpt)
+        sd = torch.load(os.path.join(ckpt, "final.pt"), map_location="cpu")
+        # The checkpoint must be the one the fixture model was converted from.
+        model_t = load_file(os.path.join(fdir, "model", "model.safetensors"))
+        mism = [k for k, v in model_t.items()
+                if k in sd and not torch.equal(v.float(), sd[k].float())]
+        if mism:
+            raise SystemExit("%s: checkpoint differs from the fixture model (%s)" % (name, mism[:3]))
+
+        y = yaml.safe_load(open(os.path.join(ckpt, "train.yaml"), encoding="utf-8"))
+        wcfg = wenet_config(y, ckpt)
+        # WeNet's load_checkpoint (torch.load(mmap=True) + load_state_dict(strict=False)); done
+        # here because torch 1.13's torch.load has no mmap argument.
+        model, _ = init_model(types.SimpleNamespace(), wcfg)
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+        notes = []
+        if missing:
+            notes.append("missing in checkpoint (WeNet keeps its own): %s" %
+                         sorted({k.split(".")[-1] for k in missing}))
+        if unexpected:
+            notes.append("unused checkpoint tensors: %s" %
+                         sorted({k.split(".")[-2] for k in unexpected}))
+        print("%s: %s" % (name, "; ".join(notes) or "all tensors loaded"))
+        model.eval()
+        ctc_w, rev_w, beam = rj["ctc_weight"], rj["reverse_weight"], rj["beam"]
+        bi = hasattr(model.decoder, "right_decoder")
+        acc = Acc()
+        same = {"greedy": True, "nbest": True, "rescoring": True, "decode": True}
+        max_score_diff = 0.0
+        captured = []
+        hooks = [layer.register_forward_hook(lambda m, i, o: captured.append(o[0]))
+                 for layer in model.encoder.encoders]
+        hooks.append(model.encoder.embed.register_forward_hook(
+            lambda m, i, o: captured.insert(0, o[0])))
+        causal = bool(getattr(model.encoder.encoders[0], "conv_module", None) is not None and
+                      model.encoder.encoders[0].conv_module.lorder > 0)
+        with torch.no_grad():
+            for u, utt in enumerate(rj["utts"]):
+                x = ref["u%d.fbank" % u].unsqueeze(0)
+                xl = torch.tensor([x.size(1)])
+                captured.clear()
+                enc, mask = model.encoder(x, xl, decoding_chunk_size=-1,
+                                          num_decoding_left_chunks=-1)
+                acc.add("embed", captured[0][0], ref["u%d.embed" % u])
+                for j in range(len(model.encoder.encoders)):
+                    acc.add("layers", captured[1 + j][0], ref["u%d.layer%d" % (u, j)])
+                acc.add("encoder_out", enc[0], ref["u%d.encoder_out" % u])
+                lens = mask.squeeze(1).sum(1)
+                logp = model.ctc.log_softmax(enc)
+                acc.add("ctc_logp", logp[0], ref["u%d.ctc_logp" % u])
+                # Searches run by WeNet on the fixture's log-probs (isolates search from encoder).
+                rlogp = ref["u%d.ctc_logp" % u].unsqueeze(0)
+                g = wsearch.ctc_greedy_search(rlogp, lens)[0].tokens
+                same["greedy"] &= list(g) == utt["greedy"]
+                pb = wsearch.ctc_prefix_beam_search(rlogp, lens, beam)[0]
+                exp = utt["prefix_beam"]
+                same["nbest"] &= [list(h) for h in pb.nbest] == [e["tokens"] for e in exp]
+                for s, e in zip(pb.nbest_scores, exp):
+                    max_score_diff = max(max_score_diff, abs(s - e["score"]))
+                # Decoder scores with WeNet's forward_attention_decoder on the fixture's n-best.
+                hyps = [e["tokens"] for e in exp]
+                hp = torch.nn.utils.rnn.pad_sequence(
+                    [torch.tensor(h, dtype=torch.long) for h in hyps], True, model.ignore_id)
+                hl = torch.tensor([len(h) for h in hyps], dtype=torch.long)
+                from wenet.utils.common import add_sos_eos
+                hp, _ = add_sos_eos(hp, model.sos, model.eos, model.ignore_id)
+                dec, rdec = model.forward_attention_decoder(hp, hl + 1, enc,
+                                                            1.0 if bi else 0.0)
+                l2r = torch.tensor([sum(dec[i][j][w].item() for j, w in enumerate(h)) +
+                                    dec[i][len(h)][model.eos].item() for i, h in enumerate(hyps)])
+                acc.add("l2r_score", l2r, ref["u%d.l2r_score" % u])
+                if bi:
+                    r2l = torch.tensor([
+                        sum(rdec[i][len(h) - j - 1][w].item() for j, w in enumerate(h)) +
+                        rdec[i][len(h)][model.eos].item() for i, h in enumerate(hyps)])
+                    acc.add("r2l_score", r2l, ref["u%d.r2l_score" % u])
+                rs = wsearch.attention_rescoring(model, [pb], enc, lens, ctc_w, rev_w)[0]
+                same["rescoring"] &= list(rs.tokens) == utt["rescoring"]["tokens"]
+                # WeNet end to end (its own encoder output) through ASRModel.decode.
+                res = model.decode(["ctc_greedy_search", "ctc_prefix_beam_search",
+                                    "attention_rescoring"], x, xl, beam_size=beam,
+                                   ctc_weight=ctc_w, reverse_weight=rev_w)
+                same["decode"] &= (
+                    list(res["ctc_greedy_search"][0].tokens) == utt["greedy"] and
+                    list(res["ctc_prefix_beam_search"][0].tokens) == exp[0]["tokens"] and
+                    list(res["attention_rescoring"][0].tokens) == utt["rescoring"]["tokens"])
+                for C, L in rj.get("chunks", []):
+                    key = "u%d.chunk%d_left%d.encoder_out" % (u, C, L)
+                    e, _ = model.encoder(x, xl, decoding_chunk_size=C,
+                                         num_decoding_left_chunks=L)
+                    acc.add("chunk_masked", e[0], ref[key])
+                    if causal:
+                        s, _ = model.encoder.forward_chunk_by_chunk(x, C, L)
+                        acc.add("streaming_vs_chunk_ref", s[0], ref[key])
+        for h in hooks:
+            h.remove()
+        if tmp:
+            tmp.cleanup()
+        ok = all(same.values()) and all(r <= 1e-5 for k, (_, r) in acc.v.items()
+                                        if k != "streaming_vs_chunk_ref") and \
+            acc.v.get("streaming_vs_chunk_ref", (0, 0))[1] <= 1e-4
+        all_ok &= ok
+        rows.append((name, acc.v, same, max_score_diff, ok))
+
+    keys = ["embed", "layers", "encoder_out", "ctc_logp", "l2r_score", "r2l_score", "chunk_masked",
+            "streaming_vs_chunk_ref"]
+    lines = ["| variant | " + " | ".join(keys) + " | prefix-beam score | greedy | n-best | "
+             "rescoring | decode() | ok |",
+             "|---" * (len(keys) + 7) + "|"]
+    for name, v, same, sdiff, ok in rows:
+        cells = []
+        for k in keys:
+            cells.append("%.1e / %.1e" % v[k] if k in v else "n/a")
+        lines.append("| %s | %s | %.1e | %s | %s | %s | %s | %s |" % (
+            name, " | ".join(cells), sdiff, *["same" if same[k] else "DIFF"
+                                                for k in ("greedy", "nbest", "rescoring",
+                                                          "decode")], "yes" if ok else "NO"))
+    table = "\n".join(lines)
+    print("cells: max abs diff / max rel diff (|a-b|max / |ref|max) of WeNet vs the fixture")
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(table + "\n")
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
