@@ -296,7 +296,7 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         json.dump(doc, f, indent=2)
         f.write("\n")
     save_file(dict(sorted(tensors.items())), os.path.join(out_dir, "model.safetensors"),
-              metadata={"format": "pt", "source": "u2serve tools/convert.py"})
+              metadata={"format": "pt"})  # one key: safetensors orders metadata randomly
     with open(os.path.join(out_dir, "units.txt"), "w", encoding="utf-8") as f:
         for i, u in enumerate(units):
             f.write("%s %d\n" % (u, i))

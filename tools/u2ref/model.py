@@ -156,11 +156,16 @@ class U2Model(nn.Module):
             c["cmvn"] = {"cmvn_file": None, "is_json_cmvn": True}
         model = cls(c)
         own = model.state_dict()
+        enc_pe = sd.get("encoder.embed.pos_enc.pe")
         for k, v in own.items():
             if k.endswith(".pe") and k not in sd:
-                sd[k] = make_pe_table(v.size(2), v.size(1))
+                # Decoders share the encoder's table (same D); else the float32 formula.
+                sd[k] = enc_pe if enc_pe is not None and enc_pe.shape == v.shape else \
+                    make_pe_table(v.size(2), v.size(1))
             if k.endswith("num_batches_tracked") and k not in sd:
                 sd[k] = v
+        for k in [k for k in sd if k.endswith(".pe") and k not in own]:
+            del sd[k]  # e.g. no_pos: the model dir always carries the table, the encoder has none
         missing = [k for k in own if k not in sd]
         unexpected = [k for k in sd if k not in own]
         if missing or unexpected:

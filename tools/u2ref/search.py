@@ -74,7 +74,7 @@ def ctc_prefix_beam_search_one(ctc_logp: torch.Tensor, num_t: int, beam_size: in
                 next_hyps[p] = e
             return e
 
-        _, top_idx = logp.topk(beam_size)
+        _, top_idx = logp.topk(min(beam_size, logp.size(-1)))  # WeNet: beam <= V required
         for u in top_idx:
             u = u.item()
             prob = logp[u].item()
