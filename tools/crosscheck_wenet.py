@@ -259,6 +259,27 @@ def main():
                         acc.add("streaming_vs_chunk_ref", s[0], ref[key])
         for h in hooks:
             h.remove()
+        # Training losses: WeNet ASRModel.forward vs U2Model.forward_train on a padded batch of
+        # the three utterances (eval mode: no dropout; same torch seed for the random chunk).
+        from u2ref.config import normalize_config
+        from u2ref.model import U2Model
+        ours = U2Model.from_checkpoint(normalize_config(y), sd)
+        feats = [ref["u%d.fbank" % u] for u in range(len(rj["utts"]))]
+        xb = torch.nn.utils.rnn.pad_sequence(feats, True)
+        xlb = torch.tensor([f.size(0) for f in feats])
+        g = torch.Generator().manual_seed(7)
+        tl = torch.tensor([4, 6, 3])
+        text = torch.full((3, 6), -1, dtype=torch.long)
+        for b in range(3):
+            text[b, :tl[b]] = torch.randint(3, model.vocab_size - 1, (int(tl[b]),), generator=g)
+        with torch.no_grad():
+            torch.manual_seed(11)
+            w = model({"feats": xb, "feats_lengths": xlb, "target": text, "target_lengths": tl,
+                       "langs": None, "tasks": None}, torch.device("cpu"))
+            torch.manual_seed(11)
+            o = ours.forward_train(xb, xlb, text, tl)
+        for k in ("loss", "loss_ctc", "loss_att", "th_accuracy"):
+            acc.add("train_" + k, o[k].reshape(1), w[k].reshape(1))
         if tmp:
             tmp.cleanup()
         ok = all(same.values()) and all(r <= 1e-5 for k, (_, r) in acc.v.items()
@@ -268,7 +289,7 @@ def main():
         rows.append((name, acc.v, same, max_score_diff, ok))
 
     keys = ["embed", "layers", "encoder_out", "ctc_logp", "l2r_score", "r2l_score", "chunk_masked",
-            "streaming_vs_chunk_ref"]
+            "streaming_vs_chunk_ref", "train_loss_ctc", "train_loss_att", "train_th_accuracy"]
     lines = ["| variant | " + " | ".join(keys) + " | prefix-beam score | greedy | n-best | "
              "rescoring | decode() | ok |",
              "|---" * (len(keys) + 7) + "|"]
