@@ -1,0 +1,50 @@
+// Audio input: decoding files or in-memory bytes to mono float samples, and resampling.
+//
+// Everything returns Status instead of throwing: a broken, truncated or hostile file gives an
+// InvalidArgument / DataLoss error, never a crash or an allocation driven by a lying header
+// (decoded data is read in bounded blocks, so memory follows the data actually present).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "u2/util/status.h"
+
+namespace u2 {
+
+// Mono audio; samples are floats in [-1, 1) (integer PCM is scaled by 1/2^(bits-1), so 16-bit
+// PCM k becomes exactly k/32768; float files are passed through unchanged).
+struct AudioBuffer {
+  std::vector<float> samples;
+  int sample_rate = 0;
+
+  double seconds() const { return sample_rate > 0 ? double(samples.size()) / sample_rate : 0.0; }
+};
+
+// Limits that keep a hostile or absurd file from exhausting memory or producing nonsense.
+inline constexpr int kMaxAudioChannels = 64;
+inline constexpr int kMinSampleRate = 1000;
+inline constexpr int kMaxSampleRate = 384000;
+inline constexpr int64_t kMaxAudioFrames = int64_t{1} << 28;  // 4.6 h at 16 kHz, 1.5 h at 48 kHz
+
+// Decodes WAV (PCM 8/16/24/32-bit int, 32/64-bit float), FLAC and OGG/Vorbis (anything
+// libsndfile reads). Multi-channel audio is averaged to mono.
+// Errors: NotFound (no such file), InvalidArgument (not audio, unsupported, empty, absurd header,
+// NaN/Inf samples), DataLoss (malformed or truncated), ResourceExhausted (longer than
+// kMaxAudioFrames).
+StatusOr<AudioBuffer> ReadAudioFile(const std::string& path);
+// Same as ReadAudioFile, from an encoded file held in memory.
+StatusOr<AudioBuffer> DecodeAudio(std::span<const std::byte> encoded);
+
+// Band-limited resampling with libsoxr (high quality, linear phase). The output has
+// round(n * to_rate / from_rate) samples; equal rates return a copy. Rates must lie in
+// [kMinSampleRate, kMaxSampleRate]; NaN/Inf input is InvalidArgument.
+StatusOr<std::vector<float>> Resample(std::span<const float> in, int from_rate, int to_rate);
+
+// ReadAudioFile followed by Resample to target_rate when the file's rate differs.
+StatusOr<AudioBuffer> ReadAudioFileAs(const std::string& path, int target_rate);
+
+}  // namespace u2
