@@ -1,0 +1,85 @@
+#include <cstring>
+
+#include "u2/backend/cpu/cpu_backend.h"
+#include "u2/backend/ops.h"
+
+namespace u2 {
+
+Workspace::Workspace(const Backend& backend) : backend_(backend) {}
+
+Workspace::~Workspace() {
+  for (Buffer& b : buffers_) {
+    if (b.data) backend_.Free(b.data);
+  }
+}
+
+float* Workspace::Floats(int slot, size_t count) {
+  Buffer& b = buffers_[slot];
+  const size_t bytes = std::max<size_t>(count, 16) * sizeof(float);
+  if (b.bytes < bytes) {
+    if (b.data) backend_.Free(b.data);
+    const size_t grown = std::max(bytes, b.bytes + b.bytes / 2);  // amortise growth
+    b.data = backend_.Allocate(grown);
+    b.bytes = grown;
+  }
+  return static_cast<float*>(b.data);
+}
+
+size_t Workspace::bytes_reserved() const {
+  size_t n = 0;
+  for (const Buffer& b : buffers_) n += b.bytes;
+  return n;
+}
+
+Tensor Backend::NewTensor(Tensor::Shape shape, DType dtype) const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  const size_t bytes = std::max<size_t>(static_cast<size_t>(n) * DTypeSize(dtype), 64);
+  void* p = Allocate(bytes);
+  std::shared_ptr<void> storage(p, [this](void* q) { Free(q); });
+  return Tensor(storage, p, std::move(shape), dtype, device());
+}
+
+Tensor Backend::Upload(std::span<const float> host, Tensor::Shape shape) const {
+  Tensor t = NewTensor(std::move(shape));
+  if (!host.empty()) CopyFromHost(t.data<void>(), host.data(), host.size_bytes());
+  return t;
+}
+
+std::vector<float> Backend::DownloadRows(const float* src, int rows, int cols, int ld) const {
+  std::vector<float> out(static_cast<size_t>(rows) * cols);
+  if (ld == cols) {
+    if (!out.empty()) CopyToHost(out.data(), src, out.size() * sizeof(float));
+  } else {
+    for (int r = 0; r < rows; ++r) {
+      CopyToHost(out.data() + static_cast<size_t>(r) * cols, src + static_cast<size_t>(r) * ld,
+                 cols * sizeof(float));
+    }
+  }
+  return out;
+}
+
+Status BackendOptions::Validate() const {
+  if (num_threads < 1 || num_threads > 256) {
+    return InvalidArgument("num_threads must be in [1, 256], got " + std::to_string(num_threads));
+  }
+  return Status::Ok();
+}
+
+std::string BackendOptions::ToString() const {
+  return std::string("BackendOptions{device=") + DeviceTypeName(device) +
+         ", num_threads=" + std::to_string(num_threads) + "}";
+}
+
+StatusOr<std::shared_ptr<const Backend>> CreateBackend(const BackendOptions& options) {
+  U2_RETURN_IF_ERROR(options.Validate());
+  switch (options.device) {
+    case DeviceType::kCpu:
+      return std::shared_ptr<const Backend>(CreateCpuBackend(options.num_threads));
+    case DeviceType::kCuda:
+      return Unimplemented("the CUDA backend is not built into this binary");
+  }
+  return InvalidArgument("unknown device");
+}
+
+}  // namespace u2

@@ -1,0 +1,441 @@
+#include "u2/backend/cpu/cpu_backend.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <new>
+
+#include "u2/backend/cpu/thread_pool.h"
+
+namespace u2 {
+namespace cpu {
+
+namespace {
+
+inline float ExpInline(float x) {
+  x = std::min(std::max(x, -88.0f), 88.0f);
+  const float fx = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - fx * 0.693359375f;
+  r = r + fx * 2.12194440e-4f;
+  const float z = r * r;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * z + r + 1.0f;
+  const int32_t e = (static_cast<int32_t>(fx) + 127) << 23;
+  return y * std::bit_cast<float>(e);
+}
+
+// Applies `act` to a contiguous row; separate loops per activation so each vectorises.
+inline void ActivateRow(float* y, int n, Activation act) {
+  if (act == Activation::kRelu) {
+    for (int j = 0; j < n; ++j) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
+  } else if (act == Activation::kSilu) {
+    for (int j = 0; j < n; ++j) y[j] = y[j] / (1.0f + ExpInline(-y[j]));
+  }
+}
+
+// Sums with 8 independent accumulators: vectorises without -ffast-math and is more accurate than
+// one running sum.
+inline float SumRow(const float* x, int n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int l = 0; l < 8; ++l) acc[l] += x[j + l];
+  }
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; j < n; ++j) s += x[j];
+  return s;
+}
+
+inline float MaxRow(const float* x, int n) {
+  float acc[8];
+  for (int l = 0; l < 8; ++l) acc[l] = -INFINITY;
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int l = 0; l < 8; ++l) acc[l] = std::max(acc[l], x[j + l]);
+  }
+  float m = -INFINITY;
+  for (int l = 0; l < 8; ++l) m = std::max(m, acc[l]);
+  for (; j < n; ++j) m = std::max(m, x[j]);
+  return m;
+}
+
+// In-place y = LN(y) over a contiguous row (two-pass variance, like PyTorch's).
+inline void LayerNormRow(const float* x, int n, const LayerNormParams& p, float* y) {
+  const float mean = SumRow(x, n) / static_cast<float>(n);
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int l = 0; l < 8; ++l) {
+      const float d = x[j + l] - mean;
+      acc[l] += d * d;
+    }
+  }
+  float var = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; j < n; ++j) var += (x[j] - mean) * (x[j] - mean);
+  var /= static_cast<float>(n);
+  const float rstd = 1.0f / std::sqrt(var + p.eps);
+  const float* g = p.gamma;
+  const float* b = p.beta;
+  if (g && b) {
+    for (int k = 0; k < n; ++k) y[k] = (x[k] - mean) * rstd * g[k] + b[k];
+  } else {
+    for (int k = 0; k < n; ++k) y[k] = (x[k] - mean) * rstd * (g ? g[k] : 1.0f) + (b ? b[k] : 0.0f);
+  }
+}
+
+// log(Σ exp(x)) over a row, stable.
+inline float LogSumExp(const float* x, int n, float* scratch) {
+  const float m = MaxRow(x, n);
+  if (!std::isfinite(m)) return m;
+  for (int j = 0; j < n; ++j) scratch[j] = ExpInline(x[j] - m);
+  return m + std::log(SumRow(scratch, n));
+}
+
+// Rows per parallel chunk so that a chunk holds about `target` elements.
+inline int64_t RowGrain(int n, int64_t target = 16384) {
+  return std::max<int64_t>(1, target / std::max(n, 1));
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int num_threads) : pool_(num_threads), num_threads_(num_threads) {
+    openblas_set_num_threads(num_threads);
+  }
+
+  DeviceType device() const override { return DeviceType::kCpu; }
+  std::string Name() const override { return "cpu(openblas, " + std::to_string(num_threads_) + " threads)"; }
+  int num_threads() const override { return num_threads_; }
+
+  void* Allocate(size_t bytes) const override {
+    return ::operator new[](std::max<size_t>(bytes, 64), std::align_val_t(64));
+  }
+  void Free(void* p) const override { ::operator delete[](p, std::align_val_t(64)); }
+  void CopyFromHost(void* dst, const void* src, size_t bytes) const override { std::memcpy(dst, src, bytes); }
+  void CopyToHost(void* dst, const void* src, size_t bytes) const override { std::memcpy(dst, src, bytes); }
+  void Copy(void* dst, const void* src, size_t bytes) const override { std::memmove(dst, src, bytes); }
+
+  void Gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
+            const float* b, int ldb, float beta, float* c, int ldc) const override {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+      for (int i = 0; i < m; ++i) {
+        float* row = c + static_cast<size_t>(i) * ldc;
+        for (int j = 0; j < n; ++j) row[j] = beta == 0.0f ? 0.0f : beta * row[j];
+      }
+      return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n,
+                k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+
+  void BiasActivation(float* y, int m, int n, int ldy, const float* bias, Activation act,
+                      float scale) const override {
+    pool_.ParallelFor(m, RowGrain(n), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        float* row = y + i * ldy;
+        if (bias) {
+          for (int j = 0; j < n; ++j) row[j] += bias[j];
+        }
+        if (scale != 1.0f) {
+          for (int j = 0; j < n; ++j) row[j] *= scale;
+        }
+        ActivateRow(row, n, act);
+      }
+    });
+  }
+
+  void BiasGlu(const float* x, int m, int n, int ldx, const float* bias, float* y, int ldy) const override {
+    pool_.ParallelFor(m, RowGrain(2 * n), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        const float* a = x + i * ldx;
+        const float* g = a + n;
+        float* out = y + i * ldy;
+        if (bias) {
+          const float* ba = bias;
+          const float* bg = bias + n;
+          for (int j = 0; j < n; ++j) out[j] = (a[j] + ba[j]) / (1.0f + ExpInline(-(g[j] + bg[j])));
+        } else {
+          for (int j = 0; j < n; ++j) out[j] = a[j] / (1.0f + ExpInline(-g[j]));
+        }
+      }
+    });
+  }
+
+  void LayerNorm(const float* x, int m, int n, int ldx, const LayerNormParams& norm, float* y,
+                 int ldy) const override {
+    pool_.ParallelFor(m, RowGrain(n), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) LayerNormRow(x + i * ldx, n, norm, y + i * ldy);
+    });
+  }
+
+  void AddResidual(float* x, const float* delta, int ld_delta, const float* bias, float alpha, int m, int n,
+                   const LayerNormParams* norm, float* y) const override {
+    pool_.ParallelFor(m, RowGrain(n), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        float* xr = x + i * n;
+        const float* dr = delta + i * ld_delta;
+        if (bias) {
+          for (int j = 0; j < n; ++j) xr[j] += alpha * (dr[j] + bias[j]);
+        } else {
+          for (int j = 0; j < n; ++j) xr[j] += alpha * dr[j];
+        }
+        if (norm) LayerNormRow(xr, n, *norm, y + i * n);
+      }
+    });
+  }
+
+  void Cmvn(const float* x, int m, int n, const float* mean, const float* istd, float* y) const override {
+    pool_.ParallelFor(m, RowGrain(n), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i) {
+        const float* xr = x + i * n;
+        float* yr = y + i * n;
+        for (int j = 0; j < n; ++j) yr[j] = (xr[j] - mean[j]) * istd[j];
+      }
+    });
+  }
+
+  void AddPositional(float* x, int n, std::span<const RowSegment> segs, const float* table,
+                     int pos_offset) const override {
+    for (const RowSegment& s : segs) {
+      for (int t = 0; t < s.len; ++t) {
+        float* xr = x + static_cast<size_t>(s.row + t) * n;
+        const float* pr = table + static_cast<size_t>(pos_offset + t) * n;
+        for (int j = 0; j < n; ++j) xr[j] += pr[j];
+      }
+    }
+  }
+
+  void EmbedTokens(const float* table, int n, std::span<const int> ids, std::span<const RowSegment> segs,
+                   float scale, const float* pos_table, float* y) const override {
+    for (const RowSegment& s : segs) {
+      for (int t = 0; t < s.len; ++t) {
+        const int r = s.row + t;
+        const float* er = table + static_cast<size_t>(ids[r]) * n;
+        const float* pr = pos_table + static_cast<size_t>(t) * n;
+        float* yr = y + static_cast<size_t>(r) * n;
+        for (int j = 0; j < n; ++j) yr[j] = er[j] * scale + pr[j];
+      }
+    }
+  }
+
+  void Attention(const AttentionParams& p, std::span<const AttentionSegment> segs,
+                 Workspace& ws) const override;
+  void DepthwiseConv(const DepthwiseConvParams& p, const float* x, std::span<const DepthwiseSegment> segs,
+                     float* y) const override;
+  void Conv2d(const Conv2dParams& p, const float* x, int h_in, int w_in, float* y,
+              Workspace& ws) const override;
+
+  void LogSoftmax(float* x, int m, int n, int ld) const override {
+    pool_.ParallelFor(m, RowGrain(n, 4096), [&](int64_t r0, int64_t r1) {
+      std::vector<float> scratch(n);
+      for (int64_t i = r0; i < r1; ++i) {
+        float* row = x + i * ld;
+        const float lse = LogSumExp(row, n, scratch.data());
+        for (int j = 0; j < n; ++j) row[j] -= lse;
+      }
+    });
+  }
+
+  void TokenLogProbs(const float* logits, int m, int n, int ld, std::span<const int> targets,
+                     float* out) const override {
+    pool_.ParallelFor(m, RowGrain(n, 4096), [&](int64_t r0, int64_t r1) {
+      std::vector<float> scratch(n);
+      for (int64_t i = r0; i < r1; ++i) {
+        const float* row = logits + i * ld;
+        out[i] = row[targets[i]] - LogSumExp(row, n, scratch.data());
+      }
+    });
+  }
+
+ private:
+  ThreadPool pool_;
+  int num_threads_;
+};
+
+// Visible key range [lo, hi) of query i of a segment.
+inline void KeyRange(const AttentionParams& p, const AttentionSegment& s, int i, int* lo, int* hi) {
+  *lo = 0;
+  *hi = s.kv_len;
+  const int qpos = s.q_pos + i;
+  if (p.mask == AttentionMask::kCausal) {
+    *hi = std::min(s.kv_len, qpos - s.k_pos + 1);
+  } else if (p.mask == AttentionMask::kChunk && p.chunk_size > 0) {
+    const int chunk = qpos / p.chunk_size;
+    const int start = p.left_chunks < 0 ? 0 : std::max((chunk - p.left_chunks) * p.chunk_size, 0);
+    const int end = (chunk + 1) * p.chunk_size;
+    *lo = std::max(0, start - s.k_pos);
+    *hi = std::min(s.kv_len, end - s.k_pos);
+  }
+  *hi = std::max(*hi, *lo);
+}
+
+void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSegment> segs,
+                           Workspace& ws) const {
+  const int H = p.num_heads;
+  const int dk = p.head_dim;
+  const int D = H * dk;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+  const bool rel = p.pos != nullptr || p.pos_bias_u != nullptr;
+  for (const AttentionSegment& s : segs) {
+    if (s.q_len <= 0) continue;
+    float* out0 = p.out + static_cast<size_t>(s.q_row) * p.ldo;
+    if (s.kv_len <= 0) {
+      for (int i = 0; i < s.q_len; ++i) std::fill_n(out0 + static_cast<size_t>(i) * p.ldo, D, 0.0f);
+      continue;
+    }
+    const float* k0 = p.k + static_cast<size_t>(s.kv_row) * p.ldk;
+    const float* v0 = p.v + static_cast<size_t>(s.kv_row) * p.ldv;
+    const float* keys = k0;
+    int ldkeys = p.ldk;
+    float* key_bias = nullptr;  // (H, kv_len): (u_h·k_j + v_h·p_j), added to every query's score
+    if (rel) {
+      // (q+u)·k + (q+v)·p = q·(k+p) + (u·k + v·p): one GEMM per head instead of two.
+      float* kp = ws.Floats(Workspace::kBackendSlotBase + 1, static_cast<size_t>(s.kv_len) * D);
+      key_bias = ws.Floats(Workspace::kBackendSlotBase + 2, static_cast<size_t>(H) * s.kv_len);
+      const float* p0 = p.pos ? p.pos + static_cast<size_t>(s.pos_row) * p.ldp : nullptr;
+      pool_.ParallelFor(s.kv_len, RowGrain(D, 8192), [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j) {
+          const float* kr = k0 + j * p.ldk;
+          const float* pr = p0 ? p0 + j * p.ldp : nullptr;
+          float* kpr = kp + j * D;
+          for (int c = 0; c < D; ++c) kpr[c] = kr[c] + (pr ? pr[c] : 0.0f);
+          for (int h = 0; h < H; ++h) {
+            float b = 0.0f;
+            if (p.pos_bias_u) {
+              const float* u = p.pos_bias_u + h * dk;
+              for (int c = 0; c < dk; ++c) b += u[c] * kr[h * dk + c];
+            }
+            if (p.pos_bias_v && pr) {
+              const float* vb = p.pos_bias_v + h * dk;
+              for (int c = 0; c < dk; ++c) b += vb[c] * pr[h * dk + c];
+            }
+            key_bias[h * s.kv_len + j] = b * scale;
+          }
+        }
+      });
+      keys = kp;
+      ldkeys = D;
+    }
+    float* scores = ws.Floats(Workspace::kBackendSlotBase + 3, static_cast<size_t>(s.q_len) * s.kv_len);
+    const float* q0 = p.q + static_cast<size_t>(s.q_row) * p.ldq;
+    for (int h = 0; h < H; ++h) {
+      Gemm(false, true, s.q_len, s.kv_len, dk, scale, q0 + h * dk, p.ldq, keys + h * dk, ldkeys, 0.0f, scores,
+           s.kv_len);
+      const float* kb = key_bias ? key_bias + static_cast<size_t>(h) * s.kv_len : nullptr;
+      pool_.ParallelFor(s.q_len, RowGrain(s.kv_len, 8192), [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          float* row = scores + i * s.kv_len;
+          int lo, hi;
+          KeyRange(p, s, static_cast<int>(i), &lo, &hi);
+          std::fill(row, row + lo, 0.0f);
+          std::fill(row + hi, row + s.kv_len, 0.0f);
+          if (hi <= lo) continue;  // nothing visible: all-zero probabilities
+          float* r = row + lo;
+          const int n = hi - lo;
+          if (kb) {
+            const float* b = kb + lo;
+            for (int j = 0; j < n; ++j) r[j] += b[j];
+          }
+          const float m = MaxRow(r, n);
+          for (int j = 0; j < n; ++j) r[j] = ExpInline(r[j] - m);
+          const float inv = 1.0f / SumRow(r, n);
+          for (int j = 0; j < n; ++j) r[j] *= inv;
+        }
+      });
+      Gemm(false, false, s.q_len, dk, s.kv_len, 1.0f, scores, s.kv_len, v0 + h * dk, p.ldv, 0.0f,
+           out0 + h * dk, p.ldo);
+    }
+  }
+}
+
+void CpuBackend::DepthwiseConv(const DepthwiseConvParams& p, const float* x,
+                               std::span<const DepthwiseSegment> segs, float* y) const {
+  const int C = p.channels;
+  const int K = p.kernel;
+  for (const DepthwiseSegment& s : segs) {
+    pool_.ParallelFor(s.len, RowGrain(C * K, 16384), [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        float* out = y + static_cast<size_t>(s.row + t) * C;
+        if (p.bias) {
+          std::copy_n(p.bias, C, out);
+        } else {
+          std::fill_n(out, C, 0.0f);
+        }
+        for (int k = 0; k < K; ++k) {
+          const int64_t src = t - p.left_pad + k;
+          const float* in;
+          if (src < 0) {
+            if (s.history) {
+              in = s.history + static_cast<size_t>(p.left_pad + src) * C;
+            } else if (p.pad_value) {
+              in = p.pad_value;
+            } else {
+              continue;
+            }
+          } else if (src >= s.len) {
+            continue;
+          } else {
+            in = x + static_cast<size_t>(s.row + src) * C;
+          }
+          const float* w = p.weight + static_cast<size_t>(k) * C;
+          for (int c = 0; c < C; ++c) out[c] += w[c] * in[c];
+        }
+        if (p.norm) LayerNormRow(out, C, *p.norm, out);
+        ActivateRow(out, C, p.activation);
+      }
+    });
+  }
+}
+
+void CpuBackend::Conv2d(const Conv2dParams& p, const float* x, int h_in, int w_in, float* y,
+                        Workspace& ws) const {
+  const int kk = p.kernel;
+  const int h_out = h_in < kk ? 0 : (h_in - kk) / p.stride + 1;
+  const int w_out = w_in < kk ? 0 : (w_in - kk) / p.stride + 1;
+  if (h_out <= 0 || w_out <= 0) return;
+  const int cin = p.in_channels;
+  const int K = kk * kk * cin;
+  // im2col in blocks of output rows so the column buffer stays ~4 MB whatever the length.
+  const int64_t row_floats = static_cast<int64_t>(w_out) * K;
+  const int block = static_cast<int>(std::clamp<int64_t>((int64_t{1} << 20) / row_floats, 1, h_out));
+  float* col = ws.Floats(Workspace::kBackendSlotBase + 0, static_cast<size_t>(block) * row_floats);
+  for (int t0 = 0; t0 < h_out; t0 += block) {
+    const int nt = std::min(block, h_out - t0);
+    pool_.ParallelFor(nt, 1, [&](int64_t a, int64_t b) {
+      for (int64_t dt = a; dt < b; ++dt) {
+        const int t = t0 + static_cast<int>(dt);
+        for (int f = 0; f < w_out; ++f) {
+          float* dst = col + (dt * w_out + f) * K;
+          for (int ki = 0; ki < kk; ++ki) {
+            const float* src = x + (static_cast<size_t>(t * p.stride + ki) * w_in + f * p.stride) * cin;
+            std::memcpy(dst, src, sizeof(float) * kk * cin);  // kk frequency taps × all channels
+            dst += kk * cin;
+          }
+        }
+      }
+    });
+    float* yb = y + static_cast<size_t>(t0) * w_out * p.out_channels;
+    Gemm(false, true, nt * w_out, p.out_channels, K, 1.0f, col, K, p.weight, K, 0.0f, yb, p.out_channels);
+    BiasActivation(yb, nt * w_out, p.out_channels, p.out_channels, p.bias, p.activation, 1.0f);
+  }
+}
+
+}  // namespace
+
+float FastExp(float x) { return ExpInline(x); }
+
+}  // namespace cpu
+
+std::unique_ptr<Backend> CreateCpuBackend(int num_threads) {
+  return std::make_unique<cpu::CpuBackend>(num_threads);
+}
+
+}  // namespace u2

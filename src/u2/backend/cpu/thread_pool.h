@@ -1,0 +1,49 @@
+// A small fork-join pool for the element-wise and row-wise kernels of the CPU backend. BLAS has
+// its own threads; this pool never calls BLAS, so the two never oversubscribe each other. When
+// another caller is already using the pool (several server workers), work runs inline on the
+// calling thread instead of queueing: the cores are busy anyway.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace u2::cpu {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls fn(begin, end) on disjoint ranges covering [0, n). Ranges hold at least `grain` items
+  // (except the last); n <= grain runs inline.
+  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const;
+
+ private:
+  void WorkerLoop();
+  void RunChunks() const;
+
+  std::vector<std::thread> workers_;
+  mutable std::mutex run_mutex_;  // one parallel region at a time
+  mutable std::mutex mutex_;
+  mutable std::condition_variable wake_;
+  mutable std::condition_variable done_;
+  mutable uint64_t generation_ = 0;
+  mutable bool stop_ = false;
+  // The current job.
+  mutable const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  mutable int64_t n_ = 0;
+  mutable int64_t chunk_ = 1;
+  mutable std::atomic<int64_t> next_{0};
+  mutable int active_ = 0;
+};
+
+}  // namespace u2::cpu

@@ -1,0 +1,104 @@
+// The engine-facing model: a WeNet U2/U2++ encoder (Conformer or Transformer) with its CTC head
+// and attention decoder(s), loaded from a u2serve model directory (docs/model-format.md).
+//
+// Thread safety: a loaded AsrModel is immutable; Encode and ScoreHypotheses may run concurrently
+// from several threads (each call borrows its own scratch workspace from a pool).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "u2/backend/ops.h"
+#include "u2/model/model_config.h"
+#include "u2/util/status.h"
+
+namespace u2 {
+
+class ConformerEncoder;
+class TransformerDecoder;
+
+struct ModelLoadOptions {
+  int num_threads = 1;  // OpenBLAS threads (process-wide) and the backend's row pool
+  DeviceType device = DeviceType::kCpu;
+  Status Validate() const;
+  std::string ToString() const;
+};
+
+// One utterance's fbank features BEFORE CMVN: num_frames × dim row-major floats.
+struct FeatureView {
+  const float* data = nullptr;
+  int num_frames = 0;
+  int dim = 0;
+};
+
+struct EncodeOptions {
+  // Attention context (WeNet's decoding_chunk_size / num_decoding_left_chunks): -1 = full
+  // context; C > 0 = chunk mask of C frames with `num_decoding_left_chunks` chunks of history
+  // (-1 = all). Applied as WeNet does: only for use_dynamic_chunk models (static_chunk_size > 0
+  // models always use their static chunk).
+  int decoding_chunk_size = -1;
+  int num_decoding_left_chunks = -1;
+  bool capture_layers = false;  // keep per-layer outputs (tests, debugging)
+  Status Validate() const;
+};
+
+struct EncoderOutput {
+  std::vector<int> lengths;                       // T′_b, encoder frames per utterance
+  std::vector<std::vector<float>> ctc_log_probs;  // per utterance, T′_b × vocab_size, host
+  // The encoder output kept for the attention decoder: all utterances packed row after row,
+  // (Σ T′_b) × D, on the model's device; utterance b starts at row offsets[b].
+  Tensor encoder_out;
+  std::vector<int> offsets;
+  int dim = 0;
+  // With capture_layers: per utterance, the embedding output (layer 0's input) and each layer's
+  // output, host, T′_b × D.
+  std::vector<std::vector<float>> embed;
+  std::vector<std::vector<std::vector<float>>> layers;
+
+  int batch_size() const { return static_cast<int>(lengths.size()); }
+  // Host copy of utterance b's encoder output (T′_b × D).
+  std::vector<float> EncoderFrames(int b) const;
+};
+
+struct HypothesisScores {
+  std::vector<float> l2r;  // per hypothesis: Σ_t log p_L(y_{t+1} | y_≤t) + log p_L(eos | y)
+  std::vector<float> r2l;  // same with the right-to-left decoder on the reversed hyp; empty without one
+};
+
+class AsrModel {
+ public:
+  static StatusOr<std::shared_ptr<const AsrModel>> Load(const std::string& model_dir,
+                                                        const ModelLoadOptions& options = {});
+  ~AsrModel();
+
+  const ModelConfig& config() const { return config_; }
+  const Backend& backend() const { return *backend_; }
+
+  // Batched full-utterance encoder + CTC log-probs. Every utterance must give at least one encoder
+  // frame (config().NumEncoderFrames(T) > 0) and at most config().MaxEncoderFrames().
+  StatusOr<EncoderOutput> Encode(std::span<const FeatureView> feats, const EncodeOptions& options = {}) const;
+
+  // Attention-decoder scores for n-best lists: hyps_per_utt[b] are token sequences (no sos/eos)
+  // for utterance b of `enc`. All hypotheses of all utterances run as one batch.
+  StatusOr<std::vector<HypothesisScores>> ScoreHypotheses(
+      const EncoderOutput& enc, std::span<const std::vector<std::vector<int>>> hyps_per_utt) const;
+
+ private:
+  AsrModel();
+  class WorkspaceLease;
+  std::unique_ptr<Workspace> AcquireWorkspace() const;
+  void ReleaseWorkspace(std::unique_ptr<Workspace> ws) const;
+
+  ModelConfig config_;
+  std::shared_ptr<const Backend> backend_;
+  std::unique_ptr<ConformerEncoder> encoder_;
+  std::unique_ptr<TransformerDecoder> left_decoder_;
+  std::unique_ptr<TransformerDecoder> right_decoder_;
+  mutable std::mutex pool_mutex_;
+  mutable std::vector<std::unique_ptr<Workspace>> pool_;
+};
+
+}  // namespace u2

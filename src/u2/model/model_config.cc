@@ -1,0 +1,466 @@
+#include "u2/model/model_config.h"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+namespace u2 {
+namespace {
+
+using nlohmann::json;
+
+Status KeyError(const std::string& key, const std::string& what) {
+  return InvalidArgument("model.json: " + key + ": " + what);
+}
+
+std::string Shown(const json& v) {
+  std::string s = v.dump();
+  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+}
+
+// Reads one member of an object; `required` members that are missing are an error, optional ones
+// keep the caller's default.
+class ObjectReader {
+ public:
+  ObjectReader(const json& obj, std::string prefix) : obj_(obj), prefix_(std::move(prefix)) {}
+
+  const json* Find(const char* key, bool required, Status* status) const {
+    auto it = obj_.find(key);
+    if (it == obj_.end() || it->is_null()) {
+      if (required) *status = KeyError(prefix_ + key, "missing required key");
+      return nullptr;
+    }
+    return &*it;
+  }
+
+  Status Int(const char* key, bool required, int* out) const {
+    Status st;
+    const json* v = Find(key, required, &st);
+    if (!v) return st;
+    if (!v->is_number_integer()) return KeyError(prefix_ + key, "must be an integer, got " + Shown(*v));
+    const int64_t x = v->get<int64_t>();
+    if (x < INT32_MIN || x > INT32_MAX) return KeyError(prefix_ + key, "out of range: " + Shown(*v));
+    *out = static_cast<int>(x);
+    return Status::Ok();
+  }
+
+  Status Float(const char* key, bool required, float* out) const {
+    Status st;
+    const json* v = Find(key, required, &st);
+    if (!v) return st;
+    if (!v->is_number()) return KeyError(prefix_ + key, "must be a number, got " + Shown(*v));
+    *out = v->get<float>();
+    return Status::Ok();
+  }
+
+  Status Bool(const char* key, bool required, bool* out) const {
+    Status st;
+    const json* v = Find(key, required, &st);
+    if (!v) return st;
+    if (!v->is_boolean()) return KeyError(prefix_ + key, "must be true or false, got " + Shown(*v));
+    *out = v->get<bool>();
+    return Status::Ok();
+  }
+
+  Status String(const char* key, bool required, std::string* out, bool* present = nullptr) const {
+    Status st;
+    const json* v = Find(key, required, &st);
+    if (present) *present = v != nullptr;
+    if (!v) return st;
+    if (!v->is_string()) return KeyError(prefix_ + key, "must be a string, got " + Shown(*v));
+    *out = v->get<std::string>();
+    return Status::Ok();
+  }
+
+  template <typename E>
+  Status Enum(const char* key, bool required, const std::vector<std::pair<const char*, E>>& values, E* out,
+              bool* present = nullptr) const {
+    std::string s;
+    bool here = false;
+    U2_RETURN_IF_ERROR(String(key, required, &s, &here));
+    if (present) *present = here;
+    if (!here) return Status::Ok();
+    std::string expected;
+    for (const auto& [name, value] : values) {
+      if (s == name) {
+        *out = value;
+        return Status::Ok();
+      }
+      expected += (expected.empty() ? "" : ", ") + std::string(name);
+    }
+    return KeyError(prefix_ + key, "unsupported value \"" + s + "\" (expected one of " + expected + ")");
+  }
+
+ private:
+  const json& obj_;
+  std::string prefix_;
+};
+
+const std::vector<std::pair<const char*, Activation>> kActivations = {{"swish", Activation::kSilu},
+                                                                      {"relu", Activation::kRelu}};
+
+}  // namespace
+
+const char* EncoderTypeName(EncoderType t) {
+  return t == EncoderType::kConformer ? "conformer" : "transformer";
+}
+const char* InputLayerName(InputLayer t) {
+  switch (t) {
+    case InputLayer::kConv2d:
+      return "conv2d";
+    case InputLayer::kConv2d6:
+      return "conv2d6";
+    case InputLayer::kConv2d8:
+      return "conv2d8";
+  }
+  return "?";
+}
+const char* PosEncTypeName(PosEncType t) {
+  switch (t) {
+    case PosEncType::kRelPos:
+      return "rel_pos";
+    case PosEncType::kAbsPos:
+      return "abs_pos";
+    case PosEncType::kNoPos:
+      return "no_pos";
+  }
+  return "?";
+}
+const char* SelfAttentionTypeName(SelfAttentionType t) {
+  return t == SelfAttentionType::kRelSelfAttn ? "rel_selfattn" : "selfattn";
+}
+const char* ConvNormTypeName(ConvNormType t) {
+  return t == ConvNormType::kBatchNorm ? "batch_norm" : "layer_norm";
+}
+const char* DecoderTypeName(DecoderType t) {
+  switch (t) {
+    case DecoderType::kNone:
+      return "none";
+    case DecoderType::kTransformer:
+      return "transformer";
+    case DecoderType::kBiTransformer:
+      return "bitransformer";
+  }
+  return "?";
+}
+const char* ActivationName(Activation a) {
+  switch (a) {
+    case Activation::kNone:
+      return "none";
+    case Activation::kRelu:
+      return "relu";
+    case Activation::kSilu:
+      return "swish";
+  }
+  return "?";
+}
+
+StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
+  if (!j.is_object()) return InvalidArgument("model.json: the top level must be an object, got " + Shown(j));
+  ModelConfig c;
+  ObjectReader top(j, "");
+  std::string format;
+  U2_RETURN_IF_ERROR(top.String("format", true, &format));
+  if (format != "u2serve-model") {
+    return KeyError("format", "unsupported value \"" + format + "\" (expected \"u2serve-model\")");
+  }
+  U2_RETURN_IF_ERROR(top.Int("format_version", true, &c.format_version));
+  U2_RETURN_IF_ERROR(top.Int("input_dim", true, &c.input_dim));
+  U2_RETURN_IF_ERROR(top.Int("vocab_size", true, &c.vocab_size));
+  U2_RETURN_IF_ERROR(top.Int("blank_id", true, &c.blank_id));
+  U2_RETURN_IF_ERROR(top.Int("unk_id", false, &c.unk_id));
+  U2_RETURN_IF_ERROR(top.Int("sos_id", true, &c.sos_id));
+  U2_RETURN_IF_ERROR(top.Int("eos_id", true, &c.eos_id));
+  U2_RETURN_IF_ERROR(top.Bool("cmvn", true, &c.cmvn));
+
+  if (auto it = j.find("frontend"); it != j.end()) {
+    if (!it->is_object()) return KeyError("frontend", "must be an object, got " + Shown(*it));
+    ObjectReader f(*it, "frontend.");
+    U2_RETURN_IF_ERROR(f.Int("sample_rate", false, &c.frontend.sample_rate));
+    U2_RETURN_IF_ERROR(f.Int("num_mel_bins", false, &c.frontend.num_mel_bins));
+    U2_RETURN_IF_ERROR(f.Float("frame_length_ms", false, &c.frontend.frame_length_ms));
+    U2_RETURN_IF_ERROR(f.Float("frame_shift_ms", false, &c.frontend.frame_shift_ms));
+  } else {
+    c.frontend.num_mel_bins = c.input_dim;
+  }
+
+  auto enc_it = j.find("encoder");
+  if (enc_it == j.end()) return KeyError("encoder", "missing required key");
+  if (!enc_it->is_object()) return KeyError("encoder", "must be an object, got " + Shown(*enc_it));
+  {
+    EncoderConfig& e = c.encoder;
+    ObjectReader r(*enc_it, "encoder.");
+    U2_RETURN_IF_ERROR(r.Enum<EncoderType>(
+        "type", true, {{"conformer", EncoderType::kConformer}, {"transformer", EncoderType::kTransformer}},
+        &e.type));
+    U2_RETURN_IF_ERROR(r.Int("output_size", true, &e.output_size));
+    U2_RETURN_IF_ERROR(r.Int("attention_heads", true, &e.attention_heads));
+    U2_RETURN_IF_ERROR(r.Int("linear_units", true, &e.linear_units));
+    U2_RETURN_IF_ERROR(r.Int("num_blocks", true, &e.num_blocks));
+    U2_RETURN_IF_ERROR(r.Enum<InputLayer>("input_layer", true,
+                                          {{"conv2d", InputLayer::kConv2d},
+                                           {"conv2d6", InputLayer::kConv2d6},
+                                           {"conv2d8", InputLayer::kConv2d8}},
+                                          &e.input_layer));
+    U2_RETURN_IF_ERROR(r.Enum<PosEncType>(
+        "pos_enc_layer_type", true,
+        {{"rel_pos", PosEncType::kRelPos}, {"abs_pos", PosEncType::kAbsPos}, {"no_pos", PosEncType::kNoPos}},
+        &e.pos_enc_layer_type));
+    // Default attention follows the positional encoding (WeNet's 2022-06..2023-11 rule).
+    e.selfattention_layer_type = e.pos_enc_layer_type == PosEncType::kRelPos ? SelfAttentionType::kRelSelfAttn
+                                                                             : SelfAttentionType::kSelfAttn;
+    U2_RETURN_IF_ERROR(r.Enum<SelfAttentionType>(
+        "selfattention_layer_type", false,
+        {{"rel_selfattn", SelfAttentionType::kRelSelfAttn}, {"selfattn", SelfAttentionType::kSelfAttn}},
+        &e.selfattention_layer_type));
+    U2_RETURN_IF_ERROR(r.Bool("normalize_before", false, &e.normalize_before));
+    U2_RETURN_IF_ERROR(r.Bool("final_norm", false, &e.final_norm));
+    if (e.type == EncoderType::kTransformer) {
+      e.macaron_style = false;
+      e.use_cnn_module = false;
+    }
+    U2_RETURN_IF_ERROR(r.Bool("macaron_style", false, &e.macaron_style));
+    U2_RETURN_IF_ERROR(r.Bool("use_cnn_module", false, &e.use_cnn_module));
+    U2_RETURN_IF_ERROR(r.Int("cnn_module_kernel", false, &e.cnn_module_kernel));
+    U2_RETURN_IF_ERROR(r.Bool("causal", false, &e.causal));
+    U2_RETURN_IF_ERROR(r.Enum<ConvNormType>(
+        "cnn_module_norm", false,
+        {{"batch_norm", ConvNormType::kBatchNorm}, {"layer_norm", ConvNormType::kLayerNorm}},
+        &e.cnn_module_norm));
+    if (e.type == EncoderType::kTransformer) e.activation = Activation::kRelu;
+    U2_RETURN_IF_ERROR(r.Enum<Activation>("activation_type", false, kActivations, &e.activation));
+    U2_RETURN_IF_ERROR(r.Float("norm_eps", false, &e.norm_eps));
+    U2_RETURN_IF_ERROR(r.Float("conv_norm_eps", false, &e.conv_norm_eps));
+    U2_RETURN_IF_ERROR(r.Bool("use_dynamic_chunk", false, &e.use_dynamic_chunk));
+    U2_RETURN_IF_ERROR(r.Int("static_chunk_size", false, &e.static_chunk_size));
+  }
+
+  if (auto it = j.find("decoder"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return KeyError("decoder", "must be an object, got " + Shown(*it));
+    DecoderConfig& d = c.decoder;
+    ObjectReader r(*it, "decoder.");
+    U2_RETURN_IF_ERROR(r.Enum<DecoderType>(
+        "type", true,
+        {{"transformer", DecoderType::kTransformer}, {"bitransformer", DecoderType::kBiTransformer}},
+        &d.type));
+    U2_RETURN_IF_ERROR(r.Int("attention_heads", true, &d.attention_heads));
+    U2_RETURN_IF_ERROR(r.Int("linear_units", true, &d.linear_units));
+    U2_RETURN_IF_ERROR(r.Int("num_blocks", true, &d.num_blocks));
+    U2_RETURN_IF_ERROR(r.Int("r_num_blocks", d.type == DecoderType::kBiTransformer, &d.r_num_blocks));
+    U2_RETURN_IF_ERROR(r.Bool("normalize_before", false, &d.normalize_before));
+    U2_RETURN_IF_ERROR(r.Float("norm_eps", false, &d.norm_eps));
+    U2_RETURN_IF_ERROR(r.Enum<Activation>("activation_type", false, kActivations, &d.activation));
+  }
+
+  if (auto it = j.find("decoding"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return KeyError("decoding", "must be an object, got " + Shown(*it));
+    DecodingDefaults& d = c.decoding;
+    ObjectReader r(*it, "decoding.");
+    U2_RETURN_IF_ERROR(r.Float("ctc_weight", false, &d.ctc_weight));
+    U2_RETURN_IF_ERROR(r.Float("reverse_weight", false, &d.reverse_weight));
+    U2_RETURN_IF_ERROR(r.Int("beam_size", false, &d.beam_size));
+    U2_RETURN_IF_ERROR(r.Int("decoding_chunk_size", false, &d.decoding_chunk_size));
+    U2_RETURN_IF_ERROR(r.Int("num_decoding_left_chunks", false, &d.num_decoding_left_chunks));
+  }
+  U2_RETURN_IF_ERROR(c.Validate());
+  return c;
+}
+
+StatusOr<ModelConfig> ModelConfig::FromJsonText(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return InvalidArgument("model.json: not valid JSON");
+  return FromJson(j);
+}
+
+StatusOr<ModelConfig> ModelConfig::FromFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot open " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto c = FromJsonText(ss.str());
+  if (!c.ok()) return c.status().WithContext(path);
+  return c;
+}
+
+Status ModelConfig::Validate() const {
+  auto range = [](const std::string& key, int v, int lo, int hi) -> Status {
+    if (v < lo || v > hi) {
+      return KeyError(key, "value " + std::to_string(v) + " out of range [" + std::to_string(lo) + ", " +
+                               std::to_string(hi) + "]");
+    }
+    return Status::Ok();
+  };
+  auto eps_ok = [](const std::string& key, float v) -> Status {
+    if (!(v > 0.0f) || !std::isfinite(v))
+      return KeyError(key, "must be a positive number, got " + std::to_string(v));
+    return Status::Ok();
+  };
+  if (format_version != kFormatVersion) {
+    return KeyError("format_version", "unsupported value " + std::to_string(format_version) +
+                                          " (this build reads " + std::to_string(kFormatVersion) + ")");
+  }
+  U2_RETURN_IF_ERROR(range("input_dim", input_dim, 8, 1024));
+  U2_RETURN_IF_ERROR(range("vocab_size", vocab_size, 2, 1 << 22));
+  U2_RETURN_IF_ERROR(range("blank_id", blank_id, 0, vocab_size - 1));
+  U2_RETURN_IF_ERROR(range("sos_id", sos_id, 0, vocab_size - 1));
+  U2_RETURN_IF_ERROR(range("eos_id", eos_id, 0, vocab_size - 1));
+  U2_RETURN_IF_ERROR(range("frontend.sample_rate", frontend.sample_rate, 1000, 192000));
+  if (frontend.num_mel_bins != input_dim) {
+    return KeyError("frontend.num_mel_bins", "value " + std::to_string(frontend.num_mel_bins) +
+                                                 " differs from input_dim " + std::to_string(input_dim));
+  }
+  if (!(frontend.frame_shift_ms > 0) || !(frontend.frame_length_ms >= frontend.frame_shift_ms)) {
+    return KeyError("frontend", "need 0 < frame_shift_ms <= frame_length_ms");
+  }
+  const EncoderConfig& e = encoder;
+  U2_RETURN_IF_ERROR(range("encoder.output_size", e.output_size, 1, 8192));
+  U2_RETURN_IF_ERROR(range("encoder.attention_heads", e.attention_heads, 1, 128));
+  if (e.output_size % e.attention_heads != 0) {
+    return KeyError("encoder.attention_heads", "value " + std::to_string(e.attention_heads) +
+                                                   " does not divide output_size " +
+                                                   std::to_string(e.output_size));
+  }
+  U2_RETURN_IF_ERROR(range("encoder.linear_units", e.linear_units, 1, 65536));
+  U2_RETURN_IF_ERROR(range("encoder.num_blocks", e.num_blocks, 0, 256));
+  U2_RETURN_IF_ERROR(eps_ok("encoder.norm_eps", e.norm_eps));
+  U2_RETURN_IF_ERROR(eps_ok("encoder.conv_norm_eps", e.conv_norm_eps));
+  U2_RETURN_IF_ERROR(range("encoder.static_chunk_size", e.static_chunk_size, 0, 1 << 20));
+  if (SubsampledFeatureDim() < 1) {
+    return KeyError("input_dim", "value " + std::to_string(input_dim) + " is too small for input_layer " +
+                                     InputLayerName(e.input_layer));
+  }
+  if (e.has_conv_module()) {
+    U2_RETURN_IF_ERROR(range("encoder.cnn_module_kernel", e.cnn_module_kernel, 1, 1023));
+    if (!e.causal && e.cnn_module_kernel % 2 == 0) {
+      return KeyError("encoder.cnn_module_kernel", "value " + std::to_string(e.cnn_module_kernel) +
+                                                       " must be odd for a non-causal convolution");
+    }
+    if (!e.normalize_before) {
+      return KeyError("encoder.normalize_before", "false with a convolution module is not supported");
+    }
+  }
+  if (e.type == EncoderType::kTransformer && e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn &&
+      e.pos_enc_layer_type != PosEncType::kRelPos) {
+    // Allowed by WeNet (pos_emb = zeros or abs table), nothing special to do.
+  }
+  if (HasDecoder()) {
+    const DecoderConfig& d = decoder;
+    U2_RETURN_IF_ERROR(range("decoder.attention_heads", d.attention_heads, 1, 128));
+    if (e.output_size % d.attention_heads != 0) {
+      return KeyError("decoder.attention_heads", "value " + std::to_string(d.attention_heads) +
+                                                     " does not divide encoder.output_size " +
+                                                     std::to_string(e.output_size));
+    }
+    U2_RETURN_IF_ERROR(range("decoder.linear_units", d.linear_units, 1, 65536));
+    U2_RETURN_IF_ERROR(range("decoder.num_blocks", d.num_blocks, 0, 256));
+    U2_RETURN_IF_ERROR(range("decoder.r_num_blocks", d.r_num_blocks, 0, 256));
+    U2_RETURN_IF_ERROR(eps_ok("decoder.norm_eps", d.norm_eps));
+    if (d.type == DecoderType::kTransformer && d.r_num_blocks != 0) {
+      return KeyError("decoder.r_num_blocks",
+                      "must be 0 for a transformer decoder, got " + std::to_string(d.r_num_blocks));
+    }
+  }
+  if (!std::isfinite(decoding.ctc_weight) || decoding.ctc_weight < 0) {
+    return KeyError("decoding.ctc_weight",
+                    "must be finite and >= 0, got " + std::to_string(decoding.ctc_weight));
+  }
+  if (!std::isfinite(decoding.reverse_weight) || decoding.reverse_weight < 0 || decoding.reverse_weight > 1) {
+    return KeyError("decoding.reverse_weight",
+                    "must be in [0, 1], got " + std::to_string(decoding.reverse_weight));
+  }
+  U2_RETURN_IF_ERROR(range("decoding.beam_size", decoding.beam_size, 1, 1000));
+  if (decoding.decoding_chunk_size == 0 || decoding.decoding_chunk_size < -1) {
+    return KeyError("decoding.decoding_chunk_size",
+                    "must be -1 (full context) or > 0, got " + std::to_string(decoding.decoding_chunk_size));
+  }
+  if (decoding.num_decoding_left_chunks < -1) {
+    return KeyError("decoding.num_decoding_left_chunks",
+                    "must be >= -1, got " + std::to_string(decoding.num_decoding_left_chunks));
+  }
+  return Status::Ok();
+}
+
+int ModelConfig::SubsamplingRate() const {
+  switch (encoder.input_layer) {
+    case InputLayer::kConv2d:
+      return 4;
+    case InputLayer::kConv2d6:
+      return 6;
+    case InputLayer::kConv2d8:
+      return 8;
+  }
+  return 1;
+}
+
+int ModelConfig::RightContext() const {
+  switch (encoder.input_layer) {
+    case InputLayer::kConv2d:
+      return 6;
+    case InputLayer::kConv2d6:
+      return 10;
+    case InputLayer::kConv2d8:
+      return 14;
+  }
+  return 0;
+}
+
+int ModelConfig::NumEncoderFrames(int t) const {
+  auto conv = [](int n, int k, int s) { return n < k ? 0 : (n - k) / s + 1; };
+  switch (encoder.input_layer) {
+    case InputLayer::kConv2d:
+      return conv(conv(t, 3, 2), 3, 2);
+    case InputLayer::kConv2d6:
+      return conv(conv(t, 3, 2), 5, 3);
+    case InputLayer::kConv2d8:
+      return conv(conv(conv(t, 3, 2), 3, 2), 3, 2);
+  }
+  return 0;
+}
+
+int ModelConfig::SubsampledFeatureDim() const {
+  auto conv = [](int n, int k, int s) { return n < k ? 0 : (n - k) / s + 1; };
+  switch (encoder.input_layer) {
+    case InputLayer::kConv2d:
+      return conv(conv(input_dim, 3, 2), 3, 2);
+    case InputLayer::kConv2d6:
+      return conv(conv(input_dim, 3, 2), 5, 3);
+    case InputLayer::kConv2d8:
+      return conv(conv(conv(input_dim, 3, 2), 3, 2), 3, 2);
+  }
+  return 0;
+}
+
+std::string ModelConfig::ToString() const {
+  std::ostringstream os;
+  const EncoderConfig& e = encoder;
+  os << "ModelConfig{input_dim=" << input_dim << ", vocab_size=" << vocab_size
+     << ", blank/unk/sos/eos=" << blank_id << "/" << unk_id << "/" << sos_id << "/" << eos_id
+     << ", cmvn=" << (cmvn ? "yes" : "no") << "\n  frontend{" << frontend.sample_rate << " Hz, "
+     << frontend.num_mel_bins << " mel, " << frontend.frame_length_ms << "/" << frontend.frame_shift_ms
+     << " ms}\n  encoder{" << EncoderTypeName(e.type) << ", D=" << e.output_size
+     << ", H=" << e.attention_heads << ", ffn=" << e.linear_units << ", blocks=" << e.num_blocks
+     << ", input_layer=" << InputLayerName(e.input_layer) << ", pos=" << PosEncTypeName(e.pos_enc_layer_type)
+     << ", attn=" << SelfAttentionTypeName(e.selfattention_layer_type)
+     << ", normalize_before=" << e.normalize_before << ", final_norm=" << e.final_norm;
+  if (e.is_conformer()) {
+    os << ", macaron=" << e.macaron_style << ", cnn=" << e.use_cnn_module << " (K=" << e.cnn_module_kernel
+       << (e.causal ? " causal" : "") << ", " << ConvNormTypeName(e.cnn_module_norm) << ")";
+  }
+  os << ", act=" << ActivationName(e.activation) << ", eps=" << e.norm_eps << "/" << e.conv_norm_eps
+     << ", dynamic_chunk=" << e.use_dynamic_chunk << ", static_chunk=" << e.static_chunk_size
+     << "}\n  decoder{" << DecoderTypeName(decoder.type);
+  if (HasDecoder()) {
+    os << ", H=" << decoder.attention_heads << ", ffn=" << decoder.linear_units
+       << ", blocks=" << decoder.num_blocks << "+" << decoder.r_num_blocks
+       << ", act=" << ActivationName(decoder.activation) << ", eps=" << decoder.norm_eps;
+  }
+  os << "}\n  decoding{ctc_weight=" << decoding.ctc_weight << ", reverse_weight=" << decoding.reverse_weight
+     << ", beam=" << decoding.beam_size << ", chunk=" << decoding.decoding_chunk_size
+     << ", left_chunks=" << decoding.num_decoding_left_chunks << "}}";
+  return os.str();
+}
+
+}  // namespace u2

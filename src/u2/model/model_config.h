@@ -1,0 +1,124 @@
+// The model's configuration, read from model.json (docs/model-format.md) and validated: every
+// error names the offending key and value.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+#include "u2/backend/ops.h"
+#include "u2/util/status.h"
+
+namespace u2 {
+
+struct FrontendConfig {
+  int sample_rate = 16000;
+  int num_mel_bins = 80;
+  float frame_length_ms = 25.0f;
+  float frame_shift_ms = 10.0f;
+};
+
+enum class EncoderType { kConformer, kTransformer };
+enum class InputLayer { kConv2d, kConv2d6, kConv2d8 };
+enum class PosEncType { kRelPos, kAbsPos, kNoPos };
+enum class SelfAttentionType { kRelSelfAttn, kSelfAttn };
+enum class ConvNormType { kBatchNorm, kLayerNorm };
+enum class DecoderType { kNone, kTransformer, kBiTransformer };
+
+struct EncoderConfig {
+  EncoderType type = EncoderType::kConformer;
+  int output_size = 256;
+  int attention_heads = 4;
+  int linear_units = 2048;
+  int num_blocks = 12;
+  InputLayer input_layer = InputLayer::kConv2d;
+  PosEncType pos_enc_layer_type = PosEncType::kRelPos;
+  SelfAttentionType selfattention_layer_type = SelfAttentionType::kRelSelfAttn;
+  bool normalize_before = true;
+  bool final_norm = true;
+  bool macaron_style = true;   // conformer only
+  bool use_cnn_module = true;  // conformer only
+  int cnn_module_kernel = 15;
+  bool causal = false;
+  ConvNormType cnn_module_norm = ConvNormType::kBatchNorm;
+  Activation activation = Activation::kSilu;  // "swish" | "relu"
+  float norm_eps = 1e-5f;
+  float conv_norm_eps = 1e-5f;
+  bool use_dynamic_chunk = false;
+  int static_chunk_size = 0;
+
+  bool is_conformer() const { return type == EncoderType::kConformer; }
+  bool has_conv_module() const { return is_conformer() && use_cnn_module; }
+  bool has_macaron() const { return is_conformer() && macaron_style; }
+  int head_dim() const { return output_size / attention_heads; }
+};
+
+struct DecoderConfig {
+  DecoderType type = DecoderType::kNone;
+  int attention_heads = 4;
+  int linear_units = 2048;
+  int num_blocks = 6;
+  int r_num_blocks = 0;
+  bool normalize_before = true;
+  float norm_eps = 1e-5f;
+  Activation activation = Activation::kRelu;
+};
+
+// Defaults the recognizer/server start from (overridable per run or request).
+struct DecodingDefaults {
+  float ctc_weight = 0.5f;
+  float reverse_weight = 0.0f;
+  int beam_size = 10;
+  int decoding_chunk_size = -1;
+  int num_decoding_left_chunks = -1;
+};
+
+struct ModelConfig {
+  static constexpr int kFormatVersion = 1;
+  static constexpr int kMaxPositions = 5000;  // rows of the sinusoid table (WeNet max_len)
+
+  int format_version = kFormatVersion;
+  int input_dim = 80;
+  int vocab_size = 0;
+  int blank_id = 0;
+  int unk_id = 1;
+  int sos_id = 0;
+  int eos_id = 0;
+  bool cmvn = true;
+  FrontendConfig frontend;
+  EncoderConfig encoder;
+  DecoderConfig decoder;
+  DecodingDefaults decoding;
+
+  // Parses and validates; errors read like "model.json: encoder.input_layer: unsupported value
+  // \"linear\" (expected one of conv2d, conv2d6, conv2d8)".
+  static StatusOr<ModelConfig> FromJson(const nlohmann::json& j);
+  static StatusOr<ModelConfig> FromJsonText(const std::string& text);
+  static StatusOr<ModelConfig> FromFile(const std::string& path);
+  Status Validate() const;
+  std::string ToString() const;
+
+  bool HasDecoder() const { return decoder.type != DecoderType::kNone; }
+  bool HasRightDecoder() const {
+    return decoder.type == DecoderType::kBiTransformer && decoder.r_num_blocks > 0;
+  }
+  // Subsampling rate R and right context RC of the input layer (spec table: conv2d 4/6, conv2d6
+  // 6/10, conv2d8 8/14).
+  int SubsamplingRate() const;
+  int RightContext() const;
+  // Encoder frames produced from `num_frames` feature frames (0 when too short).
+  int NumEncoderFrames(int num_frames) const;
+  // The longest input the encoder accepts, in encoder frames (the positional table's length).
+  int MaxEncoderFrames() const { return kMaxPositions; }
+  // Frequency bins left after subsampling (F′), which fixes the subsampling linear's input size.
+  int SubsampledFeatureDim() const;
+};
+
+const char* EncoderTypeName(EncoderType t);
+const char* InputLayerName(InputLayer t);
+const char* PosEncTypeName(PosEncType t);
+const char* SelfAttentionTypeName(SelfAttentionType t);
+const char* ConvNormTypeName(ConvNormType t);
+const char* DecoderTypeName(DecoderType t);
+const char* ActivationName(Activation a);
+
+}  // namespace u2

@@ -1,0 +1,60 @@
+// Weight loading from model.safetensors: shape checks against the configuration (errors name the
+// tensor and both shapes), float16 → float32 at load, zero-copy views of aligned float32 tensors on
+// the CPU, and the parameter structs the model's layers use.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "u2/backend/ops.h"
+#include "u2/util/safetensors.h"
+
+namespace u2 {
+
+// y = x·Wᵀ + b with W (out, in); b may be empty (WeNet's bias flags).
+struct LinearWeights {
+  Tensor weight;
+  Tensor bias;
+  int in = 0;
+  int out = 0;
+  const float* b() const { return bias.empty() ? nullptr : bias.f32(); }
+};
+
+struct NormWeights {
+  Tensor gamma;
+  Tensor beta;
+  float eps = 1e-5f;
+  LayerNormParams params() const { return {gamma.f32(), beta.empty() ? nullptr : beta.f32(), eps}; }
+};
+
+class WeightLoader {
+ public:
+  WeightLoader(std::shared_ptr<SafeTensorsFile> file, std::shared_ptr<const Backend> backend)
+      : file_(std::move(file)), backend_(std::move(backend)) {}
+
+  bool Has(const std::string& name) const { return file_->Contains(name); }
+  // The tensor as float32 on the host, after checking its shape.
+  StatusOr<std::vector<float>> Host(const std::string& name, const Tensor::Shape& shape) const;
+  // The tensor on the backend's device (a view into the mapping when possible).
+  StatusOr<Tensor> Device(const std::string& name, const Tensor::Shape& shape) const;
+  // Optional tensor: empty Tensor when absent.
+  StatusOr<Tensor> OptionalDevice(const std::string& name, const Tensor::Shape& shape) const;
+  Tensor Upload(const std::vector<float>& host, const Tensor::Shape& shape) const {
+    return backend_->Upload(host, shape);
+  }
+
+  StatusOr<LinearWeights> Linear(const std::string& prefix, int in, int out,
+                                 bool bias_required = false) const;
+  // Several Linears with the same input, stacked along the output (e.g. Wq|Wk|Wv); a missing bias
+  // counts as zeros unless all are missing.
+  StatusOr<LinearWeights> StackedLinear(const std::vector<std::string>& prefixes, int in, int out_each) const;
+  StatusOr<NormWeights> Norm(const std::string& prefix, int dim, float eps) const;
+
+ private:
+  StatusOr<SafeTensorView> Checked(const std::string& name, const Tensor::Shape& shape) const;
+  std::shared_ptr<SafeTensorsFile> file_;
+  std::shared_ptr<const Backend> backend_;
+};
+
+}  // namespace u2
