@@ -102,8 +102,7 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
   fbank_config.num_mel_bins = mc.frontend.num_mel_bins;
   fbank_config.frame_length_ms = mc.frontend.frame_length_ms;
   fbank_config.frame_shift_ms = mc.frontend.frame_shift_ms;
-  U2_ASSIGN_OR_RETURN(Fbank fbank, Fbank::Create(fbank_config));
-  r->fbank_ = std::make_unique<Fbank>(std::move(fbank));
+  U2_ASSIGN_OR_RETURN(r->fbank_, Fbank::Create(fbank_config));
 
   // Decoding defaults: model.json first, then whatever the caller set.
   DecodingOptions& d = r->defaults_;
@@ -128,7 +127,7 @@ int64_t Recognizer::max_samples() const {
   // The encoder's positional table bounds the number of encoder frames; convert back to samples.
   const ModelConfig& mc = model_->config();
   const int64_t max_frames = static_cast<int64_t>(mc.MaxEncoderFrames()) * mc.SubsamplingRate();
-  const int64_t shift = fbank_->frame_shift_samples();
+  const int64_t shift = fbank_->frame_shift();
   return max_frames * shift;
 }
 
