@@ -128,110 +128,206 @@ Status CtcPrefixBeamSearch::Search(LogProbView chunk) {
   return Status::Ok();
 }
 
-int CtcPrefixBeamSearch::FindOrAdd(const Prefix& base, int token) {
-  const uint64_t hash = token < 0 ? base.hash : ExtendHash(base.hash, token);
-  const size_t want_size = base.tokens.size() + (token < 0 ? 0 : 1);
-  int& head = buckets_[hash & (buckets_.size() - 1)];
-  for (int i = head; i >= 0; i = next_[i].next_in_bucket) {
-    const Prefix& p = next_[i];
-    if (p.hash != hash || p.tokens.size() != want_size) continue;
-    if (!std::equal(base.tokens.begin(), base.tokens.end(), p.tokens.begin())) continue;
-    if (token >= 0 && p.tokens.back() != token) continue;
-    return i;
+float CtcPrefixBeamSearch::Candidate::Score() const { return LogAdd(pb, pnb); }
+
+int& CtcPrefixBeamSearch::Slot(int64_t key) {
+  const size_t mask = slot_keys_.size() - 1;
+  size_t i = static_cast<size_t>(ExtendHash(kEmptyPrefixHash, static_cast<int>(key ^ (key >> 32)))) & mask;
+  while (slot_keys_[i] != key && slot_keys_[i] != -1) i = (i + 1) & mask;
+  if (slot_keys_[i] == -1) {
+    slot_keys_[i] = key;
+    slot_values_[i] = -1;
   }
+  return slot_values_[i];
+}
+
+int CtcPrefixBeamSearch::FindOrAdd(int base, int token) {
+  const int64_t stride = static_cast<int64_t>(vocab_) + 1;
+  int* value = &Slot(base * stride + token + 1);
+  if (*value <= -2) {  // the extension is another prefix of the current beam
+    base = -(*value + 2);
+    token = -1;
+    value = &Slot(base * stride);
+  }
+  if (*value >= 0) return *value;
+  Candidate c;
+  c.base = base;
+  c.token = token;
+  *value = static_cast<int>(candidates_.size());
+  candidates_.push_back(c);
+  return *value;
+}
+
+void CtcPrefixBeamSearch::SelectCandidateTokens(const float* logp, int vocab) {
+  // The top-k of one row, kept sorted in a small array: one comparison for most tokens.
+  // Order: higher log-prob first, lower id first on ties (NaN counts as the lowest).
+  const int k = std::min(config_.first_beam, vocab);
+  candidate_ids_.clear();
+  auto better = [&](int a, int b) {
+    const float ka = SortKey(logp[a]), kb = SortKey(logp[b]);
+    return ka > kb || (ka == kb && a < b);
+  };
+  float worst = -INFINITY;  // SortKey of the last kept token once k are kept
+  for (int v = 0; v < vocab; ++v) {
+    if (static_cast<int>(candidate_ids_.size()) == k) {
+      // Ids only grow, so a tie with the worst kept token never displaces it.
+      if (!(SortKey(logp[v]) > worst)) continue;
+      candidate_ids_.pop_back();
+    }
+    candidate_ids_.insert(std::upper_bound(candidate_ids_.begin(), candidate_ids_.end(), v, better), v);
+    if (static_cast<int>(candidate_ids_.size()) == k) worst = SortKey(logp[candidate_ids_.back()]);
+  }
+}
+
+CtcPrefixBeamSearch::Prefix CtcPrefixBeamSearch::Materialize(const Candidate& c, int frame) const {
+  const Prefix& base = beam_[c.base];
   Prefix p;
-  p.tokens.reserve(want_size);
+  p.tokens.reserve(base.tokens.size() + 1);
   p.tokens = base.tokens;
-  if (token >= 0) p.tokens.push_back(token);
-  p.hash = hash;
-  p.pb = p.pnb = p.viterbi_b = p.viterbi_nb = p.last_token_peak = kLogZero;
-  p.next_in_bucket = head;
-  head = static_cast<int>(next_.size());
-  next_.push_back(std::move(p));
-  return head;
+  if (c.token >= 0) {
+    p.tokens.push_back(c.token);
+    p.hash = ExtendHash(base.hash, c.token);
+    p.parent_hash = base.hash;
+  } else {
+    p.hash = base.hash;
+    p.parent_hash = base.parent_hash;
+  }
+  p.pb = c.pb;
+  p.pnb = c.pnb;
+  p.viterbi_b = c.viterbi_b;
+  p.viterbi_nb = c.viterbi_nb;
+  p.last_token_peak = c.last_token_peak;
+  if (c.times_b_from >= 0) p.times_b = beam_[c.times_b_from].Times();
+  if (c.times_nb_from >= 0) {
+    const Prefix& src = beam_[c.times_nb_from];
+    switch (c.times_nb_edit) {
+      case TimesEdit::kCopyNb:
+        p.times_nb = src.times_nb;
+        break;
+      case TimesEdit::kCopyNbMoveLast:
+        p.times_nb = src.times_nb;
+        if (!p.times_nb.empty()) p.times_nb.back() = frame;
+        break;
+      case TimesEdit::kAppendToB:
+        p.times_nb.reserve(src.times_b.size() + 1);
+        p.times_nb = src.times_b;
+        p.times_nb.push_back(frame);
+        break;
+      case TimesEdit::kAppendToBest:
+        p.times_nb.reserve(src.Times().size() + 1);
+        p.times_nb = src.Times();
+        p.times_nb.push_back(frame);
+        break;
+    }
+  }
+  return p;
 }
 
 void CtcPrefixBeamSearch::SearchFrame(const float* logp, int vocab) {
-  // 1. First beam: the top-k tokens of this frame, higher log-prob first, lower id on ties.
-  const int k = std::min(config_.first_beam, vocab);
-  candidate_ids_.resize(vocab);
-  std::iota(candidate_ids_.begin(), candidate_ids_.end(), 0);
-  std::partial_sort(candidate_ids_.begin(), candidate_ids_.begin() + k, candidate_ids_.end(),
-                    [&](int a, int b) {
-                      const float ka = SortKey(logp[a]), kb = SortKey(logp[b]);
-                      return ka > kb || (ka == kb && a < b);
-                    });
+  // 1. First beam: the top-k tokens of this frame.
+  SelectCandidateTokens(logp, vocab);
+  const int k = static_cast<int>(candidate_ids_.size());
 
-  // 2. Token passing into a fresh set of prefixes. Each current prefix yields at most two
-  // entries per candidate, so this bound keeps references into next_ stable (no reallocation).
-  const size_t max_entries = beam_.size() * (static_cast<size_t>(k) + 1);
-  next_.clear();
-  next_.reserve(max_entries);
-  size_t num_buckets = 16;
-  while (num_buckets < 2 * max_entries) num_buckets *= 2;
-  buckets_.assign(num_buckets, -1);
+  // 2. Token passing into the next frame's prefixes. The lookup table holds at most two entries
+  // per (prefix, candidate) plus the aliases, so twice that keeps probing short.
+  const size_t max_entries = beam_.size() * (static_cast<size_t>(k) + 2);
+  size_t num_slots = 64;
+  while (num_slots < 2 * max_entries) num_slots *= 2;
+  slot_keys_.assign(num_slots, -1);
+  slot_values_.assign(num_slots, -1);
+  candidates_.clear();
+  // Aliases: prefix j = prefix i + [u] with both in the beam; (i, u) must reach j's entry.
+  // Beam prefixes are distinct, so each j has at most one parent i.
+  const int64_t stride = static_cast<int64_t>(vocab_) + 1;
+  for (size_t j = 0; j < beam_.size(); ++j) {
+    const Prefix& child = beam_[j];
+    if (child.tokens.empty()) continue;
+    for (size_t i = 0; i < beam_.size(); ++i) {
+      const Prefix& parent = beam_[i];
+      if (parent.hash != child.parent_hash || parent.tokens.size() + 1 != child.tokens.size()) continue;
+      if (!std::equal(parent.tokens.begin(), parent.tokens.end(), child.tokens.begin())) continue;
+      Slot(static_cast<int64_t>(i) * stride + child.tokens.back() + 1) = -(static_cast<int>(j) + 2);
+      break;
+    }
+  }
 
-  const int t = num_frames_decoded_;
+  // A contribution of log(0) creates no entry: such a prefix has probability zero (e.g. "aa"
+  // from "a" when no alignment of "a" ends in blank) and must not take a place in the beam.
   for (int c = 0; c < k; ++c) {
     const int id = candidate_ids_[c];
     const float p = logp[id];
-    for (const Prefix& cur : beam_) {
+    for (int b = 0; b < static_cast<int>(beam_.size()); ++b) {
+      const Prefix& cur = beam_[b];
       if (id == config_.blank_id) {
         // *a + blank -> *a
-        Prefix& n = next_[FindOrAdd(cur, -1)];
-        n.pb = LogAdd(n.pb, cur.Score() + p);
+        const float add = cur.Score() + p;
+        if (add <= kLogZero) continue;
+        Candidate& n = candidates_[FindOrAdd(b, -1)];
+        n.pb = LogAdd(n.pb, add);
         if (cur.ViterbiScore() + p > n.viterbi_b) {
           n.viterbi_b = cur.ViterbiScore() + p;
-          n.times_b = cur.Times();
+          n.times_b_from = b;
         }
       } else if (!cur.tokens.empty() && id == cur.tokens.back()) {
         // *a + a -> *a: the repeat collapses into the same token.
-        Prefix& same = next_[FindOrAdd(cur, -1)];
-        same.pnb = LogAdd(same.pnb, cur.pnb + p);
-        if (cur.viterbi_nb + p > same.viterbi_nb) {
-          same.viterbi_nb = cur.viterbi_nb + p;
-          same.times_nb = cur.times_nb;
-          same.last_token_peak = cur.last_token_peak;
-          // The token's time is the frame where it peaks along this alignment.
-          if (p > cur.last_token_peak && !same.times_nb.empty()) {
-            same.last_token_peak = p;
-            same.times_nb.back() = t;
+        const float add_same = cur.pnb + p;
+        if (add_same > kLogZero) {
+          Candidate& same = candidates_[FindOrAdd(b, -1)];
+          same.pnb = LogAdd(same.pnb, add_same);
+          if (cur.viterbi_nb + p > same.viterbi_nb) {
+            same.viterbi_nb = cur.viterbi_nb + p;
+            same.times_nb_from = b;
+            // The token's time is the frame where it peaks along this alignment.
+            if (p > cur.last_token_peak) {
+              same.last_token_peak = p;
+              same.times_nb_edit = TimesEdit::kCopyNbMoveLast;
+            } else {
+              same.last_token_peak = cur.last_token_peak;
+              same.times_nb_edit = TimesEdit::kCopyNb;
+            }
           }
         }
         // *a blank + a -> *aa: a blank separates the two tokens.
-        Prefix& ext = next_[FindOrAdd(cur, id)];
-        ext.pnb = LogAdd(ext.pnb, cur.pb + p);
-        if (cur.viterbi_b + p > ext.viterbi_nb) {
-          ext.viterbi_nb = cur.viterbi_b + p;
-          ext.last_token_peak = p;
-          ext.times_nb = cur.times_b;
-          ext.times_nb.push_back(t);
+        const float add_ext = cur.pb + p;
+        if (add_ext > kLogZero) {
+          Candidate& ext = candidates_[FindOrAdd(b, id)];
+          ext.pnb = LogAdd(ext.pnb, add_ext);
+          if (cur.viterbi_b + p > ext.viterbi_nb) {
+            ext.viterbi_nb = cur.viterbi_b + p;
+            ext.last_token_peak = p;
+            ext.times_nb_from = b;
+            ext.times_nb_edit = TimesEdit::kAppendToB;
+          }
         }
       } else {
         // *a + b -> *ab and *a blank + b -> *ab
-        Prefix& ext = next_[FindOrAdd(cur, id)];
-        ext.pnb = LogAdd(ext.pnb, cur.Score() + p);
+        const float add = cur.Score() + p;
+        if (add <= kLogZero) continue;
+        Candidate& ext = candidates_[FindOrAdd(b, id)];
+        ext.pnb = LogAdd(ext.pnb, add);
         if (cur.ViterbiScore() + p > ext.viterbi_nb) {
           ext.viterbi_nb = cur.ViterbiScore() + p;
           ext.last_token_peak = p;
-          ext.times_nb = cur.Times();
-          ext.times_nb.push_back(t);
+          ext.times_nb_from = b;
+          ext.times_nb_edit = TimesEdit::kAppendToBest;
         }
       }
     }
   }
 
   // 3. Second beam: keep the best `beam` by score; ties keep the order of first appearance.
-  const size_t keep = std::min(next_.size(), static_cast<size_t>(config_.beam));
-  order_.resize(next_.size());
+  const size_t keep = std::min(candidates_.size(), static_cast<size_t>(config_.beam));
+  order_.resize(candidates_.size());
   std::iota(order_.begin(), order_.end(), 0);
-  scores_.resize(next_.size());
-  for (size_t i = 0; i < next_.size(); ++i) scores_[i] = SortKey(next_[i].Score());
+  scores_.resize(candidates_.size());
+  for (size_t i = 0; i < candidates_.size(); ++i) scores_[i] = SortKey(candidates_[i].Score());
   std::partial_sort(order_.begin(), order_.begin() + keep, order_.end(), [&](int a, int b) {
     return scores_[a] > scores_[b] || (scores_[a] == scores_[b] && a < b);
   });
-  beam_.clear();
-  for (size_t i = 0; i < keep; ++i) beam_.push_back(std::move(next_[order_[i]]));
+  next_beam_.clear();
+  for (size_t i = 0; i < keep; ++i)
+    next_beam_.push_back(Materialize(candidates_[order_[i]], num_frames_decoded_));
+  beam_.swap(next_beam_);
   ++num_frames_decoded_;
 }
 

@@ -70,22 +70,41 @@ class CtcPrefixBeamSearch {
   // One prefix in the beam. -FLT_MAX stands for log(0).
   struct Prefix {
     std::vector<int> tokens;
-    uint64_t hash = 0;                 // of `tokens`, extended incrementally
+    uint64_t hash = 0;                 // of `tokens`
+    uint64_t parent_hash = 0;          // of `tokens` without the last one (unused when empty)
     float pb = -FLT_MAX;               // log-prob of all alignments of `tokens` ending in blank
     float pnb = -FLT_MAX;              // ... ending in the last token
     float viterbi_b = -FLT_MAX;        // best single alignment ending in blank
     float viterbi_nb = -FLT_MAX;       // best single alignment ending in the last token
     float last_token_peak = -FLT_MAX;  // the last token's best frame log-prob on the viterbi_nb path
     std::vector<int> times_b, times_nb;
-    int next_in_bucket = -1;  // chain of the hash table used while expanding a frame
     float Score() const;
     float ViterbiScore() const { return viterbi_b > viterbi_nb ? viterbi_b : viterbi_nb; }
     const std::vector<int>& Times() const { return viterbi_b > viterbi_nb ? times_b : times_nb; }
   };
+  // How a candidate's times_nb derives from a current prefix's times.
+  enum class TimesEdit : uint8_t { kCopyNb, kCopyNbMoveLast, kAppendToB, kAppendToBest };
+  // A prefix of the next frame while one frame is expanded. It holds only scores and where its
+  // tokens and Viterbi times come from in the current beam; only the `beam` survivors get their
+  // token and time vectors built, so a frame costs O(beam * length), not O(candidates * length).
+  struct Candidate {
+    int base = 0;    // index in beam_
+    int token = -1;  // appended to the base's tokens; -1: the base prefix itself
+    float pb = -FLT_MAX, pnb = -FLT_MAX, viterbi_b = -FLT_MAX, viterbi_nb = -FLT_MAX;
+    float last_token_peak = -FLT_MAX;
+    int times_b_from = -1;   // times_b = beam_[times_b_from].Times()
+    int times_nb_from = -1;  // times_nb = edit(beam_[times_nb_from])
+    TimesEdit times_nb_edit = TimesEdit::kCopyNb;
+    float Score() const;
+  };
 
   void SearchFrame(const float* logp, int vocab);
-  // Index in next_ of the prefix `base + [token]` (token < 0: `base` itself), created if missing.
-  int FindOrAdd(const Prefix& base, int token);
+  void SelectCandidateTokens(const float* logp, int vocab);
+  // Index in candidates_ of beam_[base] + [token] (token < 0: beam_[base] itself), created if
+  // missing. An extension that equals another prefix of the beam maps to that prefix's entry.
+  int FindOrAdd(int base, int token);
+  int& Slot(int64_t key);
+  Prefix Materialize(const Candidate& c, int frame) const;
 
   CtcPrefixBeamSearchConfig config_;
   Status config_status_;
@@ -93,9 +112,11 @@ class CtcPrefixBeamSearch {
   int num_frames_decoded_ = 0;
   std::vector<Prefix> beam_;  // sorted best first
   // Scratch, reused across frames.
-  std::vector<Prefix> next_;
-  std::vector<int> buckets_;  // hash table over next_: bucket -> first index, chained
-  std::vector<int> candidate_ids_;
+  std::vector<Prefix> next_beam_;
+  std::vector<Candidate> candidates_;
+  std::vector<int64_t> slot_keys_;  // open-addressing table (base, token) -> candidates_ index
+  std::vector<int> slot_values_;    // >= 0: candidate; <= -2: alias of beam prefix -(v + 2)
+  std::vector<int> candidate_ids_;  // this frame's top-k tokens, best first
   std::vector<int> order_;
   std::vector<float> scores_;
 };
