@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""The PyTorch peer: WeNet's Python inference path (tools/u2ref, a state-dict-compatible
+re-implementation of WeNet's ASRModel) on the benchmark clips, with a fixed thread count.
+
+Pipeline (what WeNet's recognize.py does for mode attention_rescoring, batch 1):
+    waveform -> torchaudio kaldi fbank -> encoder (CMVN, conv2d subsampling, Conformer, full
+    context) -> CTC log-softmax -> CTC prefix beam search (beam 10, u2ref.search: WeNet's Python
+    algorithm) -> attention rescoring (left decoder, + right decoder when reverse_weight > 0).
+
+Variants (the benchmark reports the fastest as "PyTorch"):
+    eager           torch.no_grad()
+    inference_mode  torch.inference_mode()
+    jit             encoder+CTC traced with torch.jit.trace per clip length, then torch.jit.freeze
+                    (decoder eager), under inference_mode
+
+Serves the request protocol of bench/u2bench.cc (`serve`): one JSON request per stdin line
+(info / encoder / full / quit), one JSON line back.
+"""
+
+import argparse
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_common as bc  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", required=True, choices=list(bc.MODELS))
+    ap.add_argument("--seconds", type=int, nargs="+", default=list(bc.CLIP_SECONDS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variant", default="eager", choices=["eager", "inference_mode", "jit"])
+    args = ap.parse_args()
+
+    bc.pin_threads(args.threads)
+    import torch
+    import yaml
+
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    sys.path.insert(0, os.path.join(bc.ROOT, "tools"))
+    from make_models import clip_path, fbank, read_wav
+    from u2ref.model import U2Model
+    from u2ref.search import ctc_prefix_beam_search
+
+    wdir = os.path.join(bc.model_dir(args.model), "wenet")
+    with open(os.path.join(wdir, "train.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    sd = torch.load(os.path.join(wdir, "final.pt"), map_location="cpu")
+    model = U2Model.from_checkpoint(cfg, sd)
+    ctc_weight, reverse_weight = bc.decoding_weights(args.model)
+    ctx = torch.no_grad if args.variant == "eager" else torch.inference_mode
+
+    class EncoderCtc(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, feats, lens):
+            enc, _ = self.m.encode(feats, lens)
+            return enc, self.m.ctc_logprobs(enc)
+
+    eager_enc = EncoderCtc(model).eval()
+    clips = {}
+    for s in args.seconds:
+        samples, _ = read_wav(clip_path(s))
+        feats = fbank(samples).unsqueeze(0)
+        lens = torch.tensor([feats.size(1)])
+        enc_fn = eager_enc
+        if args.variant == "jit":  # traced per clip length: shapes are baked into the graph
+            with ctx():
+                enc_fn = torch.jit.freeze(torch.jit.trace(eager_enc, (feats, lens)).eval())
+        clips[str(s)] = (samples, feats, lens, enc_fn)
+
+    def info(_):
+        return {"peer": "pytorch-" + args.variant, "threads": torch.get_num_threads(),
+                "torch_version": torch.__version__, "blas_matmul_gflops": bc.torch_matmul_gflops(torch),
+                "blas_info": re.findall(r"BLAS_INFO=\w+", torch.__config__.show()),
+                "ctc_weight": ctc_weight, "reverse_weight": reverse_weight}
+
+    def encoder(req):
+        _, feats, lens, enc_fn = clips[req["clip"]]
+        with ctx():
+            t0 = time.perf_counter()
+            enc_fn(feats, lens)
+            return {"time_s": time.perf_counter() - t0}
+
+    def full(req):
+        samples, _, _, enc_fn = clips[req["clip"]]
+        with ctx():
+            t0 = time.perf_counter()
+            feats = fbank(samples).unsqueeze(0)
+            lens = torch.tensor([feats.size(1)])
+            t1 = time.perf_counter()
+            enc, logp = enc_fn(feats, lens)
+            t2 = time.perf_counter()
+            nbest = ctc_prefix_beam_search(logp, torch.tensor([logp.size(1)]), bc.BEAM)[0]
+            t3 = time.perf_counter()
+            idx, _, _ = model.rescore(nbest, enc, ctc_weight, reverse_weight)
+            t4 = time.perf_counter()
+        return {"time_s": t4 - t0,
+                "stages_s": {"fbank": t1 - t0, "encoder": t2 - t1, "search": t3 - t2,
+                             "rescoring": t4 - t3},
+                "best": list(nbest[idx][0]), "nbest_lengths": [len(h) for h, _ in nbest],
+                "encoder_frames": int(logp.size(1))}
+
+    bc.log("[pytorch-%s %s] ready: torch %s, %d threads"
+           % (args.variant, args.model, torch.__version__, torch.get_num_threads()))
+    bc.serve({"info": info, "encoder": encoder, "full": full})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""Offline CPU benchmark: u2serve vs PyTorch (eager / inference_mode / jit) vs ONNX Runtime, same
+models, same clips, same thread count, in one run (docs/benchmarks.md).
+
+    .venv/bin/python bench/run_cpu_bench.py            # everything: build, models, export, run
+
+Steps: build u2bench (build-bench/, Release) -> make the random-weight checkpoints and convert
+them (bench/make_models.py) -> export ONNX (bench/peer_ort.py --export) -> measure the machine's
+sgemm rate (u2bench sgemm) -> per model, start every peer once as a server process (the model
+loaded once), warm each up, then run `--rounds` rounds in which every peer gets each request
+(clip x {encoder, full}) once, peers in rotating order, so that load changes on a shared machine
+hit all peers alike -> medians -> table, bench/results/cpu_offline.{json,md,png}.
+
+"encoder" = fbank features -> CTC log-probs (CMVN, subsampling, Conformer, CTC head).
+"full"    = waveform -> fbank -> encoder -> CTC prefix beam search (beam 10) -> attention
+            rescoring (the model's ctc_weight / reverse_weight) -> best hypothesis.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_common as bc  # noqa: E402
+
+PY = sys.executable
+BUILD_DIR = os.path.join(bc.ROOT, "build-bench")
+U2BENCH = os.path.join(BUILD_DIR, "bench", "u2bench")
+
+
+def sh(cmd, **kw):
+    bc.log("$ " + " ".join(cmd))
+    return subprocess.run(cmd, check=True, **kw)
+
+
+class Peer:
+    """A peer server process speaking the JSON-lines protocol (see bench/u2bench.cc)."""
+
+    def __init__(self, name, cmd, env=None):
+        self.name = name
+        bc.log("[%s] starting: %s" % (name, " ".join(cmd)))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=env, cwd=bc.ROOT)
+
+    def ask(self, **req):
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("%s exited (rc %s) on %r" % (self.name, self.proc.wait(), req))
+        resp = json.loads(line)
+        if "error" in resp:
+            raise RuntimeError("%s: %s (request %r)" % (self.name, resp["error"], req))
+        return resp
+
+    def close(self):
+        try:
+            self.proc.stdin.write('{"cmd": "quit"}\n')
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=60)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def machine_info():
+    info = {"platform": platform.platform(), "python": platform.python_version()}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in lscpu.splitlines():
+            k, _, v = line.partition(":")
+            if k.strip() in ("Model name", "CPU(s)", "Thread(s) per core", "L2 cache", "L3 cache",
+                             "Hypervisor vendor"):
+                info[k.strip()] = v.strip()
+        flags = [l for l in lscpu.splitlines() if l.startswith("Flags")]
+        if flags:
+            info["avx512"] = "avx512f" in flags[0]
+            info["avx2"] = "avx2" in flags[0]
+        with open("/proc/meminfo") as f:
+            info["MemTotal"] = f.readline().split(":")[1].strip()
+        blas = os.path.realpath("/etc/alternatives/libblas.so.3-x86_64-linux-gnu")
+        info["libblas.so.3"] = blas
+    except Exception as e:  # informational only
+        info["error"] = str(e)
+    return info
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def sgemm_shapes(name, seconds):
+    """The encoder's GEMM shapes for a clip: (M, N, K) of C = A W^T, and how many times each
+    runs per utterance, to weight the model-shape sgemm rate."""
+    cfg = bc.MODELS[name]
+    ec = cfg["encoder_conf"]
+    D, Fe, N, V = ec["output_size"], ec["linear_units"], ec["num_blocks"], cfg["output_dim"]
+    T, Tp = bc.encoder_frames(seconds * bc.SAMPLE_RATE)
+    F2 = (((cfg["input_dim"] - 1) // 2) - 1) // 2
+    return [((Tp, Fe, D), 2 * N), ((Tp, D, Fe), 2 * N), ((Tp, D, D), 5 * N), ((Tp, 2 * D, D), N),
+            ((Tp * F2, D, 9 * D), 1), ((Tp, V, D), 1)]
+
+
+def measure_sgemm(models, seconds, threads):
+    shapes = [(1024, 1024, 1024), (2048, 2048, 2048)]
+    for name in models:
+        for (m, n, k), _ in sgemm_shapes(name, seconds):
+            if (m, n, k) not in shapes:
+                shapes.append((m, n, k))
+    out = subprocess.run([U2BENCH, "sgemm", "--threads", str(threads), "--shapes",
+                          ";".join("%d,%d,%d" % s for s in shapes)],
+                         check=True, capture_output=True, text=True)
+    sys.stderr.write(out.stderr)
+    res = json.loads(out.stdout)
+    rate = {(r["m"], r["n"], r["k"]): r["gflops"] for r in res["shapes"]}
+    res["peak_gflops"] = max(rate[(1024, 1024, 1024)], rate[(2048, 2048, 2048)])
+    res["model_shape_gflops"] = {}
+    for name in models:  # time-weighted: total FLOPs / total time over the encoder's GEMMs
+        fl = ti = 0.0
+        for (m, n, k), count in sgemm_shapes(name, seconds):
+            f = 2.0 * m * n * k * count
+            fl += f
+            ti += f / (rate[(m, n, k)] * 1e9)
+        res["model_shape_gflops"][name] = fl / ti / 1e9
+    return res
+
+
+def start_peers(name, args):
+    peers = {}
+    clips = []
+    for s in args.seconds:
+        clips += ["--clip", "%d=%s" % (s, os.path.join(bc.WORK_DIR, "clips", "clip_%ds.wav" % s))]
+    if "u2serve" in args.peers:
+        peers["u2serve"] = Peer("u2serve", [U2BENCH, "serve", "--model-dir",
+                                            os.path.join(bc.model_dir(name), "u2serve"),
+                                            "--threads", str(args.threads)] + clips)
+    secs = [str(s) for s in args.seconds]
+    if "pytorch" in args.peers:
+        for v in args.torch_variants:
+            peers["pytorch-" + v] = Peer("pytorch-" + v, [
+                PY, os.path.join(bc.BENCH_DIR, "peer_torch.py"), "--model", name, "--variant", v,
+                "--threads", str(args.threads), "--seconds"] + secs)
+    if "onnxruntime" in args.peers:
+        peers["onnxruntime"] = Peer("onnxruntime", [
+            PY, os.path.join(bc.BENCH_DIR, "peer_ort.py"), "--model", name,
+            "--threads", str(args.threads), "--seconds"] + secs)
+    return peers
+
+
+def bench_model(name, args):
+    peers = start_peers(name, args)
+    try:
+        infos = {p: peer.ask(cmd="info") for p, peer in peers.items()}
+        for p, i in infos.items():
+            bc.log("[%s %s] %s" % (name, p, json.dumps(i)))
+        for w in range(args.warmup):
+            for p, peer in peers.items():
+                for s in args.seconds:
+                    for mode in ("encoder", "full"):
+                        t = peer.ask(cmd=mode, clip=str(s))["time_s"]
+                        bc.log("[%s warm-up %d/%d] %-22s %2ds %-7s %.3f s"
+                               % (name, w + 1, args.warmup, p, s, mode, t))
+        runs = {(p, s, m): [] for p in peers for s in args.seconds for m in ("encoder", "full")}
+        order = list(peers)
+        for r in range(args.rounds):
+            t_round = time.perf_counter()
+            for s in args.seconds:
+                for mode in ("encoder", "full"):
+                    for p in order:
+                        runs[(p, s, mode)].append(peers[p].ask(cmd=mode, clip=str(s)))
+            order = order[1:] + order[:1]
+            bc.log("[%s round %d/%d] %.1f s, load average %s | %s"
+                   % (name, r + 1, args.rounds, time.perf_counter() - t_round, loadavg(),
+                      "  ".join("%s %ds enc %.3f" % (p, s, runs[(p, s, "encoder")][-1]["time_s"])
+                                for p in peers for s in args.seconds)))
+    finally:
+        for peer in peers.values():
+            peer.close()
+
+    clips = []
+    for s in args.seconds:
+        num_samples = s * bc.SAMPLE_RATE
+        rec = {"seconds": s, "num_samples": num_samples,
+               "encoder_frames": bc.encoder_frames(num_samples)[1],
+               "encoder_gflop": bc.gflop(bc.encoder_macs(name, num_samples)),
+               "encoder_macs_by_class": bc.encoder_macs(name, num_samples), "peers": {}}
+        for p in peers:
+            enc = runs[(p, s, "encoder")]
+            full = runs[(p, s, "full")]
+            last = full[-1]
+            rec["peers"][p] = {
+                "encoder_s": statistics.median(r["time_s"] for r in enc),
+                "encoder_min_s": min(r["time_s"] for r in enc),
+                "encoder_runs_s": [r["time_s"] for r in enc],
+                "full_s": statistics.median(r["time_s"] for r in full),
+                "full_min_s": min(r["time_s"] for r in full),
+                "full_runs_s": [r["time_s"] for r in full],
+                "stages_s": {k: statistics.median(r["stages_s"][k] for r in full)
+                             for k in last["stages_s"]},
+                "best": last["best"], "nbest_lengths": last["nbest_lengths"],
+            }
+        ref = rec["peers"].get("u2serve") or next(iter(rec["peers"].values()))
+        rec["nbest_lengths"] = ref["nbest_lengths"]
+        rec["decoder_gflop"] = bc.gflop(bc.decoder_macs(name, rec["encoder_frames"],
+                                                        ref["nbest_lengths"]))
+        rec["same_best_hypothesis"] = {p: v["best"] == ref["best"] for p, v in rec["peers"].items()}
+        clips.append(rec)
+    return {"model": name, "config": bc.MODELS[name], "peer_info": infos, "clips": clips}
+
+
+def summarize(results, sgemm):
+    """Rows of the table: per model and clip, u2serve, the best PyTorch variant, ONNX Runtime."""
+    rate = sgemm["peak_gflops"]
+    rows = []
+    for m in results["models"]:
+        for c in m["clips"]:
+            ps = c["peers"]
+            torch_variants = [p for p in ps if p.startswith("pytorch-")]
+            best_torch_enc = min(torch_variants, key=lambda p: ps[p]["encoder_s"]) if torch_variants else None
+            best_torch_full = min(torch_variants, key=lambda p: ps[p]["full_s"]) if torch_variants else None
+            ideal_enc = c["encoder_gflop"] / rate
+            ideal_full = (c["encoder_gflop"] + c["decoder_gflop"]) / rate
+            for p in ps:
+                enc, full = ps[p]["encoder_s"], ps[p]["full_s"]
+                row = {"model": m["model"], "seconds": c["seconds"], "peer": p,
+                       "encoder_s": enc, "encoder_rtf": enc / c["seconds"],
+                       "encoder_xrt": c["seconds"] / enc,
+                       "full_s": full, "full_rtf": full / c["seconds"], "full_xrt": c["seconds"] / full,
+                       "stages_s": ps[p]["stages_s"],
+                       "encoder_vs_flop_bound": enc / ideal_enc,
+                       "full_vs_flop_bound": full / ideal_full,
+                       "ideal_encoder_s": ideal_enc, "ideal_full_s": ideal_full,
+                       "same_best_hypothesis": c["same_best_hypothesis"][p],
+                       "best_pytorch": p in (best_torch_enc, best_torch_full)}
+                if best_torch_enc:
+                    row["speedup_vs_pytorch_encoder"] = ps[best_torch_enc]["encoder_s"] / enc
+                    row["speedup_vs_pytorch_full"] = ps[best_torch_full]["full_s"] / full
+                    row["pytorch_best_encoder_variant"] = best_torch_enc
+                    row["pytorch_best_full_variant"] = best_torch_full
+                rows.append(row)
+    return rows
+
+
+def markdown(results, rows):
+    sg = results["sgemm"]
+    lines = ["| model | clip | peer | encoder RTF | encoder x real time | full RTF | full x real "
+             "time | encoder speed-up vs PyTorch | full speed-up vs PyTorch | encoder / FLOP bound "
+             "| full / FLOP bound | same hyp |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append("| %s | %d s | %s | %.4f | %.1f | %.4f | %.1f | %s | %s | %.2f | %.2f | %s |" % (
+            r["model"], r["seconds"], r["peer"], r["encoder_rtf"], r["encoder_xrt"], r["full_rtf"],
+            r["full_xrt"],
+            "%.2fx" % r["speedup_vs_pytorch_encoder"] if "speedup_vs_pytorch_encoder" in r else "-",
+            "%.2fx" % r["speedup_vs_pytorch_full"] if "speedup_vs_pytorch_full" in r else "-",
+            r["encoder_vs_flop_bound"], r["full_vs_flop_bound"],
+            "yes" if r["same_best_hypothesis"] else "no"))
+    lines.append("")
+    lines.append("Speed-ups are against the fastest PyTorch variant for that column. FLOP bound = "
+                 "analytic FLOPs / the measured 2-thread sgemm rate (%.1f GFLOP/s); a ratio of 1.0 "
+                 "would be running every FLOP at sgemm speed." % sg["peak_gflops"])
+    lines.append("")
+    lines.append("Stage medians of the full pipeline (seconds):")
+    lines.append("")
+    lines.append("| model | clip | peer | fbank | encoder | CTC prefix beam search | attention rescoring |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in rows:
+        st = r["stages_s"]
+        lines.append("| %s | %d s | %s | %.4f | %.4f | %.4f | %.4f |" % (
+            r["model"], r["seconds"], r["peer"], st["fbank"], st["encoder"], st["search"],
+            st["rescoring"]))
+    lines.append("")
+    lines.append("FLOPs per clip (analytic, bench/bench_common.py):")
+    lines.append("")
+    lines.append("| model | clip | encoder frames | encoder GFLOP | n-best lengths | rescoring GFLOP |")
+    lines.append("|---|---|---|---|---|---|")
+    for m in results["models"]:
+        for c in m["clips"]:
+            lines.append("| %s | %d s | %d | %.2f | %s | %.2f |" % (
+                m["model"], c["seconds"], c["encoder_frames"], c["encoder_gflop"],
+                ",".join(str(x) for x in c["nbest_lengths"]), c["decoder_gflop"]))
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(r["model"], r["seconds"]) for r in rows})
+    peers = []
+    for r in rows:
+        if r["peer"] not in peers:
+            peers.append(r["peer"])
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.8 / max(1, len(peers))
+    for ax, key, title in ((axes[0], "encoder_xrt", "encoder + CTC"),
+                           (axes[1], "full_xrt", "full pipeline (fbank .. attention rescoring)")):
+        for i, p in enumerate(peers):
+            vals = []
+            for g in groups:
+                v = [r[key] for r in rows if (r["model"], r["seconds"]) == g and r["peer"] == p]
+                vals.append(v[0] if v else 0)
+            xs = [j + (i - (len(peers) - 1) / 2) * width for j in range(len(groups))]
+            bars = ax.bar(xs, vals, width, label=p)
+            for b, v in zip(bars, vals):
+                ax.text(b.get_x() + b.get_width() / 2, v, "%.0f" % v, ha="center", va="bottom",
+                        fontsize=7)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels(["%s\n%d s" % g for g in groups], fontsize=8)
+        ax.set_ylabel("x real time (higher is better)")
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Offline CPU throughput, 2 threads, batch 1 (bench/run_cpu_bench.py)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=list(bc.MODELS))
+    ap.add_argument("--seconds", type=int, nargs="+", default=list(bc.CLIP_SECONDS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--peers", nargs="+", default=["u2serve", "pytorch", "onnxruntime"])
+    ap.add_argument("--torch-variants", nargs="+", default=["eager", "inference_mode", "jit"])
+    ap.add_argument("--skip-build", action="store_true", help="use the existing build-bench/u2bench")
+    ap.add_argument("--out", default=bc.RESULTS_DIR)
+    args = ap.parse_args()
+    t_start = time.time()
+
+    if not args.skip_build:
+        sh(["cmake", "-S", bc.ROOT, "-B", BUILD_DIR, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release"],
+           stdout=subprocess.DEVNULL)
+        sh(["cmake", "--build", BUILD_DIR, "-j2", "--target", "u2bench"])
+    sh([PY, os.path.join(bc.BENCH_DIR, "make_models.py"), "--models"] + args.models)
+    if "onnxruntime" in args.peers:
+        for name in args.models:
+            if not os.path.exists(os.path.join(bc.model_dir(name), "onnx", "decoder.onnx")):
+                sh([PY, os.path.join(bc.BENCH_DIR, "peer_ort.py"), "--model", name, "--export"])
+
+    results = {"command": " ".join([os.path.relpath(sys.argv[0], bc.ROOT)] + sys.argv[1:]),
+               "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t_start)),
+               "threads": args.threads, "warmup": args.warmup, "rounds": args.rounds,
+               "machine": machine_info(), "loadavg_start": loadavg(), "models": []}
+    bc.log("[sgemm] measuring the machine's sgemm rate (%d threads)" % args.threads)
+    results["sgemm"] = measure_sgemm(args.models, max(args.seconds), args.threads)
+    bc.log("[sgemm] peak %.1f GFLOP/s; at the encoders' shapes: %s" % (
+        results["sgemm"]["peak_gflops"],
+        ", ".join("%s %.1f" % kv for kv in results["sgemm"]["model_shape_gflops"].items())))
+    for name in args.models:
+        results["models"].append(bench_model(name, args))
+    bc.log("[sgemm] measuring again after the peers")
+    results["sgemm_after"] = measure_sgemm(args.models, max(args.seconds), args.threads)
+    results["loadavg_end"] = loadavg()
+    results["wall_s"] = time.time() - t_start
+    rows = summarize(results, results["sgemm"])
+    results["table"] = rows
+
+    os.makedirs(args.out, exist_ok=True)
+    bc.dump_json(results, os.path.join(args.out, "cpu_offline.json"))
+    md = markdown(results, rows)
+    with open(os.path.join(args.out, "cpu_offline.md"), "w") as f:
+        f.write("# Offline CPU benchmark results\n\n")
+        f.write("`%s`, %s UTC, %d threads, %d warm-up + %d timed rounds (medians), sgemm %.1f "
+                "GFLOP/s before / %.1f after, load average %s at start, %s at end.\n\n" % (
+                    results["command"], results["started_utc"], args.threads, args.warmup,
+                    args.rounds, results["sgemm"]["peak_gflops"],
+                    results["sgemm_after"]["peak_gflops"], results["loadavg_start"],
+                    results["loadavg_end"]))
+        f.write(md)
+    try:
+        plot(rows, os.path.join(args.out, "cpu_offline.png"))
+    except Exception as e:
+        bc.log("[plot] failed: %s" % e)
+    print(md)
+    bc.log("[done] %.0f s; results in %s" % (results["wall_s"], args.out))
+
+
+if __name__ == "__main__":
+    main()
