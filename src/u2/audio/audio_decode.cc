@@ -3,10 +3,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <sstream>
 
 #include "u2/audio/audio.h"
 
@@ -30,10 +33,17 @@ sf_count_t MemSeek(sf_count_t offset, int whence, void* user) {
   auto* r = static_cast<MemoryReader*>(user);
   sf_count_t base = 0;
   switch (whence) {
-    case SEEK_SET: base = 0; break;
-    case SEEK_CUR: base = r->pos; break;
-    case SEEK_END: base = r->size; break;
-    default: return -1;
+    case SEEK_SET:
+      base = 0;
+      break;
+    case SEEK_CUR:
+      base = r->pos;
+      break;
+    case SEEK_END:
+      base = r->size;
+      break;
+    default:
+      return -1;
   }
   // A seek outside the data is clamped: libsndfile probes past the end of truncated files.
   sf_count_t target = base + offset;
@@ -61,10 +71,34 @@ struct SndfileCloser {
 Status OpenError(int code, const char* message) {
   std::string what = std::string("cannot decode audio: ") + (message ? message : "unknown error");
   switch (code) {
-    case SF_ERR_MALFORMED_FILE: return DataLoss(what);
-    case SF_ERR_SYSTEM: return DataLoss(what);
-    default: return InvalidArgument(what);  // unrecognised format, unsupported encoding
+    case SF_ERR_MALFORMED_FILE:
+      return DataLoss(what);
+    case SF_ERR_SYSTEM:
+      return DataLoss(what);
+    default:
+      return InvalidArgument(what);  // unrecognised format, unsupported encoding
   }
+}
+
+// libsndfile quietly shortens a WAV/AIFF whose data chunk claims more bytes than the file has
+// (it logs "data : 16000 (should be 3000)"). That is a truncated upload, unless the claim is a
+// streaming writer's "unknown length" placeholder (0 or >= 2^31 - 1).
+std::optional<std::string> TruncatedDataChunk(SNDFILE* file) {
+  std::string log(16384, '\0');
+  sf_command(file, SFC_GET_LOG_INFO, log.data(), static_cast<int>(log.size()));
+  log.resize(std::strlen(log.c_str()));
+  std::istringstream lines(log);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("data :", 0) != 0 && line.rfind("SSND :", 0) != 0) continue;
+    unsigned long long claimed = 0, actual = 0;
+    if (std::sscanf(line.c_str() + 6, " %llu (should be %llu)", &claimed, &actual) != 2) continue;
+    if (claimed > actual && claimed != 0 && claimed < 0x7FFFFFFFull) {
+      return "truncated (data chunk announces " + std::to_string(claimed) + " bytes, only " +
+             std::to_string(actual) + " present)";
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -93,6 +127,7 @@ StatusOr<AudioBuffer> DecodeAudio(std::span<const std::byte> encoded) {
                            std::to_string(kMaxSampleRate));
   }
   if (info.frames <= 0) return InvalidArgument("cannot decode audio: the file holds no samples");
+  if (auto truncated = TruncatedDataChunk(file.get())) return DataLoss("cannot decode audio: " + *truncated);
   // Integer PCM is returned scaled to [-1, 1); float data is passed through.
   sf_command(file.get(), SFC_SET_NORM_FLOAT, nullptr, SF_TRUE);
 
@@ -144,7 +179,8 @@ StatusOr<AudioBuffer> DecodeAudio(std::span<const std::byte> encoded) {
 StatusOr<AudioBuffer> ReadAudioFile(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return NotFound("audio file not found: " + path);
-  if (std::filesystem::is_directory(path, ec)) return InvalidArgument("not an audio file (a directory): " + path);
+  if (std::filesystem::is_directory(path, ec))
+    return InvalidArgument("not an audio file (a directory): " + path);
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return NotFound("cannot open audio file: " + path);
   const std::streamoff size = in.tellg();

@@ -31,8 +31,8 @@ StatusOr<std::vector<float>> Resample(std::span<const float> in, int from_rate, 
   const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
   const soxr_runtime_spec_t runtime = soxr_runtime_spec(1);  // one thread: callers parallelise
   size_t in_done = 0, out_done = 0;
-  soxr_error_t err = soxr_oneshot(from_rate, to_rate, 1, in.data(), in.size(), &in_done, out.data(),
-                                  out_len, &out_done, &io, &quality, &runtime);
+  soxr_error_t err = soxr_oneshot(from_rate, to_rate, 1, in.data(), in.size(), &in_done, out.data(), out_len,
+                                  &out_done, &io, &quality, &runtime);
   if (err) return Internal(std::string("resample: libsoxr failed: ") + err);
   // soxr flushes its filter tail, so it delivers the full length; pad defensively if one
   // sample short (e.g. rounding of a fractional output length).

@@ -9,15 +9,15 @@
 // moves a log-mel value by ~1e-6 at most.
 #include "u2/frontend/fbank.h"
 
-#include "u2/frontend/real_fft.h"
-
 #include <algorithm>
 #include <array>
-#include <cstdint>
 #include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <numbers>
 #include <sstream>
+
+#include "u2/frontend/real_fft.h"
 
 // Contracting a*b+c into an FMA changes float32 rounding and with it agreement with torchaudio.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -125,7 +125,9 @@ float FbankConfig::EffectiveHighFreq() const {
 }
 
 Status FbankConfig::Validate() const {
-  auto bad = [this](const std::string& why) { return InvalidArgument("FbankConfig: " + why + " (" + ToString() + ")"); };
+  auto bad = [this](const std::string& why) {
+    return InvalidArgument("FbankConfig: " + why + " (" + ToString() + ")");
+  };
   if (sample_rate < 1000 || sample_rate > 384000) return bad("sample_rate must be in 1000..384000");
   if (num_mel_bins < 4 || num_mel_bins > 1024) return bad("num_mel_bins must be in 4..1024");
   if (!(frame_length_ms > 0.0f) || !(frame_shift_ms > 0.0f)) return bad("frame length and shift must be > 0");
@@ -138,7 +140,8 @@ Status FbankConfig::Validate() const {
   const float high = EffectiveHighFreq();
   if (!std::isfinite(low_freq) || !std::isfinite(high_freq)) return bad("low_freq/high_freq must be finite");
   if (!(low_freq >= 0.0f && low_freq < nyquist)) return bad("low_freq must be in [0, Nyquist)");
-  if (!(high > 0.0f && high <= nyquist && low_freq < high)) return bad("need 0 < low_freq < high_freq <= Nyquist");
+  if (!(high > 0.0f && high <= nyquist && low_freq < high))
+    return bad("need 0 < low_freq < high_freq <= Nyquist");
   return Status::Ok();
 }
 
@@ -158,7 +161,8 @@ std::vector<float> PoveyWindow(int length) {
   std::vector<float> window(length);
   const float step = static_cast<float>(2.0 * std::numbers::pi / (length - 1));
   for (int j = 0; j < length; ++j) {
-    const float hann = -0.5f * static_cast<float>(std::cos(static_cast<double>(static_cast<float>(j) * step))) + 0.5f;
+    const float hann =
+        -0.5f * static_cast<float>(std::cos(static_cast<double>(static_cast<float>(j) * step))) + 0.5f;
     window[j] = static_cast<float>(std::pow(static_cast<double>(hann), static_cast<double>(0.85f)));
   }
   return window;
