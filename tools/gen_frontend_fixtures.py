@@ -22,6 +22,8 @@ Everything is generated from fixed seeds, so re-running reproduces the files bit
 (given the same torch/torchaudio build).
 """
 import argparse
+import json
+import struct
 import math
 import os
 import wave
@@ -30,7 +32,6 @@ import numpy as np
 import torch
 import torchaudio
 import torchaudio.compliance.kaldi as kaldi
-from safetensors.torch import save_file
 
 SR = 16000
 NUM_MEL_BINS = 80
@@ -130,6 +131,27 @@ def float64_fbank(wav):
     return out
 
 
+def save_safetensors(tensors, path, metadata):
+    """A safetensors file with sorted keys, so that regenerating it is byte-for-byte identical
+    (the safetensors package orders the metadata by hash)."""
+    header = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous()
+        assert t.dtype == torch.float32, name
+        blob = t.numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
 def write_wav16(path, samples, rate, channels=1):
     pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2")
     with wave.open(path, "wb") as w:
@@ -182,7 +204,7 @@ def main():
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     meta = {"signals": ",".join(names), "torch": torch.__version__, "torchaudio": torchaudio.__version__,
             "sample_rate": str(SR)}
-    save_file(tensors, args.out, metadata=meta)
+    save_safetensors(tensors, args.out, meta)
     print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)")
     write_test_audio(args.audio_dir)
     print(f"wrote {args.audio_dir}")
