@@ -1,0 +1,165 @@
+"""Shared pieces of the demo-model pipeline: units, config, cached features, batching, CER."""
+import json
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(ROOT)
+WORK = os.path.join(ROOT, "work")
+sys.path.insert(0, os.path.join(REPO, "tools"))
+
+# HEAD-recipe token table: <blank> 0, <unk> 1, <sos/eos> 2 (declared in tokenizer_conf.special_tokens).
+UNITS = ["<blank>", "<unk>", "<sos/eos>", "'", "\u2581"] + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+UNIT_ID = {u: i for i, u in enumerate(UNITS)}
+
+
+def text_to_ids(text):
+    return [UNIT_ID.get("\u2581" if ch == " " else ch, 1) for ch in text]
+
+
+def ids_to_text(ids):
+    return "".join(" " if UNITS[i] == "\u2581" else UNITS[i] for i in ids if i > 2).strip()
+
+
+def make_train_config(size="cpu"):
+    """The WeNet train.yaml dict. 'cpu' = the small demo model (< 10 M params)."""
+    enc = dict(
+        output_size=144, attention_heads=4, linear_units=576, num_blocks=6,
+        dropout_rate=0.1, positional_dropout_rate=0.1, attention_dropout_rate=0.0,
+        input_layer="conv2d", pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn",
+        normalize_before=True, macaron_style=True, activation_type="swish",
+        use_cnn_module=True, cnn_module_kernel=8, causal=True, cnn_module_norm="layer_norm",
+        static_chunk_size=0, use_dynamic_chunk=True, use_dynamic_left_chunk=False)
+    dec = dict(
+        attention_heads=4, linear_units=576, num_blocks=2, r_num_blocks=1,
+        dropout_rate=0.1, positional_dropout_rate=0.1, self_attention_dropout_rate=0.0,
+        src_attention_dropout_rate=0.0)
+    return {
+        "input_dim": 80,
+        "output_dim": len(UNITS),
+        "encoder": "conformer",
+        "encoder_conf": enc,
+        "decoder": "bitransformer",
+        "decoder_conf": dec,
+        "ctc": "ctc",
+        "ctc_conf": {"ctc_blank_id": 0},
+        "model": "asr_model",
+        "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
+                       "length_normalized_loss": False},
+        "cmvn": "global_cmvn",
+        "cmvn_conf": {"cmvn_file": "global_cmvn", "is_json_cmvn": True},
+        "tokenizer": "char",
+        "tokenizer_conf": {"symbol_table_path": "units.txt", "split_with_space": False,
+                           "non_lang_syms_path": None, "is_multilingual": False, "num_languages": 1,
+                           "special_tokens": {"<blank>": 0, "<unk>": 1, "<sos>": 2, "<eos>": 2}},
+        "dataset": "asr",
+        "dataset_conf": {
+            "resample_conf": {"resample_rate": 16000},
+            "fbank_conf": {"num_mel_bins": 80, "frame_shift": 10, "frame_length": 25, "dither": 0.0},
+            "spec_aug": True,
+            "spec_aug_conf": {"num_t_mask": 2, "num_f_mask": 2, "max_t": 40, "max_f": 10},
+        },
+    }
+
+
+def write_units(path):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(f"{u} {i}\n" for i, u in enumerate(UNITS)))
+
+
+def load_cmvn_stats(path):
+    from u2ref.cmvn import load_json_cmvn
+    mean, istd = load_json_cmvn(path)
+    return torch.from_numpy(mean), torch.from_numpy(istd)
+
+
+class FeatSet:
+    """A split's cached fbank features (float16, memory-mapped) and transcripts."""
+
+    def __init__(self, split, data_dir=None, limit=0):
+        d = os.path.join(data_dir or os.path.join(WORK, "data"), split)
+        self.feats = np.load(os.path.join(d, "feats.npy"), mmap_mode="r")
+        with open(os.path.join(d, "feats.jsonl")) as f:
+            self.index = [json.loads(line) for line in f]
+        if limit > 0:
+            self.index = self.index[:limit]
+        self.tokens = [text_to_ids(r["txt"]) for r in self.index]
+
+    def __len__(self):
+        return len(self.index)
+
+    def feat(self, i):
+        r = self.index[i]
+        return self.feats[r["offset"]: r["offset"] + r["frames"]]
+
+    def hours(self):
+        return sum(r["frames"] for r in self.index) / 360000.0
+
+    def load_to_memory(self):
+        self.feats = np.ascontiguousarray(self.feats)
+
+    def collate(self, ids):
+        lens = [self.index[i]["frames"] for i in ids]
+        T = max(lens)
+        x = np.zeros((len(ids), T, self.feats.shape[1]), np.float32)
+        for b, i in enumerate(ids):
+            x[b, : lens[b]] = self.feat(i)
+        tl = [len(self.tokens[i]) for i in ids]
+        y = torch.full((len(ids), max(tl)), -1, dtype=torch.long)
+        for b, i in enumerate(ids):
+            y[b, : tl[b]] = torch.tensor(self.tokens[i])
+        return torch.from_numpy(x), torch.tensor(lens), y, torch.tensor(tl)
+
+
+def make_batches(featset, max_frames, seed, epoch):
+    """Length-bucketed dynamic batches: sort by length (with a little seeded jitter), cut so that
+    padded frames (batch x longest) stay <= max_frames, then shuffle the batch order."""
+    rng = random.Random(seed * 1000 + epoch)
+    order = sorted(range(len(featset)),
+                   key=lambda i: featset.index[i]["frames"] * rng.uniform(0.95, 1.05))
+    batches, cur, longest = [], [], 0
+    for i in order:
+        n = featset.index[i]["frames"]
+        if cur and max(longest, n) * (len(cur) + 1) > max_frames:
+            batches.append(cur)
+            cur, longest = [], 0
+        cur.append(i)
+        longest = max(longest, n)
+    if cur:
+        batches.append(cur)
+    rng.shuffle(batches)
+    return batches
+
+
+def edit_distance(a, b):
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+        prev = cur
+    return prev[-1]
+
+
+class ErrorRate:
+    """CER over characters (spaces between words count as characters) and WER over words."""
+
+    def __init__(self):
+        self.ce = self.cn = self.we = self.wn = 0
+
+    def add(self, ref, hyp):
+        ref, hyp = " ".join(ref.split()), " ".join(hyp.split())
+        self.ce += edit_distance(ref, hyp)
+        self.cn += len(ref)
+        self.we += edit_distance(ref.split(), hyp.split())
+        self.wn += len(ref.split())
+
+    def cer(self):
+        return 100.0 * self.ce / max(1, self.cn)
+
+    def wer(self):
+        return 100.0 * self.we / max(1, self.wn)

@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Turns a training run into the shipped demo model.
+
+Steps (each can be skipped, see flags):
+ 1. average: mean of the last --avg model_step*.pt snapshots in --exp (WeNet's average_model:
+    element-wise mean of the state_dicts), then greedy dev CER of that average and of the newest
+    snapshot alone; the better one becomes final.pt (--no-select keeps the average).
+ 2. export: train/work/export/{final.pt, train.yaml, global_cmvn, units.txt} in WeNet's layout.
+ 3. convert: tools/convert.py -> models/demo (float32).
+ 4. training checkpoint: models/demo/training/last.pt = the newest resumable weights
+    (fp16 model state_dict + step/epoch/audio counters + the train.py args and config; no
+    optimizer state, which would make it ~55 MB). `train.py --init models/demo/training/last.pt`
+    continues from it with a fresh optimizer.
+ 5. samples: --samples test utterances copied to tests/data/samples/ with `text` and `wav.scp`
+    (wav.scp paths are relative to that directory).
+ 6. accuracy: eval_ref.py on test and test_heldout_voice -> train/work/export/eval*.json;
+    docs/accuracy.md is written from those numbers.
+
+Usage: .venv/bin/python train/finalize.py [--avg 3] [--skip-eval] [--eval-limit 0]
+"""
+import argparse
+import datetime
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import wave
+
+import torch
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+from u2ref.model import U2Model  # noqa: E402
+
+PY = sys.executable
+
+
+def average(paths):
+    avg = None
+    for p in paths:
+        sd = torch.load(p, map_location="cpu")
+        if avg is None:
+            avg = {k: v.clone().double() if v.is_floating_point() else v.clone() for k, v in sd.items()}
+        else:
+            for k, v in sd.items():
+                if v.is_floating_point():
+                    avg[k] += v.double()
+                else:
+                    avg[k] = v.clone()
+    return {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in avg.items()}
+
+
+def dev_cer(cfg, sd, data, n):
+    model = U2Model.from_checkpoint(cfg, sd)
+    dev = common.FeatSet("dev", data, limit=n)
+    err = common.ErrorRate()
+    ids = sorted(range(len(dev)), key=lambda i: dev.index[i]["frames"])
+    with torch.no_grad():
+        for s in range(0, len(ids), 16):
+            part = ids[s: s + 16]
+            x, xl, _, _ = dev.collate(part)
+            for i, h in zip(part, model.decode(x, xl, "ctc_greedy_search")):
+                err.add(dev.index[i]["txt"], common.ids_to_text(h))
+    return err.cer()
+
+
+def run(cmd):
+    print("+ " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--exp", default=os.path.join(common.WORK, "exp"))
+    ap.add_argument("--data", default=os.path.join(common.WORK, "data"))
+    ap.add_argument("--export", default=os.path.join(common.WORK, "export"))
+    ap.add_argument("--out", default=os.path.join(common.REPO, "models", "demo"))
+    ap.add_argument("--sample-dir", default=os.path.join(common.REPO, "tests", "data", "samples"))
+    ap.add_argument("--doc", default=os.path.join(common.REPO, "docs", "accuracy.md"))
+    ap.add_argument("--avg", type=int, default=3)
+    ap.add_argument("--no-select", action="store_true")
+    ap.add_argument("--dev-utts", type=int, default=150)
+    ap.add_argument("--samples", type=int, default=5)
+    ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--eval-limit", type=int, default=0, help="utterances per test split (0 = all)")
+    ap.add_argument("--chunks", type=int, nargs="+", default=[-1, 16],
+                    help="decoding_chunk_size values to evaluate (-1 = full context)")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+
+    with open(os.path.join(a.exp, "train.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    snaps = sorted(glob.glob(os.path.join(a.exp, "model_step*.pt")))
+    if not snaps:
+        sys.exit(f"no model_step*.pt snapshots in {a.exp}")
+    chosen = snaps[-a.avg:]
+    print("averaging " + ", ".join(os.path.basename(p) for p in chosen), flush=True)
+    avg_sd = average(chosen)
+    last_sd = torch.load(snaps[-1], map_location="cpu")
+    final_sd, final_name = avg_sd, f"average of {len(chosen)} snapshots"
+    if not a.no_select and len(chosen) > 1:
+        cer_avg = dev_cer(cfg, avg_sd, a.data, a.dev_utts)
+        cer_last = dev_cer(cfg, last_sd, a.data, a.dev_utts)
+        print(f"dev greedy CER ({a.dev_utts} utts): average {cer_avg:.2f} %, newest {cer_last:.2f} %", flush=True)
+        if cer_last < cer_avg:
+            final_sd, final_name = last_sd, "newest snapshot (better dev CER than the average)"
+    steps = [int(re.search(r"step(\d+)", p).group(1)) for p in chosen]
+
+    os.makedirs(a.export, exist_ok=True)
+    torch.save(final_sd, os.path.join(a.export, "final.pt"))
+    shutil.copy(os.path.join(a.exp, "train.yaml"), os.path.join(a.export, "train.yaml"))
+    shutil.copy(os.path.join(a.exp, "global_cmvn"), os.path.join(a.export, "global_cmvn"))
+    common.write_units(os.path.join(a.export, "units.txt"))
+
+    if os.path.isdir(a.out):
+        for f in ("model.json", "model.safetensors", "units.txt", "train.yaml", "global_cmvn"):
+            if os.path.exists(os.path.join(a.out, f)):
+                os.remove(os.path.join(a.out, f))
+    run([PY, os.path.join(common.REPO, "tools", "convert.py"),
+         "--config", os.path.join(a.export, "train.yaml"),
+         "--checkpoint", os.path.join(a.export, "final.pt"),
+         "--cmvn", os.path.join(a.export, "global_cmvn"),
+         "--units", os.path.join(a.export, "units.txt"), "--out", a.out])
+
+    # Resumable training state (see the module docstring for why no optimizer state).
+    ck = torch.load(os.path.join(a.exp, "last.pt"), map_location="cpu")
+    os.makedirs(os.path.join(a.out, "training"), exist_ok=True)
+    light = dict(model={k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()},
+                 step=ck["step"], epoch=ck["epoch"], batch_pos=ck["batch_pos"], audio_s=ck["audio_s"],
+                 train_s=ck["train_s"], args=ck["args"], config=ck["config"])
+    train_ckpt = os.path.join(a.out, "training", "last.pt")
+    torch.save(light, train_ckpt)
+    print(f"{train_ckpt}: {os.path.getsize(train_ckpt) / 1e6:.1f} MB (step {ck['step']})", flush=True)
+
+    # Sample wavs: short-to-medium test utterances with distinct voices.
+    sample_dir = a.sample_dir
+    os.makedirs(sample_dir, exist_ok=True)
+    with open(os.path.join(a.data, "test", "data.jsonl")) as f:
+        recs = [json.loads(line) for line in f]
+    picked, voices = [], set()
+    for r in recs:
+        if 2.0 <= r["dur"] <= 4.5 and r["voice"] not in voices:
+            picked.append(r)
+            voices.add(r["voice"])
+        if len(picked) == a.samples:
+            break
+    for old in glob.glob(os.path.join(sample_dir, "*.wav")):
+        os.remove(old)
+    with open(os.path.join(sample_dir, "text"), "w") as ft, open(os.path.join(sample_dir, "wav.scp"), "w") as fs:
+        for r in picked:
+            shutil.copy(r["wav"], os.path.join(sample_dir, r["key"] + ".wav"))
+            ft.write(f"{r['key']} {r['txt']}\n")
+            fs.write(f"{r['key']} {r['key']}.wav\n")
+    with open(os.path.join(sample_dir, "voices.tsv"), "w") as f:
+        f.write("key\tvoice\tspeed\tpitch\tamp\tdur\n")
+        f.write("".join(f"{r['key']}\t{r['voice']}\t{r['speed']}\t{r['pitch']}\t{r['amp']}\t{r['dur']}\n"
+                        for r in picked))
+    print(f"{len(picked)} samples -> {sample_dir}", flush=True)
+
+    info = dict(final=final_name, snapshots=[os.path.basename(p) for p in chosen], snapshot_steps=steps,
+                step=ck["step"], audio_h=ck["audio_s"] / 3600, train_min=ck["train_s"] / 60,
+                args=ck["args"], train_hours=common.FeatSet("train", a.data).hours(),
+                params=sum(v.numel() for k, v in final_sd.items() if not k.endswith((".pe", "global_cmvn.mean",
+                                                                                       "global_cmvn.istd"))),
+                train_ckpt_mb=os.path.getsize(train_ckpt) / 1e6)
+    with open(os.path.join(a.export, "finalize.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    if a.skip_eval:
+        return
+    results = {}
+    for chunk in a.chunks:
+        out = os.path.join(a.export, f"eval_chunk{chunk}.json")
+        cmd = [PY, os.path.join(common.ROOT, "eval_ref.py"), "--model-dir", a.export, "--chunk", str(chunk),
+               "--json", out, "--threads", str(a.threads)]
+        if a.eval_limit:
+            cmd += ["--limit", str(a.eval_limit)]
+        t0 = time.time()
+        run(cmd)
+        with open(out) as f:
+            results[chunk] = json.load(f)
+        results[chunk]["wall_s"] = time.time() - t0
+    write_accuracy_md(info, results, a)
+
+
+def write_accuracy_md(info, results, a):
+    modes = ("ctc_greedy_search", "ctc_prefix_beam_search", "attention_rescoring")
+    tr = info["args"]
+    any_res = next(iter(results.values()))
+    L = []
+    L.append("# Demo model accuracy (PyTorch reference)\n")
+    L.append(f"Model: `models/demo` (converted from `train/work/export/`), trained by `train/train.py` on this "
+             f"project's synthetic espeak-ng corpus. Generated by `train/finalize.py` on "
+             f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC.\n")
+    L.append("**Status: under-trained.** This model was trained on 2 shared CPU cores for about "
+             f"{info['train_min']:.0f} minutes. It is a pipeline demo, not a good recogniser; the target "
+             "(<= 3 % CER attention rescoring on unseen sentences, <= 8 % on the held-out voice) needs "
+             "the GPU recipe in `train/README.md`.\n")
+    L.append("## Test sets\n")
+    L.append("| set | utterances | audio | sentences | voices |\n|---|---|---|---|---|")
+    for split, r in any_res["splits"].items():
+        voices = ("seen accents x seen variants (random speed/pitch/amplitude), no noise" if split == "test" else
+                  "held out of training: half variant `m3` (seen accents), half accent `en-gb-scotland` "
+                  "(seen variants), no noise")
+        L.append(f"| {split} | {r['utts']} | {r['hours']:.2f} h | never in train | {voices} |")
+    L.append("\nCER = character edit distance / reference characters, where the spaces between words count "
+             "as characters; WER = word edit distance / reference words. Features: 80-dim fbank, dither 0.\n")
+    L.append("## Results\n")
+    for chunk, res in results.items():
+        ctx = "full context (decoding_chunk_size -1)" if chunk == -1 else f"streaming chunk {chunk} (decoding_chunk_size {chunk}, all left chunks)"
+        L.append(f"### {ctx}\n")
+        L.append(f"beam {res['beam']}, rescoring ctc_weight {res['ctc_weight']}, reverse_weight {res['reverse_weight']}\n")
+        splits = list(res["splits"])
+        L.append("| decoding mode | " + " | ".join(f"{s} CER | {s} WER" for s in splits) + " |")
+        L.append("|---|" + "---|---|" * len(splits))
+        for m in modes:
+            L.append(f"| {m} | " + " | ".join(f"{res['splits'][s][m]['cer']:.2f} % | {res['splits'][s][m]['wer']:.2f} %"
+                                             for s in splits) + " |")
+        L.append("")
+        L.append(f"Command: `.venv/bin/python train/eval_ref.py --model-dir train/work/export --chunk {chunk}"
+                 + (f" --limit {a.eval_limit}" if a.eval_limit else "") + "`\n")
+    ex = next(iter(any_res["splits"].values()))["hyps"]
+    L.append("Examples (test, attention_rescoring, full context):\n\n```")
+    for k in list(ex)[:: max(1, len(ex) // 4)][:4]:
+        L.append(f"REF: {ex[k]['ref']}\nHYP: {ex[k]['attention_rescoring']}")
+    L.append("```\n")
+    L.append("## Training\n")
+    L.append(f"* Data: {info['train_hours']:.2f} h of espeak-ng speech (`train/synth.py`), "
+             "7 accents x 46 variants, speed 120-200, pitch 20-80, amplitude 50-100, faint noise on half, gain 0.5-1.")
+    L.append(f"* Model: {info['params'] / 1e6:.2f} M parameters; Conformer encoder d=144, 4 heads, 6 blocks, "
+             "ffn 576, conv2d subsampling x4, causal conv kernel 8 with layer_norm, rel_pos; dynamic chunk "
+             "training; bitransformer decoder 2 left + 1 right blocks; CTC + attention loss "
+             "(ctc_weight 0.3, reverse_weight 0.3, lsm_weight 0.1). 31 character units.")
+    L.append(f"* Optimisation: AdamW lr {tr['lr']}, warmup {tr['warmup']} steps, cosine decay "
+             + (f"over {tr['schedule_minutes']} training minutes" if tr.get("schedule_minutes") else
+                f"over {tr['total_steps']} steps")
+             + f", batches of <= {tr['max_frames']} padded frames, grad clip {tr['grad_clip']}, seed {tr['seed']}.")
+    L.append(f"* Run: {info['step']} steps, {info['audio_h']:.2f} h of audio processed "
+             f"({info['audio_h'] / info['train_hours']:.2f} epochs), {info['train_min']:.0f} min of training "
+             "time on 2 CPU cores shared with the team's builds.")
+    L.append(f"* final.pt = {info['final']} ({', '.join(info['snapshots'])}).")
+    L.append(f"* Resumable weights: `models/demo/training/last.pt` ({info['train_ckpt_mb']:.1f} MB, fp16 model, "
+             "no optimizer state).\n")
+    L.append("## C++ engine\n")
+    L.append("The same tables for the C++ engine come later, from `u2recognize` on the same test sets; they "
+             "must match these PyTorch numbers.\n")
+    path = a.doc
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+    print(f"wrote {path}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

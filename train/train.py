@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Trains the demo U2++ model (Conformer + bitransformer decoder, CTC + attention loss) with the
+PyTorch reference model tools/u2ref on the cached features from feats.py.
+
+CPU (the default when no GPU is present): torch.set_num_threads(--threads), small dynamic
+batches, fp32. CUDA: bf16 autocast and large batches (pass --max-frames 60000 or so).
+
+Checkpoints go to --exp (default train/work/exp):
+  ckpt_step<N>.pt   model + optimizer + step/epoch/batch position + RNG states (resumable)
+  model_step<N>.pt  model state_dict only (snapshots; finalize.py averages the last few)
+  last.pt           copy of the newest ckpt_*.pt; `--resume` continues from it
+SIGTERM/SIGINT save a checkpoint and exit cleanly, so `kill <pid>` is a safe way to stop.
+
+Usage:
+  CPU:  nohup nice -n 15 .venv/bin/python train/train.py > train/work/exp/train.log 2>&1 &
+  GPU:  python train/train.py --max-frames 60000 --lr 2e-3 --warmup 300 --total-steps 3000
+  resume: add --resume (same --exp); --init PATH starts a fresh optimizer/schedule from weights.
+"""
+import argparse
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+from u2ref.model import U2Model  # noqa: E402
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.path.join(common.WORK, "data"))
+    ap.add_argument("--exp", default=os.path.join(common.WORK, "exp"))
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=777)
+    ap.add_argument("--max-frames", type=int, default=2000, help="padded input frames per batch")
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument("--total-steps", type=int, default=2500, help="cosine decay ends here")
+    ap.add_argument("--schedule-minutes", type=float, default=0,
+                    help="if > 0: cosine decay over this much training time instead of steps")
+    ap.add_argument("--curriculum-frac", type=float, default=0.05,
+                    help="fraction of epoch 0's batches that run short -> long before shuffled ones")
+    ap.add_argument("--final-lr-frac", type=float, default=0.05)
+    ap.add_argument("--weight-decay", type=float, default=1e-3)
+    ap.add_argument("--grad-clip", type=float, default=5.0)
+    ap.add_argument("--epochs", type=int, default=1000)
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this step (0 = no limit)")
+    ap.add_argument("--max-minutes", type=float, default=0, help="stop after this much wall time")
+    ap.add_argument("--specaug-from-epoch", type=int, default=1, help="-1 = never")
+    ap.add_argument("--ckpt-minutes", type=float, default=10.0)
+    ap.add_argument("--snapshot-minutes", type=float, default=5.0)
+    ap.add_argument("--keep-ckpts", type=int, default=2)
+    ap.add_argument("--eval-minutes", type=float, default=10.0)
+    ap.add_argument("--eval-utts", type=int, default=100)
+    ap.add_argument("--log-steps", type=int, default=20)
+    ap.add_argument("--resume", action="store_true", help="continue from <exp>/last.pt")
+    ap.add_argument("--init", default="", help="start from these model weights, fresh optimizer")
+    return ap.parse_args()
+
+
+def lr_at(step, a, train_s):
+    """Linear warmup, then cosine decay to final_lr_frac * lr, over --total-steps or, when
+    --schedule-minutes is given (CPU runs with a wall-clock budget), over training time."""
+    if step < a.warmup:
+        return a.lr * (step + 1) / a.warmup
+    if a.schedule_minutes > 0:
+        t = min(1.0, train_s / (60.0 * a.schedule_minutes))
+    else:
+        t = min(1.0, (step - a.warmup) / max(1, a.total_steps - a.warmup))
+    return a.lr * (a.final_lr_frac + (1 - a.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def spec_augment(x, lens, rng, num_f=2, max_f=10, num_t=2, max_t=40):
+    """WeNet's spec_aug on raw fbank (masked values = 0), in place on a (B, T, F) batch."""
+    for b in range(x.size(0)):
+        T, F = int(lens[b]), x.size(2)
+        for _ in range(num_f):
+            s = rng.randint(0, F - 1)
+            x[b, :, s: min(F, s + rng.randint(1, max_f))] = 0
+        for _ in range(num_t):
+            if T > 1:
+                s = rng.randint(0, T - 1)
+                x[b, s: min(T, s + rng.randint(1, max_t)), :] = 0
+
+
+def greedy_cer(model, featset, n, device, batch=16):
+    model.eval()
+    err = common.ErrorRate()
+    with torch.no_grad():
+        ids = sorted(range(min(n, len(featset))), key=lambda i: featset.index[i]["frames"])
+        for s in range(0, len(ids), batch):
+            chunk = ids[s: s + batch]
+            x, xl, _, _ = featset.collate(chunk)
+            hyps = model.decode(x.to(device), xl.to(device), "ctc_greedy_search")
+            for i, h in zip(chunk, hyps):
+                err.add(featset.index[i]["txt"], common.ids_to_text(h))
+    model.train()
+    return err
+
+
+def main():
+    a = parse_args()
+    os.makedirs(a.exp, exist_ok=True)
+    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if a.device == "auto" else a.device))
+    if device.type == "cpu":
+        torch.set_num_threads(a.threads)
+    random.seed(a.seed)
+    np.random.seed(a.seed)
+    torch.manual_seed(a.seed)
+
+    cfg = common.make_train_config()
+    common.write_units(os.path.join(a.exp, "units.txt"))
+    shutil.copy(os.path.join(a.data, "train", "global_cmvn"), os.path.join(a.exp, "global_cmvn"))
+    import yaml
+    with open(os.path.join(a.exp, "train.yaml"), "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+
+    model = U2Model(cfg)
+    mean, istd = common.load_cmvn_stats(os.path.join(a.data, "train", "global_cmvn"))
+    model.encoder.global_cmvn.mean.copy_(mean)
+    model.encoder.global_cmvn.istd.copy_(istd)
+    model.to(device)
+    nparams = sum(p.numel() for p in model.parameters())
+
+    t0 = time.time()
+    train = common.FeatSet("train", a.data)
+    train.load_to_memory()
+    dev = common.FeatSet("dev", a.data, limit=a.eval_utts)
+    print(f"device {device}, {nparams / 1e6:.2f} M params, train {len(train)} utts {train.hours():.2f} h, "
+          f"load {time.time() - t0:.0f} s", flush=True)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), eps=1e-8,
+                            weight_decay=a.weight_decay)
+    step, epoch, batch_pos, audio_s, train_s = 0, 0, 0, 0.0, 0.0
+    aug_rng = random.Random(a.seed + 1)
+    if a.resume and os.path.exists(os.path.join(a.exp, "last.pt")):
+        ck = torch.load(os.path.join(a.exp, "last.pt"), map_location="cpu")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        step, epoch, batch_pos = ck["step"], ck["epoch"], ck["batch_pos"]
+        audio_s, train_s = ck["audio_s"], ck["train_s"]
+        torch.set_rng_state(ck["torch_rng"])
+        random.setstate(ck["py_rng"])
+        aug_rng.setstate(ck["aug_rng"])
+        if device.type == "cuda" and ck.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"])
+        print(f"resumed from step {step} (epoch {epoch}, batch {batch_pos})", flush=True)
+    elif a.init:
+        sd = torch.load(a.init, map_location="cpu")
+        model.load_state_dict(sd.get("model", sd))
+        print(f"initialised weights from {a.init}", flush=True)
+
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):
+        print(f"signal {signum}: will checkpoint and stop after this step", flush=True)
+        stop["flag"] = True
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def save_ckpt():
+        ck = dict(model=model.state_dict(), optimizer=opt.state_dict(), step=step, epoch=epoch,
+                  batch_pos=batch_pos, audio_s=audio_s, train_s=train_s, args=vars(a), config=cfg,
+                  torch_rng=torch.get_rng_state(), py_rng=random.getstate(), aug_rng=aug_rng.getstate(),
+                  cuda_rng=torch.cuda.get_rng_state() if device.type == "cuda" else None)
+        path = os.path.join(a.exp, f"ckpt_step{step:06d}.pt")
+        torch.save(ck, path + ".tmp")
+        os.replace(path + ".tmp", path)
+        shutil.copy(path, os.path.join(a.exp, "last.pt.tmp"))
+        os.replace(os.path.join(a.exp, "last.pt.tmp"), os.path.join(a.exp, "last.pt"))
+        old = sorted(f for f in os.listdir(a.exp) if f.startswith("ckpt_step") and f.endswith(".pt"))
+        for f in old[: -a.keep_ckpts]:
+            os.remove(os.path.join(a.exp, f))
+        print(f"saved {path}", flush=True)
+
+    def save_snapshot():
+        sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save(sd, os.path.join(a.exp, f"model_step{step:06d}.pt"))
+
+    model.train()
+    use_bf16 = device.type == "cuda"
+    last_ckpt = last_snap = last_eval = time.time()
+    win = dict(n=0, loss=0.0, ctc=0.0, att=0.0, acc=0.0, audio=0.0, t=time.time())
+    done = False
+    while epoch < a.epochs and not done:
+        batches = common.make_batches(train, a.max_frames, a.seed, epoch)
+        if epoch == 0:  # curriculum: the first batches of epoch 0 go short -> long
+            head = int(len(batches) * a.curriculum_frac)
+            batches[:head] = sorted(batches[:head], key=lambda b: max(train.index[i]["frames"] for i in b))
+        while batch_pos < len(batches):
+            ids = batches[batch_pos]
+            ts = time.time()
+            x, xl, y, yl = train.collate(ids)
+            if a.specaug_from_epoch >= 0 and epoch >= a.specaug_from_epoch:
+                spec_augment(x, xl, aug_rng)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, a, train_s)
+            if use_bf16:
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                    out = model.forward_train(x.to(device), xl.to(device), y.to(device), yl.to(device))
+            else:
+                out = model.forward_train(x, xl, y, yl)
+            loss = out["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip)
+            if torch.isfinite(gnorm):
+                opt.step()
+            else:
+                print(f"step {step}: non-finite grad norm, skipped", flush=True)
+            step += 1
+            batch_pos += 1
+            secs = float(xl.sum()) / 100.0
+            audio_s += secs
+            train_s += time.time() - ts
+            win["n"] += 1
+            win["loss"] += float(loss)
+            win["ctc"] += float(out["loss_ctc"]) if out.get("loss_ctc") is not None else 0.0
+            win["att"] += float(out["loss_att"]) if out.get("loss_att") is not None else 0.0
+            win["acc"] += float(out["th_accuracy"]) if out.get("th_accuracy") is not None else 0.0
+            win["audio"] += secs
+            if step % a.log_steps == 0:
+                n, dt = win["n"], time.time() - win["t"]
+                print(f"step {step} epoch {epoch} batch {batch_pos}/{len(batches)} lr {lr_at(step, a, train_s):.2e} "
+                      f"loss {win['loss'] / n:.2f} ctc {win['ctc'] / n:.2f} att {win['att'] / n:.2f} "
+                      f"acc {win['acc'] / n:.3f} | {audio_s / 3600:.2f} h seen, {win['audio'] / dt:.1f}x RT, "
+                      f"train {train_s / 60:.1f} min", flush=True)
+                win = dict(n=0, loss=0.0, ctc=0.0, att=0.0, acc=0.0, audio=0.0, t=time.time())
+            now = time.time()
+            if a.max_steps and step >= a.max_steps:
+                done = True
+            if a.max_minutes and train_s / 60 >= a.max_minutes:
+                done = True
+            if now - last_snap >= a.snapshot_minutes * 60 or done or stop["flag"]:
+                save_snapshot()
+                last_snap = now
+            if now - last_ckpt >= a.ckpt_minutes * 60 or done or stop["flag"]:
+                save_ckpt()
+                last_ckpt = now
+            if now - last_eval >= a.eval_minutes * 60:
+                te = time.time()
+                err = greedy_cer(model, dev, a.eval_utts, device)
+                print(f"eval step {step}: dev greedy CER {err.cer():.2f} % WER {err.wer():.2f} % "
+                      f"({a.eval_utts} utts, {time.time() - te:.0f} s)", flush=True)
+                last_eval = time.time()
+                win["t"] += last_eval - te
+            if done or stop["flag"]:
+                break
+        if done or stop["flag"]:
+            break
+        epoch += 1
+        batch_pos = 0
+    err = greedy_cer(model, dev, a.eval_utts, device)
+    print(f"final step {step}: dev greedy CER {err.cer():.2f} % WER {err.wer():.2f} %; "
+          f"{audio_s / 3600:.2f} h audio processed in {train_s / 60:.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()
