@@ -15,9 +15,10 @@ namespace cpu {
 
 namespace {
 
-inline float ExpInline(float x) {
-  x = std::min(std::max(x, -88.0f), 88.0f);
-  const float fx = std::floor(x * 1.44269504088896341f + 0.5f);
+// exp(x) for x in [-88, 88] (Cephes expf: range reduction by ln 2, degree-6 polynomial, ~1 ulp).
+// Branch-free, and floor done as an int conversion (x·log2e + 127.5 > 0), so loops over it vectorise.
+inline float ExpNoClamp(float x) {
+  const float fx = static_cast<float>(static_cast<int32_t>(x * 1.44269504088896341f + 127.5f)) - 127.0f;
   float r = x - fx * 0.693359375f;
   r = r + fx * 2.12194440e-4f;
   const float z = r * r;
@@ -32,12 +33,51 @@ inline float ExpInline(float x) {
   return y * std::bit_cast<float>(e);
 }
 
+inline float Clamp88(float x) { return std::min(std::max(x, -88.0f), 88.0f); }
+
+// x[j] = exp(x[j]). The clamp is its own loop: fused with the polynomial, GCC splits the loop on
+// the clamp's branches and vectorises neither.
+inline void ExpInPlace(float* x, int n) {
+  for (int j = 0; j < n; ++j) x[j] = Clamp88(x[j]);
+  for (int j = 0; j < n; ++j) x[j] = ExpNoClamp(x[j]);
+}
+
+inline float ExpInline(float x) { return ExpNoClamp(Clamp88(x)); }
+
+constexpr int kBlock = 256;
+
 // Applies `act` to a contiguous row; separate loops per activation so each vectorises.
 inline void ActivateRow(float* y, int n, Activation act) {
   if (act == Activation::kRelu) {
     for (int j = 0; j < n; ++j) y[j] = y[j] > 0.0f ? y[j] : 0.0f;
   } else if (act == Activation::kSilu) {
-    for (int j = 0; j < n; ++j) y[j] = y[j] / (1.0f + ExpInline(-y[j]));
+    float e[kBlock];
+    for (int j0 = 0; j0 < n; j0 += kBlock) {
+      const int len = std::min(kBlock, n - j0);
+      float* yb = y + j0;
+      for (int j = 0; j < len; ++j) e[j] = -yb[j];
+      ExpInPlace(e, len);
+      for (int j = 0; j < len; ++j) yb[j] = yb[j] / (1.0f + e[j]);
+    }
+  }
+}
+
+// out[j] = (a[j] + ba[j]) · sigmoid(g[j] + bg[j]); biases may be null.
+inline void GluRow(const float* a, const float* g, const float* ba, const float* bg, int n, float* out) {
+  float e[kBlock];
+  for (int j0 = 0; j0 < n; j0 += kBlock) {
+    const int len = std::min(kBlock, n - j0);
+    if (bg) {
+      for (int j = 0; j < len; ++j) e[j] = -(g[j0 + j] + bg[j0 + j]);
+    } else {
+      for (int j = 0; j < len; ++j) e[j] = -g[j0 + j];
+    }
+    ExpInPlace(e, len);
+    if (ba) {
+      for (int j = 0; j < len; ++j) out[j0 + j] = (a[j0 + j] + ba[j0 + j]) / (1.0f + e[j]);
+    } else {
+      for (int j = 0; j < len; ++j) out[j0 + j] = a[j0 + j] / (1.0f + e[j]);
+    }
   }
 }
 
@@ -95,7 +135,8 @@ inline void LayerNormRow(const float* x, int n, const LayerNormParams& p, float*
 inline float LogSumExp(const float* x, int n, float* scratch) {
   const float m = MaxRow(x, n);
   if (!std::isfinite(m)) return m;
-  for (int j = 0; j < n; ++j) scratch[j] = ExpInline(x[j] - m);
+  for (int j = 0; j < n; ++j) scratch[j] = x[j] - m;
+  ExpInPlace(scratch, n);
   return m + std::log(SumRow(scratch, n));
 }
 
@@ -158,13 +199,7 @@ class CpuBackend final : public Backend {
         const float* a = x + i * ldx;
         const float* g = a + n;
         float* out = y + i * ldy;
-        if (bias) {
-          const float* ba = bias;
-          const float* bg = bias + n;
-          for (int j = 0; j < n; ++j) out[j] = (a[j] + ba[j]) / (1.0f + ExpInline(-(g[j] + bg[j])));
-        } else {
-          for (int j = 0; j < n; ++j) out[j] = a[j] / (1.0f + ExpInline(-g[j]));
-        }
+        GluRow(a, g, bias, bias ? bias + n : nullptr, n, out);
       }
     });
   }
@@ -345,7 +380,8 @@ void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSe
             for (int j = 0; j < n; ++j) r[j] += b[j];
           }
           const float m = MaxRow(r, n);
-          for (int j = 0; j < n; ++j) r[j] = ExpInline(r[j] - m);
+          for (int j = 0; j < n; ++j) r[j] -= m;
+          ExpInPlace(r, n);
           const float inv = 1.0f / SumRow(r, n);
           for (int j = 0; j < n; ++j) r[j] *= inv;
         }
