@@ -452,9 +452,13 @@ TEST(BackendOptionsTest, Validate) {
   BackendOptions o;
   o.num_threads = 0;
   EXPECT_FALSE(CreateBackend(o).ok());
-  o.num_threads = 1;
-  o.device = DeviceType::kCuda;
-  EXPECT_EQ(CreateBackend(o).status().code(), StatusCode::kUnimplemented);
+  o.num_threads = 300;
+  EXPECT_FALSE(CreateBackend(o).ok());
+  o.num_threads = 2;
+  auto b = CreateBackend(o);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ((*b)->device(), DeviceType::kCpu);
+  EXPECT_EQ((*b)->num_threads(), 2);
 }
 
 }  // namespace

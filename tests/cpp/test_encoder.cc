@@ -191,7 +191,7 @@ TEST(EncoderInput, RejectsBadFeatures) {
   FeatureView ok_view{data.data(), 100, 80};
   EXPECT_FALSE((*model)->Encode({&ok_view, 1}, zero_chunk).ok());
   // Too long for the positional table: an error, not a crash.
-  const int too_many = (ModelConfig::kMaxPositions + 1) * (*model)->config().SubsamplingRate() + 20;
+  const int too_many = ((*model)->config().MaxEncoderFrames() + 1) * (*model)->config().SubsamplingRate() + 20;
   std::vector<float> huge(static_cast<size_t>(too_many) * 80, 0.1f);
   FeatureView too_long{huge.data(), too_many, 80};
   auto long_r = (*model)->Encode({&too_long, 1});
