@@ -2,6 +2,9 @@
 
 #include "u2/backend/cpu/cpu_backend.h"
 #include "u2/backend/ops.h"
+#ifdef U2_HAVE_CUDA
+#include "u2/backend/cuda/cuda_backend.h"
+#endif
 
 namespace u2 {
 
@@ -76,8 +79,14 @@ StatusOr<std::shared_ptr<const Backend>> CreateBackend(const BackendOptions& opt
   switch (options.device) {
     case DeviceType::kCpu:
       return std::shared_ptr<const Backend>(CreateCpuBackend(options.num_threads));
-    case DeviceType::kCuda:
+    case DeviceType::kCuda: {
+#ifdef U2_HAVE_CUDA
+      U2_ASSIGN_OR_RETURN(std::unique_ptr<Backend> cuda, CreateCudaBackendFromOptions(options));
+      return std::shared_ptr<const Backend>(std::move(cuda));
+#else
       return Unimplemented("the CUDA backend is not built into this binary");
+#endif
+    }
   }
   return InvalidArgument("unknown device");
 }
