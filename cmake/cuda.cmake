@@ -65,3 +65,10 @@ if(U2_CUDA_ENABLED)
     add_subdirectory(${CMAKE_CURRENT_SOURCE_DIR}/tests/gpu ${CMAKE_CURRENT_BINARY_DIR}/tests/gpu)
   endif()
 endif()
+
+# The GPU benchmark driver (bench/gpu/run_gpu.sh runs it).
+if(U2_CUDA_ENABLED AND U2_BUILD_BENCH)
+  add_executable(u2gpubench ${CMAKE_CURRENT_SOURCE_DIR}/bench/gpu/u2gpubench.cc)
+  target_link_libraries(u2gpubench PRIVATE u2_engine u2_backend_cuda CLI11::CLI11 nlohmann_json::nlohmann_json)
+  target_compile_options(u2gpubench PRIVATE ${U2_WARNINGS})
+endif()
