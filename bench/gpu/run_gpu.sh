@@ -33,13 +33,15 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-OUT=${OUT:-$REPO/gpu-out}
-[[ $DRY_RUN == 1 && -z ${OUT_SET_BY_CALLER:-} && $OUT == "$REPO/gpu-out" ]] && OUT=/tmp/u2gpu-dryrun-out
+# $OUT is set by the device tool; elsewhere results go to /tmp.
+if [[ -z ${OUT:-} ]]; then OUT=$([[ $DRY_RUN == 1 ]] && echo /tmp/u2gpu-dryrun-out || echo /tmp/u2gpu-out); fi
 mkdir -p "$OUT"
 : >"$OUT/bench.jsonl"
-exec > >(tee "$OUT/run_gpu.log") 2>&1
+
+main() {
+  set -euo pipefail
 say() { printf '\n== %s\n' "$*"; }
-die() { printf '\nrun_gpu: ERROR: %s\n' "$*" >&2; exit 1; }
+die() { printf '\nrun_gpu: ERROR: %s\n' "$*" >&2; exit 1; }  # exits main's subshell
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START ))s; }
 
@@ -145,10 +147,9 @@ if [[ $SKIP_TESTS == 0 ]]; then
       continue
     fi
     set +e
-    timeout 300 "$BIN/$t" --gtest_color=no 2>&1 | tee -a "$OUT/tests.log"
+    timeout 240 "$BIN/$t" --gtest_color=no 2>&1 | tee -a "$OUT/tests.log"
     rc=${PIPESTATUS[0]}
     set -e
-    passed=$(grep -a -o '\[  PASSED  \] [0-9]* test' "$OUT/tests.log" | tail -1 | grep -o '[0-9]*' || echo 0)
     TEST_SUMMARY+=("$t: $([[ $rc == 0 ]] && echo PASS || echo "FAIL (rc $rc)")")
   done
 fi
@@ -205,5 +206,12 @@ if [[ -s $OUT/bench.jsonl ]]; then
   "$PYTHON" "$REPO/bench/gpu/summarize.py" "$OUT/bench.jsonl" | tee "$OUT/summary.md"
 fi
 echo "results: $OUT (run_gpu.log, env.txt, tests.log, bench.jsonl, summary.md)"
-for s in "${TEST_SUMMARY[@]}"; do [[ $s == *FAIL* ]] && exit 1; done
-exit 0
+for s in "${TEST_SUMMARY[@]}"; do [[ $s == *FAIL* ]] && return 1; done
+return 0
+}
+
+# The whole run, logged; the exit status is main's (1 if a GPU test failed).
+set +e
+main 2>&1 | tee "$OUT/run_gpu.log"
+rc=${PIPESTATUS[0]}
+exit "$rc"
