@@ -19,6 +19,8 @@ DEB_PACKAGES=(
   # Python reference model, converter, fixtures, training data
   python3-torch python3-torchaudio python3-numpy python3-yaml python3-venv python3-pip
   espeak-ng sox wamerican
+  # Triton's perf_analyzer (scripts/install_perf_analyzer.sh) links libb64
+  libb64-0d
 )
 
 missing=()
@@ -47,4 +49,5 @@ if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonc
 else
   echo "[setup] .venv: all present"
 fi
+./scripts/install_perf_analyzer.sh
 echo "[setup] done"
