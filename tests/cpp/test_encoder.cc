@@ -172,6 +172,174 @@ TEST(EncoderBatch, BatchedEqualsOneByOneWithChunkMask) {
   CheckBatchInvariance(opts);
 }
 
+// Feature windows of WeNet's chunk-by-chunk decoding (spec §4.2): (C−1)·R + RC + 1 frames,
+// stride C·R, while start <= T − (RC+1); the last window is cut at T.
+std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int num_frames, int chunk) {
+  const int R = c.SubsamplingRate(), RC = c.RightContext();
+  const int window = (chunk - 1) * R + RC + 1, stride = chunk * R;
+  std::vector<std::pair<int, int>> out;
+  for (int start = 0; start <= num_frames - (RC + 1); start += stride) {
+    out.push_back({start, std::min(start + window, num_frames) - start});
+  }
+  return out;
+}
+
+// Streaming (ForwardChunk) equals the chunk-masked full forward for causal-conv models (spec §4.3).
+TEST(EncoderStreaming, ChunkByChunkMatchesChunkMaskedForward) {
+  const std::regex name_re(R"(u(\d+)\.chunk(\d+)_left(-?\d+)\.encoder_out)");
+  int checked = 0;
+  for (const std::string& variant : FixtureVariants()) {
+    SCOPED_TRACE(variant);
+    auto model = AsrModel::Load(FixtureModelDir(variant));
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    const ModelConfig& c = (*model)->config();
+    if (c.encoder.has_conv_module() && !c.encoder.causal) continue;  // does not stream exactly (spec §4.3)
+    auto ref = testing::OpenFixture(variant);
+    ASSERT_TRUE(ref);
+    const auto utts = LoadUtterances(*ref, NumUtterances(variant));
+    double worst = 0, worst_ctc = 0;
+    int here = 0;
+    for (const std::string& name : ref->Names()) {
+      std::smatch m;
+      if (!std::regex_match(name, m, name_re)) continue;
+      const int u = std::stoi(m[1]);
+      StreamingOptions so;
+      so.decoding_chunk_size = std::stoi(m[2]);
+      so.num_decoding_left_chunks = std::stoi(m[3]);
+      auto stream = (*model)->NewStream();
+      std::vector<float> ctc;
+      for (const auto& [start, len] : ChunkWindows(c, utts[u].frames, so.decoding_chunk_size)) {
+        FeatureView f{utts[u].fbank.data() + static_cast<size_t>(start) * 80, len, 80};
+        EncoderStream* sp = stream.get();
+        auto out = (*model)->ForwardChunk({&sp, 1}, {&f, 1}, so);
+        ASSERT_TRUE(out.ok()) << out.status().ToString();
+        ASSERT_LE(out->lengths[0], so.decoding_chunk_size);
+        ctc.insert(ctc.end(), out->ctc_log_probs[0].begin(), out->ctc_log_probs[0].end());
+      }
+      const double e = MaxRelativeError(stream->encoder_frames(), Ref(*ref, name));
+      EXPECT_LT(e, 1e-4) << name;
+      worst = std::max(worst, e);
+      // CTC of the chunks = CTC of the chunk-masked offline forward.
+      EncodeOptions eo;
+      eo.decoding_chunk_size = so.decoding_chunk_size;
+      eo.num_decoding_left_chunks = so.num_decoding_left_chunks;
+      FeatureView whole{utts[u].fbank.data(), utts[u].frames, 80};
+      auto offline = (*model)->Encode({&whole, 1}, eo);
+      ASSERT_TRUE(offline.ok());
+      const double ec = MaxAbsError(ctc, offline->ctc_log_probs[0]);
+      EXPECT_LT(ec, 1e-4) << name;
+      worst_ctc = std::max(worst_ctc, ec);
+      if (so.num_decoding_left_chunks >= 0) {
+        EXPECT_LE(stream->cached_frames(), so.decoding_chunk_size * so.num_decoding_left_chunks);
+      }
+      ++checked;
+      ++here;
+    }
+    if (here == 0) continue;
+    std::printf(
+        "[%s] streaming vs chunk-masked reference: encoder_out max rel err %.3g, ctc max abs err %.3g\n",
+        variant.c_str(), worst, worst_ctc);
+  }
+  EXPECT_GT(checked, 0);
+}
+
+// Several streams in one ForwardChunk batch (different lengths, some finishing early) give what
+// each gives alone, and their accumulated output rescoring matches the offline path.
+TEST(EncoderStreaming, BatchedStreamsEqualSingleStreams) {
+  for (const std::string& variant : FixtureVariants()) {
+    SCOPED_TRACE(variant);
+    auto model = AsrModel::Load(FixtureModelDir(variant));
+    ASSERT_TRUE(model.ok());
+    const ModelConfig& c = (*model)->config();
+    if (!c.encoder.use_dynamic_chunk) continue;
+    auto ref = testing::OpenFixture(variant);
+    ASSERT_TRUE(ref);
+    const auto utts = LoadUtterances(*ref, NumUtterances(variant));
+    StreamingOptions so;
+    so.decoding_chunk_size = 4;
+    so.num_decoding_left_chunks = 2;
+    std::vector<std::unique_ptr<EncoderStream>> batched, single;
+    std::vector<std::vector<std::pair<int, int>>> windows;
+    size_t steps = 0;
+    for (const Utterance& u : utts) {
+      batched.push_back((*model)->NewStream());
+      single.push_back((*model)->NewStream());
+      windows.push_back(ChunkWindows(c, u.frames, so.decoding_chunk_size));
+      steps = std::max(steps, windows.back().size());
+    }
+    for (size_t k = 0; k < steps; ++k) {
+      std::vector<EncoderStream*> sts;
+      std::vector<FeatureView> fs;
+      for (size_t u = 0; u < utts.size(); ++u) {
+        if (k >= windows[u].size()) continue;
+        const auto [start, len] = windows[u][k];
+        FeatureView f{utts[u].fbank.data() + static_cast<size_t>(start) * 80, len, 80};
+        sts.push_back(batched[u].get());
+        fs.push_back(f);
+        EncoderStream* sp = single[u].get();
+        ASSERT_TRUE((*model)->ForwardChunk({&sp, 1}, {&f, 1}, so).ok());
+      }
+      auto out = (*model)->ForwardChunk(sts, fs, so);
+      ASSERT_TRUE(out.ok()) << out.status().ToString();
+    }
+    double worst = 0;
+    for (size_t u = 0; u < utts.size(); ++u) {
+      worst = std::max(worst, MaxRelativeError(batched[u]->encoder_frames(), single[u]->encoder_frames()));
+    }
+    EXPECT_LT(worst, 1e-5);
+    std::printf("[%s] %zu streams batched vs alone: max rel diff %.3g\n", variant.c_str(), utts.size(),
+                worst);
+
+    if (!c.HasDecoder()) continue;
+    std::vector<const EncoderStream*> cs;
+    for (auto& s : batched) cs.push_back(s.get());
+    auto packed = (*model)->StreamEncoderOutput(cs);
+    ASSERT_TRUE(packed.ok());
+    std::vector<std::vector<std::vector<int>>> hyps(utts.size(), {{1, 2, 3}, {4}});
+    auto streamed = (*model)->ScoreHypotheses(*packed, hyps);
+    ASSERT_TRUE(streamed.ok()) << streamed.status().ToString();
+    std::vector<FeatureView> whole;
+    for (const Utterance& u : utts) whole.push_back({u.fbank.data(), u.frames, 80});
+    EncodeOptions eo;
+    eo.decoding_chunk_size = so.decoding_chunk_size;
+    eo.num_decoding_left_chunks = so.num_decoding_left_chunks;
+    auto offline = (*model)->Encode(whole, eo);
+    ASSERT_TRUE(offline.ok());
+    auto offline_scores = (*model)->ScoreHypotheses(*offline, hyps);
+    ASSERT_TRUE(offline_scores.ok());
+    for (size_t u = 0; u < utts.size(); ++u) {
+      EXPECT_LT(MaxRelativeError((*streamed)[u].l2r, (*offline_scores)[u].l2r), 1e-4);
+    }
+  }
+}
+
+TEST(EncoderStreaming, RejectsBadUse) {
+  const auto variants = FixtureVariants();
+  ASSERT_FALSE(variants.empty());
+  auto model = AsrModel::Load(FixtureModelDir(variants[0]));
+  auto other = AsrModel::Load(FixtureModelDir(variants[0]));
+  ASSERT_TRUE(model.ok() && other.ok());
+  std::vector<float> data(67 * 80, 0.5f);
+  FeatureView f{data.data(), 67, 80};
+  auto foreign = (*other)->NewStream();
+  EncoderStream* fp = foreign.get();
+  EXPECT_FALSE((*model)->ForwardChunk({&fp, 1}, {&f, 1}, {}).ok());
+  auto st = (*model)->NewStream();
+  EncoderStream* sp = st.get();
+  StreamingOptions bad;
+  bad.decoding_chunk_size = 0;
+  EXPECT_FALSE((*model)->ForwardChunk({&sp, 1}, {&f, 1}, bad).ok());
+  std::vector<EncoderStream*> twice = {sp, sp};
+  std::vector<FeatureView> two = {f, f};
+  EXPECT_FALSE((*model)->ForwardChunk(twice, two, {}).ok());
+  // A chunk too short for one encoder frame is not an error: zero frames, state unchanged.
+  FeatureView tiny{data.data(), 2, 80};
+  auto r = (*model)->ForwardChunk({&sp, 1}, {&tiny, 1}, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->lengths[0], 0);
+  EXPECT_EQ(st->offset(), 0);
+}
+
 TEST(EncoderInput, RejectsBadFeatures) {
   const auto variants = FixtureVariants();
   ASSERT_FALSE(variants.empty());
@@ -191,7 +359,8 @@ TEST(EncoderInput, RejectsBadFeatures) {
   FeatureView ok_view{data.data(), 100, 80};
   EXPECT_FALSE((*model)->Encode({&ok_view, 1}, zero_chunk).ok());
   // Too long for the positional table: an error, not a crash.
-  const int too_many = ((*model)->config().MaxEncoderFrames() + 1) * (*model)->config().SubsamplingRate() + 20;
+  const int too_many =
+      ((*model)->config().MaxEncoderFrames() + 1) * (*model)->config().SubsamplingRate() + 20;
   std::vector<float> huge(static_cast<size_t>(too_many) * 80, 0.1f);
   FeatureView too_long{huge.data(), too_many, 80};
   auto long_r = (*model)->Encode({&too_long, 1});

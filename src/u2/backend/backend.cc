@@ -62,6 +62,16 @@ std::vector<float> Backend::DownloadRows(const float* src, int rows, int cols, i
   return out;
 }
 
+void Backend::CopyRows(float* dst, int ld_dst, const float* src, int ld_src, int rows, int cols) const {
+  if (ld_dst == cols && ld_src == cols) {
+    Copy(dst, src, static_cast<size_t>(rows) * cols * sizeof(float));
+    return;
+  }
+  for (int r = 0; r < rows; ++r) {
+    Copy(dst + static_cast<size_t>(r) * ld_dst, src + static_cast<size_t>(r) * ld_src, cols * sizeof(float));
+  }
+}
+
 Status BackendOptions::Validate() const {
   if (num_threads < 1 || num_threads > 256) {
     return InvalidArgument("num_threads must be in [1, 256], got " + std::to_string(num_threads));

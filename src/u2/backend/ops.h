@@ -156,6 +156,9 @@ class Backend {
   Tensor Upload(std::span<const float> host, Tensor::Shape shape) const;
   // Rows × cols floats of a device matrix (leading dimension ld) to a host vector.
   std::vector<float> DownloadRows(const float* src, int rows, int cols, int ld) const;
+  // dst[r, :cols] = src[r, :cols] for r < rows (device → device, strided; e.g. appending K|V rows
+  // to a streaming cache). The default copies row by row; a device backend may override it.
+  virtual void CopyRows(float* dst, int ld_dst, const float* src, int ld_src, int rows, int cols) const;
 
   // ---- operators ----
   // C = alpha·op(A)·op(B) + beta·C, op(A) m×k, op(B) k×n.

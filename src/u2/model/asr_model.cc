@@ -33,6 +33,18 @@ Status EncodeOptions::Validate() const {
   return Status::Ok();
 }
 
+Status StreamingOptions::Validate() const {
+  if (decoding_chunk_size <= 0) {
+    return InvalidArgument("streaming decoding_chunk_size must be > 0, got " +
+                           std::to_string(decoding_chunk_size));
+  }
+  if (num_decoding_left_chunks < -1) {
+    return InvalidArgument("num_decoding_left_chunks must be >= -1, got " +
+                           std::to_string(num_decoding_left_chunks));
+  }
+  return Status::Ok();
+}
+
 std::vector<float> EncoderOutput::EncoderFrames(int b) const {
   std::vector<float> out(static_cast<size_t>(lengths[b]) * dim);
   if (!out.empty()) {
@@ -134,10 +146,10 @@ StatusOr<std::vector<HypothesisScores>> AsrModel::ScoreHypotheses(
   for (size_t b = 0; b < hyps_per_utt.size(); ++b) {
     for (size_t i = 0; i < hyps_per_utt[b].size(); ++i) {
       const std::vector<int>& y = hyps_per_utt[b][i];
-      if (static_cast<int>(y.size()) + 1 > ModelConfig::kMaxPositions) {
+      if (static_cast<int>(y.size()) + 1 > config_.max_positions) {
         return InvalidArgument("ScoreHypotheses: hypothesis " + std::to_string(i) + " of utterance " +
                                std::to_string(b) + " has " + std::to_string(y.size()) +
-                               " tokens, more than " + std::to_string(ModelConfig::kMaxPositions - 1));
+                               " tokens, more than " + std::to_string(config_.max_positions - 1));
       }
       for (int t : y) {
         if (t < 0 || t >= V) {
@@ -176,6 +188,54 @@ StatusOr<std::vector<HypothesisScores>> AsrModel::ScoreHypotheses(
       if (right_decoder_) out[b].r2l.push_back(r2l_scores[k]);
     }
   }
+  return out;
+}
+
+std::unique_ptr<EncoderStream> AsrModel::NewStream() const {
+  auto st = std::make_unique<EncoderStream>();
+  st->model_ = this;
+  encoder_->InitStream(st.get());
+  return st;
+}
+
+StatusOr<EncoderOutput> AsrModel::ForwardChunk(std::span<EncoderStream* const> streams,
+                                               std::span<const FeatureView> chunks,
+                                               const StreamingOptions& options) const {
+  U2_RETURN_IF_ERROR(options.Validate());
+  if (streams.size() != chunks.size()) {
+    return InvalidArgument("ForwardChunk: " + std::to_string(streams.size()) + " streams but " +
+                           std::to_string(chunks.size()) + " chunks");
+  }
+  for (size_t b = 0; b < streams.size(); ++b) {
+    if (streams[b] == nullptr || streams[b]->model_ != this) {
+      return InvalidArgument("ForwardChunk: stream " + std::to_string(b) + " was not made by this model");
+    }
+    for (size_t c = 0; c < b; ++c) {
+      if (streams[c] == streams[b])
+        return InvalidArgument("ForwardChunk: a stream appears twice in one batch");
+    }
+  }
+  EncoderOutput out;
+  WorkspaceLease ws(*this);
+  U2_RETURN_IF_ERROR(encoder_->ForwardChunk(streams, chunks, options, ws.get(), &out));
+  return out;
+}
+
+StatusOr<EncoderOutput> AsrModel::StreamEncoderOutput(std::span<const EncoderStream* const> streams) const {
+  const int D = config_.encoder.output_size;
+  EncoderOutput out;
+  out.dim = D;
+  std::vector<float> packed;
+  int m = 0;
+  for (const EncoderStream* st : streams) {
+    if (st == nullptr || st->model_ != this) return InvalidArgument("StreamEncoderOutput: foreign stream");
+    out.lengths.push_back(st->offset());
+    out.offsets.push_back(m);
+    m += st->offset();
+    packed.insert(packed.end(), st->encoder_frames().begin(), st->encoder_frames().end());
+  }
+  out.ctc_log_probs.assign(streams.size(), {});
+  out.encoder_out = backend_->Upload(packed, {m, D});
   return out;
 }
 

@@ -19,6 +19,7 @@ namespace u2 {
 
 class ConformerEncoder;
 class TransformerDecoder;
+class AsrModel;
 
 struct ModelLoadOptions {
   int num_threads = 1;  // OpenBLAS threads (process-wide) and the backend's row pool
@@ -68,6 +69,39 @@ struct HypothesisScores {
   std::vector<float> r2l;  // same with the right-to-left decoder on the reversed hyp; empty without one
 };
 
+struct StreamingOptions {
+  int decoding_chunk_size = 16;       // C: encoder frames per chunk (chunk windows hold
+                                      // (C−1)·R + RC + 1 feature frames, stride C·R; spec §4.2)
+  int num_decoding_left_chunks = -1;  // attention history kept, in chunks (-1 = all)
+  Status Validate() const;
+  // WeNet's required_cache_size: C × left, negative = keep everything.
+  int RequiredCacheSize() const {
+    return num_decoding_left_chunks < 0 ? -1 : decoding_chunk_size * num_decoding_left_chunks;
+  }
+};
+
+// One utterance being encoded chunk by chunk: WeNet forward_chunk's offset, per-layer attention
+// K|V cache and causal-conv cache, plus every encoder frame output so far (for rescoring at the
+// end). Make one with AsrModel::NewStream(); use it with that model only, from one thread at a time.
+class EncoderStream {
+ public:
+  int offset() const { return offset_; }  // encoder frames output so far
+  int cached_frames() const { return cache_frames_; }
+  // All encoder output frames so far, host, offset() × D.
+  const std::vector<float>& encoder_frames() const { return encoder_frames_; }
+
+ private:
+  friend class ConformerEncoder;
+  friend class AsrModel;
+  const AsrModel* model_ = nullptr;
+  int offset_ = 0;
+  int cache_frames_ = 0;           // t1: K|V rows held per layer
+  int capacity_ = 0;               // rows allocated per layer
+  std::vector<Tensor> att_cache_;  // per layer (capacity, 2D): [K | V] rows [0, t1)
+  std::vector<Tensor> cnn_cache_;  // per layer (K−1, D): the last K−1 post-GLU frames (causal conv)
+  std::vector<float> encoder_frames_;
+};
+
 class AsrModel {
  public:
   static StatusOr<std::shared_ptr<const AsrModel>> Load(const std::string& model_dir,
@@ -85,6 +119,18 @@ class AsrModel {
   // for utterance b of `enc`. All hypotheses of all utterances run as one batch.
   StatusOr<std::vector<HypothesisScores>> ScoreHypotheses(
       const EncoderOutput& enc, std::span<const std::vector<std::vector<int>>> hyps_per_utt) const;
+
+  // ---- streaming (WeNet forward_chunk) ----
+  std::unique_ptr<EncoderStream> NewStream() const;
+  // Encodes one chunk of fbank frames (before CMVN) per stream, all streams in one batch. Returns
+  // the chunk's encoder frames and CTC log-probs per stream (lengths[b] may be 0 when the chunk is
+  // shorter than RC+1 frames). Exact (~1e-6) against the chunk-masked full forward for causal-conv
+  // models; non-causal conv models stream as WeNet does (zero padding at both chunk edges).
+  StatusOr<EncoderOutput> ForwardChunk(std::span<EncoderStream* const> streams,
+                                       std::span<const FeatureView> chunks,
+                                       const StreamingOptions& options) const;
+  // The streams' accumulated encoder frames as one EncoderOutput (no CTC), for ScoreHypotheses.
+  StatusOr<EncoderOutput> StreamEncoderOutput(std::span<const EncoderStream* const> streams) const;
 
  private:
   AsrModel();

@@ -11,14 +11,15 @@ enum Slot : int {
   kSlotFeat = 0,  // one utterance's features (T × I)
   kSlotConvA,     // subsampling intermediates
   kSlotConvB,
-  kSlotConvOut,  // packed subsampling output (M × F′·D)
-  kSlotX,        // the layer state (M × D)
-  kSlotH,        // normalised sublayer input (M × D)
-  kSlotBig,      // QKV (M × 3D) / FFN hidden (M × Fe) / pointwise_conv1 (M × 2D)
-  kSlotAtt,      // attention output / GLU output (M × D)
-  kSlotTmp,      // sublayer output before the residual add (M × D)
-  kSlotPos,      // projected positions (Tmax × D)
-  kSlotLogits,   // CTC logits (M × V)
+  kSlotConvOut,   // packed subsampling output (M × F′·D)
+  kSlotX,         // the layer state (M × D)
+  kSlotH,         // normalised sublayer input (M × D)
+  kSlotBig,       // QKV (M × 3D) / FFN hidden (M × Fe) / pointwise_conv1 (M × 2D)
+  kSlotAtt,       // attention output / GLU output (M × D)
+  kSlotTmp,       // sublayer output before the residual add (M × D)
+  kSlotPos,       // projected positions (Tmax × D)
+  kSlotLogits,    // CTC logits (M × V)
+  kSlotConvHist,  // streaming: the new conv history being assembled
 };
 
 StatusOr<Tensor> LoadConv1x1(const WeightLoader& loader, const std::string& name, int out, int in) {
@@ -99,9 +100,8 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
     U2_ASSIGN_OR_RETURN(enc->embed_out_.bias, loader.Device(name + ".bias", {D}));
   }
   {
-    U2_ASSIGN_OR_RETURN(Tensor pe,
-                        loader.Device("encoder.embed.pos_enc.pe", {1, ModelConfig::kMaxPositions, D}));
-    enc->pos_table_ = pe.Reshape({ModelConfig::kMaxPositions, D});
+    U2_ASSIGN_OR_RETURN(Tensor pe, loader.Device("encoder.embed.pos_enc.pe", {1, config.max_positions, D}));
+    enc->pos_table_ = pe.Reshape({config.max_positions, D});
   }
 
   const bool rel = e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn;
@@ -186,6 +186,15 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
         for (int ch = 0; ch < D; ++ch) glu[ch] = b1[ch] / (1.0f + std::exp(-b1[D + ch]));
         w.glu_of_bias = loader.Upload(glu, {D});
       }
+      if (e.causal && K > 1) {
+        std::vector<float> hist(static_cast<size_t>(K - 1) * D, 0.0f);
+        if (!b1.empty()) {
+          for (int k = 0; k < K - 1; ++k)
+            for (int ch = 0; ch < D; ++ch)
+              hist[static_cast<size_t>(k) * D + ch] = b1[ch] / (1.0f + std::exp(-b1[D + ch]));
+        }
+        w.initial_conv_history = loader.Upload(hist, {K - 1, D});
+      }
     }
     enc->layers_.push_back(std::move(w));
   }
@@ -219,10 +228,17 @@ void ConformerEncoder::Subsample(const FeatureView& f, Workspace& ws, float* con
   }
 }
 
-void ConformerEncoder::Layer(int index, float* x, int m, std::span<const AttentionSegment> attn_segs,
-                             std::span<const DepthwiseSegment> conv_segs,
-                             const AttentionParams& attn_template, const float* pos_proj,
-                             Workspace& ws) const {
+AttentionParams ConformerEncoder::AttentionTemplate(const EncoderLayerWeights& w) const {
+  const EncoderConfig& e = config_.encoder;
+  AttentionParams p;
+  p.num_heads = e.attention_heads;
+  p.head_dim = e.head_dim();
+  p.pos_bias_u = w.pos_bias_u.empty() ? nullptr : w.pos_bias_u.f32();
+  p.pos_bias_v = w.pos_bias_v.empty() ? nullptr : w.pos_bias_v.f32();
+  return p;
+}
+
+void ConformerEncoder::Layer(int index, float* x, int m, const LayerContext& ctx, Workspace& ws) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_.encoder;
   const EncoderLayerWeights& w = layers_[index];
@@ -274,18 +290,7 @@ void ConformerEncoder::Layer(int index, float* x, int m, std::span<const Attenti
       case Kind::kAttention: {
         linear(in, w.qkv, big);
         be.BiasActivation(big, m, 3 * D, 3 * D, w.qkv.b(), Activation::kNone, 1.0f);
-        AttentionParams p = attn_template;
-        p.q = big;
-        p.k = big + D;
-        p.v = big + 2 * D;
-        p.ldq = p.ldk = p.ldv = 3 * D;
-        p.pos = pos_proj;
-        p.ldp = D;
-        p.pos_bias_u = w.pos_bias_u.empty() ? nullptr : w.pos_bias_u.f32();
-        p.pos_bias_v = w.pos_bias_v.empty() ? nullptr : w.pos_bias_v.f32();
-        p.out = att;
-        p.ldo = D;
-        be.Attention(p, attn_segs, ws);
+        ctx.attention(index, big, att, ws);
         linear(att, w.attn_out, tmp);
         delta_bias = w.attn_out.b();
         break;
@@ -308,7 +313,8 @@ void ConformerEncoder::Layer(int index, float* x, int m, std::span<const Attenti
         }
         dp.activation = e.activation;
         // `in` is h (pre-LN only), already consumed by pointwise_conv1.
-        be.DepthwiseConv(dp, att, conv_segs, h);
+        be.DepthwiseConv(dp, att, ctx.conv_segments, h);
+        if (ctx.after_conv) ctx.after_conv(index, att);
         linear(h, w.pointwise_conv2, tmp);
         delta_bias = w.pointwise_conv2.b();
         break;
@@ -333,12 +339,60 @@ void ConformerEncoder::Layer(int index, float* x, int m, std::span<const Attenti
   }
 }
 
+void ConformerEncoder::Embed(std::span<const FeatureView> feats, const std::vector<int>& lengths,
+                             const std::vector<int>& offsets, const std::vector<int>& positions, int m,
+                             Workspace& ws, float* x) const {
+  const Backend& be = *backend_;
+  const EncoderConfig& e = config_.encoder;
+  const int D = e.output_size;
+  // Subsampling, each utterance into its rows of the packed conv output, then one GEMM for all.
+  const int FD = embed_out_.in;
+  float* conv_out = ws.Floats(kSlotConvOut, static_cast<size_t>(m) * FD);
+  for (size_t b = 0; b < feats.size(); ++b) {
+    if (lengths[b] > 0) Subsample(feats[b], ws, conv_out + static_cast<size_t>(offsets[b]) * FD);
+  }
+  be.Gemm(false, true, m, D, FD, 1.0f, conv_out, FD, embed_out_.weight.f32(), FD, 0.0f, x, D);
+  const float xscale =
+      e.pos_enc_layer_type == PosEncType::kNoPos ? 1.0f : static_cast<float>(std::sqrt(double(D)));
+  be.BiasActivation(x, m, D, D, embed_out_.b(), Activation::kNone, xscale);
+  if (e.pos_enc_layer_type == PosEncType::kAbsPos) {
+    for (size_t b = 0; b < feats.size(); ++b) {
+      if (lengths[b] == 0) continue;
+      const RowSegment seg{offsets[b], lengths[b]};
+      be.AddPositional(x, D, {&seg, 1}, pos_table_.f32(), positions[b]);
+    }
+  }
+}
+
+void ConformerEncoder::Finish(const float* x, int m, Workspace& ws, EncoderOutput* out) const {
+  const Backend& be = *backend_;
+  const EncoderConfig& e = config_.encoder;
+  const int D = e.output_size;
+  const int V = config_.vocab_size;
+  const int B = static_cast<int>(out->lengths.size());
+  out->encoder_out = be.NewTensor({m, D});
+  float* enc = out->encoder_out.mutable_f32();
+  if (e.normalize_before && e.final_norm) {
+    be.LayerNorm(x, m, D, D, after_norm_.params(), enc, D);
+  } else {
+    be.Copy(enc, x, static_cast<size_t>(m) * D * sizeof(float));
+  }
+  float* logits = ws.Floats(kSlotLogits, static_cast<size_t>(m) * V);
+  be.Gemm(false, true, m, V, D, 1.0f, enc, D, ctc_.weight.f32(), D, 0.0f, logits, V);
+  be.BiasActivation(logits, m, V, V, ctc_.b(), Activation::kNone, 1.0f);
+  be.LogSoftmax(logits, m, V, V);
+  out->ctc_log_probs.assign(B, {});
+  for (int b = 0; b < B; ++b) {
+    out->ctc_log_probs[b] =
+        be.DownloadRows(logits + static_cast<size_t>(out->offsets[b]) * V, out->lengths[b], V, V);
+  }
+}
+
 Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const EncodeOptions& options,
                                  Workspace& ws, EncoderOutput* out) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_.encoder;
   const int D = e.output_size;
-  const int V = config_.vocab_size;
   const int B = static_cast<int>(feats.size());
   out->lengths.assign(B, 0);
   out->offsets.assign(B, 0);
@@ -367,21 +421,17 @@ Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const Encod
   }
 
   // Attention mask, chosen as WeNet's add_optional_chunk_mask does.
-  AttentionParams tmpl;
-  tmpl.num_heads = e.attention_heads;
-  tmpl.head_dim = e.head_dim();
+  AttentionMask mask = AttentionMask::kNone;
+  int chunk_size = 0;
   if (e.use_dynamic_chunk && options.decoding_chunk_size > 0) {
-    tmpl.mask = AttentionMask::kChunk;
-    tmpl.chunk_size = options.decoding_chunk_size;
-    tmpl.left_chunks = options.num_decoding_left_chunks;
+    mask = AttentionMask::kChunk;
+    chunk_size = options.decoding_chunk_size;
   } else if (!e.use_dynamic_chunk && e.static_chunk_size > 0) {
-    tmpl.mask = AttentionMask::kChunk;
-    tmpl.chunk_size = e.static_chunk_size;
-    tmpl.left_chunks = options.num_decoding_left_chunks;
+    mask = AttentionMask::kChunk;
+    chunk_size = e.static_chunk_size;
   }
   std::vector<AttentionSegment> attn_segs;
   std::vector<DepthwiseSegment> conv_segs;
-  std::vector<RowSegment> row_segs;
   for (int b = 0; b < B; ++b) {
     if (out->lengths[b] == 0) continue;
     AttentionSegment s;
@@ -389,21 +439,10 @@ Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const Encod
     s.q_len = s.kv_len = out->lengths[b];
     attn_segs.push_back(s);
     conv_segs.push_back({out->offsets[b], out->lengths[b], nullptr});
-    row_segs.push_back({out->offsets[b], out->lengths[b]});
   }
 
-  // Subsampling, each utterance into its rows of the packed conv output, then one GEMM for all.
-  const int FD = embed_out_.in;
-  float* conv_out = ws.Floats(kSlotConvOut, static_cast<size_t>(m) * FD);
-  for (int b = 0; b < B; ++b) {
-    if (out->lengths[b] > 0) Subsample(feats[b], ws, conv_out + static_cast<size_t>(out->offsets[b]) * FD);
-  }
   float* x = ws.Floats(kSlotX, static_cast<size_t>(m) * D);
-  be.Gemm(false, true, m, D, FD, 1.0f, conv_out, FD, embed_out_.weight.f32(), FD, 0.0f, x, D);
-  const float xscale =
-      e.pos_enc_layer_type == PosEncType::kNoPos ? 1.0f : static_cast<float>(std::sqrt(double(D)));
-  be.BiasActivation(x, m, D, D, embed_out_.b(), Activation::kNone, xscale);
-  if (e.pos_enc_layer_type == PosEncType::kAbsPos) be.AddPositional(x, D, row_segs, pos_table_.f32(), 0);
+  Embed(feats, out->lengths, out->offsets, std::vector<int>(B, 0), m, ws, x);
 
   auto capture = [&](std::vector<std::vector<float>>* dst_per_utt) {
     for (int b = 0; b < B; ++b) {
@@ -419,38 +458,213 @@ Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const Encod
 
   const bool rel = e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn;
   const bool use_pos = rel && e.pos_enc_layer_type != PosEncType::kNoPos;
-  float* pos_proj = use_pos ? ws.Floats(kSlotPos, static_cast<size_t>(std::max(t_max, 1)) * D) : nullptr;
-  std::vector<std::vector<float>> layer_capture(B);
-  for (int i = 0; i < e.num_blocks; ++i) {
-    if (use_pos) {
+  LayerContext ctx;
+  ctx.conv_segments = conv_segs;
+  ctx.attention = [&](int layer, const float* qkv, float* att, Workspace& w) {
+    AttentionParams p = AttentionTemplate(layers_[layer]);
+    p.q = qkv;
+    p.k = qkv + D;
+    p.v = qkv + 2 * D;
+    p.ldq = p.ldk = p.ldv = 3 * D;
+    p.out = att;
+    p.ldo = D;
+    p.mask = mask;
+    p.chunk_size = chunk_size;
+    p.left_chunks = options.num_decoding_left_chunks;
+    if (use_pos && t_max > 0) {
       // Offline, every utterance's key j sits at position j: one projection serves all.
-      const LinearWeights& lp = layers_[i].linear_pos;
+      float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t_max) * D);
+      const LinearWeights& lp = layers_[layer].linear_pos;
       be.Gemm(false, true, t_max, D, D, 1.0f, pos_table_.f32(), D, lp.weight.f32(), D, 0.0f, pos_proj, D);
       if (lp.b()) be.BiasActivation(pos_proj, t_max, D, D, lp.b(), Activation::kNone, 1.0f);
+      p.pos = pos_proj;
+      p.ldp = D;
     }
-    Layer(i, x, m, attn_segs, conv_segs, tmpl, pos_proj, ws);
+    be.Attention(p, attn_segs, w);
+  };
+  std::vector<std::vector<float>> layer_capture(B);
+  for (int i = 0; i < e.num_blocks; ++i) {
+    Layer(i, x, m, ctx, ws);
     if (options.capture_layers) {
       capture(&layer_capture);
       for (int b = 0; b < B; ++b) out->layers[b][i] = std::move(layer_capture[b]);
     }
   }
+  Finish(x, m, ws, out);
+  return Status::Ok();
+}
 
-  out->encoder_out = be.NewTensor({m, D});
-  float* enc = out->encoder_out.mutable_f32();
-  if (e.normalize_before && e.final_norm) {
-    be.LayerNorm(x, m, D, D, after_norm_.params(), enc, D);
-  } else {
-    be.Copy(enc, x, static_cast<size_t>(m) * D * sizeof(float));
+void ConformerEncoder::InitStream(EncoderStream* st) const {
+  const EncoderConfig& e = config_.encoder;
+  st->offset_ = 0;
+  st->cache_frames_ = 0;
+  st->capacity_ = 0;
+  st->att_cache_.assign(e.num_blocks, Tensor());
+  st->cnn_cache_.clear();
+  if (e.has_conv_module() && e.causal && e.cnn_module_kernel > 1) {
+    for (int i = 0; i < e.num_blocks; ++i) {
+      const Tensor& init = layers_[i].initial_conv_history;
+      Tensor c = backend_->NewTensor(init.shape());
+      backend_->Copy(c.data<void>(), init.data<void>(), init.nbytes());
+      st->cnn_cache_.push_back(c);
+    }
+  }
+  st->encoder_frames_.clear();
+}
+
+Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
+                                      std::span<const FeatureView> chunks, const StreamingOptions& options,
+                                      Workspace& ws, EncoderOutput* out) const {
+  const Backend& be = *backend_;
+  const EncoderConfig& e = config_.encoder;
+  const int D = e.output_size;
+  const int B = static_cast<int>(streams.size());
+  out->lengths.assign(B, 0);
+  out->offsets.assign(B, 0);
+  out->dim = D;
+  std::vector<int> positions(B, 0);
+  int m = 0;
+  for (int b = 0; b < B; ++b) {
+    const FeatureView& f = chunks[b];
+    const std::string where = "stream " + std::to_string(b) + ": ";
+    if (f.num_frames < 0 || (f.num_frames > 0 && f.data == nullptr) || f.dim != config_.input_dim) {
+      return InvalidArgument(where + "bad chunk (num_frames " + std::to_string(f.num_frames) + ", dim " +
+                             std::to_string(f.dim) + ", model input_dim " +
+                             std::to_string(config_.input_dim) + ")");
+    }
+    const int t = config_.NumEncoderFrames(f.num_frames);
+    if (streams[b]->offset_ + t > config_.MaxEncoderFrames()) {
+      return InvalidArgument(where + "the stream would reach " + std::to_string(streams[b]->offset_ + t) +
+                             " encoder frames, more than the model's " +
+                             std::to_string(config_.MaxEncoderFrames()) +
+                             " positions; end the utterance earlier");
+    }
+    out->lengths[b] = t;
+    out->offsets[b] = m;
+    positions[b] = streams[b]->offset_;
+    m += t;
+  }
+  // Grow each stream's K|V cache to hold history + this chunk.
+  for (int b = 0; b < B; ++b) {
+    EncoderStream* st = streams[b];
+    const int need = st->cache_frames_ + out->lengths[b];
+    if (out->lengths[b] == 0 || need <= st->capacity_) continue;
+    const int cap = std::max(need, st->capacity_ * 2);
+    for (int i = 0; i < e.num_blocks; ++i) {
+      Tensor grown = be.NewTensor({cap, 2 * D});
+      if (st->cache_frames_ > 0) {
+        be.Copy(grown.data<void>(), st->att_cache_[i].data<void>(),
+                static_cast<size_t>(st->cache_frames_) * 2 * D * sizeof(float));
+      }
+      st->att_cache_[i] = grown;
+    }
+    st->capacity_ = cap;
   }
 
-  float* logits = ws.Floats(kSlotLogits, static_cast<size_t>(m) * V);
-  be.Gemm(false, true, m, V, D, 1.0f, enc, D, ctc_.weight.f32(), D, 0.0f, logits, V);
-  be.BiasActivation(logits, m, V, V, ctc_.b(), Activation::kNone, 1.0f);
-  be.LogSoftmax(logits, m, V, V);
-  out->ctc_log_probs.assign(B, {});
+  float* x = ws.Floats(kSlotX, static_cast<size_t>(m) * D);
+  Embed(chunks, out->lengths, out->offsets, positions, m, ws, x);
+
+  const bool rel = e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn;
+  const bool use_pos = rel && e.pos_enc_layer_type != PosEncType::kNoPos;
+  const bool conv_cache = !streams.empty() && !streams[0]->cnn_cache_.empty();
+  std::vector<DepthwiseSegment> conv_segs;
+  std::vector<int> conv_owner;
   for (int b = 0; b < B; ++b) {
-    out->ctc_log_probs[b] =
-        be.DownloadRows(logits + static_cast<size_t>(out->offsets[b]) * V, out->lengths[b], V, V);
+    if (out->lengths[b] == 0) continue;
+    conv_segs.push_back({out->offsets[b], out->lengths[b], nullptr});
+    conv_owner.push_back(b);
+  }
+  LayerContext ctx;
+  ctx.conv_segments = conv_segs;
+  ctx.attention = [&](int layer, const float* qkv, float* att, Workspace& w) {
+    for (int b = 0; b < B; ++b) {
+      const int len = out->lengths[b];
+      if (len == 0) continue;
+      EncoderStream* st = streams[b];
+      const int t1 = st->cache_frames_;
+      float* cache = st->att_cache_[layer].mutable_f32();
+      // Append this chunk's K|V (columns D..3D of qkv) after the history.
+      be.CopyRows(cache + static_cast<size_t>(t1) * 2 * D, 2 * D,
+                  qkv + static_cast<size_t>(out->offsets[b]) * 3 * D + D, 3 * D, len, 2 * D);
+      AttentionParams p = AttentionTemplate(layers_[layer]);
+      p.q = qkv;
+      p.ldq = 3 * D;
+      p.k = cache;
+      p.v = cache + D;
+      p.ldk = p.ldv = 2 * D;
+      p.out = att;
+      p.ldo = D;
+      if (use_pos) {
+        // Keys are at absolute positions offset − t1 … offset + len − 1 (spec §4.1 step 2).
+        float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t1 + len) * D);
+        const LinearWeights& lp = layers_[layer].linear_pos;
+        be.Gemm(false, true, t1 + len, D, D, 1.0f,
+                pos_table_.f32() + static_cast<size_t>(st->offset_ - t1) * D, D, lp.weight.f32(), D, 0.0f,
+                pos_proj, D);
+        if (lp.b()) be.BiasActivation(pos_proj, t1 + len, D, D, lp.b(), Activation::kNone, 1.0f);
+        p.pos = pos_proj;
+        p.ldp = D;
+      }
+      AttentionSegment s;
+      s.q_row = out->offsets[b];
+      s.q_len = len;
+      s.kv_row = 0;
+      s.kv_len = t1 + len;
+      be.Attention(p, {&s, 1}, w);
+    }
+  };
+  if (conv_cache) {
+    const int K = e.cnn_module_kernel;
+    for (size_t k = 0; k < conv_segs.size(); ++k) conv_segs[k].history = nullptr;  // set per layer below
+    ctx.after_conv = [&](int layer, const float* glu) {
+      // New history = the last K−1 frames of [old history | this chunk's GLU output].
+      for (size_t k = 0; k < conv_segs.size(); ++k) {
+        EncoderStream* st = streams[conv_owner[k]];
+        const int len = conv_segs[k].len;
+        float* hist = st->cnn_cache_[layer].mutable_f32();
+        float* next = ws.Floats(kSlotConvHist, static_cast<size_t>(K - 1) * D);
+        for (int j = 0; j < K - 1; ++j) {
+          const int src = j + len;  // index into [history (K−1 rows) | chunk (len rows)]
+          const float* row = src < K - 1 ? hist + static_cast<size_t>(src) * D
+                                         : glu + static_cast<size_t>(conv_segs[k].row + src - (K - 1)) * D;
+          be.Copy(next + static_cast<size_t>(j) * D, row, D * sizeof(float));
+        }
+        be.Copy(hist, next, static_cast<size_t>(K - 1) * D * sizeof(float));
+      }
+    };
+  }
+  for (int i = 0; i < e.num_blocks; ++i) {
+    if (conv_cache) {
+      for (size_t k = 0; k < conv_segs.size(); ++k)
+        conv_segs[k].history = streams[conv_owner[k]]->cnn_cache_[i].f32();
+    }
+    Layer(i, x, m, ctx, ws);
+  }
+  Finish(x, m, ws, out);
+
+  // Advance the streams: offset, accumulated output, and the K|V cache trimmed to the kept history.
+  const int required = options.RequiredCacheSize();
+  for (int b = 0; b < B; ++b) {
+    const int len = out->lengths[b];
+    if (len == 0) continue;
+    EncoderStream* st = streams[b];
+    const std::vector<float> frames =
+        be.DownloadRows(out->encoder_out.f32() + static_cast<size_t>(out->offsets[b]) * D, len, D, D);
+    st->encoder_frames_.insert(st->encoder_frames_.end(), frames.begin(), frames.end());
+    st->offset_ += len;
+    const int total = st->cache_frames_ + len;
+    const int start = required < 0 ? 0 : (required == 0 ? total : std::max(total - required, 0));
+    if (start > 0 && total > start) {
+      // Through scratch: device copies need not handle overlap.
+      const size_t bytes = static_cast<size_t>(total - start) * 2 * D * sizeof(float);
+      float* scratch = ws.Floats(kSlotConvOut, static_cast<size_t>(total - start) * 2 * D);
+      for (int i = 0; i < e.num_blocks; ++i) {
+        float* c = st->att_cache_[i].mutable_f32();
+        be.Copy(scratch, c + static_cast<size_t>(start) * 2 * D, bytes);
+        be.Copy(c, scratch, bytes);
+      }
+    }
+    st->cache_frames_ = total - start;
   }
   return Status::Ok();
 }

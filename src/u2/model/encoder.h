@@ -11,6 +11,7 @@
 // stream's conv cache (DepthwiseSegment.history, post-GLU values).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -33,7 +34,18 @@ struct EncoderLayerWeights {
   LinearWeights pointwise_conv1, pointwise_conv2;
   Tensor depthwise_weight, depthwise_bias;
   Tensor glu_of_bias;           // GLU(pointwise_conv1.bias): what causal left padding becomes (spec §3.7)
+  Tensor initial_conv_history;  // (K−1, D) rows of glu_of_bias (or zeros): a new stream's conv cache
   NormWeights conv_layer_norm;  // cnn_module_norm = layer_norm
+};
+
+// How one layer reaches the rest of the batch: attention over the packed QKV (offline: each
+// utterance's own rows; streaming: each stream's K|V cache), the depthwise conv's segments, and a
+// hook after the conv module (streaming updates its conv cache there).
+struct LayerContext {
+  // qkv: m × 3D (Q|K|V, bias added); writes the m × D attention output to `out`.
+  std::function<void(int layer, const float* qkv, float* out, Workspace& ws)> attention;
+  std::span<const DepthwiseSegment> conv_segments;
+  std::function<void(int layer, const float* glu)> after_conv;  // optional
 };
 
 class ConformerEncoder {
@@ -45,6 +57,12 @@ class ConformerEncoder {
   Status Forward(std::span<const FeatureView> feats, const EncodeOptions& options, Workspace& ws,
                  EncoderOutput* out) const;
 
+  // One chunk per stream (WeNet forward_chunk, spec §4.1), all streams in one packed batch.
+  // Streams whose chunk gives no encoder frame are left untouched (length 0).
+  Status ForwardChunk(std::span<EncoderStream* const> streams, std::span<const FeatureView> chunks,
+                      const StreamingOptions& options, Workspace& ws, EncoderOutput* out) const;
+  void InitStream(EncoderStream* stream) const;
+
   // The sinusoid table (max_len × D) shared with the decoders.
   const Tensor& pos_table() const { return pos_table_; }
 
@@ -54,10 +72,16 @@ class ConformerEncoder {
 
   // CMVN + conv subsampling of one utterance into `conv_out` (T′ × F′·D).
   void Subsample(const FeatureView& f, Workspace& ws, float* conv_out) const;
+  // CMVN + subsampling + embedding linear (×√D, +PE) of a packed batch into x (M × D);
+  // positions[b] is the first encoder position of entry b (0 offline, the stream offset streaming).
+  void Embed(std::span<const FeatureView> feats, const std::vector<int>& lengths,
+             const std::vector<int>& offsets, const std::vector<int>& positions, int m, Workspace& ws,
+             float* x) const;
   // One layer over the packed batch, in place on x (M × D).
-  void Layer(int index, float* x, int m, std::span<const AttentionSegment> attn_segs,
-             std::span<const DepthwiseSegment> conv_segs, const AttentionParams& attn_template,
-             const float* pos_proj, Workspace& ws) const;
+  void Layer(int index, float* x, int m, const LayerContext& ctx, Workspace& ws) const;
+  // after_norm + CTC head over the packed output rows; fills encoder_out and ctc_log_probs.
+  void Finish(const float* x, int m, Workspace& ws, EncoderOutput* out) const;
+  AttentionParams AttentionTemplate(const EncoderLayerWeights& w) const;
 
   ModelConfig config_;
   std::shared_ptr<const Backend> backend_;

@@ -175,6 +175,7 @@ StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
   U2_RETURN_IF_ERROR(top.Int("sos_id", true, &c.sos_id));
   U2_RETURN_IF_ERROR(top.Int("eos_id", true, &c.eos_id));
   U2_RETURN_IF_ERROR(top.Bool("cmvn", true, &c.cmvn));
+  U2_RETURN_IF_ERROR(top.Int("max_positions", false, &c.max_positions));
 
   if (auto it = j.find("frontend"); it != j.end()) {
     if (!it->is_object()) return KeyError("frontend", "must be an object, got " + Shown(*it));
@@ -304,6 +305,7 @@ Status ModelConfig::Validate() const {
   }
   U2_RETURN_IF_ERROR(range("input_dim", input_dim, 8, 1024));
   U2_RETURN_IF_ERROR(range("vocab_size", vocab_size, 2, 1 << 22));
+  U2_RETURN_IF_ERROR(range("max_positions", max_positions, 16, 1 << 20));
   U2_RETURN_IF_ERROR(range("blank_id", blank_id, 0, vocab_size - 1));
   U2_RETURN_IF_ERROR(range("sos_id", sos_id, 0, vocab_size - 1));
   U2_RETURN_IF_ERROR(range("eos_id", eos_id, 0, vocab_size - 1));

@@ -74,7 +74,7 @@ struct DecodingDefaults {
 
 struct ModelConfig {
   static constexpr int kFormatVersion = 1;
-  static constexpr int kMaxPositions = 5000;  // rows of the sinusoid table (WeNet max_len)
+  static constexpr int kDefaultMaxPositions = 5000;  // rows of WeNet's sinusoid table (max_len)
 
   int format_version = kFormatVersion;
   int input_dim = 80;
@@ -84,6 +84,9 @@ struct ModelConfig {
   int sos_id = 0;
   int eos_id = 0;
   bool cmvn = true;
+  // Rows of encoder.embed.pos_enc.pe: the longest encoder output (and decoder hypothesis) the
+  // model can take. WeNet's table has 5000 (200 s at 40 ms); converters may store fewer.
+  int max_positions = kDefaultMaxPositions;
   FrontendConfig frontend;
   EncoderConfig encoder;
   DecoderConfig decoder;
@@ -108,7 +111,7 @@ struct ModelConfig {
   // Encoder frames produced from `num_frames` feature frames (0 when too short).
   int NumEncoderFrames(int num_frames) const;
   // The longest input the encoder accepts, in encoder frames (the positional table's length).
-  int MaxEncoderFrames() const { return kMaxPositions; }
+  int MaxEncoderFrames() const { return max_positions; }
   // Frequency bins left after subsampling (F′), which fixes the subsampling linear's input size.
   int SubsampledFeatureDim() const;
 };
