@@ -154,7 +154,8 @@ int main(int argc, char** argv) {
   for (auto& [key, path] : sources) {
     auto audio = u2::ReadAudioFileAs(path, 16000);
     if (!audio.ok()) return fail(key + ": " + audio.status().ToString());
-    utts.push_back({key, std::move(audio->samples), audio->seconds()});
+    const double seconds = audio->seconds();  // before the samples are moved out
+    utts.push_back({key, std::move(audio->samples), seconds});
   }
 
   auto control = u2::server::AsrClient::Create(*protocol, url, model);
