@@ -13,7 +13,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from conftest import APPS, ROOT, SERVER_MODEL, ServerProcess, write_wav
-from test_server import grpc_transcript, model_stats, as_int
+import urllib.request
+
+from test_server import as_int, binary_body, grpc_transcript, http_post, model_stats
 
 PERF_ANALYZER = ROOT / ".venv" / "opt" / "perf_analyzer" / "perf_analyzer"
 
@@ -153,3 +155,49 @@ def test_bad_startup_configurations_fail_with_a_message(tmp_path):
         r = subprocess.run([str(APPS / "u2serve"), "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
                            + args, capture_output=True, text=True, timeout=60)
         assert r.returncode != 0 and text in (r.stdout + r.stderr), (args, r.stdout + r.stderr)
+
+
+def test_full_queue_is_refused_at_once(tmp_path, audio_set, reference):
+    s = ServerProcess(["--model-dir", str(SERVER_MODEL), "--workers", "1", "--max-queue-size", "1",
+                       "--max-queue-delay-us", "0"], tmp_path / "log.txt")
+    try:
+        s.wait_ready()
+        samples = audio_set["double"][1]
+        want = reference["attention_rescoring"]["double"]
+        barrier = threading.Barrier(24)
+
+        def one(i):
+            barrier.wait()
+            if i % 2:
+                body, n = binary_body(samples.reshape(1, -1), [len(samples)], outputs_binary=False)
+                code, resp, _ = http_post(s, "/v2/models/attention_rescoring/infer", body,
+                                          {"Inference-Header-Content-Length": str(n)})
+                return ("ok", json.loads(resp)["outputs"][0]["data"][0]) if code == 200 else (code, resp)
+            try:
+                return "ok", grpc_transcript(grpcclient.InferenceServerClient(s.grpc_url), samples)
+            except Exception as e:  # noqa: BLE001
+                return e.status(), e.message()
+
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(24) as pool:
+            results = list(pool.map(one, range(24)))
+        refused = [r for r in results if r[0] != "ok"]
+        assert all(text == want for kind, text in results if kind == "ok")
+        assert refused, "24 simultaneous requests never overflowed a queue of 1"
+        for kind, text in refused:
+            assert kind in ("StatusCode.RESOURCE_EXHAUSTED", 503), (kind, text)
+            assert "queue is full" in str(text)
+        with urllib.request.urlopen(s.metrics_url, timeout=10) as r:
+            metrics = r.read().decode()
+        line = [x for x in metrics.splitlines()
+                if x.startswith('nv_inference_request_failure{model="attention_rescoring",version="1",reason="REJECTED"}')]
+        assert line and float(line[0].split()[-1]) == len(refused)
+    finally:
+        assert s.stop() == 0
+
+
+def test_grpc_health_service(server):
+    import grpc
+    check = grpc.insecure_channel(server.grpc_url).unary_unary(
+        "/grpc.health.v1.Health/Check", request_serializer=lambda x: x, response_deserializer=lambda x: x)
+    assert check(b"") == b"\x08\x01"  # HealthCheckResponse{status: SERVING}
