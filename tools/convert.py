@@ -23,6 +23,8 @@ import yaml  # noqa: E402
 from u2ref.cmvn import CmvnError, load_cmvn  # noqa: E402
 from u2ref.config import ConfigError, normalize_config, sos_eos_ids  # noqa: E402
 from u2ref.modules import make_pe_table  # noqa: E402
+
+PE_DEFAULT_ROWS = 5000
 from u2ref.model import U2Model  # noqa: E402
 
 FORMAT_VERSION = 1
@@ -130,7 +132,14 @@ def load_state_dict(path):
     return sd
 
 
-def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, dtype="float32"):
+def povey_window(frontend):
+    """(frame_length_samples,) float32: torchaudio.compliance.kaldi's povey window, bit for bit."""
+    n = int(frontend["sample_rate"] * frontend["frame_length_ms"] * 0.001)
+    return torch.hann_window(n, periodic=False, dtype=torch.float32).pow(0.85).contiguous()
+
+
+def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, dtype="float32",
+            max_positions=PE_DEFAULT_ROWS):
     with open(config_path, "r", encoding="utf-8") as f:
         raw = yaml.safe_load(f)
     if not isinstance(raw, dict):
@@ -206,12 +215,21 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         if k.endswith(".pe") and k != "encoder.embed.pos_enc.pe":
             continue  # decoders' embed.1.pe: same table as the encoder's
         tensors[k] = v.detach().clone().contiguous()
-    if "encoder.embed.pos_enc.pe" in sd:
-        tensors["encoder.embed.pos_enc.pe"] = sd["encoder.embed.pos_enc.pe"].float().contiguous()
-    else:
-        tensors["encoder.embed.pos_enc.pe"] = make_pe_table(D)
+    # The table bounds the longest input (max_positions encoder frames). Shorter: a slice of the
+    # checkpoint's rows; longer than the checkpoint's: regenerated with the same float32 torch
+    # expressions, whose first rows are bit-identical to WeNet's buffer.
+    if max_positions < 16:
+        raise ConvertError("--max-positions: %d is too small (at least 16)" % max_positions)
+    pe = sd.get("encoder.embed.pos_enc.pe")
+    if pe is None or pe.shape[1] < max_positions:
+        pe = make_pe_table(D, max_positions)
+    tensors["encoder.embed.pos_enc.pe"] = pe[:, :max_positions].float().contiguous()
+    # The analysis window exactly as torchaudio's kaldi.fbank computes it (torch's own cos/pow
+    # differ from correctly rounded values in the last bit at a few points, which matters for
+    # bit-level parity on pure tones); the engine uses it instead of recomputing the window.
+    tensors["frontend.window"] = povey_window(cfg["frontend"])
     keep_f32 = ("encoder.embed.pos_enc.pe", "encoder.global_cmvn.mean",
-                "encoder.global_cmvn.istd")
+                "encoder.global_cmvn.istd", "frontend.window")
     if dtype == "float16":
         for k in list(tensors):
             if k in keep_f32 or k.endswith("running_mean") or k.endswith("running_var"):
@@ -272,6 +290,7 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         "sos_id": sos,
         "eos_id": eos,
         "cmvn": use_cmvn,
+        "max_positions": max_positions,
         "frontend": {
             "sample_rate": cfg["frontend"]["sample_rate"],
             "num_mel_bins": cfg["frontend"]["num_mel_bins"],
@@ -314,9 +333,13 @@ def main(argv=None):
     ap.add_argument("--units", required=True, help="units.txt / words.txt")
     ap.add_argument("--out", required=True, help="output model directory")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    ap.add_argument("--max-positions", type=int, default=PE_DEFAULT_ROWS,
+                    help="rows of the positional table = longest encoder output in frames "
+                         "(default %d, WeNet's: 200 s at 40 ms per frame)" % PE_DEFAULT_ROWS)
     args = ap.parse_args(argv)
     try:
-        doc = convert(args.config, args.checkpoint, args.units, args.out, args.cmvn, args.dtype)
+        doc = convert(args.config, args.checkpoint, args.units, args.out, args.cmvn, args.dtype,
+                      args.max_positions)
     except (ConvertError, OSError, yaml.YAMLError) as e:
         print("convert.py: error: %s" % e, file=sys.stderr)
         return 2

@@ -347,11 +347,16 @@ def reference(name, spec, ckpt_dir, wavs, feats, out_dir):
         f.write("\n")
 
 
+FIXTURE_MAX_POSITIONS = 256
+
+
 def run_convert(ckpt_dir, model_dir, dtype):
     cmd = [sys.executable, os.path.join(TOOLS, "convert.py"), "--config",
            os.path.join(ckpt_dir, "train.yaml"), "--checkpoint", os.path.join(ckpt_dir, "final.pt"),
            "--cmvn", os.path.join(ckpt_dir, "global_cmvn"), "--units",
-           os.path.join(ckpt_dir, "units.txt"), "--out", model_dir, "--dtype", dtype]
+           os.path.join(ckpt_dir, "units.txt"), "--out", model_dir, "--dtype", dtype,
+           # The fixture clips are short: a 256-row positional table keeps each model small.
+           "--max-positions", str(FIXTURE_MAX_POSITIONS)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 

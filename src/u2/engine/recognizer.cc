@@ -10,6 +10,7 @@
 #include "u2/decode/symbol_table.h"
 #include "u2/frontend/fbank.h"
 #include "u2/model/asr_model.h"
+#include "u2/util/safetensors.h"
 
 namespace u2 {
 
@@ -102,7 +103,20 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
   fbank_config.num_mel_bins = mc.frontend.num_mel_bins;
   fbank_config.frame_length_ms = mc.frontend.frame_length_ms;
   fbank_config.frame_shift_ms = mc.frontend.frame_shift_ms;
-  U2_ASSIGN_OR_RETURN(r->fbank_, Fbank::Create(fbank_config));
+  // Converted models carry torchaudio's own analysis window (docs/model-format.md): using it
+  // makes our fbank bit-compatible with the features the model was trained on.
+  U2_ASSIGN_OR_RETURN(auto weights, SafeTensorsFile::Open(config.model_dir + "/model.safetensors"));
+  if (weights->Contains("frontend.window")) {
+    U2_ASSIGN_OR_RETURN(std::vector<float> window, weights->ReadFloat32("frontend.window"));
+    if (static_cast<int>(window.size()) != fbank_config.FrameLengthSamples()) {
+      return InvalidArgument(config.model_dir + "/model.safetensors: frontend.window has " +
+                             std::to_string(window.size()) + " samples, the frame length is " +
+                             std::to_string(fbank_config.FrameLengthSamples()));
+    }
+    U2_ASSIGN_OR_RETURN(r->fbank_, Fbank::Create(fbank_config, window));
+  } else {
+    U2_ASSIGN_OR_RETURN(r->fbank_, Fbank::Create(fbank_config));
+  }
 
   // Decoding defaults: model.json first, then whatever the caller set.
   DecodingOptions& d = r->defaults_;

@@ -226,7 +226,7 @@ StatusOr<std::vector<float>> SafeTensorsFile::ReadFloat32(const std::string& nam
   const std::byte* p = view.bytes.data();
   switch (view.dtype) {
     case SafeTensorDType::kF32:
-      std::memcpy(out.data(), p, static_cast<size_t>(n) * 4);
+      if (n > 0) std::memcpy(out.data(), p, static_cast<size_t>(n) * 4);
       break;
     case SafeTensorDType::kF16:
       for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(LoadLE<uint16_t>(p + 2 * i));
