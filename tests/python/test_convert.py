@@ -299,3 +299,38 @@ def test_attention_type_comes_from_the_checkpoint(tmp_path):
     doc = run_convert(write_dir(str(tmp_path / "a"), y2, sd, units_new()), str(tmp_path / "o"))
     assert doc["encoder"]["selfattention_layer_type"] == "selfattn"
     assert doc["encoder"]["pos_enc_layer_type"] == "abs_pos"
+
+
+def test_max_positions_slices_or_extends_the_pe_table(tmp_path):
+    y = new_yaml()
+    sd = make_sd(y)
+    d = write_dir(str(tmp_path / "h"), y, sd, units_new())
+    D = y["encoder_conf"]["output_size"]
+    full = make_pe_table(D)[0]
+    for rows in (64, 5000, 7000):
+        out = str(tmp_path / ("o%d" % rows))
+        convert.convert(os.path.join(d, "train.yaml"), os.path.join(d, "final.pt"),
+                        os.path.join(d, "units.txt"), out, os.path.join(d, "global_cmvn"),
+                        "float32", rows)
+        pe = load_file(os.path.join(out, "model.safetensors"))["encoder.embed.pos_enc.pe"]
+        assert tuple(pe.shape) == (1, rows, D)
+        # The rows WeNet has are bit-identical whether sliced or regenerated longer.
+        n = min(rows, 5000)
+        assert torch.equal(pe[0, :n], full[:n])
+        with open(os.path.join(out, "model.json")) as f:
+            assert json.load(f)["max_positions"] == rows
+    with pytest.raises(convert.ConvertError, match="max-positions"):
+        convert.convert(os.path.join(d, "train.yaml"), os.path.join(d, "final.pt"),
+                        os.path.join(d, "units.txt"), str(tmp_path / "bad"),
+                        os.path.join(d, "global_cmvn"), "float32", 8)
+
+
+def test_window_is_torchaudios_povey_window(tmp_path):
+    from torchaudio.compliance import kaldi
+    y = new_yaml()
+    d = write_dir(str(tmp_path / "h"), y, make_sd(y), units_new())
+    run_convert(d, str(tmp_path / "o"), dtype="float16")
+    w = load_file(str(tmp_path / "o" / "model.safetensors"))["frontend.window"]
+    ref = kaldi._feature_window_function("povey", 400, 0.42, torch.device("cpu"), torch.float32)
+    assert w.dtype == torch.float32  # kept float32 even in a float16 model
+    assert torch.equal(w, ref)
