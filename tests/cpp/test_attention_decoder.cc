@@ -134,6 +134,12 @@ TEST(AttentionDecoder, EmptyHypothesisAndBadInput) {
   EXPECT_NE(b.status().message().find("token id"), std::string::npos) << b.status().ToString();
   std::vector<std::vector<std::vector<int>>> two = {{{1}}, {{2}}};
   EXPECT_FALSE(d.model->ScoreHypotheses(*enc, two).ok());
+  // A malformed EncoderOutput (rows beyond encoder_out) is an error, not a crash.
+  EncoderOutput broken = *enc;
+  broken.lengths[0] += 5;
+  auto br = d.model->ScoreHypotheses(broken, empty);
+  EXPECT_FALSE(br.ok());
+  EXPECT_NE(br.status().message().find("outside"), std::string::npos) << br.status().ToString();
   // No hypotheses at all: empty score lists.
   std::vector<std::vector<std::vector<int>>> none = {{}};
   auto n = d.model->ScoreHypotheses(*enc, none);

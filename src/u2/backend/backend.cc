@@ -39,7 +39,9 @@ Tensor Backend::NewTensor(Tensor::Shape shape, DType dtype) const {
   for (int64_t d : shape) n *= d;
   const size_t bytes = std::max<size_t>(static_cast<size_t>(n) * DTypeSize(dtype), 64);
   void* p = Allocate(bytes);
-  std::shared_ptr<void> storage(p, [this](void* q) { Free(q); });
+  // Hold the backend (when it is shared-owned) so a tensor may outlive its model.
+  std::shared_ptr<const Backend> self = weak_from_this().lock();
+  std::shared_ptr<void> storage(p, [self, this](void* q) { Free(q); });
   return Tensor(storage, p, std::move(shape), dtype, device());
 }
 

@@ -138,12 +138,17 @@ struct Conv2dParams {
   Activation activation = Activation::kNone;
 };
 
-class Backend {
+// Created as a shared_ptr (CreateBackend); tensors it allocates keep it alive.
+class Backend : public std::enable_shared_from_this<Backend> {
  public:
   virtual ~Backend() = default;
   virtual DeviceType device() const = 0;
   virtual std::string Name() const = 0;
   virtual int num_threads() const = 0;
+
+  // Waits for queued work and reports a device failure (CUDA: the sticky error). The model calls
+  // it before returning results. CPU work is synchronous: always OK.
+  virtual Status Synchronize() const { return Status::Ok(); }
 
   // ---- memory ----
   virtual void* Allocate(size_t bytes) const = 0;

@@ -46,13 +46,10 @@ Status StreamingOptions::Validate() const {
 }
 
 std::vector<float> EncoderOutput::EncoderFrames(int b) const {
-  std::vector<float> out(static_cast<size_t>(lengths[b]) * dim);
-  if (!out.empty()) {
-    // Host tensors are read directly; a device backend's tensors go through DownloadRows.
-    const float* src = encoder_out.f32() + static_cast<size_t>(offsets[b]) * dim;
-    std::copy(src, src + out.size(), out.begin());
-  }
-  return out;
+  if (b < 0 || b >= batch_size() || lengths[b] == 0 || encoder_out.empty()) return {};
+  const float* src = encoder_out.f32() + static_cast<size_t>(offsets[b]) * dim;
+  if (backend) return backend->DownloadRows(src, lengths[b], dim, dim);
+  return std::vector<float>(src, src + static_cast<size_t>(lengths[b]) * dim);  // host tensor
 }
 
 AsrModel::AsrModel() = default;
@@ -126,6 +123,8 @@ StatusOr<EncoderOutput> AsrModel::Encode(std::span<const FeatureView> feats,
   EncoderOutput out;
   WorkspaceLease ws(*this);
   U2_RETURN_IF_ERROR(encoder_->Forward(feats, options, ws.get(), &out));
+  U2_RETURN_IF_ERROR(backend_->Synchronize());
+  out.backend = backend_;
   return out;
 }
 
@@ -140,6 +139,19 @@ StatusOr<std::vector<HypothesisScores>> AsrModel::ScoreHypotheses(
   if (enc.dim != config_.encoder.output_size) {
     return InvalidArgument("ScoreHypotheses: encoder output dim " + std::to_string(enc.dim) + " != model's " +
                            std::to_string(config_.encoder.output_size));
+  }
+  const int m_enc = enc.encoder_out.empty() ? 0 : static_cast<int>(enc.encoder_out.dim(0));
+  if (!enc.encoder_out.empty() && (enc.encoder_out.device() != backend_->device() ||
+                                   enc.encoder_out.rank() != 2 || enc.encoder_out.dim(1) != enc.dim)) {
+    return InvalidArgument("ScoreHypotheses: encoder_out " + enc.encoder_out.ShapeString() + " on " +
+                           DeviceTypeName(enc.encoder_out.device()) + " does not fit this model");
+  }
+  for (size_t b = 0; b < enc.lengths.size(); ++b) {
+    if (enc.lengths[b] < 0 || enc.offsets[b] < 0 || enc.offsets[b] + enc.lengths[b] > m_enc) {
+      return InvalidArgument("ScoreHypotheses: utterance " + std::to_string(b) + " rows [" +
+                             std::to_string(enc.offsets[b]) + ", +" + std::to_string(enc.lengths[b]) +
+                             ") lie outside encoder_out's " + std::to_string(m_enc) + " rows");
+    }
   }
   const int V = config_.vocab_size;
   std::vector<DecoderSequence> l2r, r2l;
@@ -180,6 +192,7 @@ StatusOr<std::vector<HypothesisScores>> AsrModel::ScoreHypotheses(
   std::vector<float> l2r_scores, r2l_scores;
   U2_RETURN_IF_ERROR(left_decoder_->Score(enc, l2r, ws.get(), &l2r_scores));
   if (right_decoder_) U2_RETURN_IF_ERROR(right_decoder_->Score(enc, r2l, ws.get(), &r2l_scores));
+  U2_RETURN_IF_ERROR(backend_->Synchronize());
   std::vector<HypothesisScores> out(hyps_per_utt.size());
   size_t k = 0;
   for (size_t b = 0; b < hyps_per_utt.size(); ++b) {
@@ -218,6 +231,8 @@ StatusOr<EncoderOutput> AsrModel::ForwardChunk(std::span<EncoderStream* const> s
   EncoderOutput out;
   WorkspaceLease ws(*this);
   U2_RETURN_IF_ERROR(encoder_->ForwardChunk(streams, chunks, options, ws.get(), &out));
+  U2_RETURN_IF_ERROR(backend_->Synchronize());
+  out.backend = backend_;
   return out;
 }
 
@@ -236,6 +251,7 @@ StatusOr<EncoderOutput> AsrModel::StreamEncoderOutput(std::span<const EncoderStr
   }
   out.ctc_log_probs.assign(streams.size(), {});
   out.encoder_out = backend_->Upload(packed, {m, D});
+  out.backend = backend_;
   return out;
 }
 

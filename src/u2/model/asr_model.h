@@ -54,6 +54,7 @@ struct EncoderOutput {
   Tensor encoder_out;
   std::vector<int> offsets;
   int dim = 0;
+  std::shared_ptr<const Backend> backend;  // the device encoder_out lives on
   // With capture_layers: per utterance, the embedding output (layer 0's input) and each layer's
   // output, host, T′_b × D.
   std::vector<std::vector<float>> embed;
