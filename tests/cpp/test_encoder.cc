@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <regex>
+#include <thread>
 
 #include "support/fixtures.h"
 #include "u2/model/asr_model.h"
@@ -338,6 +339,43 @@ TEST(EncoderStreaming, RejectsBadUse) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->lengths[0], 0);
   EXPECT_EQ(st->offset(), 0);
+}
+
+// Encode and ScoreHypotheses are const and thread-safe: concurrent calls (each with its own
+// pooled workspace, sharing the row pool and OpenBLAS) give exactly the serial results.
+TEST(EncoderThreads, ConcurrentCallsMatchSerial) {
+  const auto variants = FixtureVariants();
+  ASSERT_FALSE(variants.empty());
+  const std::string variant = variants.back();
+  ModelLoadOptions lo;
+  lo.num_threads = 2;
+  auto model = AsrModel::Load(FixtureModelDir(variant), lo);
+  ASSERT_TRUE(model.ok());
+  auto ref = testing::OpenFixture(variant);
+  ASSERT_TRUE(ref);
+  const auto utts = LoadUtterances(*ref, NumUtterances(variant));
+  std::vector<std::vector<float>> serial;
+  for (const Utterance& u : utts) {
+    FeatureView f{u.fbank.data(), u.frames, 80};
+    auto e = (*model)->Encode({&f, 1});
+    ASSERT_TRUE(e.ok());
+    serial.push_back(e->ctc_log_probs[0]);
+  }
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 3; ++rep) {
+        for (size_t u = 0; u < utts.size(); ++u) {
+          FeatureView f{utts[u].fbank.data(), utts[u].frames, 80};
+          auto e = (*model)->Encode({&f, 1});
+          if (!e.ok() || e->ctc_log_probs[0] != serial[u]) ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
 }
 
 TEST(EncoderInput, RejectsBadFeatures) {
