@@ -7,11 +7,15 @@ Pipeline (what WeNet's recognize.py does for mode attention_rescoring, batch 1):
     context) -> CTC log-softmax -> CTC prefix beam search (beam 10, u2ref.search: WeNet's Python
     algorithm) -> attention rescoring (left decoder, + right decoder when reverse_weight > 0).
 
-Variants (the benchmark reports the fastest as "PyTorch"):
+Variants (the benchmark reports the fastest as "PyTorch"): MODE[+passive]
     eager           torch.no_grad()
     inference_mode  torch.inference_mode()
     jit             encoder+CTC traced with torch.jit.trace per clip length, then torch.jit.freeze
-                    (decoder eager), under inference_mode
+                    (decoder eager), under inference_mode; warmed up 3 times per clip at start
+                    (the profiling executor optimises the graph on its second run)
+    +passive        OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning. On a
+                    quiet machine spinning is usually faster; on a shared, oversubscribed one
+                    spinning threads steal the cores that the working threads need.
 
 Serves the request protocol of bench/u2bench.cc (`serve`): one JSON request per stdin line
 (info / encoder / full / quit), one JSON line back.
@@ -32,10 +36,16 @@ def main():
     ap.add_argument("--model", required=True, choices=list(bc.MODELS))
     ap.add_argument("--seconds", type=int, nargs="+", default=list(bc.CLIP_SECONDS))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variant", default="eager", choices=["eager", "inference_mode", "jit"])
+    ap.add_argument("--variant", default="eager",
+                    help="eager | inference_mode | jit, optionally +passive")
     args = ap.parse_args()
+    mode, _, policy = args.variant.partition("+")
+    if mode not in ("eager", "inference_mode", "jit") or policy not in ("", "passive"):
+        ap.error("--variant: %r" % args.variant)
 
     bc.pin_threads(args.threads)
+    if policy == "passive":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read by libgomp when torch loads
     import torch
     import yaml
 
@@ -52,7 +62,7 @@ def main():
     sd = torch.load(os.path.join(wdir, "final.pt"), map_location="cpu")
     model = U2Model.from_checkpoint(cfg, sd)
     ctc_weight, reverse_weight = bc.decoding_weights(args.model)
-    ctx = torch.no_grad if args.variant == "eager" else torch.inference_mode
+    ctx = torch.no_grad if mode == "eager" else torch.inference_mode
 
     class EncoderCtc(torch.nn.Module):
         def __init__(self, m):
@@ -70,13 +80,16 @@ def main():
         feats = fbank(samples).unsqueeze(0)
         lens = torch.tensor([feats.size(1)])
         enc_fn = eager_enc
-        if args.variant == "jit":  # traced per clip length: shapes are baked into the graph
+        if mode == "jit":  # traced per clip length: shapes are baked into the graph
             with ctx():
                 enc_fn = torch.jit.freeze(torch.jit.trace(eager_enc, (feats, lens)).eval())
+                for _ in range(3):
+                    enc_fn(feats, lens)
         clips[str(s)] = (samples, feats, lens, enc_fn)
 
     def info(_):
         return {"peer": "pytorch-" + args.variant, "threads": torch.get_num_threads(),
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
                 "torch_version": torch.__version__, "blas_matmul_gflops": bc.torch_matmul_gflops(torch),
                 "blas_info": re.findall(r"BLAS_INFO=\w+", torch.__config__.show()),
                 "ctc_weight": ctc_weight, "reverse_weight": reverse_weight}

@@ -4,6 +4,9 @@ models, same clips, same thread count, in one run (docs/benchmarks.md).
 
     .venv/bin/python bench/run_cpu_bench.py            # everything: build, models, export, run
 
+PyTorch runs as several variants (eager; inference_mode and jit with OMP_WAIT_POLICY=PASSIVE, see
+bench/peer_torch.py); each column's speed-up is against the fastest of them.
+
 Steps: build u2bench (build-bench/, Release) -> make the random-weight checkpoints and convert
 them (bench/make_models.py) -> export ONNX (bench/peer_ort.py --export) -> measure the machine's
 sgemm rate (u2bench sgemm) -> per model, start every peer once as a server process (the model
@@ -332,7 +335,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--peers", nargs="+", default=["u2serve", "pytorch", "onnxruntime"])
-    ap.add_argument("--torch-variants", nargs="+", default=["eager", "inference_mode", "jit"])
+    ap.add_argument("--torch-variants", nargs="+",
+                    default=["eager", "inference_mode+passive", "jit+passive"],
+                    help="bench/peer_torch.py --variant values; the fastest is PyTorch's number")
     ap.add_argument("--skip-build", action="store_true", help="use the existing build-bench/u2bench")
     ap.add_argument("--out", default=bc.RESULTS_DIR)
     args = ap.parse_args()

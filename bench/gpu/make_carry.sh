@@ -63,7 +63,9 @@ for lib in $(ldd "${bins[@]}" | awk '/=> \// {print $3}' | sort -u); do
 done
 { git -C "$REPO" rev-parse HEAD; [[ $FROM_WORKTREE == 1 ]] && echo "(working tree)"; } >"$STAGE/u2gpu/COMMIT" 2>/dev/null || true
 mkdir -p "$REPO/.gpu-carry"
-grep -qx '/.gpu-carry/' "$REPO/.git/info/exclude" 2>/dev/null || echo '/.gpu-carry/' >>"$REPO/.git/info/exclude"
+EXCLUDE=$(git -C "$REPO" rev-parse --path-format=absolute --git-path info/exclude)
+mkdir -p "$(dirname "$EXCLUDE")"
+grep -qx '/.gpu-carry/' "$EXCLUDE" 2>/dev/null || echo '/.gpu-carry/' >>"$EXCLUDE"  # never committed
 tar -C "$STAGE" -cJf "$REPO/.gpu-carry/u2gpu.tar.xz" u2gpu
 echo "== packed: $(du -h "$REPO/.gpu-carry/u2gpu.tar.xz" | cut -f1) .gpu-carry/u2gpu.tar.xz"
 ls -la "$STAGE/u2gpu/bin" "$STAGE/u2gpu/lib" "$STAGE/u2gpu/lib-cxx"
