@@ -29,10 +29,9 @@ std::shared_ptr<const AsrModel> LoadGpuModel(const std::string& variant) {
   return *model;
 }
 
-// Utterance b's encoder output, downloaded (EncoderOutput::EncoderFrames reads host memory).
-std::vector<float> EncoderFrames(const AsrModel& model, const EncoderOutput& enc, int b) {
-  return model.backend().DownloadRows(enc.encoder_out.f32() + static_cast<size_t>(enc.offsets[b]) * enc.dim,
-                                      enc.lengths[b], enc.dim, enc.dim);
+// Utterance b's encoder output, downloaded through the backend by the API itself.
+std::vector<float> EncoderFrames(const AsrModel&, const EncoderOutput& enc, int b) {
+  return enc.EncoderFrames(b);
 }
 
 // "u<index>." built step by step (GCC 12 warns falsely on "u" + std::to_string(i) + ".").
@@ -200,6 +199,31 @@ TEST(GpuModel, DecoderScoresMatchPyTorch) {
     std::printf("[gpu %s] decoder scores max rel err %.3g\n", variant.c_str(), worst);
   }
   EXPECT_GT(with_decoder, 0);
+}
+
+TEST(GpuModel, DeviceFailureBecomesTheCallsError) {
+  const std::string variant = FixtureVariants().front();
+  auto model = LoadGpuModel(variant);
+  ASSERT_TRUE(model);
+  auto ref = testing::OpenFixture(variant);
+  ASSERT_TRUE(ref);
+  const Utterances utts = Load(*ref, variant);
+  ASSERT_TRUE(model->Encode({&utts.feats[0], 1}).ok());
+  // Poison the model's backend (an operator it refuses: head_dim > 128); Encode must then fail
+  // with the recorded error instead of returning NaN or garbage.
+  Workspace ws(model->backend());
+  float* buf = ws.Floats(0, 4 * 512);
+  AttentionParams p;
+  p.num_heads = 2;
+  p.head_dim = 256;
+  p.q = p.k = p.v = buf;
+  p.ldq = p.ldk = p.ldv = p.ldo = 512;
+  p.out = buf;
+  std::vector<AttentionSegment> segs = {{0, 4, 0, 4, 0, 0, 0}};
+  model->backend().Attention(p, segs, ws);
+  auto enc = model->Encode({&utts.feats[0], 1});
+  ASSERT_FALSE(enc.ok());
+  EXPECT_NE(enc.status().message().find("head_dim"), std::string::npos) << enc.status().ToString();
 }
 
 }  // namespace

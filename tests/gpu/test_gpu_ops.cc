@@ -368,6 +368,13 @@ TEST_F(GpuOps, WorkspaceAndCopies) {
     for (int j = 0; j < 7; ++j) EXPECT_EQ(strided[r * 7 + j], src[r * 100 + 3 + j]);
   }
   EXPECT_GE(ws.bytes_reserved(), 2000 * sizeof(float));
+  // Strided device-to-device rows, as the CPU backend copies them.
+  auto from = M(Random(size_t(9) * 40, 61));
+  auto to = M(Random(size_t(9) * 50, 62));
+  cpu_->CopyRows(to.h() + 5, 50, from.h() + 3, 40, 9, 30);
+  gpu_->CopyRows(to.d() + 5, 50, from.d() + 3, 40, 9, 30);
+  EXPECT_EQ(to.Download(), to.host);
+  EXPECT_TRUE(gpu_->Synchronize().ok());
 }
 
 TEST_F(GpuOps, ConcurrentCallersOnOneBackend) {

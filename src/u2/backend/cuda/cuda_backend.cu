@@ -225,6 +225,16 @@ void CudaBackend::Copy(void* dst, const void* src, size_t bytes) const {
   Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync(D2D)");
 }
 
+void CudaBackend::CopyRows(float* dst, int ld_dst, const float* src, int ld_src, int rows, int cols) const {
+  if (rows <= 0 || cols <= 0) return;
+  Lock lock(mutex_);
+  if (failed_) return;
+  Check(cudaMemcpy2DAsync(dst, static_cast<size_t>(ld_dst) * sizeof(float), src,
+                          static_cast<size_t>(ld_src) * sizeof(float),
+                          static_cast<size_t>(cols) * sizeof(float), rows, cudaMemcpyDeviceToDevice, stream_),
+        "cudaMemcpy2DAsync(CopyRows)");
+}
+
 CudaBackend::Staged::Staged(const CudaBackend& be, const void* host, size_t bytes) : be_(be) {
   if (be.failed_) return;
   if (!be.Check(cudaMallocAsync(&ptr_, std::max<size_t>(bytes, 16), be.stream_),

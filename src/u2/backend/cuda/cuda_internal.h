@@ -29,6 +29,7 @@ class CudaBackend final : public Backend {
   void CopyFromHost(void* dst, const void* src, size_t bytes) const override;
   void CopyToHost(void* dst, const void* src, size_t bytes) const override;
   void Copy(void* dst, const void* src, size_t bytes) const override;
+  void CopyRows(float* dst, int ld_dst, const float* src, int ld_src, int rows, int cols) const override;
 
   void Gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
             const float* b, int ldb, float beta, float* c, int ldc) const override;
@@ -55,7 +56,7 @@ class CudaBackend final : public Backend {
                      float* out) const override;
 
   // Waits for the stream; returns the first recorded error.
-  Status Synchronize() const;
+  Status Synchronize() const override;
   cudaStream_t stream() const { return stream_; }
   const CudaBackendOptions& options() const { return options_; }
 
