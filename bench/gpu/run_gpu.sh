@@ -5,7 +5,8 @@
 # docs/gpu.md says how to call it through the device tool.
 #
 # Usage: bench/gpu/run_gpu.sh [--dry-run] [--quick] [--skip-tests] [--skip-bench] [--no-torch]
-#                             [--build-dir DIR] [--batches 1,8,64,256] [--seconds 10]
+#                             [--no-sanitizer] [--racecheck] [--build-dir DIR] [--batches 1,8,64,256]
+#                             [--seconds 10]   (whole run bounded by U2_GPU_DEADLINE_S, default 550 s)
 #   --dry-run   on a machine without a GPU: checks the script's logic with the CPU backend (binaries
 #               load and list their tests, models are made, u2gpubench --device cpu and the torch
 #               peer on the CPU run on tiny batches, the table is printed). No GPU is touched.
@@ -15,7 +16,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DRY_RUN=0 QUICK=0 SKIP_TESTS=0 SKIP_BENCH=0 NO_TORCH=0
+DRY_RUN=0 QUICK=0 SKIP_TESTS=0 SKIP_BENCH=0 NO_TORCH=0 NO_SANITIZER=0 RACECHECK=0
 BUILD_DIR="" BATCHES="" SECONDS_PER_CLIP=10
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -24,10 +25,12 @@ while [[ $# -gt 0 ]]; do
     --skip-tests) SKIP_TESTS=1 ;;
     --skip-bench) SKIP_BENCH=1 ;;
     --no-torch) NO_TORCH=1 ;;
+    --no-sanitizer) NO_SANITIZER=1 ;;
+    --racecheck) RACECHECK=1 ;;
     --build-dir) BUILD_DIR=$2; shift ;;
     --batches) BATCHES=$2; shift ;;
     --seconds) SECONDS_PER_CLIP=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run_gpu: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -44,6 +47,13 @@ say() { printf '\n== %s\n' "$*"; }
 die() { printf '\nrun_gpu: ERROR: %s\n' "$*" >&2; exit 1; }  # exits main's subshell
 START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START ))s; }
+# The device tool stops a command at 600 s: every stage gets at most what is left of DEADLINE.
+DEADLINE=${U2_GPU_DEADLINE_S:-550}
+budget() {  # budget MAX -> seconds this stage may take (0 = skip it)
+  local left=$(( DEADLINE - ($(date +%s) - START) ))
+  (( left < 20 )) && { echo 0; return; }
+  echo $(( left < $1 ? left : $1 ))
+}
 
 if [[ $DRY_RUN == 1 ]]; then
   DEVICE=cpu
@@ -146,12 +156,43 @@ if [[ $SKIP_TESTS == 0 ]]; then
       TEST_SUMMARY+=("$t: $n tests listed (dry run: not run, no GPU)")
       continue
     fi
+    b=$(budget 240)
+    if [[ $b == 0 ]]; then TEST_SUMMARY+=("$t: NOT RUN (out of time)"); continue; fi
     set +e
-    timeout 240 "$BIN/$t" --gtest_color=no 2>&1 | tee -a "$OUT/tests.log"
+    timeout "$b" "$BIN/$t" --gtest_color=no 2>&1 | tee -a "$OUT/tests.log"
     rc=${PIPESTATUS[0]}
     set -e
     TEST_SUMMARY+=("$t: $([[ $rc == 0 ]] && echo PASS || echo "FAIL (rc $rc)")")
   done
+fi
+
+# ---------------------------------------------------------------- compute-sanitizer
+# memcheck (out-of-bounds / misaligned accesses) and racecheck (shared-memory races) on the kernels'
+# own tests, small shapes; each bounded to 100 s.
+if [[ $SKIP_TESTS == 0 && $DRY_RUN == 0 && $NO_SANITIZER == 0 ]]; then
+  SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+  if [[ -n $SAN ]]; then
+    FILTER='GpuOps.Attention*:GpuOps.Depthwise*:GpuOps.Conv2d*:GpuOps.CmvnPositional*:GpuOps.LayerNorm*:GpuOps.LogSoftmax*'
+    TOOLS=(memcheck)
+    [[ $RACECHECK == 1 ]] && TOOLS+=(racecheck)
+    for tool in "${TOOLS[@]}"; do
+      say "compute-sanitizer $tool ($(elapsed))"
+      b=$(budget 100)
+      if [[ $b == 0 ]]; then TEST_SUMMARY+=("compute-sanitizer $tool: not run (out of time)"); continue; fi
+      set +e
+      timeout "$b" "$SAN" --tool "$tool" --error-exitcode 9 "$BIN/test_gpu_ops" --gtest_filter="$FILTER" \
+        --gtest_color=no 2>&1 | tail -25 | tee -a "$OUT/tests.log"
+      rc=${PIPESTATUS[0]}
+      set -e
+      case $rc in
+        0) TEST_SUMMARY+=("compute-sanitizer $tool: clean") ;;
+        124) TEST_SUMMARY+=("compute-sanitizer $tool: timed out (not a failure)") ;;
+        *) TEST_SUMMARY+=("compute-sanitizer $tool: FAIL (rc $rc)") ;;
+      esac
+    done
+  else
+    TEST_SUMMARY+=("compute-sanitizer: not found, skipped")
+  fi
 fi
 
 # ---------------------------------------------------------------- benchmark
@@ -173,7 +214,9 @@ if [[ $SKIP_BENCH == 0 ]]; then
     [[ -d $MODELS_DIR/$m ]] || continue
     for math in "${MATHS[@]}"; do
       say "u2serve $m gemm=$math ($(elapsed))"
-      timeout 240 "$BIN/u2gpubench" --model-dir "$MODELS_DIR/$m" --label "$m" --device "$DEVICE" \
+      b=$(budget 150)
+      [[ $b == 0 ]] && { echo "run_gpu: out of time: $m $math skipped"; continue; }
+      timeout "$b" "$BIN/u2gpubench" --model-dir "$MODELS_DIR/$m" --label "$m" --device "$DEVICE" \
         --gemm-math "$math" --batches "$BATCHES" --seconds "$SECONDS_PER_CLIP" --modes encoder,full \
         --min-time "$MIN_TIME" --max-reps "$MAX_REPS" --json "$OUT/bench.jsonl" ||
         echo "run_gpu: u2gpubench $m $math stopped early (rc $?); continuing"
@@ -189,7 +232,9 @@ if [[ $SKIP_BENCH == 0 ]]; then
       for m in aishell2_u2pp wenetspeech; do
         [[ -f $REPO/bench/bench_common.py && -d $MODELS_DIR/$m ]] || continue
         say "PyTorch peer $m $TDTYPE ($(elapsed))"
-        timeout 200 "$TORCH_PY" "$REPO/bench/gpu/torch_peer.py" --model "$m" --device "$TDEV" --dtype "$TDTYPE" \
+        b=$(budget 120)
+        [[ $b == 0 ]] && { echo "run_gpu: out of time: PyTorch peer $m skipped"; continue; }
+        timeout "$b" "$TORCH_PY" "$REPO/bench/gpu/torch_peer.py" --model "$m" --device "$TDEV" --dtype "$TDTYPE" \
           --batches "$BATCHES" --seconds "$SECONDS_PER_CLIP" --min-time "$MIN_TIME" --max-reps "$MAX_REPS" \
           --json "$OUT/bench.jsonl" || echo "run_gpu: torch peer $m stopped early (rc $?); continuing"
       done
