@@ -9,6 +9,15 @@
 namespace u2 {
 namespace {
 
+// "u{u}.{suffix}" (built by appending: GCC 12 warns falsely on "literal" + std::string).
+std::string UttKey(size_t u, const char* suffix) {
+  std::string k = "u";
+  k += std::to_string(u);
+  k += '.';
+  k += suffix;
+  return k;
+}
+
 using testing::FixtureModelDir;
 using testing::FixtureVariants;
 using testing::MaxRelativeError;
@@ -30,7 +39,7 @@ bool LoadVariant(const std::string& variant, VariantData* d) {
   if (!ref) return false;
   const int n = static_cast<int>(testing::ReadFixtureJson(variant)["utts"].size());
   for (int u = 0; u < n; ++u) {
-    const std::string p = "u" + std::to_string(u) + ".";
+    const std::string p = UttKey(u, "");
     d->fbank.push_back(*ref->ReadFloat32(p + "fbank"));
     const auto toks = ref->Get(p + "nbest_tokens");
     EXPECT_TRUE(toks.ok());

@@ -12,6 +12,15 @@
 namespace u2 {
 namespace {
 
+// "u{u}.{suffix}" (built by appending: GCC 12 warns falsely on "literal" + std::string).
+std::string UttKey(size_t u, const char* suffix) {
+  std::string k = "u";
+  k += std::to_string(u);
+  k += '.';
+  k += suffix;
+  return k;
+}
+
 using testing::FixtureModelDir;
 using testing::FixtureVariants;
 using testing::MaxAbsError;
@@ -25,11 +34,11 @@ struct Utterance {
 std::vector<Utterance> LoadUtterances(const SafeTensorsFile& ref, int count) {
   std::vector<Utterance> out;
   for (int u = 0; u < count; ++u) {
-    auto view = ref.Get("u" + std::to_string(u) + ".fbank");
+    auto view = ref.Get(UttKey(u, "fbank"));
     if (!view.ok()) break;
     Utterance x;
     x.frames = static_cast<int>(view->shape[0]);
-    x.fbank = *ref.ReadFloat32("u" + std::to_string(u) + ".fbank");
+    x.fbank = *ref.ReadFloat32(UttKey(u, "fbank"));
     out.push_back(std::move(x));
   }
   return out;
@@ -59,7 +68,7 @@ TEST(EncoderFixtures, MatchesPyTorchLayerByLayer) {
     const int D = (*model)->config().encoder.output_size;
     double worst_layer = 0, worst_out = 0, worst_ctc = 0;
     for (size_t u = 0; u < utts.size(); ++u) {
-      const std::string p = "u" + std::to_string(u) + ".";
+      const std::string p = UttKey(u, "");
       FeatureView f{utts[u].fbank.data(), utts[u].frames, 80};
       EncodeOptions opts;
       opts.capture_layers = true;
