@@ -112,8 +112,9 @@ class AsrModel {
   const ModelConfig& config() const { return config_; }
   const Backend& backend() const { return *backend_; }
 
-  // Batched full-utterance encoder + CTC log-probs. Every utterance must give at least one encoder
-  // frame (config().NumEncoderFrames(T) > 0) and at most config().MaxEncoderFrames().
+  // Batched full-utterance encoder + CTC log-probs. An utterance may give at most
+  // config().MaxEncoderFrames() encoder frames (else InvalidArgument); one too short for a single
+  // frame (config().NumEncoderFrames(T) == 0) gets length 0 and empty log-probs.
   StatusOr<EncoderOutput> Encode(std::span<const FeatureView> feats, const EncodeOptions& options = {}) const;
 
   // Attention-decoder scores for n-best lists: hyps_per_utt[b] are token sequences (no sos/eos)
