@@ -147,7 +147,9 @@ class U2Model(nn.Module):
         """Builds the model for `cfg` and loads a WeNet state dict (old or new): drops
         concat_linear*, fills missing pe buffers with the float32 table, takes CMVN buffers
         from the checkpoint when present. Returns the model in eval()."""
-        sd = {k: v for k, v in state_dict.items() if "concat_linear" not in k}
+        # concat_linear: unused legacy tensors; frontend.*: the converter's fbank tables (no weights).
+        sd = {k: v for k, v in state_dict.items()
+              if "concat_linear" not in k and not k.startswith("frontend.")}
         has_cmvn = "encoder.global_cmvn.mean" in sd
         c = dict(normalize_config(cfg))
         if not has_cmvn:
@@ -158,8 +160,10 @@ class U2Model(nn.Module):
         own = model.state_dict()
         enc_pe = sd.get("encoder.embed.pos_enc.pe")
         for k, v in own.items():
-            if k.endswith(".pe") and k not in sd:
-                # Decoders share the encoder's table (same D); else the float32 formula.
+            if k.endswith(".pe") and (k not in sd or sd[k].shape != v.shape):
+                # Decoders share the encoder's table (same D); a missing or shortened table
+                # (convert.py --max-positions) comes from the float32 formula, whose rows are
+                # bit-identical to WeNet's buffer.
                 sd[k] = enc_pe if enc_pe is not None and enc_pe.shape == v.shape else \
                     make_pe_table(v.size(2), v.size(1))
             if k.endswith("num_batches_tracked") and k not in sd:
