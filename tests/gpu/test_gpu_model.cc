@@ -1,10 +1,12 @@
 // The full model on the CUDA backend against the PyTorch reference fixtures (tests/fixtures), for
 // every variant: per-layer encoder outputs, encoder output, CTC log-probs, chunk-masked encoder
 // outputs, attention-decoder scores — within 1e-4 relative (fp32, TF32 off), the CPU's tolerance —
-// plus batched == one by one on the GPU.
+// plus batched == one by one on the GPU, the fp16-operand GEMM mode within 1e-2, and device errors
+// surfacing as the model call's error.
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <regex>
 
 #include "gpu_test_util.h"
@@ -199,6 +201,31 @@ TEST(GpuModel, DecoderScoresMatchPyTorch) {
     std::printf("[gpu %s] decoder scores max rel err %.3g\n", variant.c_str(), worst);
   }
   EXPECT_GT(with_decoder, 0);
+}
+
+// The tensor-core GEMM mode (fp16 operands, fp32 accumulation and activations) on every variant:
+// encoder output within 1e-2 relative of PyTorch's fp32 reference.
+TEST(GpuModel, Fp16GemmModeWithinTolerance) {
+  ASSERT_EQ(setenv("U2_CUDA_GEMM_MATH", "fp16", 1), 0);
+  for (const std::string& variant : FixtureVariants()) {
+    SCOPED_TRACE(variant);
+    auto model = LoadGpuModel(variant);
+    ASSERT_TRUE(model);
+    EXPECT_NE(model->backend().Name().find("fp16"), std::string::npos) << model->backend().Name();
+    auto ref = testing::OpenFixture(variant);
+    ASSERT_TRUE(ref);
+    const Utterances utts = Load(*ref, variant);
+    double worst = 0;
+    for (size_t u = 0; u < utts.feats.size(); ++u) {
+      auto enc = model->Encode({&utts.feats[u], 1});
+      ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+      const double e = MaxRelativeError(enc->EncoderFrames(0), Ref(*ref, Prefix(u) + "encoder_out"));
+      EXPECT_LT(e, 1e-2) << Prefix(u) << "encoder_out";
+      worst = std::max(worst, e);
+    }
+    std::printf("[gpu fp16-gemm %s] encoder_out max rel err %.3g\n", variant.c_str(), worst);
+  }
+  unsetenv("U2_CUDA_GEMM_MATH");
 }
 
 TEST(GpuModel, DeviceFailureBecomesTheCallsError) {
