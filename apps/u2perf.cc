@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::string, std::string>> sources;
   for (const auto& p : wav_files) sources.emplace_back(std::filesystem::path(p).stem().string(), p);
   if (!wav_scp.empty()) {
-    auto entries = u2::ReadTableFile(wav_scp, false);
+    auto entries = u2::ReadWavScp(wav_scp);
     if (!entries.ok()) return fail(entries.status().ToString());
     for (auto& e : *entries) sources.emplace_back(e.key, e.value);
   }

@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
     utts.push_back({std::filesystem::path(path).stem().string(), path, {}});
   }
   if (!wav_scp.empty()) {
-    auto entries = u2::ReadTableFile(wav_scp, /*allow_empty_value=*/false);
+    auto entries = u2::ReadWavScp(wav_scp);
     if (!entries.ok()) return Fail(entries.status());
     for (auto& e : *entries) utts.push_back({e.key, e.value, {}});
   }

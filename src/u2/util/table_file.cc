@@ -1,5 +1,6 @@
 #include "u2/util/table_file.h"
 
+#include <filesystem>
 #include <fstream>
 #include <unordered_map>
 
@@ -34,6 +35,16 @@ StatusOr<std::vector<TableEntry>> ReadTableFile(const std::string& path, bool al
       return InvalidArgument(where + ": duplicate key '" + e.key + "' (first on line " + std::to_string(it->second) + ")");
     }
     entries.push_back(std::move(e));
+  }
+  return entries;
+}
+
+StatusOr<std::vector<TableEntry>> ReadWavScp(const std::string& path) {
+  U2_ASSIGN_OR_RETURN(std::vector<TableEntry> entries, ReadTableFile(path, /*allow_empty_value=*/false));
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  for (TableEntry& e : entries) {
+    const std::filesystem::path p(e.value);
+    if (p.is_relative()) e.value = (folder / p).lexically_normal().string();
   }
   return entries;
 }

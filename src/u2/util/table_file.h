@@ -19,4 +19,8 @@ struct TableEntry {
 // Duplicate keys are an error naming both lines.
 StatusOr<std::vector<TableEntry>> ReadTableFile(const std::string& path, bool allow_empty_value);
 
+// A wav.scp: "utt path" per line. A relative path is taken relative to the folder of the list
+// itself, so a data set's list works from any working directory.
+StatusOr<std::vector<TableEntry>> ReadWavScp(const std::string& path);
+
 }  // namespace u2
