@@ -1,11 +1,36 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, and transcribes the bundled sample audio with
-# the bundled demo model.
+# The main job: installs what is missing and builds, then starts the u2serve server on the
+# bundled demo model and transcribes the bundled samples through it (gRPC, Triton protocol),
+# printing each transcript and the CER against the samples' reference text.
+# Ports: U2_HTTP_PORT (8000), U2_GRPC_PORT (8001), U2_METRICS_PORT (8002).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/build.sh
 BUILD_DIR=${U2_BUILD_DIR:-build}
-echo "== u2recognize on the bundled samples (models/demo) =="
-"$BUILD_DIR/apps/u2recognize" --model-dir models/demo --wav-scp tests/data/samples/wav.scp \
-  --text tests/data/samples/text --mode attention_rescoring
+MODEL=${U2_DEMO_MODEL:-models/demo}
+HTTP_PORT=${U2_HTTP_PORT:-8000}
+GRPC_PORT=${U2_GRPC_PORT:-8001}
+METRICS_PORT=${U2_METRICS_PORT:-8002}
+LOG="$BUILD_DIR/u2serve-demo.log"
+
+echo "== starting u2serve on $MODEL (log: $LOG) =="
+"$BUILD_DIR/apps/u2serve" --model-dir "$MODEL" --bind 127.0.0.1 --http-port "$HTTP_PORT" \
+  --grpc-port "$GRPC_PORT" --metrics-port "$METRICS_PORT" --threads 2 --workers 1 >"$LOG" 2>&1 &
+SERVER_PID=$!
+stop_server() {
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+}
+trap stop_server EXIT
+
+echo "== transcribing tests/data/samples through it (u2client, gRPC :$GRPC_PORT) =="
+if ! "$BUILD_DIR/apps/u2client" --url "127.0.0.1:$GRPC_PORT" --wait 60 \
+    --wav-scp tests/data/samples/wav.scp --text tests/data/samples/text; then
+  echo "u2client failed; the server log says:" >&2
+  tail -n 20 "$LOG" >&2
+  exit 1
+fi
+echo
+echo "Server metrics: curl 127.0.0.1:$METRICS_PORT/metrics (while it runs)."
+echo "To keep a server running: $BUILD_DIR/apps/u2serve --model-dir $MODEL"
