@@ -31,7 +31,7 @@ CLASSES = [
     ("gemm", r"sgemm|gemm_|blas|inner_thread|exec_threads|_ZEN|_HASWELL|_SKYLAKE|dgemm|GemmBias|Gemm\b"),
     ("attention", r"Attention|(?<!Log)Softmax"),
     ("conv", r"Depthwise|Conv2d|Im2col|im2col"),
-    ("elementwise", r"BiasActivation|Glu|AddResidual|LayerNorm|LogSoftmax|Cmvn|Scale|AddBias|Silu|Relu|Embed|PositionalEncoding|Add\b"),
+    ("elementwise", r"ActivateRow|BiasActivation|Glu|AddResidual|LayerNorm|LogSoftmax|Cmvn|Scale|AddBias|Silu|Relu|Embed|PositionalEncoding|Add\b"),
     ("frontend", r"Fbank|fftw|RealFft|fft"),
     ("search", r"CtcPrefixBeamSearch|Rescor|Prefix|Hypothes"),
     ("threads", r"sched|yield|futex|syscall|ThreadPool|schedule|switch|pthread_cond|wake|idle|hrtimer|tick|rcu|irq"),

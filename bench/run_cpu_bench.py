@@ -217,21 +217,23 @@ def bench_model(name, args):
     return {"model": name, "config": bc.MODELS[name], "peer_info": infos, "clips": clips}
 
 
-def summarize(results, sgemm):
-    """Rows of the table: per model and clip, u2serve, the best PyTorch variant, ONNX Runtime."""
+def summarize(results, sgemm, stat="median"):
+    """Rows of the table: per model, clip and peer. stat "median" uses the medians over the
+    rounds, "min" the fastest round (the least disturbed one on a shared machine)."""
     rate = sgemm["peak_gflops"]
+    ek, fk = ("encoder_s", "full_s") if stat == "median" else ("encoder_min_s", "full_min_s")
     rows = []
     for m in results["models"]:
         for c in m["clips"]:
             ps = c["peers"]
             torch_variants = [p for p in ps if p.startswith("pytorch-")]
-            best_torch_enc = min(torch_variants, key=lambda p: ps[p]["encoder_s"]) if torch_variants else None
-            best_torch_full = min(torch_variants, key=lambda p: ps[p]["full_s"]) if torch_variants else None
+            best_torch_enc = min(torch_variants, key=lambda p: ps[p][ek]) if torch_variants else None
+            best_torch_full = min(torch_variants, key=lambda p: ps[p][fk]) if torch_variants else None
             ideal_enc = c["encoder_gflop"] / rate
             ideal_full = (c["encoder_gflop"] + c["decoder_gflop"]) / rate
             for p in ps:
-                enc, full = ps[p]["encoder_s"], ps[p]["full_s"]
-                row = {"model": m["model"], "seconds": c["seconds"], "peer": p,
+                enc, full = ps[p][ek], ps[p][fk]
+                row = {"model": m["model"], "seconds": c["seconds"], "peer": p, "stat": stat,
                        "encoder_s": enc, "encoder_rtf": enc / c["seconds"],
                        "encoder_xrt": c["seconds"] / enc,
                        "full_s": full, "full_rtf": full / c["seconds"], "full_xrt": c["seconds"] / full,
@@ -239,35 +241,50 @@ def summarize(results, sgemm):
                        "encoder_vs_flop_bound": enc / ideal_enc,
                        "full_vs_flop_bound": full / ideal_full,
                        "ideal_encoder_s": ideal_enc, "ideal_full_s": ideal_full,
-                       "same_best_hypothesis": c["same_best_hypothesis"][p],
-                       "best_pytorch": p in (best_torch_enc, best_torch_full)}
+                       "same_best_hypothesis": c["same_best_hypothesis"][p]}
                 if best_torch_enc:
-                    row["speedup_vs_pytorch_encoder"] = ps[best_torch_enc]["encoder_s"] / enc
-                    row["speedup_vs_pytorch_full"] = ps[best_torch_full]["full_s"] / full
+                    row["speedup_vs_pytorch_encoder"] = ps[best_torch_enc][ek] / enc
+                    row["speedup_vs_pytorch_full"] = ps[best_torch_full][fk] / full
                     row["pytorch_best_encoder_variant"] = best_torch_enc
                     row["pytorch_best_full_variant"] = best_torch_full
+                if "onnxruntime" in ps:
+                    row["speedup_vs_onnxruntime_encoder"] = ps["onnxruntime"][ek] / enc
+                    row["speedup_vs_onnxruntime_full"] = ps["onnxruntime"][fk] / full
                 rows.append(row)
     return rows
 
 
-def markdown(results, rows):
-    sg = results["sgemm"]
+def table(rows):
     lines = ["| model | clip | peer | encoder RTF | encoder x real time | full RTF | full x real "
-             "time | encoder speed-up vs PyTorch | full speed-up vs PyTorch | encoder / FLOP bound "
-             "| full / FLOP bound | same hyp |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "time | encoder speed-up vs PyTorch | full speed-up vs PyTorch | encoder vs ORT "
+             "| full vs ORT | encoder / FLOP bound | full / FLOP bound | same hyp |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def x(r, k):
+        return "%.2fx" % r[k] if k in r else "-"
+
     for r in rows:
-        lines.append("| %s | %d s | %s | %.4f | %.1f | %.4f | %.1f | %s | %s | %.2f | %.2f | %s |" % (
+        lines.append("| %s | %d s | %s | %.4f | %.1f | %.4f | %.1f | %s | %s | %s | %s | %.2f | %.2f | %s |" % (
             r["model"], r["seconds"], r["peer"], r["encoder_rtf"], r["encoder_xrt"], r["full_rtf"],
-            r["full_xrt"],
-            "%.2fx" % r["speedup_vs_pytorch_encoder"] if "speedup_vs_pytorch_encoder" in r else "-",
-            "%.2fx" % r["speedup_vs_pytorch_full"] if "speedup_vs_pytorch_full" in r else "-",
+            r["full_xrt"], x(r, "speedup_vs_pytorch_encoder"), x(r, "speedup_vs_pytorch_full"),
+            x(r, "speedup_vs_onnxruntime_encoder"), x(r, "speedup_vs_onnxruntime_full"),
             r["encoder_vs_flop_bound"], r["full_vs_flop_bound"],
             "yes" if r["same_best_hypothesis"] else "no"))
+    return lines
+
+
+def markdown(results, rows):
+    sg = results["sgemm"]
+    lines = ["Medians over the rounds:", ""] + table(rows)
     lines.append("")
-    lines.append("Speed-ups are against the fastest PyTorch variant for that column. FLOP bound = "
-                 "analytic FLOPs / the measured 2-thread sgemm rate (%.1f GFLOP/s); a ratio of 1.0 "
-                 "would be running every FLOP at sgemm speed." % sg["peak_gflops"])
+    lines.append("Fastest round of each (the least disturbed run on a shared machine):")
+    lines.append("")
+    lines += table(summarize(results, sg, "min"))
+    lines.append("")
+    lines.append("Speed-ups are against the fastest PyTorch variant for that column (and ONNX "
+                 "Runtime). FLOP bound = analytic FLOPs / the measured 2-thread sgemm rate (%.1f "
+                 "GFLOP/s); a ratio of 1.0 would be running every FLOP at sgemm speed."
+                 % sg["peak_gflops"])
     lines.append("")
     lines.append("Stage medians of the full pipeline (seconds):")
     lines.append("")
@@ -327,20 +344,7 @@ def plot(rows, path):
     fig.savefig(path, dpi=110)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=list(bc.MODELS))
-    ap.add_argument("--seconds", type=int, nargs="+", default=list(bc.CLIP_SECONDS))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--peers", nargs="+", default=["u2serve", "pytorch", "onnxruntime"])
-    ap.add_argument("--torch-variants", nargs="+",
-                    default=["eager", "inference_mode+passive", "jit+passive"],
-                    help="bench/peer_torch.py --variant values; the fastest is PyTorch's number")
-    ap.add_argument("--skip-build", action="store_true", help="use the existing build-bench/u2bench")
-    ap.add_argument("--out", default=bc.RESULTS_DIR)
-    args = ap.parse_args()
+def run(args):
     t_start = time.time()
 
     if not args.skip_build:
@@ -368,11 +372,19 @@ def main():
     results["sgemm_after"] = measure_sgemm(args.models, max(args.seconds), args.threads)
     results["loadavg_end"] = loadavg()
     results["wall_s"] = time.time() - t_start
-    rows = summarize(results, results["sgemm"])
-    results["table"] = rows
-
     os.makedirs(args.out, exist_ok=True)
     bc.dump_json(results, os.path.join(args.out, "cpu_offline.json"))
+    report(results, args.out)
+
+
+def report(results, out_dir):
+    """Writes cpu_offline.md / .png (and the table into the JSON) from a run's results."""
+    rows = summarize(results, results["sgemm"])
+    results["table"] = rows
+    results["table_min"] = summarize(results, results["sgemm"], "min")
+    bc.dump_json(results, os.path.join(out_dir, "cpu_offline.json"))
+    args = argparse.Namespace(out=out_dir, threads=results["threads"], warmup=results["warmup"],
+                              rounds=results["rounds"])
     md = markdown(results, rows)
     with open(os.path.join(args.out, "cpu_offline.md"), "w") as f:
         f.write("# Offline CPU benchmark results\n\n")
@@ -389,6 +401,31 @@ def main():
         bc.log("[plot] failed: %s" % e)
     print(md)
     bc.log("[done] %.0f s; results in %s" % (results["wall_s"], args.out))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=list(bc.MODELS))
+    ap.add_argument("--seconds", type=int, nargs="+", default=list(bc.CLIP_SECONDS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--peers", nargs="+", default=["u2serve", "pytorch", "onnxruntime"])
+    ap.add_argument("--torch-variants", nargs="+",
+                    default=["eager", "inference_mode+passive", "jit+passive"],
+                    help="bench/peer_torch.py --variant values; the fastest is PyTorch's number")
+    ap.add_argument("--skip-build", action="store_true", help="use the existing build-bench/u2bench")
+    ap.add_argument("--out", default=bc.RESULTS_DIR)
+    ap.add_argument("--report-only", metavar="JSON",
+                    help="only re-render the .md/.png (into --out) from an earlier run's JSON")
+    args = ap.parse_args()
+    if args.report_only:
+        with open(args.report_only) as f:
+            results = json.load(f)
+        os.makedirs(args.out, exist_ok=True)
+        report(results, args.out)
+        return
+    run(args)
 
 
 if __name__ == "__main__":
