@@ -1,0 +1,87 @@
+"""The shipped demo model (models/demo) on the shipped samples (tests/data/samples).
+
+u2recognize (the C++ engine) must produce exactly the transcripts that the PyTorch reference
+(tools/u2ref, WeNet's numerics) produces for the same model and audio, in every decoding mode.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchaudio
+import yaml
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))
+from u2ref.config import normalize_config  # noqa: E402
+from u2ref.model import U2Model  # noqa: E402
+
+MODEL = REPO / "models" / "demo"
+SAMPLES = REPO / "tests" / "data" / "samples"
+U2RECOGNIZE = REPO / os.environ.get("U2_BUILD_DIR", "build") / "apps" / "u2recognize"
+MODES = {"ctc_greedy": "ctc_greedy_search", "ctc_prefix_beam_search": "ctc_prefix_beam_search",
+         "attention_rescoring": "attention_rescoring"}
+
+
+def read_table(path):
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            key, _, value = line.strip().partition(" ")
+            out[key] = value.strip()
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """PyTorch transcripts of every sample in every mode, with the model.json decoding weights."""
+    with open(MODEL / "train.yaml") as f:
+        cfg = normalize_config(yaml.safe_load(f))
+    weights = {k: v.float() if v.is_floating_point() else v
+               for k, v in load_file(str(MODEL / "model.safetensors")).items()}
+    model = U2Model.from_checkpoint(cfg, weights).eval()
+    doc = json.loads((MODEL / "model.json").read_text())
+    units = [line.split()[0] for line in (MODEL / "units.txt").read_text(encoding="utf-8").splitlines()
+             if line.strip()]
+    special = {doc["blank_id"], doc["sos_id"], doc["eos_id"]}
+    out = {mode: {} for mode in MODES}
+    for utt, rel in read_table(SAMPLES / "wav.scp").items():
+        wav, rate = torchaudio.load(str(SAMPLES / rel))
+        assert rate == 16000
+        feats = torchaudio.compliance.kaldi.fbank(wav * 32768, num_mel_bins=80, frame_length=25,
+                                                   frame_shift=10, dither=0.0, energy_floor=0.0)
+        for mode, ref_mode in MODES.items():
+            with torch.no_grad():
+                hyp = model.decode(feats.unsqueeze(0), torch.tensor([feats.size(0)]), ref_mode,
+                                   beam_size=doc["decoding"]["beam_size"],
+                                   ctc_weight=doc["decoding"]["ctc_weight"],
+                                   reverse_weight=doc["decoding"]["reverse_weight"])[0]
+            text = "".join(units[t] for t in hyp if t not in special).replace("\u2581", " ").strip()
+            out[mode][utt] = text
+    return out
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_engine_matches_pytorch_on_the_shipped_samples(reference, mode):
+    assert U2RECOGNIZE.exists(), f"{U2RECOGNIZE} is not built"
+    proc = subprocess.run([str(U2RECOGNIZE), "--model-dir", str(MODEL), "--wav-scp",
+                           str(SAMPLES / "wav.scp"), "--text", str(SAMPLES / "text"), "--mode", mode],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = {}
+    for line in proc.stdout.splitlines():
+        key, _, text = line.partition(" ")
+        got[key] = text
+    assert got == reference[mode]
+    assert "CER" in proc.stderr
+
+
+def test_samples_are_complete():
+    scp, text = read_table(SAMPLES / "wav.scp"), read_table(SAMPLES / "text")
+    assert len(scp) >= 3 and scp.keys() == text.keys()
+    for rel in scp.values():
+        assert (SAMPLES / rel).is_file()
