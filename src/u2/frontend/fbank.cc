@@ -190,24 +190,32 @@ StatusOr<std::unique_ptr<Fbank>> Fbank::Create(const FbankConfig& config, std::s
   t->fft_size = config.FftSize();
   t->window.assign(window.begin(), window.end());
 
-  // Mel triangles as torchaudio's get_mel_banks: scalars in double, tensors in float32.
+  for (MelBin& bin : MelFilterbank(config)) {
+    t->first.push_back(bin.first);
+    t->weights.push_back(std::move(bin.weights));
+  }
+
+  return std::unique_ptr<Fbank>(new Fbank(std::move(t)));
+}
+
+std::vector<MelBin> MelFilterbank(const FbankConfig& config) {
   const int num_bins = config.num_mel_bins;
-  const int num_fft_bins = t->fft_size / 2;  // the Nyquist bin gets weight 0
+  const int fft_size = config.FftSize();
+  const int num_fft_bins = fft_size / 2;  // the Nyquist bin gets weight 0
   const double mel_low = MelScaleDouble(config.low_freq);
   const double mel_high = MelScaleDouble(config.EffectiveHighFreq());
   const auto delta = static_cast<float>((mel_high - mel_low) / (num_bins + 1));
   const auto mel_low_f = static_cast<float>(mel_low);
-  const auto bin_width = static_cast<float>(static_cast<double>(config.sample_rate) / t->fft_size);
+  const auto bin_width = static_cast<float>(static_cast<double>(config.sample_rate) / fft_size);
   std::vector<float> fft_mel(num_fft_bins);
   for (int k = 0; k < num_fft_bins; ++k) fft_mel[k] = MelScale(bin_width * static_cast<float>(k));
-  t->first.resize(num_bins);
-  t->weights.resize(num_bins);
+  std::vector<MelBin> bins(num_bins);
   for (int b = 0; b < num_bins; ++b) {
     const float left = mel_low_f + static_cast<float>(b) * delta;
     const float center = mel_low_f + static_cast<float>(b + 1) * delta;
     const float right = mel_low_f + static_cast<float>(b + 2) * delta;
     int first = -1;
-    std::vector<float> w;
+    std::vector<float>& w = bins[b].weights;
     for (int k = 0; k < num_fft_bins; ++k) {
       const float up = (fft_mel[k] - left) / (center - left);
       const float down = (right - fft_mel[k]) / (right - center);
@@ -218,11 +226,9 @@ StatusOr<std::unique_ptr<Fbank>> Fbank::Create(const FbankConfig& config, std::s
         w[k - first] = weight;
       }
     }
-    t->first[b] = first < 0 ? 0 : first;  // an empty triangle (tiny FFT) sums nothing: log floor
-    t->weights[b] = std::move(w);
+    bins[b].first = first < 0 ? 0 : first;  // an empty triangle sums nothing: the log floor
   }
-
-  return std::unique_ptr<Fbank>(new Fbank(std::move(t)));
+  return bins;
 }
 
 const FbankConfig& Fbank::config() const { return tables_->config; }

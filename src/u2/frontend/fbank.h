@@ -95,6 +95,15 @@ class Fbank {
 // The Povey window (0.5 - 0.5 cos(2 pi j / (length - 1)))^0.85 in float32, correctly rounded.
 std::vector<float> PoveyWindow(int length);
 
+// One mel triangle: weights for the FFT bins [first, first + weights.size()).
+struct MelBin {
+  int first = 0;
+  std::vector<float> weights;  // empty for a triangle that covers no FFT bin (tiny FFT sizes)
+};
+// The mel filterbank exactly as torchaudio's get_mel_banks computes it (scalars in double,
+// tensors in float32); the Nyquist bin gets weight 0. Shared by Fbank and the GPU fbank.
+std::vector<MelBin> MelFilterbank(const FbankConfig& config);
+
 // Returns InvalidArgument naming the first sample that is NaN, infinite or beyond
 // Fbank::kMaxAbsSample.
 Status CheckFbankInput(std::span<const float> samples);

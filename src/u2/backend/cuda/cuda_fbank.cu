@@ -61,8 +61,6 @@ __global__ void MelKernel(const cufftComplex* spec, int bins_per_frame, int num_
   }
 }
 
-float MelScale(float freq) { return 1127.0f * std::log(1.0f + freq / 700.0f); }
-double MelScaleDouble(double freq) { return 1127.0 * std::log(1.0 + freq / 700.0); }
 
 Status CudaStatus(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return Status::Ok();
@@ -152,38 +150,16 @@ StatusOr<std::unique_ptr<CudaFbank>> CudaFbank::Create(const FbankConfig& config
   U2_RETURN_IF_ERROR(
       CudaStatus(cudaStreamCreateWithFlags(&t.stream, cudaStreamNonBlocking), "cudaStreamCreate"));
 
-  // Mel triangles as Fbank::Create computes them (scalars in double, tensors in float32).
-  const int num_bins = config.num_mel_bins;
-  const int num_fft_bins = t.fft_size / 2;  // the Nyquist bin gets weight 0
-  const double mel_low = MelScaleDouble(config.low_freq);
-  const double mel_high = MelScaleDouble(config.EffectiveHighFreq());
-  const auto delta = static_cast<float>((mel_high - mel_low) / (num_bins + 1));
-  const auto mel_low_f = static_cast<float>(mel_low);
-  const auto bin_width = static_cast<float>(static_cast<double>(config.sample_rate) / t.fft_size);
-  std::vector<float> fft_mel(num_fft_bins);
-  for (int k = 0; k < num_fft_bins; ++k) fft_mel[k] = MelScale(bin_width * static_cast<float>(k));
+  // The same mel triangles as the CPU Fbank, flattened for the device.
+  const std::vector<MelBin> bins = MelFilterbank(config);
+  const int num_bins = static_cast<int>(bins.size());
   std::vector<int> first(num_bins), len(num_bins), woff(num_bins);
   std::vector<float> weights;
   for (int b = 0; b < num_bins; ++b) {
-    const float left = mel_low_f + static_cast<float>(b) * delta;
-    const float center = mel_low_f + static_cast<float>(b + 1) * delta;
-    const float right = mel_low_f + static_cast<float>(b + 2) * delta;
-    int f0 = -1;
-    std::vector<float> w;
-    for (int k = 0; k < num_fft_bins; ++k) {
-      const float up = (fft_mel[k] - left) / (center - left);
-      const float down = (right - fft_mel[k]) / (right - center);
-      const float weight = std::max(0.0f, std::min(up, down));
-      if (weight > 0.0f) {
-        if (f0 < 0) f0 = k;
-        w.resize(k - f0 + 1, 0.0f);
-        w[k - f0] = weight;
-      }
-    }
-    first[b] = f0 < 0 ? 0 : f0;
-    len[b] = static_cast<int>(w.size());
+    first[b] = bins[b].first;
+    len[b] = static_cast<int>(bins[b].weights.size());
     woff[b] = static_cast<int>(weights.size());
-    weights.insert(weights.end(), w.begin(), w.end());
+    weights.insert(weights.end(), bins[b].weights.begin(), bins[b].weights.end());
   }
   const std::vector<float> window = PoveyWindow(t.frame_length);
   auto upload = [&](auto** dst, const auto& host) -> Status {
