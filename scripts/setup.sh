@@ -21,6 +21,10 @@ DEB_PACKAGES=(
   espeak-ng sox wamerican
   # Triton's perf_analyzer (scripts/install_perf_analyzer.sh) links libb64
   libb64-0d
+  # CPU GEMM with weights packed once at load (backend/cpu)
+  libdnnl-dev
+  # end-to-end test of the web page (headless browser with fake microphone)
+  chromium chromium-driver
 )
 
 missing=()
@@ -43,7 +47,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 NUMPY_VERSION=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
 echo "numpy==${NUMPY_VERSION}" > .venv/constraints.txt
-if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonclient.http, onnxruntime, onnx' 2>/dev/null; then
+if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonclient.http, onnxruntime, onnx, selenium, websocket' 2>/dev/null; then
   echo "[setup] installing PyPI tools into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -c .venv/constraints.txt -r scripts/requirements.txt
 else
