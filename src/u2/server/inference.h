@@ -19,6 +19,7 @@
 #include "model_config.pb.h"
 #include "u2/engine/offline_batcher.h"
 #include "u2/engine/recognizer.h"
+#include "u2/engine/stream_scheduler.h"
 #include "u2/util/status.h"
 
 namespace u2::server {
@@ -109,6 +110,9 @@ struct ServedModel {
   DecodingOptions defaults;                      // the mode and parameters of this name
   std::shared_ptr<const Recognizer> recognizer;  // null in tests that use a fake engine
   OfflineBatcher* batcher = nullptr;             // shared by the names of one model dir
+  // Streaming models (streaming_wenet, and the WebSocket endpoint): the model dir's stream
+  // scheduler; null for offline names.
+  StreamScheduler* streams = nullptr;
   int64_t max_samples = 0;                       // longest utterance accepted, at 16 kHz
   std::function<Status(const DecodingOptions&)> validate_options;
   ModelStats stats;

@@ -1,0 +1,166 @@
+// Streaming recognition: audio arrives in pieces of any size, each stream gets partial results
+// as its chunks are decoded, and a final (attention-rescored) result when its input ends or, with
+// endpointing, at every endpoint (continuous decoding then starts a new segment and keeps going).
+//
+// One chunk step, start to end (streaming_recognizer.cc follows this order):
+//   samples -> StreamingFbank (exact offline framing for any piece size; frontend/)
+//   -> a feature window of W = (C-1)·R + RC + 1 frames, stride C·R (spec §4.2)
+//   -> AsrModel::ForwardChunk for the ready windows of MANY streams in one batch, each with its own
+//      offset, attention cache and conv cache (model/, backend/)
+//   -> incremental CTC prefix beam search per stream -> partial result (decode/)
+//   -> CtcEndpointer (decode/endpoint.h) if enabled
+//   at segment end: AsrModel::ScoreHypotheses over the segment's encoder frames (all ending
+//   streams in one decoder batch) + RankByAttentionRescoring -> final result.
+//
+// Everything one stream knows lives in its RecognitionStream; StreamingRecognizer is stateless
+// and const, so several scheduler threads may step disjoint sets of streams concurrently.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "u2/decode/endpoint.h"
+#include "u2/engine/recognizer.h"
+#include "u2/util/status.h"
+
+namespace u2 {
+
+class AsrModel;
+class EncoderStream;
+class StreamingFbank;
+class CtcPrefixBeamSearch;
+class CtcEndpointer;
+
+// How one stream is decoded. Defaults come from the model (StreamingRecognizer::default_options);
+// a client may override them per stream (WebSocket start message, request parameters).
+struct StreamOptions {
+  int decoding_chunk_size = 16;       // C, encoder frames per chunk (> 0)
+  int num_decoding_left_chunks = -1;  // attention history in chunks; -1 = all, 0 = none
+  int beam = 10;                      // CTC prefix beam
+  int nbest = 1;                      // hypotheses per result (<= beam)
+  bool rescoring = true;              // attention-rescore each segment's final result
+  float ctc_weight = 0.5f;
+  float reverse_weight = 0.0f;
+  bool endpointing = false;           // apply the endpoint rules (spec §7)
+  bool continuous_decoding = false;   // after an endpoint: new segment (else the stream ends there)
+  EndpointConfig endpoint;            // blank_id / frame_shift_ms are set from the model
+
+  Status Validate(const ModelConfig& model) const;
+  std::string ToString() const;
+};
+
+// A partial or final result of one segment of a stream.
+struct StreamResult {
+  int segment = 0;        // 0, 1, ... (a new one after each endpoint with continuous decoding)
+  bool is_final = false;  // final: rescored (if enabled), the segment is closed
+  std::vector<Hypothesis> nbest;  // best first, at least one (possibly empty text)
+  int64_t start_ms = 0;   // where the segment starts in the stream's audio
+  int64_t end_ms = 0;     // audio decoded into this result, from the stream's start
+  const Hypothesis& best() const { return nbest.front(); }
+};
+
+// The complete state of one stream: features, encoder caches, search, endpointer, results.
+// Not thread-safe: one thread at a time (the scheduler guarantees it).
+class RecognitionStream {
+ public:
+  ~RecognitionStream();
+  RecognitionStream(const RecognitionStream&) = delete;
+  RecognitionStream& operator=(const RecognitionStream&) = delete;
+
+  // Appends audio (float in [-1, 1), at the model's sample rate). InvalidArgument for NaN/Inf or
+  // absurd samples (nothing is accepted then), FailedPrecondition after InputFinished().
+  // Audio given after a non-continuous stream has ended at an endpoint is ignored.
+  Status AcceptWaveform(std::span<const float> samples);
+  // No more audio: the remaining features are decoded and the final result is produced.
+  void InputFinished();
+
+  // True when a DecodeStreams() call would make progress on this stream: a full feature window
+  // is ready, or the input has finished and the final result is not yet made.
+  bool IsReady() const;
+  // True once the last final result has been produced (input finished, or a non-continuous
+  // stream reached an endpoint). A done stream never becomes ready again.
+  bool IsDone() const { return done_; }
+
+  // Results made since the last call, oldest first: finals of closed segments, then (if the
+  // current segment decoded anything new) its latest partial.
+  std::vector<StreamResult> TakeResults();
+  // The current segment's latest partial (empty hypothesis before any chunk).
+  StreamResult CurrentPartial() const;
+
+  const StreamOptions& options() const { return options_; }
+  int64_t samples_accepted() const { return samples_accepted_; }
+  int num_chunks_decoded() const { return chunks_decoded_; }
+  // Approximate bytes of state this stream holds (features, caches, encoder history).
+  size_t MemoryBytes() const;
+
+ private:
+  friend class StreamingRecognizer;
+  RecognitionStream();
+
+  StreamOptions options_;
+  std::unique_ptr<StreamingFbank> fbank_;
+  std::unique_ptr<EncoderStream> encoder_;
+  std::unique_ptr<CtcPrefixBeamSearch> search_;
+  std::unique_ptr<CtcEndpointer> endpointer_;
+  std::vector<float> window_;   // features not yet consumed (first `overlap` rows: last window's tail)
+  int window_rows_ = 0;
+  int overlap_rows_ = 0;        // rows of window_ already fed to the encoder (RC + 1 - R after a chunk)
+  int64_t segment_start_frame_ = 0;  // feature frame (10 ms) where the segment began
+  int64_t frames_consumed_ = 0;      // feature frames fed to the encoder (excluding overlap repeats)
+  int64_t samples_accepted_ = 0;
+  int chunks_decoded_ = 0;
+  int segment_ = 0;
+  bool input_finished_ = false;
+  bool segment_has_frames_ = false;  // the current segment decoded at least one encoder frame
+  bool endpoint_pending_ = false;    // the last chunk hit an endpoint: finalize next
+  bool done_ = false;
+  bool partial_changed_ = false;
+  std::vector<StreamResult> results_;
+  StreamResult partial_;
+};
+
+class StreamingRecognizer {
+ public:
+  // Shares the recognizer's model, fbank and symbols (no copy of the weights).
+  static StatusOr<std::unique_ptr<StreamingRecognizer>> Create(std::shared_ptr<const Recognizer> recognizer);
+  ~StreamingRecognizer();
+
+  // A new stream; InvalidArgument if the options do not suit the model.
+  StatusOr<std::unique_ptr<RecognitionStream>> NewStream(const StreamOptions& options) const;
+  StatusOr<std::unique_ptr<RecognitionStream>> NewStream() const { return NewStream(defaults_); }
+
+  // One step: every ready stream among `streams` decodes its next chunk (streams with the same
+  // chunk size and left chunks share one batched encoder call), and every stream whose segment
+  // ends (input finished or endpoint) gets its final result (all in one decoder batch).
+  // Streams that are not ready are skipped. An error that concerns one stream (e.g. longer than
+  // the model's position table) closes that stream with the error in `stream_errors` (same
+  // index; OK for the others) and does not fail the others; the return value is not-OK only if
+  // the whole step failed (then no stream changed).
+  Status DecodeStreams(std::span<RecognitionStream* const> streams,
+                       std::vector<Status>* stream_errors = nullptr) const;
+
+  const StreamOptions& default_options() const { return defaults_; }
+  const Recognizer& recognizer() const { return *recognizer_; }
+  int sample_rate() const { return recognizer_->sample_rate(); }
+  // Feature frames the first chunk window of a segment needs (W) and the stride after it (C·R).
+  int WindowFrames(const StreamOptions& options) const;
+  int StrideFrames(const StreamOptions& options) const;
+
+ private:
+  StreamingRecognizer() = default;
+  Status EncodeGroup(std::span<RecognitionStream* const> group, std::vector<Status>* errors,
+                     std::span<const size_t> index) const;
+  Status FinalizeSegments(std::span<RecognitionStream* const> ending, std::vector<Status>* errors,
+                          std::span<const size_t> index) const;
+  void UpdatePartial(RecognitionStream& s) const;
+  void StartNewSegment(RecognitionStream& s) const;
+
+  std::shared_ptr<const Recognizer> recognizer_;
+  std::shared_ptr<const AsrModel> model_;
+  StreamOptions defaults_;
+};
+
+}  // namespace u2
