@@ -257,6 +257,7 @@ StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const W
       out.score = ranked[k][j].final_score;
       out.ctc_score = h.score;
       out.attention_score = ranked[k][j].attention_score;
+      out.words = AlignWords(out.tokens, out.token_frames, *symbols_, {.frame_shift_ms = shift_ms});
       result.nbest.push_back(std::move(out));
     }
   }

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "u2/decode/word_timing.h"
 #include "u2/util/status.h"
 
 namespace u2 {
@@ -66,6 +67,7 @@ struct Hypothesis {
   float score = 0;                // the score the hypotheses are ranked by (mode-dependent)
   float ctc_score = 0;            // CTC prefix log-probability (greedy: best-path log-prob)
   float attention_score = 0;      // (1 - rw) * L2R + rw * R2L decoder log-prob (rescoring only)
+  std::vector<WordPiece> words;   // per word: text and start/end in ms from the audio's start
 };
 
 struct RecognitionResult {
@@ -98,6 +100,9 @@ class Recognizer {
   const DecodingOptions& default_options() const { return defaults_; }
   const ModelConfig& model_config() const;
   const SymbolTable& symbols() const { return *symbols_; }
+  // The parts the streaming recognizer shares (engine/streaming_recognizer.h).
+  const std::shared_ptr<const AsrModel>& model() const { return model_; }
+  const Fbank& fbank() const { return *fbank_; }
   int sample_rate() const;
   // Longest audio the model's positional table allows, in samples at the model rate.
   int64_t max_samples() const;

@@ -60,8 +60,8 @@ class StreamScheduler {
   StreamScheduler& operator=(const StreamScheduler&) = delete;
 
   // Opens stream `id` with these options (InvalidArgument if they do not suit the model). If
-  // `id` is live already it is restarted: its queued feeds are answered with Aborted and its
-  // state dropped (Triton's behaviour for a second START). ResourceExhausted when max_streams
+  // `id` is live already it is restarted: its queued feeds are answered with FailedPrecondition
+  // and its state dropped (Triton's behaviour for a second START). ResourceExhausted when max_streams
   // are live; Unavailable after Shutdown.
   Status Start(const std::string& id, const StreamOptions& options);
   Status Start(const std::string& id) { return Start(id, recognizer_->default_options()); }
@@ -71,8 +71,8 @@ class StreamScheduler {
   // id that is not live; InvalidArgument for bad samples (the stream stays usable).
   void Feed(const std::string& id, std::vector<float> samples, bool last, StreamCallback done);
 
-  // Drops stream `id` at once (client gone): queued feeds are answered with Cancelled. NotFound
-  // for an unknown id.
+  // Drops stream `id` at once (client gone): queued feeds are answered with FailedPrecondition.
+  // NotFound for an unknown id.
   Status Close(const std::string& id);
   bool IsLive(const std::string& id) const;
 
@@ -112,7 +112,11 @@ class StreamScheduler {
     std::deque<PendingFeed> feeds;
     std::vector<StreamResult> undelivered;  // results made while no feed was waiting
     Clock::time_point last_activity;
-    bool busy = false;  // a worker is stepping it (not in the map's ready scan)
+    uint64_t last_step = 0;   // the step that last served it (oldest served first)
+    size_t memory_bytes = 0;  // stream->MemoryBytes() after its last step
+    bool busy = false;        // a worker is stepping it: only that worker touches `stream`
+    bool closing = false;     // dropped while busy: the worker answers its feeds and frees it
+    Status close_status;
   };
 
   StreamScheduler(std::shared_ptr<const StreamingRecognizer> recognizer, const StreamSchedulerConfig& config);
@@ -123,14 +127,18 @@ class StreamScheduler {
   void AdvanceFeedsLocked(Slot& slot, std::vector<std::function<void()>>* replies);
   void ExpireIdleLocked(Clock::time_point now, std::vector<std::function<void()>>* replies);
   void DropLocked(const std::string& id, const Status& why, std::vector<std::function<void()>>* replies);
+  static void FailFeedsLocked(Slot& slot, const Status& why, std::vector<std::function<void()>>* replies);
 
   std::shared_ptr<const StreamingRecognizer> recognizer_;
   StreamSchedulerConfig config_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::unique_ptr<Slot>> slots_;
+  std::vector<std::unique_ptr<Slot>> detached_;  // closed while a worker was stepping them
+  uint64_t step_counter_ = 0;
   uint64_t next_generation_ = 1;
   bool stopping_ = false;
+  bool work_posted_ = false;  // a Feed arrived since a worker last scanned for ready streams
   Stats stats_;
   std::vector<std::thread> workers_;
 };

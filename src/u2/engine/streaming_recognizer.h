@@ -108,6 +108,11 @@ class RecognitionStream {
   std::vector<float> window_;   // features not yet consumed (first `overlap` rows: last window's tail)
   int window_rows_ = 0;
   int overlap_rows_ = 0;        // rows of window_ already fed to the encoder (RC + 1 - R after a chunk)
+  int window_frames_ = 0;       // W = (C - 1)·R + RC + 1: feature rows of a full chunk window
+  int stride_frames_ = 0;       // C·R: how far the window moves per chunk
+  int min_frames_ = 0;          // RC + 1: the shortest window that gives an encoder frame
+  int encoder_dim_ = 0;         // for MemoryBytes
+  int encoder_layers_ = 0;
   int64_t segment_start_frame_ = 0;  // feature frame (10 ms) where the segment began
   int64_t frames_consumed_ = 0;      // feature frames fed to the encoder (excluding overlap repeats)
   int64_t samples_accepted_ = 0;
