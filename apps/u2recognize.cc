@@ -1,7 +1,11 @@
-// u2recognize: offline recognition of audio files on the CPU, with optional CER scoring.
+// u2recognize: recognition of audio files on the CPU, with optional CER scoring.
 //
 //   u2recognize --model-dir models/demo a.wav b.flac
 //   u2recognize --model-dir models/demo --wav-scp wav.scp --text text --mode attention_rescoring
+//   u2recognize --model-dir models/demo --wav-scp wav.scp --streaming --chunk-size 8 --left-chunks 4
+//
+// --streaming decodes each file as a live stream would be (pieces of --piece-ms, chunk by chunk,
+// --batch-size streams batched together) and prints the final result of each.
 //
 // stdout: "utt text" per utterance (input order); stderr: progress, CER/WER and RTF.
 #include <algorithm>
@@ -17,6 +21,7 @@
 
 #include "u2/audio/audio.h"
 #include "u2/engine/recognizer.h"
+#include "u2/engine/streaming_recognizer.h"
 #include "u2/engine/transcript_scorer.h"
 #include "u2/util/table_file.h"
 
@@ -33,6 +38,58 @@ int Fail(const u2::Status& status) {
   return 1;
 }
 
+// Streams utts[members] side by side: each gets its audio in pieces of piece_ms, and after every
+// round of pieces all streams with a ready chunk are decoded in one batched step.
+u2::Status DecodeAsStreams(const u2::StreamingRecognizer& sr, const u2::StreamOptions& options,
+                           const std::vector<Utterance>& utts, const std::vector<size_t>& members, int piece_ms,
+                           std::vector<u2::RecognitionResult>* results) {
+  const int rate = sr.sample_rate();
+  std::vector<std::vector<float>> audio(members.size());
+  std::vector<std::unique_ptr<u2::RecognitionStream>> streams;
+  for (size_t k = 0; k < members.size(); ++k) {
+    const u2::AudioBuffer& a = utts[members[k]].audio;
+    if (a.sample_rate != rate) {
+      U2_ASSIGN_OR_RETURN(audio[k], u2::Resample(a.samples, a.sample_rate, rate));
+    } else {
+      audio[k] = a.samples;
+    }
+    U2_ASSIGN_OR_RETURN(auto s, sr.NewStream(options));
+    streams.push_back(std::move(s));
+  }
+  const size_t piece = std::max<size_t>(1, static_cast<size_t>(rate) * piece_ms / 1000);
+  results->assign(members.size(), {});
+  for (size_t pos = 0;; pos += piece) {
+    bool any_left = false;
+    for (size_t k = 0; k < members.size(); ++k) {
+      if (pos >= audio[k].size()) continue;
+      const size_t n = std::min(piece, audio[k].size() - pos);
+      U2_RETURN_IF_ERROR(streams[k]->AcceptWaveform(std::span<const float>(audio[k]).subspan(pos, n))
+                             .WithContext(utts[members[k]].key));
+      if (pos + n == audio[k].size()) streams[k]->InputFinished();
+      any_left = true;
+    }
+    while (true) {
+      std::vector<u2::RecognitionStream*> ready;
+      for (auto& s : streams)
+        if (s->IsReady()) ready.push_back(s.get());
+      if (ready.empty()) break;
+      std::vector<u2::Status> errors;
+      U2_RETURN_IF_ERROR(sr.DecodeStreams(ready, &errors));
+      for (size_t i = 0; i < errors.size(); ++i) U2_RETURN_IF_ERROR(errors[i]);
+    }
+    for (size_t k = 0; k < members.size(); ++k) {
+      for (u2::StreamResult& r : streams[k]->TakeResults()) {
+        if (!r.is_final) continue;
+        u2::RecognitionResult& out = (*results)[k];
+        out.nbest = std::move(r.nbest);
+        out.audio_seconds = static_cast<double>(audio[k].size()) / rate;
+      }
+    }
+    if (!any_left) break;
+  }
+  return u2::Status::Ok();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -42,6 +99,8 @@ int main(int argc, char** argv) {
   std::string wav_scp, text_file, mode_name, result_file;
   int batch_size = 1;
   bool quiet = false;
+  bool streaming = false;
+  int piece_ms = 640;
   app.add_option("--model-dir", config.model_dir, "converted model directory (tools/convert.py)")->required();
   app.add_option("wavs", wav_files, "audio files (WAV, FLAC, OGG; any rate)");
   app.add_option("--wav-scp", wav_scp, "Kaldi-style list: 'utt path' per line");
@@ -57,6 +116,11 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", batch_size, "utterances per encoder batch (sorted by length)")->check(CLI::Range(1, 1024));
   app.add_option("--result", result_file, "also write 'utt text' lines to this file");
   app.add_flag("--quiet", quiet, "no progress on stderr");
+  app.add_flag("--streaming", streaming,
+               "decode as streams, chunk by chunk (--chunk-size, default 16; --left-chunks); "
+               "--batch-size streams run batched");
+  app.add_option("--piece-ms", piece_ms, "--streaming: audio arrives in pieces of this many ms")
+      ->check(CLI::Range(1, 600000));
   CLI11_PARSE(app, argc, argv);
 
   if (!mode_name.empty()) {
@@ -88,7 +152,27 @@ int main(int argc, char** argv) {
   const auto load_start = std::chrono::steady_clock::now();
   auto recognizer_or = u2::Recognizer::Create(config);
   if (!recognizer_or.ok()) return Fail(recognizer_or.status());
-  const auto& recognizer = **recognizer_or;
+  const std::shared_ptr<const u2::Recognizer> recognizer_ptr = std::move(*recognizer_or);
+  const auto& recognizer = *recognizer_ptr;
+  std::unique_ptr<u2::StreamingRecognizer> streaming_recognizer;
+  u2::StreamOptions stream_options;
+  if (streaming) {
+    auto made = u2::StreamingRecognizer::Create(recognizer_ptr);
+    if (!made.ok()) return Fail(made.status());
+    streaming_recognizer = std::move(*made);
+    const u2::DecodingOptions& d = recognizer.default_options();
+    stream_options = streaming_recognizer->default_options();
+    if (d.mode == u2::DecodingMode::kCtcGreedy) {
+      return Fail(u2::InvalidArgument("--streaming decodes with the CTC prefix beam search; use --mode "
+                                      "ctc_prefix_beam_search or attention_rescoring"));
+    }
+    stream_options.rescoring = d.mode == u2::DecodingMode::kAttentionRescoring;
+    if (config.decoding_chunk_size) stream_options.decoding_chunk_size = *config.decoding_chunk_size;
+    if (config.num_decoding_left_chunks) stream_options.num_decoding_left_chunks = *config.num_decoding_left_chunks;
+    stream_options.nbest = d.nbest;
+    if (auto st = stream_options.Validate(recognizer.model_config()); !st.ok()) return Fail(st);
+    if (!quiet) std::fprintf(stderr, "u2recognize: streaming, %s\n", stream_options.ToString().c_str());
+  }
   if (!quiet) {
     std::fprintf(stderr, "u2recognize: loaded %s in %.2f s; %s\n", config.model_dir.c_str(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count(),
@@ -116,6 +200,19 @@ int main(int argc, char** argv) {
   const auto start = std::chrono::steady_clock::now();
   for (size_t begin = 0; begin < order.size(); begin += batch_size) {
     const size_t end = std::min(order.size(), begin + static_cast<size_t>(batch_size));
+    if (streaming) {
+      std::vector<size_t> members(order.begin() + begin, order.begin() + end);
+      std::vector<u2::RecognitionResult> out;
+      if (auto st = DecodeAsStreams(*streaming_recognizer, stream_options, utts, members, piece_ms, &out); !st.ok()) {
+        return Fail(st);
+      }
+      for (size_t k = 0; k < members.size(); ++k) results[members[k]] = std::move(out[k]);
+      if (!quiet && utts.size() >= 20) {
+        std::fprintf(stderr, "\ru2recognize: %zu/%zu utterances", end, utts.size());
+        if (end == utts.size()) std::fprintf(stderr, "\n");
+      }
+      continue;
+    }
     std::vector<u2::Waveform> batch;
     for (size_t k = begin; k < end; ++k) {
       const auto& a = utts[order[k]].audio;
