@@ -24,11 +24,11 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as bc  # noqa: E402
 
-U2BENCH = os.path.join(bc.ROOT, "build-bench", "bench", "u2bench")
-
 CLASSES = [
-    ("load", r"Load|safetensors|SafeTensors|HalfToFloat|FromJson|ReadAudio|sndfile|soxr|Fbank::Create"),
-    ("gemm", r"sgemm|gemm_|blas|inner_thread|exec_threads|_ZEN|_HASWELL|_SKYLAKE|dgemm|GemmBias|Gemm\b"),
+    ("load", r"Load|safetensors|SafeTensors|HalfToFloat|FromJson|ReadAudio|sndfile|soxr|Fbank::Create|"
+             r"PackedWeight::PackedWeight|PrepareWeight"),
+    ("gemm", r"sgemm|gemm_|blas|inner_thread|exec_threads|_ZEN|_HASWELL|_SKYLAKE|dgemm|GemmBias|Gemm\b|"
+             r"PackedGemm|KernelAvx2|KernelPortable|GemmPrepared"),
     ("attention", r"Attention|(?<!Log)Softmax"),
     ("conv", r"Depthwise|Conv2d|Im2col|im2col"),
     ("elementwise", r"ActivateRow|BiasActivation|Glu|AddResidual|LayerNorm|LogSoftmax|Cmvn|Scale|AddBias|Silu|Relu|Embed|PositionalEncoding|Add\b"),
@@ -54,7 +54,10 @@ def main():
     ap.add_argument("--requests", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=bc.RESULTS_DIR)
+    ap.add_argument("--build-dir", default=os.path.join(bc.ROOT, "build-bench"),
+                    help="where u2bench is built (default build-bench/)")
     args = ap.parse_args()
+    u2bench = os.path.join(os.path.abspath(args.build_dir), "bench", "u2bench")
 
     wav = os.path.join(bc.WORK_DIR, "clips", "clip_%ds.wav" % args.clip)
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +68,7 @@ def main():
         data = os.path.join(tmp, "perf.data")
         with open(req) as stdin:
             run = subprocess.run(
-                ["perf", "record", "-q", "-F", "997", "-o", data, "--", U2BENCH, "serve",
+                ["perf", "record", "-q", "-F", "997", "-o", data, "--", u2bench, "serve",
                  "--model-dir", os.path.join(bc.model_dir(args.model), "u2serve"),
                  "--threads", str(args.threads), "--clip", "%d=%s" % (args.clip, wav)],
                 stdin=stdin, capture_output=True, text=True, check=True)

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common as bc  # noqa: E402
 
 PY = sys.executable
-BUILD_DIR = os.path.join(bc.ROOT, "build-bench")
+BUILD_DIR = os.path.join(bc.ROOT, "build-bench")  # --build-dir
 U2BENCH = os.path.join(BUILD_DIR, "bench", "u2bench")
 
 
@@ -345,7 +345,10 @@ def plot(rows, path):
 
 
 def run(args):
+    global BUILD_DIR, U2BENCH
     t_start = time.time()
+    BUILD_DIR = os.path.abspath(args.build_dir)
+    U2BENCH = os.path.join(BUILD_DIR, "bench", "u2bench")
 
     if not args.skip_build:
         sh(["cmake", "-S", bc.ROOT, "-B", BUILD_DIR, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release"],
@@ -414,7 +417,8 @@ def main():
     ap.add_argument("--torch-variants", nargs="+",
                     default=["eager", "inference_mode+passive", "jit+passive"],
                     help="bench/peer_torch.py --variant values; the fastest is PyTorch's number")
-    ap.add_argument("--skip-build", action="store_true", help="use the existing build-bench/u2bench")
+    ap.add_argument("--skip-build", action="store_true", help="use the existing <build-dir>/bench/u2bench")
+    ap.add_argument("--build-dir", default=BUILD_DIR, help="where u2bench is built (default build-bench/)")
     ap.add_argument("--out", default=bc.RESULTS_DIR)
     ap.add_argument("--report-only", metavar="JSON",
                     help="only re-render the .md/.png (into --out) from an earlier run's JSON")

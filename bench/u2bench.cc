@@ -178,6 +178,7 @@ class ServeSession {
     const u2::ModelConfig& mc = model_->config();
     return {{"peer", "u2serve"},
             {"threads", threads_},
+            {"backend", model_->backend().Name()},
             {"openblas_config", openblas_get_config()},
             {"openblas_core", openblas_get_corename()},
             {"vocab_size", mc.vocab_size},

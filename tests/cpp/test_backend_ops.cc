@@ -1,9 +1,12 @@
 // Every CPU operator against a float64 loop written here, straight from the operator's definition
-// in u2/backend/ops.h. Run with 1 and 2 threads (the row pool and OpenBLAS both split work).
+// in u2/backend/ops.h. Run with 1 and 2 threads (the backend's pool splits GEMM tiles, attention
+// heads and rows).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
+#include <string>
+#include <tuple>
 
 #include "u2/backend/cpu/cpu_backend.h"
 #include "u2/backend/ops.h"
@@ -43,7 +46,8 @@ class BackendOps : public ::testing::TestWithParam<int> {
 };
 
 TEST_P(BackendOps, GemmAllTransposesWithLeadingDims) {
-  const int m = 37, n = 29, k = 53;
+  // The second shape is large enough for the CPU backend to split C's rows across its threads.
+  for (const auto& [m, n, k] : {std::tuple{37, 29, 53}, std::tuple{131, 70, 90}})
   for (int ta = 0; ta < 2; ++ta) {
     for (int tb = 0; tb < 2; ++tb) {
       const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
@@ -64,13 +68,82 @@ TEST_P(BackendOps, GemmAllTransposesWithLeadingDims) {
         }
       }
       be_->Gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
-      EXPECT_LT(MaxAbsDiff(c, want), 2e-5) << "ta=" << ta << " tb=" << tb;
+      EXPECT_LT(MaxAbsDiff(c, want), 2e-5) << "ta=" << ta << " tb=" << tb << " m=" << m;
     }
   }
   // k = 0: C = beta·C.
   std::vector<float> c(6, 2.0f);
   be_->Gemm(false, false, 2, 3, 0, 1.0f, nullptr, 1, nullptr, 3, 0.5f, c.data(), 3);
   for (float v : c) EXPECT_EQ(v, 1.0f);
+}
+
+// C = A·Wᵀ + β·C through a prepared weight against float64. Tolerance: the worst-case error bound
+// of a float32 sum of k+1 products in any order, (k + 2)·2⁻²⁴·(Σ_p |a_ip·w_jp| + |β·c_ij|); a wrong
+// element, offset or panel is off by the order of the terms themselves.
+void CheckPreparedGemm(const Backend& be, const PreparedWeight& pw, const std::vector<float>& w, int m, int n,
+                       int k, float beta, const std::string& what) {
+  const int lda = k + 3, ldc = n + 5;
+  auto a = Random(static_cast<size_t>(m) * lda, 101 + m);
+  auto c0 = Random(static_cast<size_t>(m) * ldc, 102 + n);
+  std::vector<float> c = c0;
+  if (beta == 0.0f) {
+    // β = 0 must not read C: NaNs there would survive a 0·C term.
+    for (int i = 0; i < m; ++i) std::fill_n(c.begin() + static_cast<size_t>(i) * ldc, n, std::nanf(""));
+  }
+  be.GemmPrepared(m, a.data(), lda, pw, beta, c.data(), ldc);
+  int bad = 0;
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < ldc; ++j) {
+      const float got = c[static_cast<size_t>(i) * ldc + j];
+      if (j >= n) {  // padding columns of C are untouched
+        if (got != c0[static_cast<size_t>(i) * ldc + j]) ++bad;
+        continue;
+      }
+      double ref = 0, mag = std::abs(double(beta) * c0[static_cast<size_t>(i) * ldc + j]);
+      for (int p = 0; p < k; ++p) {
+        const double t = double(a[static_cast<size_t>(i) * lda + p]) * w[static_cast<size_t>(j) * k + p];
+        ref += t;
+        mag += std::abs(t);
+      }
+      if (beta != 0.0f) ref += double(beta) * c0[static_cast<size_t>(i) * ldc + j];
+      if (!(std::abs(got - ref) <= (k + 2) * std::ldexp(1.0, -24) * mag)) ++bad;
+    }
+  }
+  EXPECT_EQ(bad, 0) << what << " m=" << m << " n=" << n << " k=" << k << " beta=" << beta;
+}
+
+TEST_P(BackendOps, GemmPreparedMatchesFloat64OnOddShapes) {
+  // Shapes around the CPU kernel's edges: 6-row register tiles, 16-column panels, 256-deep K
+  // blocks, 192-row M blocks, and products small enough to run unsplit.
+  const int ms[] = {1, 5, 6, 7, 13, 200, 250};
+  const std::tuple<int, int> nks[] = {{1, 1}, {15, 3}, {16, 256}, {17, 257}, {33, 100}, {70, 513}, {300, 64}};
+  for (const auto& [n, k] : nks) {
+    const auto w = Random(static_cast<size_t>(n) * k, 100 + n);
+    const std::shared_ptr<const PreparedWeight> pw = be_->PrepareWeight(w.data(), n, k);
+    ASSERT_NE(pw, nullptr);
+    EXPECT_EQ(pw->n(), n);
+    EXPECT_EQ(pw->k(), k);
+    for (int m : ms) {
+      for (float beta : {0.0f, 1.0f, 0.5f}) CheckPreparedGemm(*be_, *pw, w, m, n, k, beta, "packed");
+    }
+  }
+  // m = 0 leaves C alone.
+  const auto w = Random(16 * 8, 7);
+  auto pw = be_->PrepareWeight(w.data(), 16, 8);
+  std::vector<float> c(4, 3.0f);
+  be_->GemmPrepared(0, nullptr, 8, *pw, 0.0f, c.data(), 16);
+  for (float x : c) EXPECT_EQ(x, 3.0f);
+}
+
+TEST_P(BackendOps, GemmPreparedAcceptsTheBaseHandle) {
+  // A handle made by the base Backend (what a backend without its own packing returns) works on
+  // any backend: GemmPrepared falls back to Gemm on the plain W.
+  const int n = 40, k = 70;
+  const auto w = Random(static_cast<size_t>(n) * k, 9);
+  const std::shared_ptr<const PreparedWeight> pw = be_->Backend::PrepareWeight(w.data(), n, k);
+  EXPECT_EQ(pw->weight(), w.data());
+  CheckPreparedGemm(*be_, *pw, w, 77, n, k, 0.0f, "base handle");
+  CheckPreparedGemm(*be_, *pw, w, 9, n, k, 0.5f, "base handle");
 }
 
 TEST_P(BackendOps, BiasActivationAndGlu) {
@@ -219,19 +292,23 @@ struct AttnCase {
   AttentionMask mask = AttentionMask::kNone;
   int chunk = 0, left = -1;
   bool rel = false;
+  // Query / key counts of the two packed sequences; more than 64 queries spans several of the CPU
+  // backend's query blocks.
+  int q0 = 7, kv0 = 9, q1 = 5, kv1 = 5;
 };
 
 void RunAttention(const Backend& be, Workspace& ws, const AttnCase& c) {
   const int D = c.H * c.dk;
   // Two sequences packed, keys in a separate buffer with an offset (as the decoder's memory).
   std::vector<AttentionSegment> segs(2);
-  segs[0] = {0, 7, 3, 9, 0, 0, 0};
-  segs[1] = {7, 5, 12, 5, 0, 0, 0};
-  if (c.mask == AttentionMask::kCausal) segs[0].kv_len = 7;
-  const int q_rows = 12, kv_rows = 17, ldq = D + 4, ldk = 3 * D, ldo = D + 1;
+  segs[0] = {0, c.q0, 3, c.kv0, 0, 0, 0};
+  segs[1] = {c.q0, c.q1, 3 + c.kv0, c.kv1, 0, 0, 0};
+  if (c.mask == AttentionMask::kCausal) segs[0].kv_len = c.q0;
+  const int q_rows = c.q0 + c.q1, kv_rows = 3 + std::max(c.kv0, c.q0) + c.kv1, ldq = D + 4, ldk = 3 * D,
+            ldo = D + 1;
   auto q = Random(static_cast<size_t>(q_rows) * ldq, 20);
   auto kv = Random(static_cast<size_t>(kv_rows) * ldk, 21);
-  auto pos = Random(static_cast<size_t>(12) * D, 22);
+  auto pos = Random(static_cast<size_t>(std::max({c.kv0, c.kv1, c.q0})) * D, 22);
   auto u = Random(D, 23), v = Random(D, 24);
   std::vector<float> out(static_cast<size_t>(q_rows) * ldo, 123.0f);
   AttentionParams p;
@@ -308,6 +385,25 @@ TEST_P(BackendOps, AttentionMasksAndRelPos) {
     RunAttention(*be_, *ws_, c);
     c.left = -1;
     c.chunk = 3;
+    RunAttention(*be_, *ws_, c);
+  }
+}
+
+TEST_P(BackendOps, AttentionLongSequencesSpanQueryBlocks) {
+  for (bool rel : {false, true}) {
+    AttnCase c;
+    c.H = 3;
+    c.rel = rel;
+    c.q0 = 150;
+    c.kv0 = 131;
+    c.q1 = 65;
+    c.kv1 = 70;
+    RunAttention(*be_, *ws_, c);
+    c.mask = AttentionMask::kCausal;
+    RunAttention(*be_, *ws_, c);
+    c.mask = AttentionMask::kChunk;
+    c.chunk = 16;
+    c.left = 2;
     RunAttention(*be_, *ws_, c);
   }
 }
@@ -434,6 +530,12 @@ TEST_P(BackendOps, Conv2dChannelsLast) {
     p.activation = Activation::kRelu;
     be_->Conv2d(p, x.data(), c.h, c.w, y.data(), *ws_);
     EXPECT_LT(MaxAbsDiff(y, want), 2e-5) << c.cin << "x" << c.k;
+    // The same through the weight prepared as a (cout × k·k·cin) GEMM matrix.
+    const auto pw = be_->PrepareWeight(w.data(), c.cout, c.k * c.k * c.cin);
+    p.prepared_weight = pw.get();
+    std::fill(y.begin(), y.end(), -1.0f);
+    be_->Conv2d(p, x.data(), c.h, c.w, y.data(), *ws_);
+    EXPECT_LT(MaxAbsDiff(y, want), 2e-5) << c.cin << "x" << c.k << " prepared";
   }
 }
 

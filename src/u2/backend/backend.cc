@@ -74,6 +74,15 @@ void Backend::CopyRows(float* dst, int ld_dst, const float* src, int ld_src, int
   }
 }
 
+std::shared_ptr<const PreparedWeight> Backend::PrepareWeight(const float* w, int n, int k) const {
+  return std::make_shared<const PreparedWeight>(w, n, k);
+}
+
+void Backend::GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c,
+                           int ldc) const {
+  Gemm(false, true, m, w.n(), w.k(), 1.0f, a, lda, w.weight(), w.k(), beta, c, ldc);
+}
+
 Status BackendOptions::Validate() const {
   if (num_threads < 1 || num_threads > 256) {
     return InvalidArgument("num_threads must be in [1, 256], got " + std::to_string(num_threads));

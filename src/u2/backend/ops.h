@@ -21,6 +21,7 @@
 namespace u2 {
 
 class Backend;
+class PreparedWeight;
 
 enum class Activation { kNone, kRelu, kSilu };
 
@@ -128,14 +129,39 @@ struct DepthwiseSegment {
 
 // Conv2d without padding on channels-last images: x (h_in, w_in, c_in) → y (h_out, w_out, c_out),
 // h_out = (h_in − kernel)/stride + 1, likewise w_out; weight (c_out, kernel, kernel, c_in).
+// prepared_weight (optional): the weight as a (c_out × kernel·kernel·c_in) matrix from
+// PrepareWeight, used for the im2col GEMM instead of `weight`.
 struct Conv2dParams {
   int in_channels = 1;
   int out_channels = 0;
   int kernel = 3;
   int stride = 2;
   const float* weight = nullptr;
+  const PreparedWeight* prepared_weight = nullptr;
   const float* bias = nullptr;
   Activation activation = Activation::kNone;
+};
+
+// A weight matrix W (n × k, "out × in", row-major, leading dimension k) made ready once, at model
+// load, for many products C = A·Wᵀ (Backend::PrepareWeight, Backend::GemmPrepared). A backend may
+// keep a re-laid-out copy (the CPU backend packs W into its GEMM micro-kernel's panels, so no call
+// packs it again); this base form only remembers W. W itself must stay alive and unchanged as long
+// as the handle is used (the model keeps both: LinearWeights).
+class PreparedWeight {
+ public:
+  PreparedWeight(const float* weight, int n, int k) : weight_(weight), n_(n), k_(k) {}
+  virtual ~PreparedWeight() = default;
+  PreparedWeight(const PreparedWeight&) = delete;
+  PreparedWeight& operator=(const PreparedWeight&) = delete;
+
+  const float* weight() const { return weight_; }
+  int n() const { return n_; }
+  int k() const { return k_; }
+
+ private:
+  const float* weight_;
+  int n_;
+  int k_;
 };
 
 // Created as a shared_ptr (CreateBackend); tensors it allocates keep it alive.
@@ -169,6 +195,14 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // C = alpha·op(A)·op(B) + beta·C, op(A) m×k, op(B) k×n.
   virtual void Gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
                     const float* b, int ldb, float beta, float* c, int ldc) const = 0;
+  // W (n × k, device pointer, leading dimension k) prepared for GemmPrepared. The default keeps W
+  // as it is (GemmPrepared then calls Gemm); a backend overrides it to re-lay W out once.
+  virtual std::shared_ptr<const PreparedWeight> PrepareWeight(const float* w, int n, int k) const;
+  // C = A·Wᵀ + beta·C: A m × w.k() (lda), C m × w.n() (ldc). `w` comes from this backend's
+  // PrepareWeight. Same result as Gemm(false, true, m, n, k, 1, a, lda, W, k, beta, c, ldc) up to
+  // float rounding (the order of the k-sum may differ).
+  virtual void GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c,
+                            int ldc) const;
   // y[i,:] = act((y[i,:] + bias)·scale), in place on an m×n block (the epilogue of a Linear).
   virtual void BiasActivation(float* y, int m, int n, int ldy, const float* bias, Activation act,
                               float scale) const = 0;

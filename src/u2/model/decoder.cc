@@ -86,8 +86,7 @@ Status TransformerDecoder::Score(const EncoderOutput& enc, std::span<const Decod
   float* mem_kv = nullptr;
   if (L > 0 && m_enc > 0) {
     mem_kv = ws.Floats(kSlotMemKV, static_cast<size_t>(m_enc) * kv_ld);
-    be.Gemm(false, true, m_enc, kv_ld, D, 1.0f, enc.encoder_out.f32(), D, src_kv_all_.weight.f32(), D, 0.0f,
-            mem_kv, kv_ld);
+    src_kv_all_.Apply(be, enc.encoder_out.f32(), m_enc, D, mem_kv, kv_ld);
     be.BiasActivation(mem_kv, m_enc, kv_ld, kv_ld, src_kv_all_.b(), Activation::kNone, 1.0f);
   }
 
@@ -112,7 +111,7 @@ Status TransformerDecoder::Score(const EncoderOutput& enc, std::span<const Decod
     src_segs.push_back(c);
   }
   auto linear = [&](const float* in, const LinearWeights& l, float* y, Activation act) {
-    be.Gemm(false, true, R, l.out, l.in, 1.0f, in, l.in, l.weight.f32(), l.in, 0.0f, y, l.out);
+    l.Apply(be, in, R, l.in, y, l.out);
     be.BiasActivation(y, R, l.out, l.out, l.b(), act, 1.0f);
   };
   const int H = d.attention_heads;
@@ -149,7 +148,7 @@ Status TransformerDecoder::Score(const EncoderOutput& enc, std::span<const Decod
     p.ldo = D;
     p.mask = AttentionMask::kCausal;
     be.Attention(p, self_segs, ws);
-    be.Gemm(false, true, R, D, D, 1.0f, att, D, w.self_out.weight.f32(), D, 0.0f, tmp, D);
+    w.self_out.Apply(be, att, R, D, tmp, D);
     residual(w.self_out.b(), w.norm1, &w.norm2);
     // Cross-attention over the utterance's encoder frames.
     linear(in, w.src_q, big, Activation::kNone);
@@ -165,11 +164,11 @@ Status TransformerDecoder::Score(const EncoderOutput& enc, std::span<const Decod
     c.ldo = D;
     c.mask = AttentionMask::kNone;
     be.Attention(c, src_segs, ws);
-    be.Gemm(false, true, R, D, D, 1.0f, att, D, w.src_out.weight.f32(), D, 0.0f, tmp, D);
+    w.src_out.Apply(be, att, R, D, tmp, D);
     residual(w.src_out.b(), w.norm2, &w.norm3);
     // Feed-forward.
     linear(in, w.ff_w1, big, d.activation);
-    be.Gemm(false, true, R, D, Fd, 1.0f, big, Fd, w.ff_w2.weight.f32(), Fd, 0.0f, tmp, D);
+    w.ff_w2.Apply(be, big, R, Fd, tmp, D);
     residual(w.ff_w2.b(), w.norm3, j + 1 < L ? &layers_[j + 1].norm1 : (pre ? &after_norm_ : nullptr));
   }
   if (pre && L == 0) {

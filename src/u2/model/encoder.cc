@@ -71,6 +71,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
             r[((static_cast<size_t>(o) * k + a) * k + b) * cin + i] =
                 w[((static_cast<size_t>(o) * cin + i) * k + a) * k + b];
     enc->conv_weights_.push_back(loader.Upload(r, {D, k, k, cin}));
+    enc->conv_prepared_.push_back(backend->PrepareWeight(enc->conv_weights_.back().f32(), D, k * k * cin));
     U2_ASSIGN_OR_RETURN(Tensor bias, loader.Device(name + ".bias", {D}));
     enc->conv_biases_.push_back(bias);
     Conv2dParams p;
@@ -79,6 +80,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
     p.kernel = k;
     p.stride = s;
     p.weight = enc->conv_weights_.back().f32();
+    p.prepared_weight = enc->conv_prepared_.back().get();
     p.bias = enc->conv_biases_.back().f32();
     p.activation = Activation::kRelu;
     enc->convs_.push_back(p);
@@ -97,6 +99,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
     enc->embed_out_.in = D * F;
     enc->embed_out_.out = D;
     enc->embed_out_.weight = loader.Upload(r, {D, D * F});
+    enc->embed_out_.Prepare(*backend);
     U2_ASSIGN_OR_RETURN(enc->embed_out_.bias, loader.Device(name + ".bias", {D}));
   }
   {
@@ -143,6 +146,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
       w.pointwise_conv1.out = 2 * D;
       U2_ASSIGN_OR_RETURN(w.pointwise_conv1.weight,
                           LoadConv1x1(loader, c + "pointwise_conv1.weight", 2 * D, D));
+      w.pointwise_conv1.Prepare(*backend);
       std::vector<float> b1;
       if (loader.Has(c + "pointwise_conv1.bias")) {
         U2_ASSIGN_OR_RETURN(b1, loader.Host(c + "pointwise_conv1.bias", {2 * D}));
@@ -151,6 +155,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
       w.pointwise_conv2.in = D;
       w.pointwise_conv2.out = D;
       U2_ASSIGN_OR_RETURN(w.pointwise_conv2.weight, LoadConv1x1(loader, c + "pointwise_conv2.weight", D, D));
+      w.pointwise_conv2.Prepare(*backend);
       U2_ASSIGN_OR_RETURN(w.pointwise_conv2.bias, loader.OptionalDevice(c + "pointwise_conv2.bias", {D}));
 
       U2_ASSIGN_OR_RETURN(std::vector<float> dw, loader.Host(c + "depthwise_conv.weight", {D, 1, K}));
@@ -249,7 +254,7 @@ void ConformerEncoder::Layer(int index, float* x, int m, const LayerContext& ctx
   float* att = ws.Floats(kSlotAtt, static_cast<size_t>(m) * D);
   float* tmp = ws.Floats(kSlotTmp, static_cast<size_t>(m) * D);
   auto linear = [&](const float* in, const LinearWeights& l, float* y) {
-    be.Gemm(false, true, m, l.out, l.in, 1.0f, in, l.in, l.weight.f32(), l.in, 0.0f, y, l.out);
+    l.Apply(be, in, m, l.in, y, l.out);
   };
 
   enum class Kind { kFfnMacaron, kAttention, kConv, kFfn };
@@ -351,7 +356,7 @@ void ConformerEncoder::Embed(std::span<const FeatureView> feats, const std::vect
   for (size_t b = 0; b < feats.size(); ++b) {
     if (lengths[b] > 0) Subsample(feats[b], ws, conv_out + static_cast<size_t>(offsets[b]) * FD);
   }
-  be.Gemm(false, true, m, D, FD, 1.0f, conv_out, FD, embed_out_.weight.f32(), FD, 0.0f, x, D);
+  embed_out_.Apply(be, conv_out, m, FD, x, D);
   const float xscale =
       e.pos_enc_layer_type == PosEncType::kNoPos ? 1.0f : static_cast<float>(std::sqrt(double(D)));
   be.BiasActivation(x, m, D, D, embed_out_.b(), Activation::kNone, xscale);
@@ -378,7 +383,7 @@ void ConformerEncoder::Finish(const float* x, int m, Workspace& ws, EncoderOutpu
     be.Copy(enc, x, static_cast<size_t>(m) * D * sizeof(float));
   }
   float* logits = ws.Floats(kSlotLogits, static_cast<size_t>(m) * V);
-  be.Gemm(false, true, m, V, D, 1.0f, enc, D, ctc_.weight.f32(), D, 0.0f, logits, V);
+  ctc_.Apply(be, enc, m, D, logits, V);
   be.BiasActivation(logits, m, V, V, ctc_.b(), Activation::kNone, 1.0f);
   be.LogSoftmax(logits, m, V, V);
   out->ctc_log_probs.assign(B, {});
@@ -475,7 +480,7 @@ Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const Encod
       // Offline, every utterance's key j sits at position j: one projection serves all.
       float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t_max) * D);
       const LinearWeights& lp = layers_[layer].linear_pos;
-      be.Gemm(false, true, t_max, D, D, 1.0f, pos_table_.f32(), D, lp.weight.f32(), D, 0.0f, pos_proj, D);
+      lp.Apply(be, pos_table_.f32(), t_max, D, pos_proj, D);
       if (lp.b()) be.BiasActivation(pos_proj, t_max, D, D, lp.b(), Activation::kNone, 1.0f);
       p.pos = pos_proj;
       p.ldp = D;
@@ -598,9 +603,7 @@ Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
         // Keys are at absolute positions offset − t1 … offset + len − 1 (spec §4.1 step 2).
         float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t1 + len) * D);
         const LinearWeights& lp = layers_[layer].linear_pos;
-        be.Gemm(false, true, t1 + len, D, D, 1.0f,
-                pos_table_.f32() + static_cast<size_t>(st->offset_ - t1) * D, D, lp.weight.f32(), D, 0.0f,
-                pos_proj, D);
+        lp.Apply(be, pos_table_.f32() + static_cast<size_t>(st->offset_ - t1) * D, t1 + len, D, pos_proj, D);
         if (lp.b()) be.BiasActivation(pos_proj, t1 + len, D, D, lp.b(), Activation::kNone, 1.0f);
         p.pos = pos_proj;
         p.ldp = D;

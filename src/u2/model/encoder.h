@@ -89,6 +89,7 @@ class ConformerEncoder {
   // Subsampling convs, weights reordered to (out, kh, kw, in) for channels-last im2col.
   std::vector<Conv2dParams> convs_;
   std::vector<Tensor> conv_weights_, conv_biases_;
+  std::vector<std::shared_ptr<const PreparedWeight>> conv_prepared_;  // conv_weights_ as GEMM weights
   LinearWeights embed_out_;  // input columns reordered from c·F′+f to f·D+c
   Tensor pos_table_;
   std::vector<EncoderLayerWeights> layers_;

@@ -51,6 +51,7 @@ StatusOr<LinearWeights> WeightLoader::Linear(const std::string& prefix, int in, 
   if (bias_required || Has(prefix + ".bias")) {
     U2_ASSIGN_OR_RETURN(l.bias, Device(prefix + ".bias", {out}));
   }
+  l.Prepare(*backend_);
   return l;
 }
 
@@ -74,6 +75,7 @@ StatusOr<LinearWeights> WeightLoader::StackedLinear(const std::vector<std::strin
   l.out = n * out_each;
   l.weight = backend_->Upload(w, {l.out, in});
   if (any_bias) l.bias = backend_->Upload(b, {l.out});
+  l.Prepare(*backend_);
   return l;
 }
 

@@ -18,7 +18,19 @@ struct LinearWeights {
   Tensor bias;
   int in = 0;
   int out = 0;
+  // W made ready once for the backend's GEMM (Backend::PrepareWeight; WeightLoader does it).
+  std::shared_ptr<const PreparedWeight> prepared;
   const float* b() const { return bias.empty() ? nullptr : bias.f32(); }
+
+  void Prepare(const Backend& backend) { prepared = backend.PrepareWeight(weight.f32(), out, in); }
+  // y (m × out, ldy) = x (m × in, ldx)·Wᵀ, without the bias.
+  void Apply(const Backend& backend, const float* x, int m, int ldx, float* y, int ldy) const {
+    if (prepared) {
+      backend.GemmPrepared(m, x, ldx, *prepared, 0.0f, y, ldy);
+    } else {
+      backend.Gemm(false, true, m, out, in, 1.0f, x, ldx, weight.f32(), in, 0.0f, y, ldy);
+    }
+  }
 };
 
 struct NormWeights {

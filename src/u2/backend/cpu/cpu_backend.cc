@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "u2/backend/cpu/packed_gemm.h"
 #include "u2/backend/cpu/thread_pool.h"
 
 namespace u2 {
@@ -140,6 +141,20 @@ inline float LogSumExp(const float* x, int n, float* scratch) {
   return m + std::log(SumRow(scratch, n));
 }
 
+// Products smaller than this many multiply-adds run on the calling thread: waking the pool costs
+// more than the second core saves.
+constexpr int64_t kMinParallelMacs = int64_t{1} << 18;
+
+// A weight packed for the AVX2/FMA micro-kernel (packed_gemm.h).
+class CpuPreparedWeight final : public PreparedWeight {
+ public:
+  CpuPreparedWeight(const float* w, int n, int k) : PreparedWeight(w, n, k), packed_(w, n, k, k) {}
+  const PackedWeight& packed() const { return packed_; }
+
+ private:
+  PackedWeight packed_;
+};
+
 // Rows per parallel chunk so that a chunk holds about `target` elements.
 inline int64_t RowGrain(int n, int64_t target = 16384) {
   return std::max<int64_t>(1, target / std::max(n, 1));
@@ -147,12 +162,17 @@ inline int64_t RowGrain(int n, int64_t target = 16384) {
 
 class CpuBackend final : public Backend {
  public:
+  // OpenBLAS runs single-threaded on whichever pool thread calls it: all parallelism goes through
+  // pool_, so OpenBLAS's spinning workers never compete with ours for the cores.
   explicit CpuBackend(int num_threads) : pool_(num_threads), num_threads_(num_threads) {
-    openblas_set_num_threads(num_threads);
+    openblas_set_num_threads(1);
   }
 
   DeviceType device() const override { return DeviceType::kCpu; }
-  std::string Name() const override { return "cpu(openblas, " + std::to_string(num_threads_) + " threads)"; }
+  std::string Name() const override {
+    return std::string("cpu(") + (PackedGemmSupported() ? "packed avx2 gemm + " : "") + "openblas, " +
+           std::to_string(num_threads_) + " threads)";
+  }
   int num_threads() const override { return num_threads_; }
 
   void* Allocate(size_t bytes) const override {
@@ -173,9 +193,24 @@ class CpuBackend final : public Backend {
       }
       return;
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n,
-                k, alpha, a, lda, b, ldb, beta, c, ldc);
+    const int64_t macs = static_cast<int64_t>(m) * n * k;
+    const int64_t grain = macs < kMinParallelMacs ? m : (m + num_threads_ - 1) / num_threads_;
+    // One row slice per thread, each a single-threaded sgemm (op(A)'s rows are A's columns when
+    // trans_a).
+    pool_.ParallelFor(m, std::max<int64_t>(grain, 8), [&](int64_t r0, int64_t r1) {
+      const float* a_rows = trans_a ? a + r0 : a + r0 * lda;
+      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                  static_cast<int>(r1 - r0), n, k, alpha, a_rows, lda, b, ldb, beta, c + r0 * ldc, ldc);
+    });
   }
+
+  std::shared_ptr<const PreparedWeight> PrepareWeight(const float* w, int n, int k) const override {
+    if (!PackedGemmSupported() || n <= 0 || k <= 0) return Backend::PrepareWeight(w, n, k);
+    return std::make_shared<const CpuPreparedWeight>(w, n, k);
+  }
+
+  void GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c,
+                    int ldc) const override;
 
   void BiasActivation(float* y, int m, int n, int ldy, const float* bias, Activation act,
                       float scale) const override {
@@ -312,6 +347,40 @@ inline void KeyRange(const AttentionParams& p, const AttentionSegment& s, int i,
   *hi = std::max(*hi, *lo);
 }
 
+void CpuBackend::GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c,
+                              int ldc) const {
+  const auto* cw = dynamic_cast<const CpuPreparedWeight*>(&w);
+  if (cw == nullptr) {  // not packed (no AVX2/FMA, or an empty matrix)
+    Backend::GemmPrepared(m, a, lda, w, beta, c, ldc);
+    return;
+  }
+  if (m <= 0) return;
+  const PackedWeight& pw = cw->packed();
+  const int panels = pw.num_panels();
+  // Tiles: row blocks of at most kPackedGemmMBlock rows (equal sizes, multiples of the 6-row
+  // register tile) × panel ranges, about four tiles per thread so the dynamic hand-out balances.
+  const int row_blocks = (m + kPackedGemmMBlock - 1) / kPackedGemmMBlock;
+  const int rows_per_block = ((m + row_blocks - 1) / row_blocks + 5) / 6 * 6;
+  int panel_chunks = 1;
+  const int64_t macs = static_cast<int64_t>(m) * pw.n() * pw.k();
+  if (num_threads_ > 1 && macs >= kMinParallelMacs) {
+    panel_chunks = std::clamp((4 * num_threads_ + row_blocks - 1) / row_blocks, 1, panels);
+  }
+  const int panels_per_chunk = (panels + panel_chunks - 1) / panel_chunks;
+  panel_chunks = (panels + panels_per_chunk - 1) / panels_per_chunk;
+  pool_.ParallelFor(static_cast<int64_t>(row_blocks) * panel_chunks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int rb = static_cast<int>(t / panel_chunks);
+      const int pc = static_cast<int>(t % panel_chunks);
+      const int r0 = rb * rows_per_block;
+      const int p0 = pc * panels_per_chunk;
+      if (r0 >= m) continue;
+      PackedGemmTile(a, lda, r0, std::min(m, r0 + rows_per_block), pw, p0, std::min(panels, p0 + panels_per_chunk),
+                     beta, c, ldc);
+    }
+  });
+}
+
 void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSegment> segs,
                            Workspace& ws) const {
   const int H = p.num_heads;
@@ -319,23 +388,23 @@ void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSe
   const int D = H * dk;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
   const bool rel = p.pos != nullptr || p.pos_bias_u != nullptr;
-  for (const AttentionSegment& s : segs) {
-    if (s.q_len <= 0) continue;
-    float* out0 = p.out + static_cast<size_t>(s.q_row) * p.ldo;
-    if (s.kv_len <= 0) {
-      for (int i = 0; i < s.q_len; ++i) std::fill_n(out0 + static_cast<size_t>(i) * p.ldo, D, 0.0f);
-      continue;
-    }
-    const float* k0 = p.k + static_cast<size_t>(s.kv_row) * p.ldk;
-    const float* v0 = p.v + static_cast<size_t>(s.kv_row) * p.ldv;
-    const float* keys = k0;
-    int ldkeys = p.ldk;
-    float* key_bias = nullptr;  // (H, kv_len): (u_h·k_j + v_h·p_j), added to every query's score
-    if (rel) {
-      // (q+u)·k + (q+v)·p = q·(k+p) + (u·k + v·p): one GEMM per head instead of two.
-      float* kp = ws.Floats(Workspace::kBackendSlotBase + 1, static_cast<size_t>(s.kv_len) * D);
-      key_bias = ws.Floats(Workspace::kBackendSlotBase + 2, static_cast<size_t>(H) * s.kv_len);
+
+  // Rel-pos: (q+u)·k + (q+v)·p = q·(k+p) + (u·k + v·p), so each head needs one score GEMM against
+  // k+p plus a per-key bias. Both are computed here for every segment's keys.
+  std::vector<size_t> key_offset(segs.size() + 1, 0);
+  for (size_t i = 0; i < segs.size(); ++i) key_offset[i + 1] = key_offset[i] + std::max(segs[i].kv_len, 0);
+  float* kp_all = nullptr;
+  float* key_bias_all = nullptr;  // (H, kv_len) per segment
+  if (rel && key_offset.back() > 0) {
+    kp_all = ws.Floats(Workspace::kBackendSlotBase + 1, key_offset.back() * D);
+    key_bias_all = ws.Floats(Workspace::kBackendSlotBase + 2, key_offset.back() * H);
+    for (size_t si = 0; si < segs.size(); ++si) {
+      const AttentionSegment& s = segs[si];
+      if (s.q_len <= 0 || s.kv_len <= 0) continue;
+      const float* k0 = p.k + static_cast<size_t>(s.kv_row) * p.ldk;
       const float* p0 = p.pos ? p.pos + static_cast<size_t>(s.pos_row) * p.ldp : nullptr;
+      float* kp = kp_all + key_offset[si] * D;
+      float* key_bias = key_bias_all + key_offset[si] * H;
       pool_.ParallelFor(s.kv_len, RowGrain(D, 8192), [&](int64_t j0, int64_t j1) {
         for (int64_t j = j0; j < j1; ++j) {
           const float* kr = k0 + j * p.ldk;
@@ -356,40 +425,72 @@ void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSe
           }
         }
       });
-      keys = kp;
-      ldkeys = D;
-    }
-    float* scores = ws.Floats(Workspace::kBackendSlotBase + 3, static_cast<size_t>(s.q_len) * s.kv_len);
-    const float* q0 = p.q + static_cast<size_t>(s.q_row) * p.ldq;
-    for (int h = 0; h < H; ++h) {
-      Gemm(false, true, s.q_len, s.kv_len, dk, scale, q0 + h * dk, p.ldq, keys + h * dk, ldkeys, 0.0f, scores,
-           s.kv_len);
-      const float* kb = key_bias ? key_bias + static_cast<size_t>(h) * s.kv_len : nullptr;
-      pool_.ParallelFor(s.q_len, RowGrain(s.kv_len, 8192), [&](int64_t i0, int64_t i1) {
-        for (int64_t i = i0; i < i1; ++i) {
-          float* row = scores + i * s.kv_len;
-          int lo, hi;
-          KeyRange(p, s, static_cast<int>(i), &lo, &hi);
-          std::fill(row, row + lo, 0.0f);
-          std::fill(row + hi, row + s.kv_len, 0.0f);
-          if (hi <= lo) continue;  // nothing visible: all-zero probabilities
-          float* r = row + lo;
-          const int n = hi - lo;
-          if (kb) {
-            const float* b = kb + lo;
-            for (int j = 0; j < n; ++j) r[j] += b[j];
-          }
-          const float m = MaxRow(r, n);
-          for (int j = 0; j < n; ++j) r[j] -= m;
-          ExpInPlace(r, n);
-          const float inv = 1.0f / SumRow(r, n);
-          for (int j = 0; j < n; ++j) r[j] *= inv;
-        }
-      });
-      Gemm(false, false, s.q_len, dk, s.kv_len, 1.0f, scores, s.kv_len, v0 + h * dk, p.ldv, 0.0f,
-           out0 + h * dk, p.ldo);
     }
   }
+
+  // Tasks: (segment, head, block of queries), all independent; each writes its own rows × head
+  // columns of `out` and runs single-threaded sgemms on the pool thread that takes it.
+  struct Task {
+    int seg;
+    int head;
+    int q_begin;
+    int q_count;
+  };
+  std::vector<Task> tasks;
+  // Blocks of up to 64 queries: a block's scores (64 × kv_len) stay in L2.
+  for (size_t si = 0; si < segs.size(); ++si) {
+    const AttentionSegment& s = segs[si];
+    if (s.q_len <= 0) continue;
+    float* out0 = p.out + static_cast<size_t>(s.q_row) * p.ldo;
+    if (s.kv_len <= 0) {
+      for (int i = 0; i < s.q_len; ++i) std::fill_n(out0 + static_cast<size_t>(i) * p.ldo, D, 0.0f);
+      continue;
+    }
+    const int block = std::max(8, std::min(64, s.q_len));
+    for (int i0 = 0; i0 < s.q_len; i0 += block) {
+      for (int h = 0; h < H; ++h) tasks.push_back({static_cast<int>(si), h, i0, std::min(block, s.q_len - i0)});
+    }
+  }
+  pool_.ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> scores_buffer;  // grows to the largest block, then reused
+    for (int64_t t = t0; t < t1; ++t) {
+      const Task& task = tasks[t];
+      const AttentionSegment& s = segs[task.seg];
+      const int h = task.head;
+      const float* keys = rel ? kp_all + key_offset[task.seg] * D : p.k + static_cast<size_t>(s.kv_row) * p.ldk;
+      const int ldkeys = rel ? D : p.ldk;
+      const float* kb = rel ? key_bias_all + key_offset[task.seg] * H + static_cast<size_t>(h) * s.kv_len : nullptr;
+      const float* v0 = p.v + static_cast<size_t>(s.kv_row) * p.ldv;
+      const float* q = p.q + static_cast<size_t>(s.q_row + task.q_begin) * p.ldq + h * dk;
+      float* out = p.out + static_cast<size_t>(s.q_row + task.q_begin) * p.ldo + h * dk;
+      const size_t need = static_cast<size_t>(task.q_count) * s.kv_len;
+      if (scores_buffer.size() < need) scores_buffer.resize(need);
+      float* scores = scores_buffer.data();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, task.q_count, s.kv_len, dk, scale, q, p.ldq,
+                  keys + h * dk, ldkeys, 0.0f, scores, s.kv_len);
+      for (int i = 0; i < task.q_count; ++i) {
+        float* row = scores + static_cast<size_t>(i) * s.kv_len;
+        int lo, hi;
+        KeyRange(p, s, task.q_begin + i, &lo, &hi);
+        std::fill(row, row + lo, 0.0f);
+        std::fill(row + hi, row + s.kv_len, 0.0f);
+        if (hi <= lo) continue;  // nothing visible: all-zero probabilities
+        float* r = row + lo;
+        const int n = hi - lo;
+        if (kb) {
+          const float* b = kb + lo;
+          for (int j = 0; j < n; ++j) r[j] += b[j];
+        }
+        const float mx = MaxRow(r, n);
+        for (int j = 0; j < n; ++j) r[j] -= mx;
+        ExpInPlace(r, n);
+        const float inv = 1.0f / SumRow(r, n);
+        for (int j = 0; j < n; ++j) r[j] *= inv;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, task.q_count, dk, s.kv_len, 1.0f, scores, s.kv_len,
+                  v0 + h * dk, p.ldv, 0.0f, out, p.ldo);
+    }
+  });
 }
 
 void CpuBackend::DepthwiseConv(const DepthwiseConvParams& p, const float* x,
@@ -459,7 +560,11 @@ void CpuBackend::Conv2d(const Conv2dParams& p, const float* x, int h_in, int w_i
       }
     });
     float* yb = y + static_cast<size_t>(t0) * w_out * p.out_channels;
-    Gemm(false, true, nt * w_out, p.out_channels, K, 1.0f, col, K, p.weight, K, 0.0f, yb, p.out_channels);
+    if (p.prepared_weight) {
+      GemmPrepared(nt * w_out, col, K, *p.prepared_weight, 0.0f, yb, p.out_channels);
+    } else {
+      Gemm(false, true, nt * w_out, p.out_channels, K, 1.0f, col, K, p.weight, K, 0.0f, yb, p.out_channels);
+    }
     BiasActivation(yb, nt * w_out, p.out_channels, p.out_channels, p.bias, p.activation, 1.0f);
   }
 }

@@ -1,5 +1,7 @@
-// The CPU backend: OpenBLAS sgemm for every matrix product, hand-written loops (written so that
-// GCC vectorises them under -march=native) for the rest, and a fork-join pool over rows.
+// The CPU backend: weight products through an AVX2/FMA GEMM on weights packed once at load
+// (packed_gemm.h), OpenBLAS sgemm (single-threaded) for the other products, hand-written loops
+// (written so that GCC vectorises them under -march=native) for the rest, and one fork-join pool
+// that runs all of it in parallel.
 #pragma once
 
 #include <memory>
@@ -8,7 +10,8 @@
 
 namespace u2 {
 
-// num_threads sets both OpenBLAS's thread count (process-wide) and this backend's row pool.
+// num_threads sizes the backend's pool; OpenBLAS is set to one thread (process-wide), the pool
+// splits its calls.
 std::unique_ptr<Backend> CreateCpuBackend(int num_threads);
 
 namespace cpu {

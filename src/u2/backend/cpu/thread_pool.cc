@@ -3,6 +3,16 @@
 #include <algorithm>
 
 namespace u2::cpu {
+namespace {
+// Set while a thread runs chunks of a parallel region: a ParallelFor issued from inside one (e.g. a
+// GEMM inside an attention task) runs inline instead of waiting for the pool it is part of.
+thread_local bool tls_in_region = false;
+
+struct RegionScope {
+  RegionScope() { tls_in_region = true; }
+  ~RegionScope() { tls_in_region = false; }
+};
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
   for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
@@ -18,6 +28,7 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::RunChunks() const {
+  RegionScope scope;
   for (;;) {
     const int64_t begin = next_.fetch_add(chunk_);
     if (begin >= n_) return;
@@ -46,7 +57,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
                              const std::function<void(int64_t, int64_t)>& fn) const {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
-  if (workers_.empty() || n <= grain) {
+  if (workers_.empty() || n <= grain || tls_in_region) {
     fn(0, n);
     return;
   }

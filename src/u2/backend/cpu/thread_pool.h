@@ -1,7 +1,8 @@
-// A small fork-join pool for the element-wise and row-wise kernels of the CPU backend. BLAS has
-// its own threads; this pool never calls BLAS, so the two never oversubscribe each other. When
+// The CPU backend's one fork-join pool: GEMM tiles, attention heads and the row-wise kernels all
+// run on it (OpenBLAS is kept single-threaded, so no second pool competes for the cores). When
 // another caller is already using the pool (several server workers), work runs inline on the
-// calling thread instead of queueing: the cores are busy anyway.
+// calling thread instead of queueing: the cores are busy anyway. A ParallelFor issued from inside
+// a parallel region also runs inline.
 #pragma once
 
 #include <atomic>
@@ -24,7 +25,7 @@ class ThreadPool {
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(begin, end) on disjoint ranges covering [0, n). Ranges hold at least `grain` items
-  // (except the last); n <= grain runs inline.
+  // (except the last); n <= grain runs inline. Chunks are handed out dynamically.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) const;
 
  private:
