@@ -1,4 +1,4 @@
-// u2serve: the Triton-compatible offline speech recognition server.
+// u2serve: the Triton-compatible speech recognition server (offline and streaming).
 //   u2serve --model-dir models/demo [--config server.yaml] [--http-port 8000] [--grpc-port 8001] ...
 // Every flag can also be set in the YAML config (same names, '-' or '_'); flags win.
 #include <spdlog/spdlog.h>
@@ -65,6 +65,25 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--drain-timeout-s", config.drain_timeout_s,
                  "how long shutdown waits for in-flight requests")
+      ->capture_default_str();
+  app.add_option("--max-streams", config.max_streams,
+                 "live streams (sequences) per model dir; 0: no streaming_wenet")
+      ->capture_default_str();
+  app.add_option("--stream-idle-timeout-ms", config.stream_idle_timeout_ms,
+                 "a sequence with no request for this long is dropped")
+      ->capture_default_str();
+  app.add_option("--max-stream-batch", config.max_stream_batch, "stream chunks per batched encoder call")
+      ->capture_default_str();
+  app.add_option("--stream-batch-delay-us", config.stream_batch_delay_us,
+                 "longest a chunk waits for other streams' chunks to batch with")
+      ->capture_default_str();
+  app.add_option("--stream-workers", config.stream_workers, "concurrent batched streaming steps per model dir")
+      ->capture_default_str();
+  app.add_option("--stream-chunk-size", config.stream_chunk_size,
+                 "default decoding chunk size of streams (encoder frames; WeNet's 16)")
+      ->capture_default_str();
+  app.add_option("--stream-left-chunks", config.stream_left_chunks,
+                 "default left chunks of attention history of streams (-1: all)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   config.model_dirs = cli_model_dirs.empty() ? yaml_model_dirs : cli_model_dirs;

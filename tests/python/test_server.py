@@ -114,7 +114,7 @@ def test_grpc_model_metadata_and_config(gclient):
         gclient.get_model_config("attention_rescoring", "7")
     assert e.value.status() == "StatusCode.NOT_FOUND"
     index = gclient.get_model_repository_index(as_json=True)
-    assert sorted(m["name"] for m in index["models"]) == sorted(MODES)
+    assert sorted(m["name"] for m in index["models"]) == sorted(MODES + ["streaming_wenet"])
 
 
 def test_http_health_metadata_config(server, hclient):
@@ -141,7 +141,7 @@ def test_http_health_metadata_config(server, hclient):
     assert code == 404 and json.loads(body) == {"error": "Not Found"}
     assert http_post(server, "/v2/health/ready", b"")[0] == 405
     code, body, _ = http_post(server, "/v2/repository/index", b"{}")
-    assert code == 200 and sorted(m["name"] for m in json.loads(body)) == sorted(MODES)
+    assert code == 200 and sorted(m["name"] for m in json.loads(body)) == sorted(MODES + ["streaming_wenet"])
     assert hclient.is_server_live() and hclient.is_server_ready() and hclient.is_model_ready("ctc_greedy")
     assert hclient.get_model_metadata("ctc_greedy")["name"] == "ctc_greedy"
 
@@ -383,7 +383,7 @@ def test_statistics_follow_triton_rules(server, gclient, audio_set):
     # HTTP statistics: every count/ns a JSON number, all 8 members, version "1" (checklist 35).
     code, body, _ = http_get(server, "/v2/models/stats")
     doc = json.loads(body)
-    assert code == 200 and {m["name"] for m in doc["model_stats"]} == set(MODES)
+    assert code == 200 and {m["name"] for m in doc["model_stats"]} == set(MODES) | {"streaming_wenet"}
     for m in doc["model_stats"]:
         assert m["version"] == "1"
         assert set(m["inference_stats"]) == {"success", "fail", "queue", "compute_input", "compute_infer",

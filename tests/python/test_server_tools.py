@@ -108,7 +108,8 @@ def test_yaml_config_several_models_and_graceful_shutdown(tmp_path, audio_set, r
         client = grpcclient.InferenceServerClient(s.grpc_url)
         names = sorted(m["name"] for m in client.get_model_repository_index(as_json=True)["models"])
         assert names == sorted(f"{d}-{m}" for d in ("u2pp", "other")
-                               for m in ("attention_rescoring", "ctc_greedy", "ctc_prefix_beam_search"))
+                               for m in ("attention_rescoring", "ctc_greedy", "ctc_prefix_beam_search",
+                                         "streaming_wenet"))
         cfg = client.get_model_config("u2pp-attention_rescoring", as_json=True)["config"]
         assert cfg["dynamic_batching"]["preferred_batch_size"] == [4]
         samples = audio_set["speech"][1]

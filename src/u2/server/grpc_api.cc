@@ -95,7 +95,7 @@ void FinishUnary(grpc::ServerUnaryReactor* reactor, const Status& s) { reactor->
 class StreamReactor : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
  public:
   StreamReactor(InferenceService* service, grpc::CallbackServerContext* context)
-      : service_(service), context_(context) {
+      : service_(service), context_(context), session_(service->NewClientSession()) {
     StartRead(&request_);
   }
 
@@ -116,6 +116,7 @@ class StreamReactor : public grpc::ServerBidiReactor<ModelInferRequest, ModelStr
     InferRequest req;
     Status s = FromProto(request_, &req);
     req.cancelled = [ctx = context_] { return ctx->IsCancelled(); };
+    req.client_session = session_;
     auto complete = [this, slot](const Status& status, InferResponse r) {
       bool destroy = false;
       {
@@ -161,6 +162,9 @@ class StreamReactor : public grpc::ServerBidiReactor<ModelInferRequest, ModelStr
   }
 
   void OnCancel() override {
+    // The client is gone: the sequences this stream fed last end now rather than at their idle
+    // timeout. Outside mu_: closing answers their queued requests through `complete`.
+    service_->CloseClientSession(session_);
     std::lock_guard<std::mutex> lock(mu_);
     broken_ = true;
     MaybeFinishLocked();
@@ -201,6 +205,7 @@ class StreamReactor : public grpc::ServerBidiReactor<ModelInferRequest, ModelStr
 
   InferenceService* service_;
   grpc::CallbackServerContext* context_;
+  const uint64_t session_;
   ModelInferRequest request_;
   std::mutex mu_;
   std::deque<std::shared_ptr<Slot>> slots_;

@@ -152,7 +152,14 @@ int InferenceService::pending_requests() const {
 }
 
 std::vector<std::string> InferenceService::Extensions() const {
-  return {"model_configuration", "binary_tensor_data", "parameters", "statistics"};
+  std::vector<std::string> e = {"model_configuration", "binary_tensor_data", "parameters", "statistics"};
+  for (const auto& m : models_) {
+    if (m->streams) {
+      e.push_back("sequence");
+      break;
+    }
+  }
+  return e;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -238,9 +245,36 @@ StatusOr<std::vector<std::vector<float>>> DecodeAudioInputs(const InferRequest& 
   return audio;
 }
 
+// The parameters every model understands the same way: Triton's sequence and reserved keys.
+// Returns true in *handled when `key` is one of them.
+static Status CheckCommonParameter(const std::string& key, const Parameter& value, bool* handled) {
+  *handled = true;
+  if (key == "sequence_id") {
+    // Triton takes int64_param or string_param only (uint64 included in the refusal).
+    if (!std::holds_alternative<int64_t>(value) && !std::holds_alternative<std::string>(value)) {
+      return InvalidArgument(
+          "invalid value type for 'sequence_id' parameter, expected int64_param or string_param.");
+    }
+  } else if (key == "sequence_start" || key == "sequence_end") {
+    if (!std::holds_alternative<bool>(value))
+      return InvalidArgument("invalid value type for '" + key + "' parameter, expected bool_param.");
+  } else if (key.rfind("triton_", 0) == 0 && key != "triton_enable_empty_final_response") {
+    return InvalidArgument(
+        "parameter keys starting with 'triton_' are reserved for Triton usage and should "
+        "not be specified: '" +
+        key + "'");
+  } else {
+    *handled = false;
+  }
+  return Status::Ok();
+}
+
 StatusOr<DecodingOptions> InferenceService::OptionsFor(const ServedModel& m, const InferRequest& r) const {
   DecodingOptions o = m.defaults;
   for (const auto& [key, value] : r.parameters) {
+    bool handled = false;
+    U2_RETURN_IF_ERROR(CheckCommonParameter(key, value, &handled));
+    if (handled) continue;
     if (key == "beam") {
       U2_ASSIGN_OR_RETURN(double v, NumberParam(key, value));
       if (v != std::floor(v) || v < 1 || v > 1000)
@@ -257,23 +291,62 @@ StatusOr<DecodingOptions> InferenceService::OptionsFor(const ServedModel& m, con
       const auto* s = std::get_if<std::string>(&value);
       if (!s) return InvalidArgument("parameter 'decoding_mode' must be a string");
       U2_ASSIGN_OR_RETURN(o.mode, ParseDecodingMode(*s));
-    } else if (key == "sequence_id") {
-      if (std::holds_alternative<uint64_t>(value) || std::holds_alternative<bool>(value) ||
-          std::holds_alternative<double>(value)) {
-        return InvalidArgument("parameter 'sequence_id' must be an int64 or a string");
-      }
-    } else if (key == "sequence_start" || key == "sequence_end") {
-      if (!std::holds_alternative<bool>(value))
-        return InvalidArgument("parameter '" + key + "' must be a bool");
-    } else if (key.rfind("triton_", 0) == 0 && key != "triton_enable_empty_final_response") {
-      return InvalidArgument(
-          "parameter keys starting with 'triton_' are reserved for Triton usage and should "
-          "not be specified: '" +
-          key + "'");
     }
     // Anything else is a custom parameter: accepted and ignored.
   }
   if (m.validate_options) U2_RETURN_IF_ERROR(m.validate_options(o).WithContext("decoding parameters"));
+  return o;
+}
+
+StatusOr<StreamOptions> InferenceService::StreamOptionsFor(const ServedModel& m, const InferRequest& r) const {
+  StreamOptions o = m.stream_defaults;
+  auto integer = [](const std::string& key, const Parameter& value, double lo, double hi) -> StatusOr<int> {
+    U2_ASSIGN_OR_RETURN(double v, NumberParam(key, value));
+    if (v != std::floor(v) || v < lo || v > hi) {
+      return InvalidArgument("parameter '" + key + "' must be an integer in [" + std::to_string(int64_t(lo)) +
+                             ", " + std::to_string(int64_t(hi)) + "]");
+    }
+    return static_cast<int>(v);
+  };
+  for (const auto& [key, value] : r.parameters) {
+    bool handled = false;
+    U2_RETURN_IF_ERROR(CheckCommonParameter(key, value, &handled));
+    if (handled) continue;
+    if (key == "beam") {
+      U2_ASSIGN_OR_RETURN(o.beam, integer(key, value, 1, 1000));
+      o.nbest = std::min(o.nbest, o.beam);
+    } else if (key == "ctc_weight") {
+      U2_ASSIGN_OR_RETURN(double v, NumberParam(key, value));
+      o.ctc_weight = static_cast<float>(v);
+    } else if (key == "reverse_weight") {
+      U2_ASSIGN_OR_RETURN(double v, NumberParam(key, value));
+      o.reverse_weight = static_cast<float>(v);
+    } else if (key == "decoding_chunk_size" || key == "chunk_size") {
+      U2_ASSIGN_OR_RETURN(o.decoding_chunk_size, integer(key, value, 1, 1024));
+    } else if (key == "num_decoding_left_chunks" || key == "left_chunks") {
+      U2_ASSIGN_OR_RETURN(o.num_decoding_left_chunks, integer(key, value, -1, 1 << 20));
+    } else if (key == "rescoring") {
+      if (const auto* b = std::get_if<bool>(&value)) {
+        o.rescoring = *b;
+      } else {
+        U2_ASSIGN_OR_RETURN(int v, integer(key, value, 0, 1));
+        o.rescoring = v == 1;
+      }
+    } else if (key == "decoding_mode") {
+      const auto* s = std::get_if<std::string>(&value);
+      if (!s) return InvalidArgument("parameter 'decoding_mode' must be a string");
+      U2_ASSIGN_OR_RETURN(DecodingMode mode, ParseDecodingMode(*s));
+      if (mode == DecodingMode::kCtcGreedy) {
+        return InvalidArgument("decoding_mode 'ctc_greedy' is not available for streaming; use "
+                               "'ctc_prefix_beam_search' or 'attention_rescoring'");
+      }
+      o.rescoring = mode == DecodingMode::kAttentionRescoring;
+    }
+    // Anything else is a custom parameter: accepted and ignored.
+  }
+  if (m.recognizer) {
+    U2_RETURN_IF_ERROR(o.Validate(m.recognizer->model_config()).WithContext("streaming parameters"));
+  }
   return o;
 }
 
@@ -289,6 +362,7 @@ void InferenceService::Infer(InferRequest request, InferCallback done) {
   auto found = Find(request.model_name, request.model_version);
   if (!found.ok()) return fail(found.status(), nullptr, {});
   ServedModel* m = *found;
+  if (m->streams) return InferSequence(m, std::move(request), std::move(done));
   auto options = OptionsFor(*m, request);
   if (!options.ok()) return fail(options.status(), m, ModelStats::FailReason::kOther);
   for (const std::string& out : request.requested_outputs) {
@@ -355,6 +429,214 @@ void InferenceService::Infer(InferRequest request, InferCallback done) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Sequences (Triton's sequence batcher semantics on the StreamScheduler)
+
+namespace {
+
+// A request's correlation id and controls (Triton's sequence_id / sequence_start / sequence_end).
+struct SequenceControl {
+  std::string key;      // "i:<int>" or "s:<string>": int 5 and string "5" are different ids
+  std::string display;  // as Triton prints it in messages
+  bool start = false;
+  bool end = false;
+};
+
+// Types were checked by CheckCommonParameter.
+StatusOr<SequenceControl> ParseSequenceControl(const InferRequest& r, const std::string& model) {
+  SequenceControl c;
+  if (auto it = r.parameters.find("sequence_id"); it != r.parameters.end()) {
+    if (const auto* i = std::get_if<int64_t>(&it->second); i && *i != 0) {
+      c.display = std::to_string(*i);
+      c.key = "i:" + c.display;
+    } else if (const auto* s = std::get_if<std::string>(&it->second); s && !s->empty()) {
+      c.display = *s;
+      c.key = "s:" + *s;
+    }
+  }
+  if (c.key.empty()) {
+    return InvalidArgument("inference request to model '" + model +
+                           "' must specify a non-zero or non-empty correlation ID");
+  }
+  auto flag = [&](const char* name) {
+    auto it = r.parameters.find(name);
+    const bool* b = it == r.parameters.end() ? nullptr : std::get_if<bool>(&it->second);
+    return b && *b;
+  };
+  c.start = flag("sequence_start");
+  c.end = flag("sequence_end");
+  return c;
+}
+
+Status MissingStart(const SequenceControl& c, const std::string& model) {
+  return InvalidArgument("inference request for sequence " + c.display + " to model '" + model +
+                         "' must specify the START flag on the first request of the sequence");
+}
+
+// The transcript a sequence request answers with: on END the segment's final (rescored) result,
+// otherwise the best partial so far.
+std::string SequenceTranscript(const StreamUpdate& update, bool end) {
+  if (end) {
+    for (auto it = update.results.rbegin(); it != update.results.rend(); ++it) {
+      if (it->is_final && !it->nbest.empty()) return it->best().text;
+    }
+  }
+  return update.partial.nbest.empty() ? std::string() : update.partial.best().text;
+}
+
+}  // namespace
+
+void InferenceService::InferSequence(ServedModel* m, InferRequest request, InferCallback done) {
+  struct Pending {
+    InferResponse response;
+    Clock::time_point received, fed;
+    int64_t input_ns = 0;
+    double audio_seconds = 0;
+    bool start = false, end = false;
+    SequenceControl control;
+    InferCallback done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->response.model_name = m->name;
+  pending->response.id = request.id;
+  pending->received = request.received;
+  pending->done = std::move(done);
+  auto fail = [&](const Status& s) {
+    m->stats.RecordFailure(NsSince(request.received), s.code() == StatusCode::kResourceExhausted
+                                                          ? ModelStats::FailReason::kRejected
+                                                          : ModelStats::FailReason::kOther);
+    pending->done(s, std::move(pending->response));
+  };
+  // Checked in Triton's order: parameters, correlation id, tensors, then the sequence state.
+  auto options = StreamOptionsFor(*m, request);
+  if (!options.ok()) return fail(options.status());
+  auto control = ParseSequenceControl(request, m->name);
+  if (!control.ok()) return fail(control.status());
+  for (const std::string& out : request.requested_outputs) {
+    if (out != "TRANSCRIPTS")
+      return fail(InvalidArgument("unexpected inference output '" + out + "' for model '" + m->name + "'"));
+  }
+  auto audio = DecodeAudioInputs(request, m->name, options_.max_sequence_batch_size, m->max_samples);
+  if (!audio.ok()) return fail(audio.status());
+  if (audio->size() != 1) {
+    return fail(InvalidArgument("inference request to model '" + m->name +
+                                "' must specify batch-size 1 due to requirements of sequence batcher"));
+  }
+  std::vector<float> samples = std::move(audio->front());
+  pending->response.model_version = kModelVersion;
+  pending->audio_seconds = static_cast<double>(samples.size()) / 16000.0;
+  pending->start = control->start;
+  pending->end = control->end;
+  pending->control = *control;
+
+  std::lock_guard<std::mutex> lock(sequences_mu_);
+  const SequenceKey key{m, control->key};
+  auto it = sequences_.find(key);
+  if (it != sequences_.end() && !m->streams->IsLive(it->second->stream_id)) {
+    // Timed out or dropped by the engine since.
+    if (it->second->pending == 0) sequences_.erase(it);
+    it = sequences_.end();
+  }
+  if (control->start) {
+    if (it != sequences_.end()) {
+      // Triton: a START on a live id finishes what is queued of the old sequence and starts anew.
+      Sequence& old = *it->second;
+      spdlog::warn("{}: sequence {} restarted while live; its state is reset", m->name, control->display);
+      if (old.pending == 0) {
+        (void)m->streams->Close(old.stream_id);
+      } else {
+        m->streams->Feed(old.stream_id, {}, /*last=*/true, [](const Status&, StreamUpdate) {});
+      }
+      sequences_.erase(it);
+    }
+    auto seq = std::make_shared<Sequence>();
+    seq->stream_id = "triton/" + m->name + "/" + control->key + "#" + std::to_string(next_stream_generation_++);
+    if (Status s = m->streams->Start(seq->stream_id, *options); !s.ok()) {
+      if (s.code() == StatusCode::kResourceExhausted) {
+        s = ResourceExhausted("cannot start sequence " + control->display + " on model '" + m->name + "': " +
+                              std::to_string(m->streams->config().max_streams) +
+                              " sequences are live (the server's --max-streams); retry later");
+      }
+      return fail(s);
+    }
+    it = sequences_.insert_or_assign(key, std::move(seq)).first;
+  } else if (it == sequences_.end()) {
+    return fail(MissingStart(*control, m->name));
+  }
+  std::shared_ptr<Sequence> seq = it->second;
+  seq->client_session = request.client_session;
+  ++seq->pending;
+  ++in_flight_;
+  pending->fed = Clock::now();
+  pending->input_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(pending->fed - pending->received).count();
+  // The scheduler answers feeds of one stream in the order they were given; Feed is called
+  // under sequences_mu_, so that order is the order the requests arrived in, whatever
+  // connections they came on.
+  m->streams->Feed(seq->stream_id, std::move(samples), control->end,
+                   [this, m, seq, pending](const Status& status, StreamUpdate update) {
+                     const auto answered = Clock::now();
+                     --seq->pending;
+                     const int64_t request_ns = NsSince(pending->received);
+                     if (!status.ok()) {
+                       // The stream vanished between our check and the feed (idle timeout): the
+                       // same answer as for an unknown id.
+                       const Status s = status.code() == StatusCode::kNotFound && !pending->start
+                                            ? MissingStart(pending->control, m->name)
+                                            : status;
+                       m->stats.RecordFailure(request_ns, status.code() == StatusCode::kUnavailable
+                                                              ? ModelStats::FailReason::kCanceled
+                                                              : ModelStats::FailReason::kBackend);
+                       pending->done(s, std::move(pending->response));
+                     } else {
+                       OutputTensor out;
+                       out.name = "TRANSCRIPTS";
+                       out.datatype = "BYTES";
+                       out.strings.push_back(SequenceTranscript(update, pending->end));
+                       out.shape = {1};
+                       pending->response.outputs.push_back(std::move(out));
+                       OfflineTaskTiming timing;
+                       timing.compute_input_ns = pending->input_ns;
+                       timing.compute_infer_ns =
+                           std::chrono::duration_cast<std::chrono::nanoseconds>(answered - pending->fed).count();
+                       timing.compute_output_ns = NsSince(answered);
+                       timing.execution_batch_size = 1;
+                       timing.first_in_execution = true;
+                       m->stats.RecordSuccess(request_ns, timing, 1, pending->audio_seconds);
+                       pending->done(Status::Ok(), std::move(pending->response));
+                     }
+                     --in_flight_;
+                   });
+  if (control->end) sequences_.erase(key);
+  SweepSequencesLocked();
+}
+
+void InferenceService::SweepSequencesLocked() {
+  if (sequences_.size() < sweep_at_) return;
+  for (auto it = sequences_.begin(); it != sequences_.end();) {
+    const ServedModel* m = it->first.first;
+    if (it->second->pending == 0 && !m->streams->IsLive(it->second->stream_id)) {
+      it = sequences_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  sweep_at_ = std::max<size_t>(64, 2 * sequences_.size());
+}
+
+void InferenceService::CloseClientSession(uint64_t session) {
+  if (session == 0) return;
+  std::lock_guard<std::mutex> lock(sequences_mu_);
+  for (auto it = sequences_.begin(); it != sequences_.end();) {
+    if (it->second->client_session == session) {
+      const ServedModel* m = it->first.first;
+      (void)m->streams->Close(it->second->stream_id);  // NotFound if it had timed out: fine
+      it = sequences_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Metadata, config, statistics
 
 inference::ModelMetadataResponse InferenceService::Metadata(const ServedModel& m) const {
@@ -384,7 +666,7 @@ inference::ModelConfig InferenceService::Config(const ServedModel& m) const {
   inference::ModelConfig c;
   c.set_name(m.name);
   c.set_backend(kPlatform);
-  c.set_max_batch_size(options_.max_batch_size);
+  c.set_max_batch_size(m.streams ? options_.max_sequence_batch_size : options_.max_batch_size);
   c.mutable_version_policy()->mutable_latest()->set_num_versions(1);
   auto* wav = c.add_input();
   wav->set_name("WAV");
@@ -398,20 +680,56 @@ inference::ModelConfig InferenceService::Config(const ServedModel& m) const {
   out->set_name("TRANSCRIPTS");
   out->set_data_type(inference::TYPE_STRING);
   out->add_dims(1);
-  auto* db = c.mutable_dynamic_batching();
-  for (int p : options_.preferred_batch_sizes) db->add_preferred_batch_size(p);
-  db->set_max_queue_delay_microseconds(static_cast<uint64_t>(options_.max_queue_delay_us));
   auto* group = c.add_instance_group();
   group->set_name(m.name);
   group->set_kind(inference::ModelInstanceGroup::KIND_CPU);
-  group->set_count(m.batcher ? m.batcher->config().num_workers : 1);
   auto param = [&](const std::string& k, const std::string& v) {
     (*c.mutable_parameters())[k].set_string_value(v);
   };
-  param("decoding_mode", DecodingModeName(m.defaults.mode));
-  param("beam", std::to_string(m.defaults.beam));
-  param("ctc_weight", std::to_string(m.defaults.ctc_weight));
-  param("reverse_weight", std::to_string(m.defaults.reverse_weight));
+  if (m.streams) {
+    // WeNet's model_repo_stateful: sequence batching, oldest strategy, the control tensors its
+    // Python models see (internal here: clients never send them).
+    const StreamSchedulerConfig& sc = m.streams->config();
+    auto* sb = c.mutable_sequence_batching();
+    sb->set_max_sequence_idle_microseconds(static_cast<uint64_t>(sc.idle_timeout_ms) * 1000);
+    auto* oldest = sb->mutable_oldest();
+    oldest->set_max_candidate_sequences(sc.max_streams);
+    oldest->add_preferred_batch_size(sc.max_batch_streams);
+    oldest->set_max_queue_delay_microseconds(static_cast<uint64_t>(sc.max_batch_delay_us));
+    auto control = [&](const char* name, inference::ModelSequenceBatching::Control::Kind kind) {
+      auto* ci = sb->add_control_input();
+      ci->set_name(name);
+      auto* ctl = ci->add_control();
+      ctl->set_kind(kind);
+      if (kind == inference::ModelSequenceBatching::Control::CONTROL_SEQUENCE_CORRID) {
+        ctl->set_data_type(inference::TYPE_UINT64);
+      } else {
+        ctl->add_fp32_false_true(0);
+        ctl->add_fp32_false_true(1);
+      }
+    };
+    control("START", inference::ModelSequenceBatching::Control::CONTROL_SEQUENCE_START);
+    control("READY", inference::ModelSequenceBatching::Control::CONTROL_SEQUENCE_READY);
+    control("END", inference::ModelSequenceBatching::Control::CONTROL_SEQUENCE_END);
+    control("CORRID", inference::ModelSequenceBatching::Control::CONTROL_SEQUENCE_CORRID);
+    group->set_count(sc.num_workers);
+    const StreamOptions& o = m.stream_defaults;
+    param("decoding_chunk_size", std::to_string(o.decoding_chunk_size));
+    param("num_decoding_left_chunks", std::to_string(o.num_decoding_left_chunks));
+    param("beam", std::to_string(o.beam));
+    param("rescoring", o.rescoring ? "1" : "0");
+    param("ctc_weight", std::to_string(o.ctc_weight));
+    param("reverse_weight", std::to_string(o.reverse_weight));
+  } else {
+    auto* db = c.mutable_dynamic_batching();
+    for (int p : options_.preferred_batch_sizes) db->add_preferred_batch_size(p);
+    db->set_max_queue_delay_microseconds(static_cast<uint64_t>(options_.max_queue_delay_us));
+    group->set_count(m.batcher ? m.batcher->config().num_workers : 1);
+    param("decoding_mode", DecodingModeName(m.defaults.mode));
+    param("beam", std::to_string(m.defaults.beam));
+    param("ctc_weight", std::to_string(m.defaults.ctc_weight));
+    param("reverse_weight", std::to_string(m.defaults.reverse_weight));
+  }
   param("model_dir", m.model_dir);
   c.mutable_model_transaction_policy()->set_decoupled(false);
   c.mutable_response_cache()->set_enable(false);
@@ -531,6 +849,41 @@ std::string InferenceService::PrometheusText() const {
     os << "u2_batch_size_bucket{" << labels(m) << ",le=\"+Inf\"} " << cumulative << "\n";
     os << "u2_batch_size_sum{" << labels(m) << "} " << sum << "\n";
     os << "u2_batch_size_count{" << labels(m) << "} " << cumulative << "\n";
+  }
+  // Streaming: one scheduler per model dir, reported under the streaming name(s) that use it.
+  std::vector<std::pair<const ServedModel*, StreamScheduler::Stats>> streams;
+  for (const auto& [m, s] : snaps) {
+    if (m->streams) streams.emplace_back(m, m->streams->stats());
+  }
+  if (!streams.empty()) {
+    auto stream_family = [&](const char* name, const char* type, const char* help, auto value) {
+      os << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+      for (const auto& [m, st] : streams) os << name << "{" << labels(m) << "} " << value(st) << "\n";
+    };
+    using Stats = StreamScheduler::Stats;
+    stream_family("u2_streams_live", "gauge", "Streams (sequences) holding state now",
+                  [](const Stats& s) { return s.live_streams; });
+    stream_family("u2_stream_state_bytes", "gauge", "Memory held by the live streams' state",
+                  [](const Stats& s) { return s.state_bytes; });
+    stream_family("u2_streams_started_total", "counter", "Streams started (sequence START)",
+                  [](const Stats& s) { return s.streams_started; });
+    stream_family("u2_streams_finished_total", "counter", "Streams that ended normally (sequence END)",
+                  [](const Stats& s) { return s.streams_finished; });
+    stream_family("u2_streams_timed_out_total", "counter", "Streams dropped by the idle timeout",
+                  [](const Stats& s) { return s.streams_timed_out; });
+    stream_family("u2_streams_closed_total", "counter",
+                  "Streams dropped early (client gone, sequence restarted)",
+                  [](const Stats& s) { return s.streams_closed; });
+    stream_family("u2_stream_feeds_total", "counter", "Audio pieces (sequence requests) fed to streams",
+                  [](const Stats& s) { return s.feeds; });
+    stream_family("u2_stream_feed_errors_total", "counter", "Feeds answered with an error",
+                  [](const Stats& s) { return s.feed_errors; });
+    stream_family("u2_stream_chunks_total", "counter", "Encoder chunks decoded",
+                  [](const Stats& s) { return s.chunks; });
+    stream_family("u2_stream_steps_total", "counter", "Batched decoding steps (chunks of many streams each)",
+                  [](const Stats& s) { return s.steps; });
+    stream_family("u2_stream_step_seconds_total", "counter", "Time spent in batched decoding steps",
+                  [](const Stats& s) { return s.step_ns / 1e9; });
   }
   return os.str();
 }

@@ -49,6 +49,10 @@ struct InferRequest {
   std::vector<std::string> requested_outputs;  // empty: all outputs
   std::chrono::steady_clock::time_point received = std::chrono::steady_clock::now();
   std::function<bool()> cancelled;  // optional: the client has gone
+  // Optional: the transport session (a gRPC stream) that sent it, from
+  // InferenceService::NewClientSession(); the sequences it fed last are closed when that session
+  // ends abnormally (CloseClientSession). 0: none (the sequence can only time out).
+  uint64_t client_session = 0;
 };
 
 struct OutputTensor {
@@ -113,8 +117,11 @@ struct ServedModel {
   // Streaming models (streaming_wenet, and the WebSocket endpoint): the model dir's stream
   // scheduler; null for offline names.
   StreamScheduler* streams = nullptr;
-  int64_t max_samples = 0;                       // longest utterance accepted, at 16 kHz
+  int64_t max_samples = 0;                       // longest utterance (offline) or request (streaming) accepted, at 16 kHz
   std::function<Status(const DecodingOptions&)> validate_options;
+  // Streaming names: the per-stream defaults (request parameters on a sequence's START request
+  // may override them).
+  StreamOptions stream_defaults;
   ModelStats stats;
 };
 
@@ -122,6 +129,7 @@ struct ServingOptions {
   int max_batch_size = 64;  // advertised max_batch_size and the per-request limit
   std::vector<int> preferred_batch_sizes;
   int64_t max_queue_delay_us = 0;
+  int max_sequence_batch_size = 512;  // advertised max_batch_size of the streaming names
 };
 
 class InferenceService {
@@ -144,6 +152,12 @@ class InferenceService {
   // Infer returns (errors) or later from a batcher thread.
   void Infer(InferRequest request, InferCallback done);
 
+  // A Triton sequence request that came on a client session is tied to it: when the session
+  // ends abnormally (gRPC stream cancelled, client gone), CloseClientSession closes the sequences
+  // it fed last, at once, instead of leaving them to the idle timeout.
+  uint64_t NewClientSession() { return ++last_client_session_; }
+  void CloseClientSession(uint64_t session);
+
   // Protocol views of the models and the server.
   std::vector<std::string> Extensions() const;
   inference::ModelMetadataResponse Metadata(const ServedModel& m) const;
@@ -159,12 +173,34 @@ class InferenceService {
 
  private:
   StatusOr<DecodingOptions> OptionsFor(const ServedModel& m, const InferRequest& r) const;
+  StatusOr<StreamOptions> StreamOptionsFor(const ServedModel& m, const InferRequest& r) const;
+  // Triton's sequence batcher semantics (START / END / idle timeout / restart) on top of the
+  // model's StreamScheduler; one response per request.
+  void InferSequence(ServedModel* m, InferRequest request, InferCallback done);
+
+  // One live Triton sequence: the scheduler stream that serves it now. A restart (START on a
+  // live id) or a new sequence after END gets a new stream id, so what is still queued for the
+  // old stream completes undisturbed.
+  struct Sequence {
+    std::string stream_id;
+    std::atomic<int> pending{0};  // requests fed, not yet answered
+    uint64_t client_session = 0;  // the session that fed it last (0: none)
+  };
+  using SequenceKey = std::pair<const ServedModel*, std::string>;
+  // With sequences_mu_ held: drops the entries whose streams the scheduler no longer has (idle
+  // timeout, stream error) once there are many of them.
+  void SweepSequencesLocked();
 
   ServingOptions options_;
   std::vector<std::unique_ptr<ServedModel>> models_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
+  std::atomic<uint64_t> last_client_session_{0};
+  mutable std::mutex sequences_mu_;
+  std::map<SequenceKey, std::shared_ptr<Sequence>> sequences_;
+  uint64_t next_stream_generation_ = 1;
+  size_t sweep_at_ = 64;
 };
 
 // Decodes a request's WAV / WAV_LENS tensors into per-utterance sample vectors (trimmed to

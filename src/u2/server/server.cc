@@ -81,6 +81,20 @@ Status ServerConfig::LoadYaml(const std::string& path) {
         reverse_weight = v.as<double>();
       else if (key == "drain_timeout_s")
         drain_timeout_s = v.as<int>();
+      else if (key == "max_streams")
+        max_streams = v.as<int>();
+      else if (key == "stream_idle_timeout_ms")
+        stream_idle_timeout_ms = v.as<int64_t>();
+      else if (key == "max_stream_batch")
+        max_stream_batch = v.as<int>();
+      else if (key == "stream_batch_delay_us")
+        stream_batch_delay_us = v.as<int64_t>();
+      else if (key == "stream_workers")
+        stream_workers = v.as<int>();
+      else if (key == "stream_chunk_size")
+        stream_chunk_size = v.as<int>();
+      else if (key == "stream_left_chunks")
+        stream_left_chunks = v.as<int>();
       else if (key == "config") {
         // ignore: a config file naming itself
       } else {
@@ -103,6 +117,10 @@ Status ServerConfig::Validate() const {
   if (http_threads < 1 || http_threads > 256) return InvalidArgument("http_threads must be in [1, 256]");
   if (max_request_bytes < 1024) return InvalidArgument("max_request_bytes must be >= 1024");
   if (drain_timeout_s < 0) return InvalidArgument("drain_timeout_s must be >= 0");
+  if (max_streams < 0) return InvalidArgument("max_streams must be >= 0 (0: no streaming)");
+  if (max_streams > 0) U2_RETURN_IF_ERROR(StreamConfig().Validate());
+  if (stream_chunk_size < 1) return InvalidArgument("stream_chunk_size must be >= 1");
+  if (stream_left_chunks < -1) return InvalidArgument("stream_left_chunks must be >= -1 (-1: all)");
   OfflineBatcherConfig b;
   b.max_batch_size = max_batch_size;
   b.max_queue_delay_us = max_queue_delay_us;
@@ -122,17 +140,42 @@ std::string ServerConfig::ToString() const {
      << ", preferred_batch_sizes=[";
   for (size_t i = 0; i < preferred_batch_sizes.size(); ++i) os << (i ? "," : "") << preferred_batch_sizes[i];
   os << "], max_queue_size=" << max_queue_size << ", length_aware_batching=" << length_aware_batching
-     << ", max_request_bytes=" << max_request_bytes << ")";
+     << ", max_request_bytes=" << max_request_bytes << ", max_streams=" << max_streams
+     << ", stream_idle_timeout_ms=" << stream_idle_timeout_ms << ", max_stream_batch=" << max_stream_batch
+     << ", stream_batch_delay_us=" << stream_batch_delay_us << ", stream_workers=" << stream_workers
+     << ", stream_chunk_size=" << stream_chunk_size << ", stream_left_chunks=" << stream_left_chunks << ")";
   return os.str();
+}
+
+StreamSchedulerConfig ServerConfig::StreamConfig() const {
+  StreamSchedulerConfig c;
+  c.max_streams = max_streams;
+  c.max_batch_streams = max_stream_batch;
+  c.idle_timeout_ms = stream_idle_timeout_ms;
+  c.max_batch_delay_us = stream_batch_delay_us;
+  c.num_workers = stream_workers;
+  return c;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Server
 
+namespace {
+
+StatusOr<std::unique_ptr<StreamScheduler>> MakeStreamScheduler(const ServerConfig& config,
+                                                               std::shared_ptr<const Recognizer> rec) {
+  U2_ASSIGN_OR_RETURN(std::unique_ptr<StreamingRecognizer> streaming, StreamingRecognizer::Create(rec));
+  std::shared_ptr<const StreamingRecognizer> shared = std::move(streaming);
+  return StreamScheduler::Create(shared, config.StreamConfig());
+}
+
+}  // namespace
+
 struct Server::Impl {
   ServerConfig config;
   std::vector<std::shared_ptr<const Recognizer>> recognizers;
   std::vector<std::unique_ptr<OfflineBatcher>> batchers;
+  std::vector<std::unique_ptr<StreamScheduler>> schedulers;
   std::unique_ptr<InferenceService> service;
   std::unique_ptr<inference::GRPCInferenceService::CallbackService> grpc_service;
   std::unique_ptr<grpc::Server> grpc_server;
@@ -156,6 +199,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   impl->config = config;
   ServingOptions serving;
   serving.max_batch_size = config.max_batch_size;
+  serving.max_sequence_batch_size = 512;  // WeNet's streaming_wenet config
   serving.preferred_batch_sizes = config.preferred_batch_sizes;
   serving.max_queue_delay_us = config.max_queue_delay_us;
   impl->service = std::make_unique<InferenceService>(serving);
@@ -239,6 +283,38 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
       spdlog::info("serving model '{}' ({})", m->name, m->defaults.ToString());
       impl->service->AddModel(std::move(m));
     }
+    if (config.max_streams > 0) {
+      const std::string name = dirs.size() == 1 ? "streaming_wenet" : dir_name + "-streaming_wenet";
+      auto scheduler = MakeStreamScheduler(config, rec);
+      if (!scheduler.ok()) {
+        // E.g. a model that cannot decode chunk by chunk: serve it offline only.
+        spdlog::warn("{}: not serving {}: {}", dir_name, name, scheduler.status().ToString());
+        continue;
+      }
+      auto m = std::make_unique<ServedModel>();
+      m->name = name;
+      m->model_dir = path;
+      m->defaults = rec->default_options();
+      m->recognizer = rec;
+      m->streams = scheduler->get();
+      m->stream_defaults = (*scheduler)->recognizer().default_options();
+      m->stream_defaults.decoding_chunk_size = config.stream_chunk_size;
+      m->stream_defaults.num_decoding_left_chunks = config.stream_left_chunks;
+      if (config.beam > 0) m->stream_defaults.beam = config.beam;
+      m->stream_defaults.nbest = 1;
+      if (config.ctc_weight >= 0) m->stream_defaults.ctc_weight = static_cast<float>(config.ctc_weight);
+      if (config.reverse_weight >= 0) m->stream_defaults.reverse_weight = static_cast<float>(config.reverse_weight);
+      m->stream_defaults.rescoring = rec->model_config().HasDecoder();
+      if (Status s = m->stream_defaults.Validate(rec->model_config()); !s.ok()) {
+        return s.WithContext("streaming defaults of " + name);
+      }
+      // One request is one chunk; the engine limits the whole stream's length.
+      m->max_samples = max_samples_16k;
+      spdlog::info("serving model '{}' ({}; {})", m->name, m->stream_defaults.ToString(),
+                   (*scheduler)->config().ToString());
+      impl->schedulers.push_back(std::move(scheduler).value());
+      impl->service->AddModel(std::move(m));
+    }
   }
 
   InferenceService* service = impl->service.get();
@@ -298,6 +374,9 @@ void Server::Shutdown() {
     spdlog::warn("shutdown: {} requests still in flight after {} s", service->in_flight(),
                  impl_->config.drain_timeout_s);
   }
+  // Live sequences hold no request; their queued feeds (none after the drain, unless it timed
+  // out) are answered UNAVAILABLE.
+  for (auto& s : impl_->schedulers) s->Shutdown();
   // Responses already handed to the transports get a moment to go out.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   if (impl_->grpc_server)

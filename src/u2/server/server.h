@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "u2/engine/offline_batcher.h"
+#include "u2/engine/stream_scheduler.h"
 #include "u2/util/status.h"
 
 namespace u2::server {
@@ -31,11 +32,20 @@ struct ServerConfig {
   double ctc_weight = -1;      // < 0: model default
   double reverse_weight = -1;  // < 0: model default
   int drain_timeout_s = 30;    // longest a graceful shutdown waits for in-flight requests
+  // Streaming (the streaming_wenet name: Triton sequences; the WebSocket endpoint).
+  int max_streams = 1024;              // live streams per model dir; 0: no streaming names
+  int64_t stream_idle_timeout_ms = 5000;  // a stream with no request for this long is dropped
+  int max_stream_batch = 64;           // stream chunks per batched encoder call
+  int64_t stream_batch_delay_us = 0;   // a step may wait this long for more ready chunks
+  int stream_workers = 1;              // concurrent batched steps per model dir
+  int stream_chunk_size = 16;          // default decoding_chunk_size (encoder frames per chunk)
+  int stream_left_chunks = -1;         // default num_decoding_left_chunks (-1: all history)
 
   // Overlays the keys present in a YAML file (same names as the fields / flags).
   Status LoadYaml(const std::string& path);
   Status Validate() const;
   std::string ToString() const;
+  StreamSchedulerConfig StreamConfig() const;  // the scheduler settings of each model dir
 };
 
 class Server {
