@@ -227,6 +227,15 @@ def test_http_sequences(demo_server, samples, expected):
     utt, x = sorted(samples.items())[1]
     assert stream_unary(client, x, 5, mod=httpclient)[-1] == expected["finals"][utt]
     assert stream_unary(client, x, "http-utt", mod=httpclient)[-1] == expected["finals"][utt]
+    # One sequence whose chunks alternate between HTTP and two gRPC channels: one state, in order.
+    clients = [(client, httpclient), (grpcclient.InferenceServerClient(demo_server.grpc_url), grpcclient),
+               (grpcclient.InferenceServerClient(demo_server.grpc_url), grpcclient)]
+    chunks = wenet_chunks(x)
+    for k, (padded, real) in enumerate(chunks):
+        c, mod = clients[k % 3]
+        r = c.infer(MODEL, chunk_inputs(mod, padded, real), sequence_id=606, sequence_start=k == 0,
+                    sequence_end=k == len(chunks) - 1)
+    assert text_of(r) == expected["finals"][utt]
     with pytest.raises(InferenceServerException) as e:
         padded, real = wenet_chunks(x)[1]
         client.infer(MODEL, chunk_inputs(httpclient, padded, real), sequence_id=777)
@@ -272,6 +281,37 @@ def test_sequence_rules(demo_server, samples, expected):
     # 14: string and integer ids are separate sequences ("33" is not 33).
     with pytest.raises(InferenceServerException):
         client.infer(MODEL, chunk_inputs(grpcclient, padded, real), sequence_id="33")
+
+
+def test_restart_leaves_queued_requests_of_the_old_sequence_alone(demo_server, samples, expected):
+    """START on a live id while its earlier requests are still queued (pipelined on one stream):
+    those requests are answered from the old state (Triton finishes what is queued), the new
+    sequence starts from nothing."""
+    client = grpcclient.InferenceServerClient(demo_server.grpc_url)
+    a_utt = expected["partial_utt"]
+    b_utt = sorted(samples)[2]
+    a, b = wenet_chunks(samples[a_utt]), wenet_chunks(samples[b_utt])
+    plan = [(a[0], True, False), (a[1], False, False), (a[2], False, False)]
+    plan += [(c, k == 0, k == len(b) - 1) for k, c in enumerate(b)]
+    got, done = [], threading.Event()
+
+    def callback(result, error):
+        got.append((result, error))
+        if len(got) == len(plan):
+            done.set()
+
+    client.start_stream(callback=callback)
+    try:
+        for i, ((padded, real), start, end) in enumerate(plan):
+            client.async_stream_infer(MODEL, chunk_inputs(grpcclient, padded, real), request_id=str(i),
+                                      sequence_id=4242, sequence_start=start, sequence_end=end)
+        assert done.wait(300)
+    finally:
+        client.stop_stream()
+    assert [e for _, e in got] == [None] * len(plan)
+    texts = [text_of(r) for r, _ in got]
+    assert texts[:3] == expected["partials"][:3]
+    assert texts[-1] == expected["finals"][b_utt]
 
 
 def raw_sequence_request(samples, **params):
@@ -323,6 +363,18 @@ def test_sequence_parameters_through_the_raw_stub(demo_server, samples, expected
     resp = stub.ModelInfer(raw_sequence_request(x, sequence_id=48, decoding_mode="ctc_prefix_beam_search", **whole))
     want = run_u2recognize(DEMO_MODEL, [SAMPLES / f"{utt}.wav"], mode="ctc_prefix_beam_search")[utt]
     assert resp.raw_output_contents[0][4:].decode() == want
+    # A chunk size of 8 with 2 left chunks, in WeNet-sized pieces (no longer chunk-aligned).
+    pieces = wenet_chunks(x)
+    for k, (padded, real) in enumerate(pieces):
+        params = dict(sequence_id=49, sequence_start=k == 0, sequence_end=k == len(pieces) - 1)
+        if k == 0:
+            params.update(chunk_size=8, left_chunks=2)
+        resp = stub.ModelInfer(raw_sequence_request(padded[:real], **params))
+    cmd = [str(APPS / "u2recognize"), "--model-dir", str(DEMO_MODEL), "--quiet", "--chunk-size", "8",
+           "--left-chunks", "2", str(SAMPLES / f"{utt}.wav")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert resp.raw_output_contents[0][4:].decode() == r.stdout.strip().partition(" ")[2]
 
 
 def test_bad_request_mid_stream_keeps_the_sequence_usable(demo_server, samples, expected):
@@ -489,6 +541,7 @@ def test_memory_flat_over_1000_sequences(small_server):
     run(200_000, 1000)
     wait_for(lambda: metric(small_server, "u2_streams_live") == 0, 10, "sequences to end")
     after = small_server.rss_kb()
+    print(f"RSS over 1000 sequences: {before} kB -> {after} kB ({after - before:+d} kB)")
     # A leak of one stream's state (tens of kB: caches, features) per sequence would be > 20 MB.
     assert after - before < 8 * 1024, f"RSS grew from {before} kB to {after} kB"
     assert metric(small_server, "u2_stream_state_bytes") == 0
@@ -520,14 +573,15 @@ def perf_input(tmp_path, x):
     return path, len(steps)
 
 
-@pytest.mark.parametrize("streaming", [True, False])
-def test_perf_analyzer_streaming(demo_server, samples, tmp_path, streaming):
+@pytest.mark.parametrize("protocol,streaming", [("grpc", True), ("grpc", False), ("http", False)])
+def test_perf_analyzer_streaming(demo_server, samples, tmp_path, protocol, streaming):
     assert PERF_ANALYZER.exists(), "run scripts/install_perf_analyzer.sh (setup.sh does)"
     data, steps = perf_input(tmp_path, samples[sorted(samples)[0]])
     out = tmp_path / "out.csv"
     client = grpcclient.InferenceServerClient(demo_server.grpc_url)
     before = model_stats(client, MODEL)["inference_stats"]
-    cmd = [str(PERF_ANALYZER), "-m", MODEL, "-i", "grpc", "-u", demo_server.grpc_url, "--input-data", str(data),
+    url = demo_server.grpc_url if protocol == "grpc" else demo_server.http_url
+    cmd = [str(PERF_ANALYZER), "-m", MODEL, "-i", protocol, "-u", url, "--input-data", str(data),
            "-b", "1", "--concurrency-range", "2", "-p", "1000", "--sequence-length", str(steps),
            "-s", "200", "-r", "10", "-f", str(out)] + (["--streaming"] if streaming else [])
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -539,3 +593,32 @@ def test_perf_analyzer_streaming(demo_server, samples, tmp_path, streaming):
     assert as_int(after["fail"].get("count")) == as_int(before["fail"].get("count"))
     assert as_int(after["success"].get("count")) > as_int(before["success"].get("count"))
     wait_for(lambda: metric(demo_server, "u2_streams_live") == 0, 10, "perf_analyzer's sequences to end")
+
+
+def test_stream_settings_from_yaml_and_streaming_off(tmp_path):
+    config = tmp_path / "server.yaml"
+    config.write_text(f"model_dir: {SERVER_MODEL}\nmax_streams: 3\nstream_idle_timeout_ms: 2500\n"
+                      "stream_chunk_size: 8\nstream_left_chunks: 4\nmax_stream_batch: 16\nstream_workers: 1\n")
+    s = ServerProcess(["--config", str(config)], tmp_path / "yaml.log")
+    try:
+        s.wait_ready()
+        cfg = grpcclient.InferenceServerClient(s.grpc_url).get_model_config(MODEL, as_json=True)["config"]
+        sb = cfg["sequence_batching"]
+        assert int(sb["max_sequence_idle_microseconds"]) == 2_500_000
+        assert sb["oldest"]["max_candidate_sequences"] == 3 and sb["oldest"]["preferred_batch_size"] == [16]
+        assert cfg["parameters"]["decoding_chunk_size"]["string_value"] == "8"
+        assert cfg["parameters"]["num_decoding_left_chunks"]["string_value"] == "4"
+    finally:
+        assert s.stop() == 0
+    s = ServerProcess(["--model-dir", str(SERVER_MODEL), "--max-streams", "0"], tmp_path / "off.log")
+    try:
+        s.wait_ready()
+        client = grpcclient.InferenceServerClient(s.grpc_url)
+        assert not client.is_model_ready(MODEL) and client.is_model_ready("attention_rescoring")
+        assert "sequence" not in client.get_server_metadata(as_json=True)["extensions"]
+    finally:
+        assert s.stop() == 0
+    r = subprocess.run([str(APPS / "u2serve"), "--model-dir", str(SERVER_MODEL), "--stream-left-chunks", "-2",
+                        "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "stream_left_chunks" in r.stdout + r.stderr
