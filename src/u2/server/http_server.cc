@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <nlohmann/json.hpp>
 
 namespace u2::server {
@@ -36,8 +37,8 @@ namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, const HttpHandler& handler, uint64_t max_body)
-      : stream_(std::move(socket)), handler_(handler), max_body_(max_body) {}
+  Session(tcp::socket&& socket, const HttpHandler& handler, ConnectionUpgrader* upgrader, uint64_t max_body)
+      : stream_(std::move(socket)), handler_(handler), upgrader_(upgrader), max_body_(max_body) {}
 
   void Run() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Read(); });
@@ -74,6 +75,10 @@ class Session : public std::enable_shared_from_this<Session> {
       return Write(std::move(res));
     }
     HttpRequest request = parser_->release();
+    if (upgrader_ != nullptr && beast::websocket::is_upgrade(request) && upgrader_->Accepts(request)) {
+      // The connection leaves this session (which ends here) for the upgrader's.
+      return upgrader_->Upgrade(std::move(request), std::move(stream_));
+    }
     auto self = shared_from_this();
     Responder respond = [self](HttpResponse res) {
       net::post(self->stream_.get_executor(),
@@ -110,6 +115,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   const HttpHandler& handler_;
+  ConnectionUpgrader* const upgrader_;  // may be null; outlives the session (HttpServer::Impl)
   const uint64_t max_body_;
 };
 
@@ -118,6 +124,7 @@ class Session : public std::enable_shared_from_this<Session> {
 struct HttpServer::Impl {
   HttpServerConfig config;
   HttpHandler handler;
+  std::shared_ptr<ConnectionUpgrader> upgrader;
   net::io_context ioc;
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
@@ -130,7 +137,7 @@ struct HttpServer::Impl {
         if (ec == net::error::operation_aborted) return;
         spdlog::warn("HTTP accept failed: {}", ec.message());
       } else {
-        std::make_shared<Session>(std::move(socket), handler, config.max_body_bytes)->Run();
+        std::make_shared<Session>(std::move(socket), handler, upgrader.get(), config.max_body_bytes)->Run();
       }
       Accept();
     });
@@ -139,10 +146,12 @@ struct HttpServer::Impl {
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerConfig& config, HttpHandler handler) {
+StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerConfig& config, HttpHandler handler,
+                                                        std::shared_ptr<ConnectionUpgrader> upgrader) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->handler = std::move(handler);
+  impl->upgrader = std::move(upgrader);
   beast::error_code ec;
   const auto address = net::ip::make_address(config.bind_address, ec);
   if (ec) return InvalidArgument("bad bind address '" + config.bind_address + "': " + ec.message());
@@ -169,6 +178,7 @@ HttpServer::~HttpServer() { Stop(); }
 void HttpServer::Stop() {
   if (!impl_ || impl_->stopped) return;
   impl_->stopped = true;
+  if (impl_->upgrader) impl_->upgrader->Stop();
   net::post(impl_->ioc, [impl = impl_.get()] {
     beast::error_code ec;
     impl->acceptor.close(ec);

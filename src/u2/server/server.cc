@@ -16,6 +16,7 @@
 #include "u2/server/http_api.h"
 #include "u2/server/http_server.h"
 #include "u2/server/inference.h"
+#include "u2/server/websocket_session.h"
 
 namespace u2::server {
 
@@ -339,7 +340,9 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
     hc.port = config.http_port;
     hc.num_threads = config.http_threads;
     hc.max_body_bytes = static_cast<uint64_t>(config.max_request_bytes);
-    U2_ASSIGN_OR_RETURN(impl->http, HttpServer::Start(hc, MakeRestHandler(service)));
+    // The HTTP port also carries WebSocket streaming (/ws) and the web page (/).
+    auto web = std::make_shared<WebSocketFrontEnd>(service);
+    U2_ASSIGN_OR_RETURN(impl->http, HttpServer::Start(hc, web->WrapHandler(MakeRestHandler(service)), web));
   }
   if (config.metrics_port >= 0) {
     HttpServerConfig mc;
