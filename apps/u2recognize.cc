@@ -93,7 +93,7 @@ u2::Status DecodeAsStreams(const u2::StreamingRecognizer& sr, const u2::StreamOp
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"u2recognize: offline WeNet U2/U2++ recognition on the CPU"};
+  CLI::App app{"u2recognize: WeNet U2/U2++ recognition of audio files (offline or as streams), CPU or CUDA"};
   u2::RecognizerConfig config;
   std::vector<std::string> wav_files;
   std::string wav_scp, text_file, mode_name, result_file;
@@ -113,6 +113,8 @@ int main(int argc, char** argv) {
   app.add_option("--chunk-size", config.decoding_chunk_size, "decode with a chunk mask of this many frames (-1: full)");
   app.add_option("--left-chunks", config.num_decoding_left_chunks, "left chunks visible with --chunk-size (-1: all)");
   app.add_option("--threads", config.num_threads, "CPU threads")->check(CLI::Range(1, 256));
+  std::string device_name = "cpu";
+  app.add_option("--device", device_name, "cpu | cuda (where the model runs)")->capture_default_str();
   app.add_option("--batch-size", batch_size, "utterances per encoder batch (sorted by length)")->check(CLI::Range(1, 1024));
   app.add_option("--result", result_file, "also write 'utt text' lines to this file");
   app.add_flag("--quiet", quiet, "no progress on stderr");
@@ -123,6 +125,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 600000));
   CLI11_PARSE(app, argc, argv);
 
+  {
+    auto device = u2::ParseDeviceType(device_name);
+    if (!device.ok()) return Fail(device.status());
+    config.device = *device;
+  }
   if (!mode_name.empty()) {
     auto mode = u2::ParseDecodingMode(mode_name);
     if (!mode.ok()) return Fail(mode.status());

@@ -22,6 +22,12 @@ StatusOr<DecodingMode> ParseDecodingMode(std::string_view name) {
                          "' (expected ctc_greedy, ctc_prefix_beam_search or attention_rescoring)");
 }
 
+StatusOr<DeviceType> ParseDeviceType(std::string_view name) {
+  if (name == "cpu") return DeviceType::kCpu;
+  if (name == "cuda" || name == "gpu") return DeviceType::kCuda;
+  return InvalidArgument("unknown device '" + std::string(name) + "' (expected cpu or cuda)");
+}
+
 const char* DecodingModeName(DecodingMode mode) {
   switch (mode) {
     case DecodingMode::kCtcGreedy: return "ctc_greedy";
@@ -74,7 +80,8 @@ Status RecognizerConfig::Validate() const {
 
 std::string RecognizerConfig::ToString() const {
   std::ostringstream os;
-  os << "RecognizerConfig(model_dir=" << model_dir << ", num_threads=" << num_threads << ")";
+  os << "RecognizerConfig(model_dir=" << model_dir << ", num_threads=" << num_threads
+     << ", device=" << DeviceTypeName(device) << ")";
   return os.str();
 }
 
@@ -87,6 +94,7 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
 
   ModelLoadOptions load_options;
   load_options.num_threads = config.num_threads;
+  load_options.device = config.device;
   U2_ASSIGN_OR_RETURN(r->model_, AsrModel::Load(config.model_dir, load_options));
   const ModelConfig& mc = r->model_->config();
 

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "u2/backend/tensor.h"
 #include "u2/decode/word_timing.h"
 #include "u2/util/status.h"
 
@@ -44,9 +45,13 @@ struct DecodingOptions {
   std::string ToString() const;
 };
 
+// "cpu" | "cuda" (the CUDA backend needs a build with CUDA and a GPU at run time).
+StatusOr<DeviceType> ParseDeviceType(std::string_view name);
+
 struct RecognizerConfig {
   std::string model_dir;
   int num_threads = 1;
+  DeviceType device = DeviceType::kCpu;  // where the model runs (features and search stay on the CPU)
   // Decoding defaults; fields left unset here come from the model's model.json.
   std::optional<DecodingMode> mode;
   std::optional<int> beam;
