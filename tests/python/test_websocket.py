@@ -70,11 +70,16 @@ def samples():
 
 @pytest.fixture(scope="module")
 def streaming_reference():
-    """{utt: transcript} from chunk-masked offline decoding (what streaming must give)."""
+    """{utt: transcript} from chunk-masked offline decoding, which is what streaming must give;
+    u2recognize --streaming (the same engine the server streams with, fed in 250 ms pieces)
+    agrees with it."""
     table = sample_table()
-    lines = u2recognize(table.values()).splitlines()
-    by_file = dict(line.partition(" ")[::2] for line in lines)
-    return {utt: by_file[path.stem] for utt, path in table.items()}
+    out = {}
+    for extra in [(), ("--streaming", "--piece-ms", "250")]:
+        by_file = dict(line.partition(" ")[::2] for line in u2recognize(table.values(), *extra).splitlines())
+        out[extra] = {utt: by_file[path.stem] for utt, path in table.items()}
+    assert out[()] == out[("--streaming", "--piece-ms", "250")]
+    return out[()]
 
 
 def connect(server, path="/ws", timeout=60):
@@ -444,6 +449,26 @@ def test_stream_limit_gives_a_clear_refusal(tmp_path, samples, streaming_referen
         second.close()
     finally:
         assert s.stop() == 0, s.log_text()
+
+
+def test_shutdown_with_open_connections(tmp_path, samples):
+    """SIGTERM while one client streams and another is connected without a stream: the server
+    exits cleanly and both connections end (with at most a "failed" message)."""
+    pcm = next(iter(samples.values()))
+    s = ServerProcess(["--model-dir", str(DEMO_MODEL), "--workers", "1"], tmp_path / "u2serve.log")
+    try:
+        s.wait_ready()
+        live, idle = connect(s, timeout=30), connect(s, timeout=30)
+        start(live)
+        live.send_binary(pcm[:16000].tobytes())
+        assert wait_for(lambda: ws_stats(s)["schedulers"][0]["live_streams"] == 1)
+        assert ws_stats(s)["connections_open"] == 2
+    finally:
+        code = s.stop()
+    assert code == 0, s.log_text()
+    for ws in (live, idle):
+        messages = receive_all(ws)
+        assert all(m["status"] == "failed" or m["type"] == "partial_result" for m in messages), messages
 
 
 def test_thousand_streams_keep_memory_flat(ws_server, samples):
