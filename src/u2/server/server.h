@@ -19,6 +19,7 @@ struct ServerConfig {
   int grpc_port = 8001;
   int metrics_port = 8002;
   int threads = 1;       // intra-op threads per Recognize() call
+  std::string device = "cpu";  // where the models run: "cpu" | "cuda"
   int workers = 2;       // concurrent Recognize() calls per model dir
   int http_threads = 2;  // HTTP I/O threads
   int max_batch_size = 64;
