@@ -4,10 +4,12 @@ encoding, batching, statistics and metrics. Expected transcripts come from u2rec
 import gzip
 import json
 import socket
+import subprocess
 import threading
 import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -419,3 +421,18 @@ def test_metrics_are_consistent_with_statistics(server, gclient, audio_set):
         assert values[f"u2_batch_size_count{{{labels}}}"] == as_int(m.get("execution_count"))
     assert values['u2_audio_seconds_total{model="attention_rescoring",version="1"}'] > 0
     assert "# TYPE nv_inference_request_success counter" in text
+
+
+def test_device_flag_is_checked():
+    """--device names the backend; an unknown one (and, in a CPU-only build, cuda) is a clear
+    start-up error, never a crash or a silent fallback."""
+    from conftest import APPS
+    model = Path(__file__).resolve().parents[2] / "models" / "demo"
+    r = subprocess.run([str(APPS / "u2serve"), "--model-dir", str(model), "--device", "tpu",
+                        "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "unknown device 'tpu'" in r.stdout + r.stderr
+    r = subprocess.run([str(APPS / "u2recognize"), "--model-dir", str(model), "--device", "tpu",
+                        str(Path(__file__).resolve().parents[2] / "tests/data/samples/test_000000.wav")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "unknown device 'tpu'" in r.stderr
