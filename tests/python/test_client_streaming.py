@@ -344,3 +344,134 @@ def test_u2perf_streaming_reports_errors_and_bad_arguments(fake_server, clips):
         assert r.returncode != 0 and text in r.stderr.lower(), (args, r.stderr)
     r = subprocess.run([U2PERF, "--url", url, "--chunk-ms", "320", str(wav)], capture_output=True, text=True)
     assert r.returncode != 0 and "streaming" in r.stderr.lower()
+
+
+# ---- u2serve on the demo model ---------------------------------------------------------------------
+
+def table(path):
+    return dict(line.strip().partition(" ")[::2] for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip())
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    s = ServerProcess(["--model-dir", str(DEMO_MODEL), "--workers", "1", "--threads", "2"],
+                      tmp_path_factory.mktemp("demo_streaming") / "u2serve.log")
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        assert s.stop() == 0, s.log_text()
+
+
+@pytest.fixture(scope="module")
+def chunk16_reference():
+    """u2recognize's offline decode with a chunk-16 mask: what streaming with chunk 16 must give
+    for this causal model (test_u2recognize / the engine tests tie the two together)."""
+    r = subprocess.run([str(APPS / "u2recognize"), "--model-dir", str(DEMO_MODEL), "--chunk-size", "16", "--wav-scp",
+                        str(SAMPLES / "wav.scp"), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return dict(line.partition(" ")[::2] for line in r.stdout.splitlines())
+
+
+def speech_client_py(url, samples, sequence_id, first=11040, later=10240):
+    """WeNet runtime/gpu client/speech_client.py's streaming loop with tritonclient: chunks zero-padded
+    to 11040 then 10240 samples, WAV_LENS = real length, sequence flags; one response per chunk."""
+    import tritonclient.grpc as grpcclient
+    client = grpcclient.InferenceServerClient(url)
+    answers, pos, k = [], 0, 0
+    while True:
+        size = first if k == 0 else later
+        piece = samples[pos:pos + size]
+        pos += len(piece)
+        padded = np.zeros((1, size), dtype=np.float32)
+        padded[0, :len(piece)] = piece
+        wav = grpcclient.InferInput("WAV", [1, size], "FP32")
+        wav.set_data_from_numpy(padded)
+        lens = grpcclient.InferInput("WAV_LENS", [1, 1], "INT32")
+        lens.set_data_from_numpy(np.array([[len(piece)]], dtype=np.int32))
+        last = pos >= len(samples)
+        result = client.infer("streaming_wenet", [wav, lens], outputs=[grpcclient.InferRequestedOutput("TRANSCRIPTS")],
+                              request_id=str(k), sequence_id=sequence_id, sequence_start=k == 0, sequence_end=last)
+        text = result.as_numpy("TRANSCRIPTS")[0]
+        answers.append(text.decode("utf-8") if isinstance(text, bytes) else text)
+        k += 1
+        if last:
+            return answers
+
+
+def partials_by_utt(text):
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("partial "):
+            _, utt, seconds, *rest = line.split(" ", 3)
+            out.setdefault(utt, []).append((float(seconds), rest[0] if rest else ""))
+    return out
+
+
+def test_u2client_streaming_matches_tritonclient_and_chunk16_decode(demo_server, chunk16_reference):
+    utts = table(SAMPLES / "wav.scp")
+    # Triton's own client, the way WeNet's speech_client.py streams.
+    triton = {utt: speech_client_py(demo_server.grpc_url, read_wav(SAMPLES / rel)[0], 7000 + i)
+              for i, (utt, rel) in enumerate(utts.items())}
+    assert {utt: answers[-1] for utt, answers in triton.items()} == chunk16_reference
+    for transport in (["--protocol", "grpc", "--url", demo_server.grpc_url],
+                      ["--protocol", "grpc", "--url", demo_server.grpc_url, "--unary"],
+                      ["--protocol", "http", "--url", demo_server.http_url]):
+        r = subprocess.run([U2CLIENT, "--streaming", "--wav-scp", str(SAMPLES / "wav.scp"), "--text",
+                            str(SAMPLES / "text"), "--concurrency", "3"] + transport,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert parse_finals(r.stdout) == chunk16_reference, transport
+        assert "CER" in r.stderr
+        # Partials: every chunk but the last, the same texts tritonclient got for the same chunks.
+        partials = partials_by_utt(r.stderr)
+        assert {utt: [text for _, text in p] for utt, p in partials.items()} == \
+            {utt: answers[:-1] for utt, answers in triton.items() if len(answers) > 1}, transport
+        for utt, p in partials.items():
+            assert [s for s, _ in p] == [round((11040 + 10240 * k) / 16000, 2) for k in range(len(p))]
+
+
+def test_u2client_streaming_any_chunk_size_gives_the_same_finals(demo_server, chunk16_reference):
+    # u2serve decodes chunk 16 whatever size the pieces come in.
+    for chunk_ms in ("320", "1000"):
+        r = subprocess.run([U2CLIENT, "--streaming", "--url", demo_server.grpc_url, "--chunk-ms", chunk_ms,
+                            "--partials", "stdout", "--wav-scp", str(SAMPLES / "wav.scp")],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert parse_finals(r.stdout) == chunk16_reference, chunk_ms
+        assert "partial " in r.stdout
+
+
+def test_u2client_streaming_realtime_and_errors(demo_server, chunk16_reference):
+    rel = table(SAMPLES / "wav.scp")["test_000001"]
+    seconds = len(read_wav(SAMPLES / rel)[0]) / 16000
+    t0 = time.monotonic()
+    r = subprocess.run([U2CLIENT, "--streaming", "--realtime", "--url", demo_server.grpc_url, str(SAMPLES / rel)],
+                       capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr
+    assert parse_finals(r.stdout) == {"test_000001": chunk16_reference["test_000001"]}
+    assert seconds < elapsed < seconds + 3, (elapsed, seconds)
+    # Unknown model: a clear per-utterance error naming it, exit status 1.
+    r = subprocess.run([U2CLIENT, "--streaming", "--url", demo_server.grpc_url, "--model", "nope", str(SAMPLES / rel)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "nope" in r.stderr and "test_000001" in r.stderr, r.stderr
+
+
+def test_u2perf_streaming_on_the_demo_model(demo_server, tmp_path):
+    out = tmp_path / "streaming.csv"
+    r = subprocess.run([U2PERF, "--streaming", "--url", demo_server.grpc_url, "--concurrency", "1,2",
+                        "--measurement-interval", "1500", "--windows", "2", "--output", str(out), "--wav-scp",
+                        str(SAMPLES / "wav.scp")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "p99 ms" in r.stdout and "Real-time streams held" in r.stdout
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["concurrency", "chunks", "errors", "sequences", "duration_s", "chunks_per_s",
+                             "audio_seconds_per_s", "rtf", "avg_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms",
+                             "final_p50_ms", "final_p99_ms", "lag_p99_ms", "lag_max_ms", "meets_budget"]
+    assert [int(row["concurrency"]) for row in rows] == [1, 2]
+    for row in rows:
+        assert int(row["errors"]) == 0 and int(row["chunks"]) > 0
+        assert 0 < float(row["p50_ms"]) <= float(row["p90_ms"]) <= float(row["p95_ms"]) <= float(row["p99_ms"])
+        assert float(row["audio_seconds_per_s"]) > 0 and float(row["rtf"]) > 0
