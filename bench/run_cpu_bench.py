@@ -143,6 +143,10 @@ def start_peers(name, args):
         peers["u2serve"] = Peer("u2serve", [U2BENCH, "serve", "--model-dir",
                                             os.path.join(bc.model_dir(name), "u2serve"),
                                             "--threads", str(args.threads)] + clips)
+    if args.baseline_u2bench:  # an earlier u2serve build, measured in the same rounds
+        peers["u2serve-before"] = Peer("u2serve-before", [
+            os.path.abspath(args.baseline_u2bench), "serve", "--model-dir",
+            os.path.join(bc.model_dir(name), "u2serve"), "--threads", str(args.threads)] + clips)
     secs = [str(s) for s in args.seconds]
     if "pytorch" in args.peers:
         for v in args.torch_variants:
@@ -419,6 +423,8 @@ def main():
                     help="bench/peer_torch.py --variant values; the fastest is PyTorch's number")
     ap.add_argument("--skip-build", action="store_true", help="use the existing <build-dir>/bench/u2bench")
     ap.add_argument("--build-dir", default=BUILD_DIR, help="where u2bench is built (default build-bench/)")
+    ap.add_argument("--baseline-u2bench", metavar="PATH",
+                    help="also run this u2bench binary (an earlier build) as peer u2serve-before")
     ap.add_argument("--out", default=bc.RESULTS_DIR)
     ap.add_argument("--report-only", metavar="JSON",
                     help="only re-render the .md/.png (into --out) from an earlier run's JSON")

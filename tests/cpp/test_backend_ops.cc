@@ -90,7 +90,7 @@ void CheckPreparedGemm(const Backend& be, const PreparedWeight& pw, const std::v
     // β = 0 must not read C: NaNs there would survive a 0·C term.
     for (int i = 0; i < m; ++i) std::fill_n(c.begin() + static_cast<size_t>(i) * ldc, n, std::nanf(""));
   }
-  be.GemmPrepared(m, a.data(), lda, pw, beta, c.data(), ldc);
+  be.GemmPrepared(m, a.data(), lda, pw, beta, c.data(), ldc, {});
   int bad = 0;
   for (int i = 0; i < m; ++i) {
     for (int j = 0; j < ldc; ++j) {
@@ -131,8 +131,44 @@ TEST_P(BackendOps, GemmPreparedMatchesFloat64OnOddShapes) {
   const auto w = Random(16 * 8, 7);
   auto pw = be_->PrepareWeight(w.data(), 16, 8);
   std::vector<float> c(4, 3.0f);
-  be_->GemmPrepared(0, nullptr, 8, *pw, 0.0f, c.data(), 16);
+  be_->GemmPrepared(0, nullptr, 8, *pw, 0.0f, c.data(), 16, {});
   for (float x : c) EXPECT_EQ(x, 3.0f);
+}
+
+TEST_P(BackendOps, GemmPreparedEpilogueAddsBiasScalesAndActivates) {
+  // c = act((A·Wᵀ + bias)·scale), checked against float64 with the product's bound (above, times
+  // the activation's slope ≤ 1.1) plus a few ulp of the result for the activation itself.
+  const int m = 45, n = 70, k = 300, ldc = n + 3;
+  const auto a = Random(static_cast<size_t>(m) * k, 61), w = Random(static_cast<size_t>(n) * k, 62);
+  const auto bias = Random(n, 63, 3.0f);
+  for (const std::shared_ptr<const PreparedWeight>& pw :
+       {be_->PrepareWeight(w.data(), n, k), be_->Backend::PrepareWeight(w.data(), n, k)}) {
+    for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kSilu}) {
+      for (const float scale : {1.0f, 0.5f}) {
+        std::vector<float> c(static_cast<size_t>(m) * ldc, 9.0f);
+        be_->GemmPrepared(m, a.data(), k, *pw, 0.0f, c.data(), ldc, {bias.data(), act, scale});
+        int bad = 0;
+        for (int i = 0; i < m; ++i) {
+          for (int j = 0; j < n; ++j) {
+            double s = 0, mag = std::abs(double(bias[j]));
+            for (int p = 0; p < k; ++p) {
+              const double t = double(a[static_cast<size_t>(i) * k + p]) * w[static_cast<size_t>(j) * k + p];
+              s += t;
+              mag += std::abs(t);
+            }
+            const double x = (s + bias[j]) * scale;
+            const double want = act == Activation::kRelu ? std::max(x, 0.0)
+                                : act == Activation::kSilu ? x * Sigmoid(x)
+                                                           : x;
+            const double tol = 1.1 * (k + 4) * std::ldexp(1.0, -24) * mag * scale + 5e-7 * std::abs(want) + 1e-7;
+            if (!(std::abs(c[static_cast<size_t>(i) * ldc + j] - want) <= tol)) ++bad;
+          }
+          for (int j = n; j < ldc; ++j) bad += c[static_cast<size_t>(i) * ldc + j] != 9.0f;
+        }
+        EXPECT_EQ(bad, 0) << "act=" << int(act) << " scale=" << scale;
+      }
+    }
+  }
 }
 
 TEST_P(BackendOps, GemmPreparedAcceptsTheBaseHandle) {

@@ -79,8 +79,11 @@ std::shared_ptr<const PreparedWeight> Backend::PrepareWeight(const float* w, int
 }
 
 void Backend::GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c,
-                           int ldc) const {
+                           int ldc, const GemmEpilogue& epilogue) const {
   Gemm(false, true, m, w.n(), w.k(), 1.0f, a, lda, w.weight(), w.k(), beta, c, ldc);
+  if (!epilogue.empty()) {
+    BiasActivation(c, m, w.n(), ldc, epilogue.bias, epilogue.activation, epilogue.scale);
+  }
 }
 
 Status BackendOptions::Validate() const {

@@ -164,6 +164,15 @@ class PreparedWeight {
   int k_;
 };
 
+// What GemmPrepared does to each output row after the product: c = act((c + bias)·scale), the
+// epilogue of a Linear (BiasActivation), applied while the block is still in cache.
+struct GemmEpilogue {
+  const float* bias = nullptr;  // (n) or null
+  Activation activation = Activation::kNone;
+  float scale = 1.0f;
+  bool empty() const { return bias == nullptr && activation == Activation::kNone && scale == 1.0f; }
+};
+
 // Created as a shared_ptr (CreateBackend); tensors it allocates keep it alive.
 class Backend : public std::enable_shared_from_this<Backend> {
  public:
@@ -198,11 +207,12 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // W (n × k, device pointer, leading dimension k) prepared for GemmPrepared. The default keeps W
   // as it is (GemmPrepared then calls Gemm); a backend overrides it to re-lay W out once.
   virtual std::shared_ptr<const PreparedWeight> PrepareWeight(const float* w, int n, int k) const;
-  // C = A·Wᵀ + beta·C: A m × w.k() (lda), C m × w.n() (ldc). `w` comes from this backend's
-  // PrepareWeight. Same result as Gemm(false, true, m, n, k, 1, a, lda, W, k, beta, c, ldc) up to
-  // float rounding (the order of the k-sum may differ).
+  // C = epilogue(A·Wᵀ + beta·C): A m × w.k() (lda), C m × w.n() (ldc). `w` comes from this
+  // backend's PrepareWeight. Same result as Gemm(false, true, m, n, k, 1, a, lda, W, k, beta, c,
+  // ldc) followed by BiasActivation(c, m, n, ldc, bias, activation, scale), up to float rounding
+  // (the order of the k-sum may differ).
   virtual void GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c,
-                            int ldc) const;
+                            int ldc, const GemmEpilogue& epilogue) const;
   // y[i,:] = act((y[i,:] + bias)·scale), in place on an m×n block (the epilogue of a Linear).
   virtual void BiasActivation(float* y, int m, int n, int ldy, const float* bias, Activation act,
                               float scale) const = 0;

@@ -86,8 +86,7 @@ Status TransformerDecoder::Score(const EncoderOutput& enc, std::span<const Decod
   float* mem_kv = nullptr;
   if (L > 0 && m_enc > 0) {
     mem_kv = ws.Floats(kSlotMemKV, static_cast<size_t>(m_enc) * kv_ld);
-    src_kv_all_.Apply(be, enc.encoder_out.f32(), m_enc, D, mem_kv, kv_ld);
-    be.BiasActivation(mem_kv, m_enc, kv_ld, kv_ld, src_kv_all_.b(), Activation::kNone, 1.0f);
+    src_kv_all_.Forward(be, enc.encoder_out.f32(), m_enc, D, mem_kv, kv_ld);
   }
 
   float* x = ws.Floats(kSlotX, static_cast<size_t>(R) * D);
@@ -111,8 +110,7 @@ Status TransformerDecoder::Score(const EncoderOutput& enc, std::span<const Decod
     src_segs.push_back(c);
   }
   auto linear = [&](const float* in, const LinearWeights& l, float* y, Activation act) {
-    l.Apply(be, in, R, l.in, y, l.out);
-    be.BiasActivation(y, R, l.out, l.out, l.b(), act, 1.0f);
+    l.Forward(be, in, R, l.in, y, l.out, act);
   };
   const int H = d.attention_heads;
   const bool pre = d.normalize_before;

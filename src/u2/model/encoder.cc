@@ -285,16 +285,14 @@ void ConformerEncoder::Layer(int index, float* x, int m, const LayerContext& ctx
         const bool mac = subs[s].kind == Kind::kFfnMacaron;
         const LinearWeights& w1 = mac ? w.ff_macaron_w1 : w.ff_w1;
         const LinearWeights& w2 = mac ? w.ff_macaron_w2 : w.ff_w2;
-        linear(in, w1, big);
-        be.BiasActivation(big, m, Fe, Fe, w1.b(), e.activation, 1.0f);
+        w1.Forward(be, in, m, w1.in, big, Fe, e.activation);
         linear(big, w2, tmp);
         delta_bias = w2.b();
         alpha = ff_scale;
         break;
       }
       case Kind::kAttention: {
-        linear(in, w.qkv, big);
-        be.BiasActivation(big, m, 3 * D, 3 * D, w.qkv.b(), Activation::kNone, 1.0f);
+        w.qkv.Forward(be, in, m, D, big, 3 * D);
         ctx.attention(index, big, att, ws);
         linear(att, w.attn_out, tmp);
         delta_bias = w.attn_out.b();
@@ -356,10 +354,9 @@ void ConformerEncoder::Embed(std::span<const FeatureView> feats, const std::vect
   for (size_t b = 0; b < feats.size(); ++b) {
     if (lengths[b] > 0) Subsample(feats[b], ws, conv_out + static_cast<size_t>(offsets[b]) * FD);
   }
-  embed_out_.Apply(be, conv_out, m, FD, x, D);
   const float xscale =
       e.pos_enc_layer_type == PosEncType::kNoPos ? 1.0f : static_cast<float>(std::sqrt(double(D)));
-  be.BiasActivation(x, m, D, D, embed_out_.b(), Activation::kNone, xscale);
+  embed_out_.Apply(be, conv_out, m, FD, x, D, {embed_out_.b(), Activation::kNone, xscale});
   if (e.pos_enc_layer_type == PosEncType::kAbsPos) {
     for (size_t b = 0; b < feats.size(); ++b) {
       if (lengths[b] == 0) continue;
@@ -383,8 +380,7 @@ void ConformerEncoder::Finish(const float* x, int m, Workspace& ws, EncoderOutpu
     be.Copy(enc, x, static_cast<size_t>(m) * D * sizeof(float));
   }
   float* logits = ws.Floats(kSlotLogits, static_cast<size_t>(m) * V);
-  ctc_.Apply(be, enc, m, D, logits, V);
-  be.BiasActivation(logits, m, V, V, ctc_.b(), Activation::kNone, 1.0f);
+  ctc_.Forward(be, enc, m, D, logits, V);
   be.LogSoftmax(logits, m, V, V);
   out->ctc_log_probs.assign(B, {});
   for (int b = 0; b < B; ++b) {
@@ -480,8 +476,7 @@ Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const Encod
       // Offline, every utterance's key j sits at position j: one projection serves all.
       float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t_max) * D);
       const LinearWeights& lp = layers_[layer].linear_pos;
-      lp.Apply(be, pos_table_.f32(), t_max, D, pos_proj, D);
-      if (lp.b()) be.BiasActivation(pos_proj, t_max, D, D, lp.b(), Activation::kNone, 1.0f);
+      lp.Forward(be, pos_table_.f32(), t_max, D, pos_proj, D);
       p.pos = pos_proj;
       p.ldp = D;
     }
@@ -603,8 +598,7 @@ Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
         // Keys are at absolute positions offset − t1 … offset + len − 1 (spec §4.1 step 2).
         float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t1 + len) * D);
         const LinearWeights& lp = layers_[layer].linear_pos;
-        lp.Apply(be, pos_table_.f32() + static_cast<size_t>(st->offset_ - t1) * D, t1 + len, D, pos_proj, D);
-        if (lp.b()) be.BiasActivation(pos_proj, t1 + len, D, D, lp.b(), Activation::kNone, 1.0f);
+        lp.Forward(be, pos_table_.f32() + static_cast<size_t>(st->offset_ - t1) * D, t1 + len, D, pos_proj, D);
         p.pos = pos_proj;
         p.ldp = D;
       }

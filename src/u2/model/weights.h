@@ -23,13 +23,20 @@ struct LinearWeights {
   const float* b() const { return bias.empty() ? nullptr : bias.f32(); }
 
   void Prepare(const Backend& backend) { prepared = backend.PrepareWeight(weight.f32(), out, in); }
-  // y (m × out, ldy) = x (m × in, ldx)·Wᵀ, without the bias.
-  void Apply(const Backend& backend, const float* x, int m, int ldx, float* y, int ldy) const {
+  // y (m × out, ldy) = x (m × in, ldx)·Wᵀ, then the epilogue (default none: no bias added).
+  void Apply(const Backend& backend, const float* x, int m, int ldx, float* y, int ldy,
+             const GemmEpilogue& epilogue = {}) const {
     if (prepared) {
-      backend.GemmPrepared(m, x, ldx, *prepared, 0.0f, y, ldy);
-    } else {
-      backend.Gemm(false, true, m, out, in, 1.0f, x, ldx, weight.f32(), in, 0.0f, y, ldy);
+      backend.GemmPrepared(m, x, ldx, *prepared, 0.0f, y, ldy, epilogue);
+      return;
     }
+    backend.Gemm(false, true, m, out, in, 1.0f, x, ldx, weight.f32(), in, 0.0f, y, ldy);
+    if (!epilogue.empty()) backend.BiasActivation(y, m, out, ldy, epilogue.bias, epilogue.activation, epilogue.scale);
+  }
+  // y = act(x·Wᵀ + b): the whole Linear.
+  void Forward(const Backend& backend, const float* x, int m, int ldx, float* y, int ldy,
+               Activation act = Activation::kNone) const {
+    Apply(backend, x, m, ldx, y, ldy, {b(), act, 1.0f});
   }
 };
 

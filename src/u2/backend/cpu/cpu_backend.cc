@@ -209,8 +209,8 @@ class CpuBackend final : public Backend {
     return std::make_shared<const CpuPreparedWeight>(w, n, k);
   }
 
-  void GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c,
-                    int ldc) const override;
+  void GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c, int ldc,
+                    const GemmEpilogue& epilogue) const override;
 
   void BiasActivation(float* y, int m, int n, int ldy, const float* bias, Activation act,
                       float scale) const override {
@@ -348,10 +348,10 @@ inline void KeyRange(const AttentionParams& p, const AttentionSegment& s, int i,
 }
 
 void CpuBackend::GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c,
-                              int ldc) const {
+                              int ldc, const GemmEpilogue& epilogue) const {
   const auto* cw = dynamic_cast<const CpuPreparedWeight*>(&w);
   if (cw == nullptr) {  // not packed (no AVX2/FMA, or an empty matrix)
-    Backend::GemmPrepared(m, a, lda, w, beta, c, ldc);
+    Backend::GemmPrepared(m, a, lda, w, beta, c, ldc, epilogue);
     return;
   }
   if (m <= 0) return;
@@ -375,8 +375,24 @@ void CpuBackend::GemmPrepared(int m, const float* a, int lda, const PreparedWeig
       const int r0 = rb * rows_per_block;
       const int p0 = pc * panels_per_chunk;
       if (r0 >= m) continue;
-      PackedGemmTile(a, lda, r0, std::min(m, r0 + rows_per_block), pw, p0, std::min(panels, p0 + panels_per_chunk),
-                     beta, c, ldc);
+      const int r1 = std::min(m, r0 + rows_per_block);
+      const int p1 = std::min(panels, p0 + panels_per_chunk);
+      PackedGemmTile(a, lda, r0, r1, pw, p0, p1, beta, c, ldc);
+      if (epilogue.empty()) continue;
+      // The tile's block of C is still in L2: bias, scale and activation now, not in another pass.
+      const int j0 = p0 * PackedWeight::kPanelWidth;
+      const int cols = std::min(pw.n(), p1 * PackedWeight::kPanelWidth) - j0;
+      for (int i = r0; i < r1; ++i) {
+        float* row = c + static_cast<size_t>(i) * ldc + j0;
+        if (epilogue.bias) {
+          const float* b = epilogue.bias + j0;
+          for (int j = 0; j < cols; ++j) row[j] += b[j];
+        }
+        if (epilogue.scale != 1.0f) {
+          for (int j = 0; j < cols; ++j) row[j] *= epilogue.scale;
+        }
+        ActivateRow(row, cols, epilogue.activation);
+      }
     }
   });
 }
@@ -561,11 +577,11 @@ void CpuBackend::Conv2d(const Conv2dParams& p, const float* x, int h_in, int w_i
     });
     float* yb = y + static_cast<size_t>(t0) * w_out * p.out_channels;
     if (p.prepared_weight) {
-      GemmPrepared(nt * w_out, col, K, *p.prepared_weight, 0.0f, yb, p.out_channels);
+      GemmPrepared(nt * w_out, col, K, *p.prepared_weight, 0.0f, yb, p.out_channels, {p.bias, p.activation});
     } else {
       Gemm(false, true, nt * w_out, p.out_channels, K, 1.0f, col, K, p.weight, K, 0.0f, yb, p.out_channels);
+      BiasActivation(yb, nt * w_out, p.out_channels, p.out_channels, p.bias, p.activation, 1.0f);
     }
-    BiasActivation(yb, nt * w_out, p.out_channels, p.out_channels, p.bias, p.activation, 1.0f);
   }
 }
 
