@@ -116,13 +116,13 @@ def start(ws, **fields):
     return reply
 
 
-def stream(server, pcm, frame_ms=250, path="/ws", **fields):
-    """Streams one utterance: start, frames of frame_ms, end; returns every message after
-    server_ready up to the server's close."""
+def stream(server, pcm, frame_ms=250, path="/ws", frame_samples=None, **fields):
+    """Streams one utterance: start, frames of frame_ms (or frame_samples), end; returns every
+    message after server_ready up to the server's close."""
     ws = connect(server, path)
     try:
         start(ws, **fields)
-        step = 16 * frame_ms
+        step = frame_samples or 16 * frame_ms
         for i in range(0, len(pcm), step):
             ws.send_binary(pcm[i:i + step].tobytes())
         ws.send(json.dumps({"signal": "end"}))
@@ -210,6 +210,14 @@ def test_streams_the_demo_samples(ws_server, samples, streaming_reference, frame
         # The last partial is the CTC prefix search's best path: close to the rescored final.
         last_partial = nbest_of(messages[-3])[0]["sentence"]
         assert SequenceMatcher(None, last_partial, final[0]["sentence"]).ratio() > 0.5
+
+
+def test_tiny_frames(ws_server, samples, streaming_reference):
+    # 1.25 ms per frame: thousands of feeds (more than the server lets wait at once, so reading
+    # pauses and resumes); the feature framing does not depend on the piece size.
+    utt, pcm = list(samples.items())[1]
+    finals = finals_of(stream(ws_server, pcm, frame_samples=20))
+    assert [f[0]["sentence"] for f in finals] == [streaming_reference[utt]]
 
 
 def test_server_root_upgrades_too(ws_server, samples, streaming_reference):
@@ -303,7 +311,7 @@ def test_bad_messages_are_refused(ws_server, samples, streaming_reference):
     ws.send_binary(second + b"\x00")  # half a sample
     expect_failure(ws, "odd")
 
-    for garbage in ["hello", "{not json", "[1, 2]", "42", '"start"']:
+    for garbage in ["hello", "{not json", "[1, 2]", "42", '"start"', "[" * 30000 + "]" * 30000]:
         ws = connect(ws_server)
         ws.send(garbage)
         expect_failure(ws, "Wrong protocol")

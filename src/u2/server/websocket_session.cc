@@ -182,11 +182,13 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
     ReadMore();
   }
 
-  // Reads the next piece unless a read is in flight, the connection is closing, or too much
-  // audio is waiting to be decoded (then the next decoded feed resumes reading).
+  // Reads the next piece unless a read is in flight or too much of this client's audio waits to
+  // be decoded (then the next decoded feed resumes reading). While closing, reading goes on
+  // (and discards) until the close handshake ends.
   void ReadMore() {
     if (reading_ || read_failed_) return;
-    if (pending_samples_ > shared_->config.max_pending_samples) {
+    if (pending_samples_ > shared_->config.max_pending_samples ||
+        pending_feeds_ > shared_->config.max_pending_feeds) {
       // No read in flight: only this reference keeps the session alive until the next update
       // (the scheduler's callbacks hold weak references).
       if (state_ != State::kClosing) paused_self_ = shared_from_this();
@@ -314,6 +316,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
     if (!Usable()) return Fail("the server is shutting down", websocket::close_code::going_away);
     const int64_t n = static_cast<int64_t>(samples.size());
     pending_samples_ += n;
+    ++pending_feeds_;
     // The update comes from a scheduler thread (or from Feed itself); it is handed to this
     // connection's strand unless the connection or the server is gone by then.
     scheduler_->Feed(stream_id_, std::move(samples), last,
@@ -329,6 +332,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
 
   void OnUpdate(const Status& status, StreamUpdate update, int64_t samples) {
     pending_samples_ -= samples;
+    --pending_feeds_;
     const auto keep_alive = std::move(paused_self_);  // reading resumes below, or the session ends
     if (state_ == State::kClosing) return;
     if (!status.ok()) {
@@ -423,7 +427,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   StreamScheduler* scheduler_ = nullptr;
   std::string stream_id_;
   bool stream_live_ = false;  // started in the scheduler and not yet ended or closed
-  int64_t pending_samples_ = 0;
+  int64_t pending_samples_ = 0;  // fed to the scheduler, not yet answered
+  int pending_feeds_ = 0;
   bool reading_ = false;
   bool read_failed_ = false;
   // Set while reading is paused for backpressure (see ReadMore).

@@ -35,6 +35,8 @@ struct WebSocketConfig {
   // Audio (in samples) sent to the scheduler and not yet decoded, per connection, above which the
   // server stops reading that connection until decoding catches up (TCP backpressure).
   int64_t max_pending_samples = 30 * 16000;
+  // The same for the number of frames waiting (a client sending many tiny frames).
+  int max_pending_feeds = 1024;
   // A connection with no traffic for this long (pings count) is closed.
   int idle_timeout_s = 120;
 };
