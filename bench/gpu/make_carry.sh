@@ -34,7 +34,10 @@ else
 fi
 BUILD=${1:-$SRC/build-gpu}
 cd "$SRC"
-TARGETS=(test_gpu_ops test_gpu_model test_gpu_fbank u2gpubench)
+# Every GPU test (tests/gpu/test_*.cc, one binary each) and both GPU benchmark drivers.
+GPU_TESTS=()
+for f in tests/gpu/test_*.cc; do GPU_TESTS+=("$(basename "$f" .cc)"); done
+TARGETS=("${GPU_TESTS[@]}" u2gpubench u2gpustream)
 
 echo "== configure $BUILD (Release, CUDA ON, sm_90, no -march=native)"
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DU2_WITH_CUDA=ON -DU2_NATIVE=OFF \
@@ -45,8 +48,9 @@ nice -n 10 cmake --build "$BUILD" -j2 --target "${TARGETS[@]}"
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
 mkdir -p "$STAGE/u2gpu/bin" "$STAGE/u2gpu/lib" "$STAGE/u2gpu/lib-cxx"
-bins=("$BUILD/tests/gpu/test_gpu_ops" "$BUILD/tests/gpu/test_gpu_model" "$BUILD/tests/gpu/test_gpu_fbank"
-      "$BUILD/u2gpubench")
+bins=()
+for t in "${GPU_TESTS[@]}"; do bins+=("$BUILD/tests/gpu/$t"); done
+bins+=("$BUILD/u2gpubench" "$BUILD/bench/gpu/u2gpustream")
 for b in "${bins[@]}"; do
   [[ -x $b ]] || { echo "make_carry: $b was not built" >&2; exit 1; }
   cp "$b" "$STAGE/u2gpu/bin/"
