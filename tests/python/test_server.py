@@ -228,6 +228,24 @@ def test_http_binary_and_json_give_the_same_answers(server, hclient, audio_set, 
         code, resp, _ = http_post(server, "/v2/models/attention_rescoring/infer", pack(doc),
                                   {"Content-Encoding": encoding})
         assert code == 200 and json.loads(resp)["outputs"][0]["data"] == [want], encoding
+    # Compressed responses when the client accepts them: tritonclient's response_compression_algorithm,
+    # and raw requests checking the header and that the body really is compressed.
+    for algorithm in ("gzip", "deflate"):
+        r = hclient.infer("attention_rescoring", wenet_inputs(httpclient, samples),
+                          response_compression_algorithm=algorithm)
+        assert r.as_numpy("TRANSCRIPTS")[0].decode() == want, algorithm
+    for accept, unpack in (("gzip", gzip.decompress), ("deflate;q=1.0, gzip;q=0", zlib.decompress)):
+        code, resp, headers = http_post(server, "/v2/models/attention_rescoring/infer", doc,
+                                        {"Accept-Encoding": accept})
+        assert code == 200 and headers["content-encoding"] == accept.split(";")[0]
+        assert json.loads(unpack(resp))["outputs"][0]["data"] == [want]
+    code, resp, headers = http_post(server, "/v2/models/attention_rescoring/infer", body,
+                                    {"Inference-Header-Content-Length": str(head_len), "Accept-Encoding": "gzip"})
+    plain = gzip.decompress(resp)
+    n = int(headers["inference-header-content-length"])  # of the uncompressed header, as Triton does
+    assert code == 200 and headers["content-encoding"] == "gzip" and decode_bytes_tensor(plain[n:]) == [want]
+    code, resp, headers = http_post(server, "/v2/models/attention_rescoring/infer", doc, {"Accept-Encoding": "br"})
+    assert code == 200 and "content-encoding" not in headers and json.loads(resp)["outputs"][0]["data"] == [want]
 
 
 def raw_request(samples, model="attention_rescoring", typed=False, raw=True):

@@ -247,8 +247,9 @@ void HandleInfer(InferenceService* service, HttpRequest&& req, const std::string
   auto request_header = std::make_shared<HttpRequest>();
   request_header->version(req.version());
   request_header->keep_alive(req.keep_alive());
+  const std::string accept_encoding(req[http::field::accept_encoding]);
   service->Infer(std::move(request),
-                 [request_header, choice, respond](const Status& status, InferResponse r) {
+                 [request_header, choice, respond, accept_encoding](const Status& status, InferResponse r) {
                    const HttpRequest& req = *request_header;
                    if (!status.ok())
                      return respond(MakeErrorResponse(req, HttpStatusFor(status), status.message()));
@@ -277,10 +278,16 @@ void HandleInfer(InferenceService* service, HttpRequest&& req, const std::string
                    }
                    out["outputs"] = outputs;
                    std::string header = out.dump(-1, ' ', false, json::error_handler_t::replace);
-                   if (tail.empty()) return respond(MakeResponse(req, 200, std::move(header)));
-                   const size_t header_size = header.size();
-                   HttpResponse res = MakeResponse(req, 200, header + tail, "application/octet-stream");
-                   res.set("Inference-Header-Content-Length", std::to_string(header_size));
+                   HttpResponse res;
+                   if (tail.empty()) {
+                     res = MakeResponse(req, 200, std::move(header));
+                   } else {
+                     const size_t header_size = header.size();
+                     res = MakeResponse(req, 200, header + tail, "application/octet-stream");
+                     // The length of the uncompressed JSON header, as Triton sends it.
+                     res.set("Inference-Header-Content-Length", std::to_string(header_size));
+                   }
+                   CompressIfAccepted(accept_encoding, &res);
                    respond(std::move(res));
                  });
 }
@@ -368,6 +375,55 @@ void HandleRest(InferenceService* service, HttpRequest&& req, Responder respond)
 }
 
 }  // namespace
+
+StatusOr<std::string> Deflate(std::string_view data, bool gzip) {
+  z_stream zs{};
+  // 15 + 16: a gzip wrapper; 15: zlib ("deflate" in HTTP).
+  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, gzip ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return Internal("zlib deflateInit2 failed");
+  }
+  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())), '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  const int ret = deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  if (ret != Z_STREAM_END) return Internal("zlib deflate failed");
+  return out;
+}
+
+void CompressIfAccepted(std::string_view accept_encoding, HttpResponse* res) {
+  // Accept-Encoding is a list like "gzip, deflate;q=0.5"; a coding with q=0 is refused.
+  auto accepts = [&](std::string_view coding) {
+    size_t pos = 0;
+    while (pos < accept_encoding.size()) {
+      size_t end = accept_encoding.find(',', pos);
+      if (end == std::string_view::npos) end = accept_encoding.size();
+      std::string_view item = accept_encoding.substr(pos, end - pos);
+      pos = end + 1;
+      const size_t semi = item.find(';');
+      std::string_view name = item.substr(0, semi);
+      while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+      while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+      if (name != coding) continue;
+      if (semi == std::string_view::npos) return true;
+      std::string_view q = item.substr(semi + 1);
+      while (!q.empty() && q.front() == ' ') q.remove_prefix(1);
+      return !(q.starts_with("q=0") && q.find_first_not_of("0.", 2) == std::string_view::npos);
+    }
+    return false;
+  };
+  const bool gzip = accepts("gzip");
+  if (!gzip && !accepts("deflate")) return;
+  if (res->body().size() < 64) return;  // not worth a header
+  auto packed = Deflate(res->body(), gzip);
+  if (!packed.ok()) return;  // send it uncompressed rather than fail the request
+  res->body() = std::move(packed).value();
+  res->set(http::field::content_encoding, gzip ? "gzip" : "deflate");
+  res->prepare_payload();
+}
 
 StatusOr<std::string> Inflate(const std::string& compressed, uint64_t max_bytes) {
   z_stream zs{};
