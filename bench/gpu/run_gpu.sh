@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # ONE command for the GPU machine: find (or build) the GPU binaries, run the GPU tests, make the
 # benchmark models, benchmark u2serve's CUDA backend (fp32 GEMM, and fp16-operand GEMM) and the
-# PyTorch fp16-autocast peer, write everything under $OUT and print a short table last.
+# PyTorch fp16-autocast peer offline, then the streaming benchmark (how many real-time streams at
+# p99 chunk latency <= 200 ms, u2gpustream and torch_stream_peer.py), write everything under $OUT
+# and print the short tables last.
 # docs/gpu.md says how to call it through the device tool.
 #
 # Usage: bench/gpu/run_gpu.sh [--dry-run] [--quick] [--skip-tests] [--skip-bench] [--no-torch]
 #                             [--no-sanitizer] [--racecheck] [--build-dir DIR] [--batches 1,8,64,256]
-#                             [--seconds 10]   (whole run bounded by U2_GPU_DEADLINE_S, default 550 s)
+#                             [--seconds 10] [--skip-streaming] [--streaming-only]
+#                             [--streams 100,500,1000,2000,4000,8000] [--stream-math fp16]
+#   (whole run bounded by U2_GPU_DEADLINE_S, default 550 s; the streaming section keeps
+#    U2_GPU_STREAM_S, default 210 s, of it for itself: the offline benchmark stops in time)
 #   --dry-run   on a machine without a GPU: checks the script's logic with the CPU backend (binaries
 #               load and list their tests, models are made, u2gpubench --device cpu and the torch
 #               peer on the CPU run on tiny batches, the table is printed). No GPU is touched.
 #   --quick     fewer batch sizes (1,16,256) and shorter timing.
+#   --skip-bench      no offline benchmark (the streaming one still runs unless --skip-streaming).
+#   --streaming-only  = --skip-tests --skip-bench: only the streaming section (a second call).
 # Binaries, first found wins: .gpu-carry/u2gpu.tar.xz (bench/gpu/make_carry.sh), --build-dir (default
 # build-gpu), else a build here (needs the Debian -dev packages of scripts/setup.sh).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DRY_RUN=0 QUICK=0 SKIP_TESTS=0 SKIP_BENCH=0 NO_TORCH=0 NO_SANITIZER=0 RACECHECK=0
-BUILD_DIR="" BATCHES="" SECONDS_PER_CLIP=10
+DRY_RUN=0 QUICK=0 SKIP_TESTS=0 SKIP_BENCH=0 NO_TORCH=0 NO_SANITIZER=0 RACECHECK=0 SKIP_STREAMING=0
+BUILD_DIR="" BATCHES="" SECONDS_PER_CLIP=10 STREAMS="" STREAM_MATH=fp16
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --dry-run) DRY_RUN=1 ;;
@@ -30,7 +37,11 @@ while [[ $# -gt 0 ]]; do
     --build-dir) BUILD_DIR=$2; shift ;;
     --batches) BATCHES=$2; shift ;;
     --seconds) SECONDS_PER_CLIP=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --skip-streaming) SKIP_STREAMING=1 ;;
+    --streaming-only) SKIP_TESTS=1; SKIP_BENCH=1 ;;
+    --streams) STREAMS=$2; shift ;;
+    --stream-math) STREAM_MATH=$2; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "run_gpu: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -49,11 +60,14 @@ START=$(date +%s)
 elapsed() { echo $(( $(date +%s) - START ))s; }
 # The device tool stops a command at 600 s: every stage gets at most what is left of DEADLINE.
 DEADLINE=${U2_GPU_DEADLINE_S:-550}
-budget() {  # budget MAX -> seconds this stage may take (0 = skip it)
-  local left=$(( DEADLINE - ($(date +%s) - START) ))
+budget() {  # budget MAX [RESERVE] -> seconds this stage may take, leaving RESERVE s (0 = skip it)
+  local left=$(( DEADLINE - ${2:-0} - ($(date +%s) - START) ))
   (( left < 20 )) && { echo 0; return; }
   echo $(( left < $1 ? left : $1 ))
 }
+# What the streaming section keeps for itself: the offline benchmark stages stop before it.
+STREAM_RESERVE=0
+[[ $SKIP_STREAMING == 0 ]] && STREAM_RESERVE=${U2_GPU_STREAM_S:-210}
 
 if [[ $DRY_RUN == 1 ]]; then
   DEVICE=cpu
@@ -92,19 +106,23 @@ if [[ -f $CARRY && $DRY_RUN == 0 ]]; then
 else
   BUILD_DIR=${BUILD_DIR:-$([[ $DRY_RUN == 1 ]] && echo build-cuda || echo build-gpu)}
   [[ $BUILD_DIR = /* ]] || BUILD_DIR=$REPO/$BUILD_DIR
-  if [[ ! -x $BUILD_DIR/tests/gpu/test_gpu_ops || ! -x $BUILD_DIR/u2gpubench ]]; then
+  GPU_TEST_NAMES=()
+  for f in "$REPO"/tests/gpu/test_*.cc; do GPU_TEST_NAMES+=("$(basename "$f" .cc)"); done
+  missing=0
+  for t in "${GPU_TEST_NAMES[@]}"; do [[ -x $BUILD_DIR/tests/gpu/$t ]] || missing=1; done
+  [[ -x $BUILD_DIR/u2gpubench && -x $BUILD_DIR/bench/gpu/u2gpustream ]] || missing=1
+  if [[ $missing == 1 ]]; then
     say "no carried build: building in $BUILD_DIR"
     command -v cmake >/dev/null || die "cmake not found and no carried build: run bench/gpu/make_carry.sh where the project builds and carry .gpu-carry"
     cmake -S "$REPO" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DU2_WITH_CUDA=ON -DU2_NATIVE=OFF \
       -DCMAKE_CUDA_ARCHITECTURES=90 ||
       die "configure failed (missing packages? see above). Build a bundle with bench/gpu/make_carry.sh and carry .gpu-carry"
-    cmake --build "$BUILD_DIR" -j"$(nproc)" --target test_gpu_ops test_gpu_model test_gpu_fbank u2gpubench ||
+    cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${GPU_TEST_NAMES[@]}" u2gpubench u2gpustream ||
       die "build failed (see above)"
   fi
   mkdir -p /tmp/u2gpu-bin
-  for b in tests/gpu/test_gpu_ops tests/gpu/test_gpu_model tests/gpu/test_gpu_fbank u2gpubench; do
-    ln -sf "$BUILD_DIR/$b" /tmp/u2gpu-bin/
-  done
+  for t in "${GPU_TEST_NAMES[@]}"; do ln -sf "$BUILD_DIR/tests/gpu/$t" /tmp/u2gpu-bin/; done
+  ln -sf "$BUILD_DIR/u2gpubench" "$BUILD_DIR/bench/gpu/u2gpustream" /tmp/u2gpu-bin/
   BIN=/tmp/u2gpu-bin
 fi
 
@@ -150,7 +168,18 @@ TEST_SUMMARY=()
 if [[ $SKIP_TESTS == 0 ]]; then
   say "GPU tests ($(elapsed))"
   : >"$OUT/tests.log"
-  for t in test_gpu_ops test_gpu_fbank test_gpu_model; do
+  # Every GPU test binary there is (tests/gpu/test_*.cc), the kernel tests first.
+  GPU_TESTS=()
+  for t in test_gpu_ops test_gpu_fbank test_gpu_model; do [[ -x $BIN/$t ]] && GPU_TESTS+=("$t"); done
+  for f in "$BIN"/test_gpu_*; do
+    t=$(basename "$f")
+    [[ " ${GPU_TESTS[*]} " == *" $t "* ]] || GPU_TESTS+=("$t")
+  done
+  for f in "$REPO"/tests/gpu/test_*.cc; do  # a test in the checkout but not in the bundle: say so
+    t=$(basename "$f" .cc)
+    [[ -x $BIN/$t ]] || TEST_SUMMARY+=("$t: FAIL (not in the bundle/build: run bench/gpu/make_carry.sh again)")
+  done
+  for t in "${GPU_TESTS[@]}"; do
     if [[ $DRY_RUN == 1 ]]; then
       n=$("$BIN/$t" --gtest_list_tests | grep -c '^  ' || true)
       TEST_SUMMARY+=("$t: $n tests listed (dry run: not run, no GPU)")
@@ -198,9 +227,11 @@ fi
 # ---------------------------------------------------------------- benchmark
 PYTHON=${PYTHON:-python3}
 [[ $DRY_RUN == 1 && -x $REPO/.venv/bin/python ]] && PYTHON=$REPO/.venv/bin/python
+MODELS_DIR=/tmp/u2gpu-models
+TORCH_PY=$PYTHON
+[[ $DRY_RUN == 1 ]] && TORCH_PY=/usr/bin/python3
 if [[ $SKIP_BENCH == 0 ]]; then
   say "benchmark models ($(elapsed))"
-  MODELS_DIR=/tmp/u2gpu-models
   for m in aishell2_u2pp wenetspeech; do
     [[ $DRY_RUN == 1 && $m == wenetspeech ]] && continue  # one model is enough to check the logic
     if [[ ! -f $MODELS_DIR/$m/model.safetensors ]]; then
@@ -214,7 +245,7 @@ if [[ $SKIP_BENCH == 0 ]]; then
     [[ -d $MODELS_DIR/$m ]] || continue
     for math in "${MATHS[@]}"; do
       say "u2serve $m gemm=$math ($(elapsed))"
-      b=$(budget 150)
+      b=$(budget 150 "$STREAM_RESERVE")
       [[ $b == 0 ]] && { echo "run_gpu: out of time: $m $math skipped"; continue; }
       timeout "$b" "$BIN/u2gpubench" --model-dir "$MODELS_DIR/$m" --label "$m" --device "$DEVICE" \
         --gemm-math "$math" --batches "$BATCHES" --seconds "$SECONDS_PER_CLIP" --modes encoder,full \
@@ -223,8 +254,6 @@ if [[ $SKIP_BENCH == 0 ]]; then
     done
   done
   if [[ $NO_TORCH == 0 ]]; then
-    TORCH_PY=$PYTHON
-    [[ $DRY_RUN == 1 ]] && TORCH_PY=/usr/bin/python3
     TDEV=$DEVICE TDTYPE=fp16
     [[ $DRY_RUN == 1 ]] && TDTYPE=fp32
     if "$TORCH_PY" -c "import torch, torchaudio, sys; sys.exit(0 if ('$TDEV' == 'cpu' or torch.cuda.is_available()) else 1)" 2>/dev/null; then
@@ -232,7 +261,7 @@ if [[ $SKIP_BENCH == 0 ]]; then
       for m in aishell2_u2pp wenetspeech; do
         [[ -f $REPO/bench/bench_common.py && -d $MODELS_DIR/$m ]] || continue
         say "PyTorch peer $m $TDTYPE ($(elapsed))"
-        b=$(budget 120)
+        b=$(budget 120 "$STREAM_RESERVE")
         [[ $b == 0 ]] && { echo "run_gpu: out of time: PyTorch peer $m skipped"; continue; }
         timeout "$b" "$TORCH_PY" "$REPO/bench/gpu/torch_peer.py" --model "$m" --device "$TDEV" --dtype "$TDTYPE" \
           --batches "$BATCHES" --seconds "$SECONDS_PER_CLIP" --min-time "$MIN_TIME" --max-reps "$MAX_REPS" \
@@ -244,13 +273,86 @@ if [[ $SKIP_BENCH == 0 ]]; then
   fi
 fi
 
+# ---------------------------------------------------------------- streaming
+# u2gpustream: N streams paced in real time (640 ms of audio per stream per 640 ms tick, chunk 16,
+# 4 left chunks), DecodeStreams over worker threads; the largest N with p99 chunk latency <= 200 ms.
+# The model: the AISHELL-2 U2++ size with the CTC blank biased (make_random_model.py
+# --ctc-blank-bias 3) so that the prefix search and rescoring see ~5 tokens/s, as with a trained
+# model (flat random posteriors give ~12). Stages, in order of importance:
+#   1. staggered arrivals (clients at random phases: what a server sees), sweep + bisection;
+#   2. the same with utterances of 10 s ending in attention rescoring (and new streams);
+#   3. aligned arrivals (every stream's chunk at the tick's start: the burst worst case);
+#   4. the PyTorch peer (batched forward_chunk + CTC top-k, aligned, no search), sweep + bisection.
+if [[ $SKIP_STREAMING == 0 ]]; then
+  say "streaming benchmark ($(elapsed))"
+  SM=aishell2_u2pp_stream
+  if [[ ! -f $MODELS_DIR/$SM/model.safetensors ]]; then
+    "$PYTHON" "$REPO/bench/gpu/make_random_model.py" "$REPO/bench/gpu/models/aishell2_u2pp.json" "$MODELS_DIR/$SM" \
+      --ctc-blank-bias 3 || die "could not make model $SM (needs numpy and safetensors for $PYTHON)"
+  fi
+  if [[ $DRY_RUN == 1 ]]; then
+    S_STREAMS=${STREAMS:-1,2} S_WORKERS=2 S_BATCH=4 S_TICKS=3 S_WARM=5 S_MATH=fp32 S_EXTRA=(--threads 2)
+    S_FIXED=2 S_UTT=2 P_DTYPE=fp32
+  else
+    S_STREAMS=${STREAMS:-100,500,1000,2000,4000,8000} S_WORKERS=${U2_STREAM_WORKERS:-8}
+    S_BATCH=${U2_STREAM_MAX_BATCH:-512} S_TICKS=6 S_WARM=5 S_MATH=$STREAM_MATH S_EXTRA=() S_FIXED=1000 S_UTT=10
+    P_DTYPE=fp16
+  fi
+  stream_bench() {  # stream_bench MAX_SECONDS ARGS... : one u2gpustream run within its budget
+    local b
+    b=$(budget "$1"); shift
+    if [[ $b == 0 ]]; then echo "run_gpu: out of time: u2gpustream $* skipped"; return 0; fi
+    timeout "$b" "$BIN/u2gpustream" --model-dir "$MODELS_DIR/$SM" --label aishell2_u2pp --device "$DEVICE" \
+      --gemm-math "$S_MATH" --chunk 16 --left 4 --max-batch "$S_BATCH" --workers "$S_WORKERS" \
+      --ticks "$S_TICKS" --warmup-ticks "$S_WARM" --time-limit $(( b > 40 ? b - 25 : b / 2 )) \
+      --json "$OUT/bench.jsonl" "${S_EXTRA[@]}" "$@" >>"$OUT/stream.log" ||
+      echo "run_gpu: u2gpustream stopped early (rc $?); continuing"
+  }
+  : >"$OUT/stream.log"
+  say "u2gpustream staggered, sweep $S_STREAMS + search, gemm=$S_MATH ($(elapsed))"
+  stream_bench 100 --arrival staggered --streams "$S_STREAMS" --search
+  # The largest real-time N just found (else 1000): where the variants are measured.
+  MAXN=$("$PYTHON" - "$OUT/bench.jsonl" <<'PY' 2>/dev/null || true
+import json, sys
+best = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("kind") == "stream" and r.get("arrival") == "staggered" and not r.get("utterance_s") \
+            and not r["backend"].startswith("pytorch") and r.get("realtime"):
+        best = max(best, r["streams"])
+print(best)
+PY
+)
+  [[ -z $MAXN || $MAXN == 0 ]] && MAXN=$S_FIXED
+  V_STREAMS=$S_FIXED
+  [[ $MAXN != "$S_FIXED" ]] && V_STREAMS=$S_FIXED,$MAXN
+  say "u2gpustream staggered, ${S_UTT}s utterances with rescoring, streams $V_STREAMS ($(elapsed))"
+  stream_bench 40 --arrival staggered --streams "$V_STREAMS" --utterance-s "$S_UTT"
+  say "u2gpustream aligned, streams $V_STREAMS ($(elapsed))"
+  stream_bench 25 --arrival aligned --streams "$V_STREAMS"
+  if [[ $NO_TORCH == 0 ]]; then
+    say "PyTorch streaming peer $P_DTYPE, sweep $S_STREAMS + search ($(elapsed))"
+    b=$(budget 45)
+    if [[ $b == 0 ]]; then
+      echo "run_gpu: out of time: PyTorch streaming peer skipped"
+    elif "$TORCH_PY" -c "import torch, torchaudio, sys; sys.exit(0 if ('$DEVICE' == 'cpu' or torch.cuda.is_available()) else 1)" 2>/dev/null; then
+      timeout "$b" "$TORCH_PY" "$REPO/bench/gpu/torch_stream_peer.py" --model aishell2_u2pp --model-dir "$MODELS_DIR/$SM" \
+        --device "$DEVICE" --dtype "$P_DTYPE" --streams "$S_STREAMS" --search --check --max-batch "$S_BATCH" \
+        --ticks $(( DRY_RUN == 1 ? 2 : 6 )) --warmup-ticks 5 --time-limit $(( b > 40 ? b - 20 : b / 2 )) \
+        --json "$OUT/bench.jsonl" >>"$OUT/stream.log" || echo "run_gpu: torch streaming peer stopped early (rc $?); continuing"
+    else
+      echo "run_gpu: PyTorch with CUDA (and torchaudio) is not available to $TORCH_PY: streaming peer skipped"
+    fi
+  fi
+fi
+
 # ---------------------------------------------------------------- summary (printed last)
 say "summary ($(elapsed))"
 for s in "${TEST_SUMMARY[@]}"; do echo "  $s"; done
 if [[ -s $OUT/bench.jsonl ]]; then
   "$PYTHON" "$REPO/bench/gpu/summarize.py" "$OUT/bench.jsonl" | tee "$OUT/summary.md"
 fi
-echo "results: $OUT (run_gpu.log, env.txt, tests.log, bench.jsonl, summary.md)"
+echo "results: $OUT (run_gpu.log, env.txt, tests.log, bench.jsonl, stream.log, summary.md)"
 for s in "${TEST_SUMMARY[@]}"; do [[ $s == *FAIL* ]] && return 1; done
 return 0
 }

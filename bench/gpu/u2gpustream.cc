@@ -27,7 +27,7 @@
 // p99 chunk latency is <= --budget-ms and the workers kept up (no chunk waited more than
 // --abort-lag-ms before a worker took it; a point that falls that far behind stops early).
 // `--search`: after the listed stream counts, bisect between the largest real-time N and the
-// smallest that was not, to within 5 %.
+// smallest that was not, to within 5 %. Listed counts above one that fell behind are skipped.
 //
 // `--utterance-s S` (> 0): streams end after S seconds of audio (the first utterance of stream i
 // lasts a random 1..S s, so ends are spread), with attention rescoring of the final result in the
@@ -645,6 +645,7 @@ int main(int argc, char** argv) {
   if (!json_path.empty()) json_out.open(json_path, std::ios::app);
   int failures = 0;
   std::vector<std::pair<int, bool>> outcomes;  // (streams, real-time)
+  int fell_behind_at = 0;  // the smallest N whose workers fell behind real time (0: none)
   auto best_ok = [&] {  // the largest real-time N
     int b = 0;
     for (auto [n, ok] : outcomes) if (ok) b = std::max(b, n);
@@ -674,6 +675,7 @@ int main(int argc, char** argv) {
                  p.j["latency_ms"]["p50"].get<double>(), p.j["latency_ms"]["p99"].get<double>(),
                  p.realtime ? "real-time" : (p.j["kept_up"].get<bool>() ? "over budget" : "fell behind"));
     outcomes.emplace_back(n, p.realtime);
+    if (!p.j["kept_up"].get<bool>() && (fell_behind_at == 0 || n < fell_behind_at)) fell_behind_at = n;
     return true;
   };
   for (int n : ParseList(streams_s)) {
@@ -681,6 +683,10 @@ int main(int argc, char** argv) {
     if (out_of_time()) {
       std::fprintf(stderr, "u2gpustream: time limit: %d streams and later not run\n", n);
       break;
+    }
+    if (fell_behind_at > 0 && n > fell_behind_at) {  // more streams cannot keep up either
+      std::fprintf(stderr, "u2gpustream: %d streams not run (%d already fell behind)\n", n, fell_behind_at);
+      continue;
     }
     if (!point(n, "sweep") && s.device == "cuda") return 1;  // a device error is sticky
   }
