@@ -335,13 +335,13 @@ PY
     b=$(budget 45)
     if [[ $b == 0 ]]; then
       echo "run_gpu: out of time: PyTorch streaming peer skipped"
-    elif "$TORCH_PY" -c "import torch, torchaudio, sys; sys.exit(0 if ('$DEVICE' == 'cpu' or torch.cuda.is_available()) else 1)" 2>/dev/null; then
+    elif "$TORCH_PY" -c "import torch, sys; sys.exit(0 if ('$DEVICE' == 'cpu' or torch.cuda.is_available()) else 1)" 2>/dev/null; then
       timeout "$b" "$TORCH_PY" "$REPO/bench/gpu/torch_stream_peer.py" --model aishell2_u2pp --model-dir "$MODELS_DIR/$SM" \
         --device "$DEVICE" --dtype "$P_DTYPE" --streams "$S_STREAMS" --search --check --max-batch "$S_BATCH" \
         --ticks $(( DRY_RUN == 1 ? 2 : 6 )) --warmup-ticks 5 --time-limit $(( b > 40 ? b - 20 : b / 2 )) \
         --json "$OUT/bench.jsonl" >>"$OUT/stream.log" || echo "run_gpu: torch streaming peer stopped early (rc $?); continuing"
     else
-      echo "run_gpu: PyTorch with CUDA (and torchaudio) is not available to $TORCH_PY: streaming peer skipped"
+      echo "run_gpu: PyTorch with CUDA is not available to $TORCH_PY: streaming peer skipped"
     fi
   fi
 fi
