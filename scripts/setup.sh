@@ -21,8 +21,6 @@ DEB_PACKAGES=(
   espeak-ng sox wamerican
   # Triton's perf_analyzer (scripts/install_perf_analyzer.sh) links libb64
   libb64-0d
-  # CPU GEMM with weights packed once at load (backend/cpu)
-  libdnnl-dev
   # end-to-end test of the web page (headless browser with fake microphone)
   chromium chromium-driver
 )

@@ -22,7 +22,7 @@ class TransformerDecoder;
 class AsrModel;
 
 struct ModelLoadOptions {
-  int num_threads = 1;  // OpenBLAS threads (process-wide) and the backend's row pool
+  int num_threads = 1;  // the CPU backend's thread pool (GEMM tiles, attention, row kernels)
   DeviceType device = DeviceType::kCpu;
   Status Validate() const;
   std::string ToString() const;
