@@ -126,7 +126,7 @@ def main():
          "--config", os.path.join(a.export, "train.yaml"),
          "--checkpoint", os.path.join(a.export, "final.pt"),
          "--cmvn", os.path.join(a.export, "global_cmvn"),
-         "--units", os.path.join(a.export, "units.txt"), "--out", a.out])
+         "--units", os.path.join(a.export, "units.txt"), "--out", a.out, "--dtype", "float16"])
 
     # Resumable training state (see the module docstring for why no optimizer state).
     ck = torch.load(os.path.join(a.exp, "last.pt"), map_location="cpu")
