@@ -115,6 +115,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", config.num_threads, "CPU threads")->check(CLI::Range(1, 256));
   std::string device_name = "cpu";
   app.add_option("--device", device_name, "cpu | cuda (where the model runs)")->capture_default_str();
+  std::string precision_name = "fp32";
+  app.add_option("--precision", precision_name, "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)")
+      ->capture_default_str();
   app.add_option("--batch-size", batch_size, "utterances per encoder batch (sorted by length)")->check(CLI::Range(1, 1024));
   app.add_option("--result", result_file, "also write 'utt text' lines to this file");
   app.add_flag("--quiet", quiet, "no progress on stderr");
@@ -129,6 +132,9 @@ int main(int argc, char** argv) {
     auto device = u2::ParseDeviceType(device_name);
     if (!device.ok()) return Fail(device.status());
     config.device = *device;
+    auto precision = u2::ParsePrecision(precision_name);
+    if (!precision.ok()) return Fail(precision.status());
+    config.precision = *precision;
   }
   if (!mode_name.empty()) {
     auto mode = u2::ParseDecodingMode(mode_name);

@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-port", config.metrics_port, "Prometheus metrics port (0: any, -1: off)")
       ->capture_default_str();
   app.add_option("--device", config.device, "where the models run: cpu | cuda")->capture_default_str();
+  app.add_option("--precision", config.precision, "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)")
+      ->capture_default_str();
   app.add_option("--threads", config.threads, "threads per inference (BLAS / backend)")
       ->capture_default_str();
   app.add_option("--workers", config.workers, "concurrent batch executions per model dir")

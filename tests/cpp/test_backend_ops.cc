@@ -601,3 +601,28 @@ TEST(BackendOptionsTest, Validate) {
 
 }  // namespace
 }  // namespace u2
+
+namespace u2 {
+namespace {
+
+// --precision: names round-trip; fp16/bf16 operands are a CUDA mode, refused on the CPU backend.
+TEST(BackendOptionsPrecision, ParsedAndCheckedAgainstTheDevice) {
+  for (Precision p : {Precision::kFp32, Precision::kFp16, Precision::kBf16}) {
+    auto parsed = ParsePrecision(PrecisionName(p));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(*parsed, p);
+  }
+  EXPECT_FALSE(ParsePrecision("fp8").ok());
+  BackendOptions o;
+  EXPECT_TRUE(o.Validate().ok());
+  o.precision = Precision::kFp16;
+  const Status cpu = o.Validate();
+  EXPECT_EQ(cpu.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(cpu.message().find("CUDA"), std::string::npos);
+  EXPECT_FALSE(CreateBackend(o).ok());
+  o.device = DeviceType::kCuda;
+  EXPECT_TRUE(o.Validate().ok());
+}
+
+}  // namespace
+}  // namespace u2

@@ -441,7 +441,7 @@ def test_metrics_are_consistent_with_statistics(server, gclient, audio_set):
     assert "# TYPE nv_inference_request_success counter" in text
 
 
-def test_device_flag_is_checked():
+def test_device_and_precision_flags_are_checked():
     """--device names the backend; an unknown one (and, in a CPU-only build, cuda) is a clear
     start-up error, never a crash or a silent fallback."""
     from conftest import APPS
@@ -454,3 +454,12 @@ def test_device_flag_is_checked():
                         str(Path(__file__).resolve().parents[2] / "tests/data/samples/test_000000.wav")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "unknown device 'tpu'" in r.stderr
+    # --precision: fp16/bf16 GEMM operands are a GPU mode; on the CPU backend it is refused clearly.
+    r = subprocess.run([str(APPS / "u2serve"), "--model-dir", str(model), "--precision", "fp16",
+                        "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "precision fp16 needs the CUDA backend" in r.stdout + r.stderr
+    r = subprocess.run([str(APPS / "u2recognize"), "--model-dir", str(model), "--precision", "fp8",
+                        str(Path(__file__).resolve().parents[2] / "tests/data/samples/test_000000.wav")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "unknown precision 'fp8'" in r.stderr

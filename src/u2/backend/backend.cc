@@ -86,16 +86,36 @@ void Backend::GemmPrepared(int m, const float* a, int lda, const PreparedWeight&
   }
 }
 
+const char* PrecisionName(Precision precision) {
+  switch (precision) {
+    case Precision::kFp32: return "fp32";
+    case Precision::kFp16: return "fp16";
+    case Precision::kBf16: return "bf16";
+  }
+  return "?";
+}
+
+StatusOr<Precision> ParsePrecision(std::string_view name) {
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "fp16") return Precision::kFp16;
+  if (name == "bf16") return Precision::kBf16;
+  return InvalidArgument("unknown precision '" + std::string(name) + "' (expected fp32, fp16 or bf16)");
+}
+
 Status BackendOptions::Validate() const {
   if (num_threads < 1 || num_threads > 256) {
     return InvalidArgument("num_threads must be in [1, 256], got " + std::to_string(num_threads));
+  }
+  if (precision != Precision::kFp32 && device != DeviceType::kCuda) {
+    return InvalidArgument(std::string("precision ") + PrecisionName(precision) +
+                           " needs the CUDA backend (the CPU computes in fp32)");
   }
   return Status::Ok();
 }
 
 std::string BackendOptions::ToString() const {
   return std::string("BackendOptions{device=") + DeviceTypeName(device) +
-         ", num_threads=" + std::to_string(num_threads) + "}";
+         ", num_threads=" + std::to_string(num_threads) + ", precision=" + PrecisionName(precision) + "}";
 }
 
 StatusOr<std::shared_ptr<const Backend>> CreateBackend(const BackendOptions& options) {

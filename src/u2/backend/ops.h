@@ -13,6 +13,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "u2/backend/tensor.h"
@@ -246,9 +247,16 @@ class Backend : public std::enable_shared_from_this<Backend> {
                              float* out) const = 0;
 };
 
+// Precision of the GEMM operands; accumulation and activations stay fp32. kFp32 is exact (TF32
+// off on the GPU); kFp16 / kBf16 round the operands to tensor-core formats (CUDA only).
+enum class Precision : uint8_t { kFp32, kFp16, kBf16 };
+const char* PrecisionName(Precision precision);
+StatusOr<Precision> ParsePrecision(std::string_view name);  // "fp32" | "fp16" | "bf16"
+
 struct BackendOptions {
   DeviceType device = DeviceType::kCpu;
   int num_threads = 1;
+  Precision precision = Precision::kFp32;
   Status Validate() const;
   std::string ToString() const;
 };

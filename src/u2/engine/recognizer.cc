@@ -81,7 +81,7 @@ Status RecognizerConfig::Validate() const {
 std::string RecognizerConfig::ToString() const {
   std::ostringstream os;
   os << "RecognizerConfig(model_dir=" << model_dir << ", num_threads=" << num_threads
-     << ", device=" << DeviceTypeName(device) << ")";
+     << ", device=" << DeviceTypeName(device) << ", precision=" << PrecisionName(precision) << ")";
   return os.str();
 }
 
@@ -95,6 +95,7 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
   ModelLoadOptions load_options;
   load_options.num_threads = config.num_threads;
   load_options.device = config.device;
+  load_options.precision = config.precision;
   U2_ASSIGN_OR_RETURN(r->model_, AsrModel::Load(config.model_dir, load_options));
   const ModelConfig& mc = r->model_->config();
 

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "u2/backend/ops.h"
 #include "u2/backend/tensor.h"
 #include "u2/decode/word_timing.h"
 #include "u2/util/status.h"
@@ -52,6 +53,7 @@ struct RecognizerConfig {
   std::string model_dir;
   int num_threads = 1;
   DeviceType device = DeviceType::kCpu;  // where the model runs (features and search stay on the CPU)
+  Precision precision = Precision::kFp32;  // GEMM operands: fp32, or fp16/bf16 on CUDA (u2/backend/ops.h)
   // Decoding defaults; fields left unset here come from the model's model.json.
   std::optional<DecodingMode> mode;
   std::optional<int> beam;

@@ -18,7 +18,7 @@ Status ModelLoadOptions::Validate() const {
 
 std::string ModelLoadOptions::ToString() const {
   return std::string("ModelLoadOptions{num_threads=") + std::to_string(num_threads) +
-         ", device=" + DeviceTypeName(device) + "}";
+         ", device=" + DeviceTypeName(device) + ", precision=" + PrecisionName(precision) + "}";
 }
 
 Status EncodeOptions::Validate() const {
@@ -63,6 +63,7 @@ StatusOr<std::shared_ptr<const AsrModel>> AsrModel::Load(const std::string& mode
   BackendOptions bo;
   bo.device = options.device;
   bo.num_threads = options.num_threads;
+  bo.precision = options.precision;
   U2_ASSIGN_OR_RETURN(model->backend_, CreateBackend(bo));
   const std::string weights_path = model_dir + "/model.safetensors";
   auto file = SafeTensorsFile::Open(weights_path);

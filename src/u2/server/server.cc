@@ -55,6 +55,8 @@ Status ServerConfig::LoadYaml(const std::string& path) {
         threads = v.as<int>();
       else if (key == "device")
         device = v.as<std::string>();
+      else if (key == "precision")
+        precision = v.as<std::string>();
       else if (key == "workers")
         workers = v.as<int>();
       else if (key == "http_threads")
@@ -118,6 +120,7 @@ Status ServerConfig::Validate() const {
   }
   if (threads < 1 || threads > 256) return InvalidArgument("threads must be in [1, 256]");
   U2_RETURN_IF_ERROR(ParseDeviceType(device).status().WithContext("device"));
+  U2_RETURN_IF_ERROR(ParsePrecision(precision).status().WithContext("precision"));
   if (http_threads < 1 || http_threads > 256) return InvalidArgument("http_threads must be in [1, 256]");
   if (max_request_bytes < 1024) return InvalidArgument("max_request_bytes must be >= 1024");
   if (drain_timeout_s < 0) return InvalidArgument("drain_timeout_s must be >= 0");
@@ -139,7 +142,7 @@ std::string ServerConfig::ToString() const {
   os << "ServerConfig(model_dirs=[";
   for (size_t i = 0; i < model_dirs.size(); ++i) os << (i ? ", " : "") << model_dirs[i];
   os << "], bind=" << bind_address << ", http_port=" << http_port << ", grpc_port=" << grpc_port
-     << ", metrics_port=" << metrics_port << ", threads=" << threads << ", device=" << device << ", workers=" << workers
+     << ", metrics_port=" << metrics_port << ", threads=" << threads << ", device=" << device << ", precision=" << precision << ", workers=" << workers
      << ", max_batch_size=" << max_batch_size << ", max_queue_delay_us=" << max_queue_delay_us
      << ", preferred_batch_sizes=[";
   for (size_t i = 0; i < preferred_batch_sizes.size(); ++i) os << (i ? "," : "") << preferred_batch_sizes[i];
@@ -237,6 +240,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
     rc.model_dir = path;
     rc.num_threads = config.threads;
     U2_ASSIGN_OR_RETURN(rc.device, ParseDeviceType(config.device));
+    U2_ASSIGN_OR_RETURN(rc.precision, ParsePrecision(config.precision));
     if (config.beam > 0) rc.beam = config.beam;
     if (config.ctc_weight >= 0) rc.ctc_weight = static_cast<float>(config.ctc_weight);
     if (config.reverse_weight >= 0) rc.reverse_weight = static_cast<float>(config.reverse_weight);

@@ -20,6 +20,7 @@ struct ServerConfig {
   int metrics_port = 8002;
   int threads = 1;       // intra-op threads per Recognize() call
   std::string device = "cpu";  // where the models run: "cpu" | "cuda"
+  std::string precision = "fp32";  // GEMM operands: "fp32" | "fp16" | "bf16" (the last two on cuda)
   int workers = 2;       // concurrent Recognize() calls per model dir
   int http_threads = 2;  // HTTP I/O threads
   int max_batch_size = 64;
