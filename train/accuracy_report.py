@@ -212,7 +212,9 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res):
             row += " | " + ", ".join(f"{x}/{n}" for x, n in same)
         speed = sum(cpp_offline[(s, mode)][1] for s in SPLITS) / len(SPLITS)
         L.append(row + f" | {speed:.0f}x real time |")
-    L.append("\nCommand (per split and mode): `build/apps/u2recognize --model-dir models/demo --wav-scp "
+    L.append("\n\"C++ speed\" is wall-clock audio seconds per second on the shared 2-core machine while other "
+             "jobs ran: an indication, not a benchmark (see docs/benchmarks.md).\n")
+    L.append("Command (per split and mode): `build/apps/u2recognize --model-dir models/demo --wav-scp "
              "train/work/data/<split>/wav.scp --mode <mode> --threads 2 --batch-size 8`\n")
 
     L.append("## Streaming (attention rescoring at the end of each utterance)\n")
