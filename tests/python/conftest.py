@@ -21,6 +21,7 @@ if not BUILD_DIR.is_absolute():
 APPS = BUILD_DIR / "apps"
 # A small random-weight U2++ model (bidirectional decoder): fast, and exercises every mode.
 SERVER_MODEL = ROOT / "tests" / "fixtures" / "conformer_u2pp_causal_ln" / "model"
+DEMO_MODEL = ROOT / "models" / "demo"
 SPEECH_WAV = ROOT / "tests" / "data" / "audio" / "speech_like_16k.wav"
 MODES = ["attention_rescoring", "ctc_greedy", "ctc_prefix_beam_search"]
 
@@ -96,6 +97,19 @@ class ServerProcess:
                 self.proc.wait()
         self.log.close()
         return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    """u2serve on the shipped demo model, one per test module that asks for it (offline names,
+    streaming_wenet, WebSocket and the web page)."""
+    s = ServerProcess(["--model-dir", str(DEMO_MODEL), "--workers", "1", "--threads", "2"],
+                      tmp_path_factory.mktemp("demo") / "u2serve.log")
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        assert s.stop() == 0, s.log_text()
 
 
 @pytest.fixture(scope="session")

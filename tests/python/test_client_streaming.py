@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from conftest import APPS, ROOT, ServerProcess, free_port, read_wav, write_wav
+from conftest import DEMO_MODEL, APPS, ROOT, free_port, read_wav, write_wav
 
-DEMO_MODEL = ROOT / "models" / "demo"
 SAMPLES = ROOT / "tests" / "data" / "samples"
 U2CLIENT = str(APPS / "u2client")
 U2PERF = str(APPS / "u2perf")
@@ -351,17 +350,6 @@ def test_u2perf_streaming_reports_errors_and_bad_arguments(fake_server, clips):
 def table(path):
     return dict(line.strip().partition(" ")[::2] for line in path.read_text(encoding="utf-8").splitlines()
                 if line.strip())
-
-
-@pytest.fixture(scope="module")
-def demo_server(tmp_path_factory):
-    s = ServerProcess(["--model-dir", str(DEMO_MODEL), "--workers", "1", "--threads", "2"],
-                      tmp_path_factory.mktemp("demo_streaming") / "u2serve.log")
-    try:
-        s.wait_ready()
-        yield s
-    finally:
-        assert s.stop() == 0, s.log_text()
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import APPS, ROOT, ServerProcess, read_wav
+from conftest import DEMO_MODEL, APPS, ROOT, read_wav
 
-DEMO_MODEL = ROOT / "models" / "demo"
 SAMPLES = ROOT / "tests" / "data" / "samples"
 
 
@@ -19,17 +18,6 @@ def table(path):
             key, _, value = line.strip().partition(" ")
             out[key] = value.strip()
     return out
-
-
-@pytest.fixture(scope="module")
-def demo_server(tmp_path_factory):
-    s = ServerProcess(["--model-dir", str(DEMO_MODEL), "--workers", "1", "--threads", "2"],
-                      tmp_path_factory.mktemp("demo") / "u2serve.log")
-    try:
-        s.wait_ready()
-        yield s
-    finally:
-        assert s.stop() == 0, s.log_text()
 
 
 @pytest.fixture(scope="module")

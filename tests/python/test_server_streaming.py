@@ -24,10 +24,9 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from conftest import APPS, ROOT, SERVER_MODEL, ServerProcess, read_wav, write_wav
+from conftest import DEMO_MODEL, APPS, ROOT, SERVER_MODEL, ServerProcess, read_wav, write_wav
 from test_server import model_stats, as_int
 
-DEMO_MODEL = ROOT / "models" / "demo"
 SAMPLES = ROOT / "tests" / "data" / "samples"
 PERF_ANALYZER = ROOT / ".venv" / "opt" / "perf_analyzer" / "perf_analyzer"
 FIRST_CHUNK, NEXT_CHUNK = 11040, 10240  # WeNet's client: (67 + 2)·160 and 16·4·160 samples
@@ -93,17 +92,6 @@ def wait_for(predicate, timeout, what):
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture(scope="module")
-def demo_server(tmp_path_factory):
-    s = ServerProcess(["--model-dir", str(DEMO_MODEL), "--workers", "1", "--threads", "2"],
-                      tmp_path_factory.mktemp("stream") / "u2serve.log")
-    try:
-        s.wait_ready()
-        yield s
-    finally:
-        assert s.stop() == 0, s.log_text()
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import APPS, ROOT, ServerProcess, read_wav, write_wav
+from conftest import DEMO_MODEL, APPS, ROOT, read_wav, write_wav
 
-DEMO_MODEL = ROOT / "models" / "demo"
 SAMPLES = ROOT / "tests" / "data" / "samples"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WINDOW = (1280, 1000)
@@ -27,17 +26,6 @@ UTT = "test_000001"  # "using socket after it was closed causes an exception"
 
 # Debian's chromium and chromium-driver come with scripts/setup.sh; without them these tests fail
 # (rather than skip) so that a CI machine missing them is noticed.
-
-
-@pytest.fixture(scope="module")
-def web_server(tmp_path_factory):
-    s = ServerProcess(["--model-dir", str(DEMO_MODEL), "--workers", "1", "--threads", "2"],
-                      tmp_path_factory.mktemp("web") / "u2serve.log")
-    try:
-        s.wait_ready()
-        yield s
-    finally:
-        assert s.stop() == 0, s.log_text()
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +164,8 @@ def region(driver, pixels, element_id):
     return pixels[y0:y1, x0:x1, :3].astype(np.float64)
 
 
-def test_page_loads(web_server, driver):
-    driver.get(f"http://{web_server.http_url}/")
+def test_page_loads(demo_server, driver):
+    driver.get(f"http://{demo_server.http_url}/")
     assert driver.title.startswith("u2serve")
     assert text_of(driver, "live-status") == "Idle."
     # The model list comes from the server: offline names only.
@@ -190,9 +178,9 @@ def test_page_loads(web_server, driver):
     assert not logs, logs
 
 
-def test_live_recognition_from_the_microphone(web_server, driver, expected, tmp_path):
+def test_live_recognition_from_the_microphone(demo_server, driver, expected, tmp_path):
     from selenium.webdriver.common.by import By
-    driver.get(f"http://{web_server.http_url}/")
+    driver.get(f"http://{demo_server.http_url}/")
     driver.find_element(By.ID, "start").click()
     wait_until(lambda: "Listening" in text_of(driver, "live-status"), 20, "server_ready")
     reference = expected["streaming"]
@@ -220,9 +208,9 @@ def test_live_recognition_from_the_microphone(web_server, driver, expected, tmp_
     assert not logs, logs
 
 
-def test_file_recognition(web_server, driver, expected, tmp_path):
+def test_file_recognition(demo_server, driver, expected, tmp_path):
     from selenium.webdriver.common.by import By
-    driver.get(f"http://{web_server.http_url}/")
+    driver.get(f"http://{demo_server.http_url}/")
     driver.find_element(By.ID, "file-input").send_keys(str(SAMPLES / f"{UTT}.wav"))
     result = wait_until(lambda: text_of(driver, "file-result"), 60, "the file transcript")
     assert result == expected["offline"]

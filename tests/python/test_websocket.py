@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 import websocket
 
-from conftest import APPS, ROOT, ServerProcess, read_wav, write_wav
+from conftest import DEMO_MODEL, APPS, ROOT, ServerProcess, read_wav, write_wav
 
-DEMO_MODEL = ROOT / "models" / "demo"
 SAMPLES = ROOT / "tests" / "data" / "samples"
 CHUNK = 16  # models/demo/model.json decoding_chunk_size
 
@@ -44,17 +43,6 @@ def u2recognize(paths, *extra):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     return r.stdout
-
-
-@pytest.fixture(scope="module")
-def ws_server(tmp_path_factory):
-    s = ServerProcess(["--model-dir", str(DEMO_MODEL), "--workers", "1", "--threads", "2"],
-                      tmp_path_factory.mktemp("ws") / "u2serve.log")
-    try:
-        s.wait_ready()
-        yield s
-    finally:
-        assert s.stop() == 0, s.log_text()
 
 
 @pytest.fixture(scope="module")
@@ -190,9 +178,9 @@ def assert_healthy(server, pcm, expected):
 
 
 @pytest.mark.parametrize("frame_ms", [100, 250, 640])
-def test_streams_the_demo_samples(ws_server, samples, streaming_reference, frame_ms):
+def test_streams_the_demo_samples(demo_server, samples, streaming_reference, frame_ms):
     for utt, pcm in samples.items():
-        messages = stream(ws_server, pcm, frame_ms)
+        messages = stream(demo_server, pcm, frame_ms)
         types = [m["type"] for m in messages]
         assert all(m["status"] == "ok" for m in messages), messages
         # Partials while the audio comes in, one final at the end, then speech_end.
@@ -212,22 +200,22 @@ def test_streams_the_demo_samples(ws_server, samples, streaming_reference, frame
         assert SequenceMatcher(None, last_partial, final[0]["sentence"]).ratio() > 0.5
 
 
-def test_tiny_frames(ws_server, samples, streaming_reference):
+def test_tiny_frames(demo_server, samples, streaming_reference):
     # 1.25 ms per frame: thousands of feeds (more than the server lets wait at once, so reading
     # pauses and resumes); the feature framing does not depend on the piece size.
     utt, pcm = list(samples.items())[1]
-    finals = finals_of(stream(ws_server, pcm, frame_samples=20))
+    finals = finals_of(stream(demo_server, pcm, frame_samples=20))
     assert [f[0]["sentence"] for f in finals] == [streaming_reference[utt]]
 
 
-def test_server_root_upgrades_too(ws_server, samples, streaming_reference):
+def test_server_root_upgrades_too(demo_server, samples, streaming_reference):
     # WeNet's own demo pages connect to ws://host:port/ (no path).
     utt, pcm = next(iter(samples.items()))
-    finals = finals_of(stream(ws_server, pcm, 500, path="/"))
+    finals = finals_of(stream(demo_server, pcm, 500, path="/"))
     assert [f[0]["sentence"] for f in finals] == [streaming_reference[utt]]
 
 
-def test_nbest(ws_server, samples):
+def test_nbest(demo_server, samples):
     table = sample_table()
     lines = u2recognize(table.values(), "--nbest", "3").splitlines()
     reference = {}
@@ -235,7 +223,7 @@ def test_nbest(ws_server, samples):
         key, rank, _score, text = (line.split(" ", 3) + [""])[:4]
         reference.setdefault(key, []).append((int(rank), text))
     for utt, pcm in samples.items():
-        messages = stream(ws_server, pcm, 320, nbest=3)
+        messages = stream(demo_server, pcm, 320, nbest=3)
         for m in messages:
             if m["type"] == "partial_result":
                 assert 1 <= len(nbest_of(m)) <= 3
@@ -246,9 +234,9 @@ def test_nbest(ws_server, samples):
         assert all("word_pieces" in h for h in final)
 
 
-def test_word_pieces_are_monotone_and_inside_the_audio(ws_server, samples):
+def test_word_pieces_are_monotone_and_inside_the_audio(demo_server, samples):
     for utt, pcm in samples.items():
-        (final,) = finals_of(stream(ws_server, pcm, 400))
+        (final,) = finals_of(stream(demo_server, pcm, 400))
         best = final[0]
         pieces = best["word_pieces"]
         duration_ms = len(pcm) / 16
@@ -264,13 +252,13 @@ def test_word_pieces_are_monotone_and_inside_the_audio(ws_server, samples):
         assert pieces[-1]["end"] - pieces[0]["start"] > duration_ms / 3, (utt, pieces)
 
 
-def test_continuous_decoding_splits_at_a_pause(ws_server, samples, streaming_reference, tmp_path):
+def test_continuous_decoding_splits_at_a_pause(demo_server, samples, streaming_reference, tmp_path):
     """Two utterances with 2 s of silence between them: endpointing (rule 2: 1 s of trailing
     silence after something was decoded) gives one final per utterance, and decoding goes on."""
     (first, a), (second, b) = list(samples.items())[:2]
     silence = np.zeros(32000, dtype="<i2")
     pcm = np.concatenate([a, silence, b])
-    messages = stream(ws_server, pcm, 200, continuous_decoding=True)
+    messages = stream(demo_server, pcm, 200, continuous_decoding=True)
     assert [m["type"] for m in messages][-1] == "speech_end"
     finals = [f[0] for f in finals_of(messages)]
     spoken = [f for f in finals if f["sentence"]]
@@ -285,10 +273,10 @@ def test_continuous_decoding_splits_at_a_pause(ws_server, samples, streaming_ref
     assert SequenceMatcher(None, spoken[0]["sentence"], streaming_reference[first]).ratio() > 0.8, spoken
     assert SequenceMatcher(None, spoken[1]["sentence"], streaming_reference[second]).ratio() > 0.8, spoken
     # Without continuous decoding (and endpointing off, the default then) one final covers both.
-    finals = finals_of(stream(ws_server, pcm, 200))
+    finals = finals_of(stream(demo_server, pcm, 200))
     assert len(finals) == 1
     # Endpointing on without continuous decoding: the stream ends at the first endpoint.
-    messages = stream(ws_server, pcm, 200, endpointing=True)
+    messages = stream(demo_server, pcm, 200, endpointing=True)
     assert [m["type"] for m in messages][-2:] == ["final_result", "speech_end"]
     assert len(finals_of(messages)) == 1
     assert SequenceMatcher(None, finals_of(messages)[0][0]["sentence"], streaming_reference[first]).ratio() > 0.8
@@ -298,43 +286,43 @@ def test_continuous_decoding_splits_at_a_pause(ws_server, samples, streaming_ref
 # Bad input: a "failed" message, the connection closed, the server unharmed
 
 
-def test_bad_messages_are_refused(ws_server, samples, streaming_reference):
+def test_bad_messages_are_refused(demo_server, samples, streaming_reference):
     utt, pcm = next(iter(samples.items()))
     second = pcm[:8000].tobytes()
 
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     ws.send_binary(second)
     expect_failure(ws, "Start signal is expected before binary data")
 
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     start(ws)
     ws.send_binary(second + b"\x00")  # half a sample
     expect_failure(ws, "odd")
 
     for garbage in ["hello", "{not json", "[1, 2]", "42", '"start"', "[" * 30000 + "]" * 30000]:
-        ws = connect(ws_server)
+        ws = connect(demo_server)
         ws.send(garbage)
         expect_failure(ws, "Wrong protocol")
 
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     ws.send(json.dumps({"sig": "start"}))
     expect_failure(ws, "signal")
 
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     ws.send(json.dumps({"signal": "pause"}))
     expect_failure(ws, "Unexpected signal type")
 
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     ws.send(json.dumps({"signal": "end"}))
     expect_failure(ws, "end signal before start")
 
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     start(ws)
     ws.send_binary(second)
     ws.send(json.dumps({"signal": "start"}))
     expect_failure(ws, "second start")
 
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     start(ws)
     ws.send(json.dumps({"signal": "end"}))
     ws.send(json.dumps({"signal": "end"}))
@@ -347,20 +335,20 @@ def test_bad_messages_are_refused(ws_server, samples, streaming_reference):
                               ({"decoding_chunk_size": 0}, "cannot start the stream"),
                               ({"model": "no_such_model"}, "no streaming model named 'no_such_model'"),
                               ({"model": 7}, "string is expected for model")]:
-        ws = connect(ws_server)
+        ws = connect(demo_server)
         ws.send(json.dumps({"signal": "start", **options}))
         expect_failure(ws, fragment)
 
-    ws = connect(ws_server, "/ws?model=nothing_here")
+    ws = connect(demo_server, "/ws?model=nothing_here")
     ws.send(json.dumps({"signal": "start"}))
     expect_failure(ws, "no streaming model named 'nothing_here'")
 
-    assert_healthy(ws_server, pcm, streaming_reference[utt])
+    assert_healthy(demo_server, pcm, streaming_reference[utt])
 
 
-def test_audio_after_end_is_refused(ws_server, samples):
+def test_audio_after_end_is_refused(demo_server, samples):
     pcm = np.concatenate(list(samples.values()))  # long enough that its final takes a while
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     start(ws)
     ws.send_binary(pcm.tobytes())
     ws.send(json.dumps({"signal": "end"}))
@@ -369,73 +357,73 @@ def test_audio_after_end_is_refused(ws_server, samples):
     assert messages[-1] == {"status": "failed", "message": "audio after the end signal"}, messages[-3:]
 
 
-def test_oversized_frames_are_refused(ws_server, samples, streaming_reference):
+def test_oversized_frames_are_refused(demo_server, samples, streaming_reference):
     utt, pcm = next(iter(samples.items()))
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     start(ws)
     ws.send_binary(b"\x00\x01" * ((1 << 20) // 2 + 1))
     message = expect_failure(ws, "exceeds 1048576 bytes", close_code=1009)
     assert "smaller frames" in message
 
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     ws.send("{" + " " * (70 * 1024) + "}")
     expect_failure(ws, "text message exceeds 65536 bytes", close_code=1009)
     # A frame just under the limit is fine (32 s of audio in one frame).
     big = np.tile(pcm, (1 << 19) // len(pcm) + 1)[: (1 << 19) - 8000]
-    finals = finals_of(stream(ws_server, big, frame_ms=(1 << 19) // 16))
+    finals = finals_of(stream(demo_server, big, frame_ms=(1 << 19) // 16))
     assert len(finals) == 1 and finals[0][0]["sentence"]
-    assert_healthy(ws_server, pcm, streaming_reference[utt])
+    assert_healthy(demo_server, pcm, streaming_reference[utt])
 
 
-def test_invalid_utf8_text_closes_the_connection(ws_server, samples, streaming_reference):
+def test_invalid_utf8_text_closes_the_connection(demo_server, samples, streaming_reference):
     utt, pcm = next(iter(samples.items()))
-    ws = connect(ws_server)
+    ws = connect(demo_server)
     ws.send(b"\xff\xfe{", opcode=websocket.ABNF.OPCODE_TEXT)
     assert receive(ws) is None  # the WebSocket layer fails the connection (RFC 6455 §8.1)
-    assert_healthy(ws_server, pcm, streaming_reference[utt])
+    assert_healthy(demo_server, pcm, streaming_reference[utt])
 
 
-def test_http_garbage_at_the_websocket_path(ws_server):
+def test_http_garbage_at_the_websocket_path(demo_server):
     # Not an upgrade: plain HTTP at /ws is an ordinary (unknown) REST path.
     with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(f"http://{ws_server.http_url}/ws", timeout=10)
+        urllib.request.urlopen(f"http://{demo_server.http_url}/ws", timeout=10)
     assert e.value.code == 404
     # A broken handshake (no Sec-WebSocket-Key) is refused without harm.
-    with socket.create_connection(("127.0.0.1", ws_server.http_port), timeout=10) as s:
+    with socket.create_connection(("127.0.0.1", demo_server.http_port), timeout=10) as s:
         s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   b"Sec-WebSocket-Version: 13\r\n\r\n")
         reply = s.recv(4096)
         assert reply.startswith(b"HTTP/1.1 400"), reply
-    assert ws_server.proc.poll() is None
+    assert demo_server.proc.poll() is None
 
 
 # ---------------------------------------------------------------------------------------------
 # Lifetime: clients that vanish, limits, memory
 
 
-def test_client_gone_mid_stream_closes_its_stream_at_once(ws_server, samples, streaming_reference):
+def test_client_gone_mid_stream_closes_its_stream_at_once(demo_server, samples, streaming_reference):
     utt, pcm = next(iter(samples.items()))
-    assert wait_for(lambda: ws_stats(ws_server)["schedulers"][0]["live_streams"] == 0)
-    before = ws_stats(ws_server)
-    ws = connect(ws_server)
+    assert wait_for(lambda: ws_stats(demo_server)["schedulers"][0]["live_streams"] == 0)
+    before = ws_stats(demo_server)
+    ws = connect(demo_server)
     start(ws)
     ws.send_binary(pcm[:16000].tobytes())
-    assert wait_for(lambda: ws_stats(ws_server)["schedulers"][0]["live_streams"] == 1)
-    assert ws_stats(ws_server)["schedulers"][0]["state_bytes"] > 0
+    assert wait_for(lambda: ws_stats(demo_server)["schedulers"][0]["live_streams"] == 1)
+    assert ws_stats(demo_server)["schedulers"][0]["state_bytes"] > 0
     ws.sock.shutdown(socket.SHUT_RDWR)  # vanish: no close frame
     ws.sock.close()
     # Well before the scheduler's idle timeout (5 s): the stream is closed, its memory freed.
     t0 = time.time()
-    assert wait_for(lambda: ws_stats(ws_server)["schedulers"][0]["live_streams"] == 0, timeout=3)
+    assert wait_for(lambda: ws_stats(demo_server)["schedulers"][0]["live_streams"] == 0, timeout=3)
     assert time.time() - t0 < 3
-    after = ws_stats(ws_server)
+    after = ws_stats(demo_server)
     sched_before, sched_after = before["schedulers"][0], after["schedulers"][0]
     assert sched_after["state_bytes"] == 0
     assert sched_after["streams_closed"] == sched_before["streams_closed"] + 1
     assert sched_after["streams_timed_out"] == sched_before["streams_timed_out"]
     assert after["streams_abandoned"] == before["streams_abandoned"] + 1
-    assert wait_for(lambda: ws_stats(ws_server)["connections_open"] == 0)
-    assert_healthy(ws_server, pcm, streaming_reference[utt])
+    assert wait_for(lambda: ws_stats(demo_server)["connections_open"] == 0)
+    assert_healthy(demo_server, pcm, streaming_reference[utt])
 
 
 def test_stream_limit_gives_a_clear_refusal(tmp_path, samples, streaming_reference):
@@ -479,14 +467,14 @@ def test_shutdown_with_open_connections(tmp_path, samples):
         assert all(m["status"] == "failed" or m["type"] == "partial_result" for m in messages), messages
 
 
-def test_thousand_streams_keep_memory_flat(ws_server, samples):
+def test_thousand_streams_keep_memory_flat(demo_server, samples):
     """1,000 streams, opened and closed (half finished normally, half dropped mid-stream): the
     server's RSS stays flat and nothing is left live."""
     pcm = next(iter(samples.values()))[:8000]  # 0.5 s
     payload = pcm.tobytes()
 
     def one(i):
-        ws = connect(ws_server)
+        ws = connect(demo_server)
         start(ws)
         ws.send_binary(payload)
         if i % 2:
@@ -498,25 +486,25 @@ def test_thousand_streams_keep_memory_flat(ws_server, samples):
 
     for i in range(100):  # warm-up: allocator pools, thread caches
         one(i)
-    rss_start = ws_server.rss_kb()
+    rss_start = demo_server.rss_kb()
     t0 = time.time()
     for i in range(1000):
         one(i)
     elapsed = time.time() - t0
-    assert wait_for(lambda: ws_stats(ws_server)["schedulers"][0]["live_streams"] == 0)
-    assert wait_for(lambda: ws_stats(ws_server)["connections_open"] == 0)
-    rss_end = ws_server.rss_kb()
+    assert wait_for(lambda: ws_stats(demo_server)["schedulers"][0]["live_streams"] == 0)
+    assert wait_for(lambda: ws_stats(demo_server)["connections_open"] == 0)
+    rss_end = demo_server.rss_kb()
     print(f"1000 streams in {elapsed:.1f} s; RSS {rss_start} -> {rss_end} kB")
     assert rss_end - rss_start < 16 * 1024, (rss_start, rss_end)
-    assert ws_stats(ws_server)["schedulers"][0]["state_bytes"] == 0
+    assert ws_stats(demo_server)["schedulers"][0]["state_bytes"] == 0
 
 
 # ---------------------------------------------------------------------------------------------
 # The web page and stats over plain HTTP
 
 
-def test_root_serves_the_web_page(ws_server):
-    with urllib.request.urlopen(f"http://{ws_server.http_url}/", timeout=10) as r:
+def test_root_serves_the_web_page(demo_server):
+    with urllib.request.urlopen(f"http://{demo_server.http_url}/", timeout=10) as r:
         assert r.status == 200
         assert r.headers["Content-Type"].startswith("text/html")
         page = r.read().decode("utf-8")
@@ -527,10 +515,10 @@ def test_root_serves_the_web_page(ws_server):
     assert "<script>" in page and "<style>" in page
 
 
-def test_ws_stats_counts_connections(ws_server, samples):
-    before = ws_stats(ws_server)
-    stream(ws_server, next(iter(samples.values())), 640)
-    after = ws_stats(ws_server)
+def test_ws_stats_counts_connections(demo_server, samples):
+    before = ws_stats(demo_server)
+    stream(demo_server, next(iter(samples.values())), 640)
+    after = ws_stats(demo_server)
     assert after["connections_total"] == before["connections_total"] + 1
     assert after["streams_started"] == before["streams_started"] + 1
     assert after["streams_completed"] == before["streams_completed"] + 1
