@@ -22,6 +22,19 @@ StatusOr<DecodingMode> ParseDecodingMode(std::string_view name) {
                          "' (expected ctc_greedy, ctc_prefix_beam_search or attention_rescoring)");
 }
 
+Hypothesis MakeHypothesis(const CtcHypothesis& ctc, const RescoredHypothesis& rank, const SymbolTable& symbols,
+                          const WordTimingConfig& timing) {
+  Hypothesis out;
+  out.tokens = ctc.tokens;
+  out.token_frames = ctc.times;
+  out.text = symbols.Detokenize(ctc.tokens);
+  out.score = rank.final_score;
+  out.ctc_score = ctc.score;
+  out.attention_score = rank.attention_score;
+  out.words = AlignWords(out.tokens, out.token_frames, symbols, timing);
+  return out;
+}
+
 StatusOr<DeviceType> ParseDeviceType(std::string_view name) {
   if (name == "cpu") return DeviceType::kCpu;
   if (name == "cuda" || name == "gpu") return DeviceType::kCuda;
@@ -258,16 +271,8 @@ StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const W
     RecognitionResult& result = results[encoded[k]];
     const size_t n = std::min<size_t>(ranked[k].size(), static_cast<size_t>(options.nbest));
     for (size_t j = 0; j < n; ++j) {
-      const CtcHypothesis& h = ctc_nbest[k][ranked[k][j].index];
-      Hypothesis out;
-      out.tokens = h.tokens;
-      out.token_frames = h.times;
-      out.text = symbols_->Detokenize(h.tokens);
-      out.score = ranked[k][j].final_score;
-      out.ctc_score = h.score;
-      out.attention_score = ranked[k][j].attention_score;
-      out.words = AlignWords(out.tokens, out.token_frames, *symbols_, {.frame_shift_ms = shift_ms});
-      result.nbest.push_back(std::move(out));
+      result.nbest.push_back(MakeHypothesis(ctc_nbest[k][ranked[k][j].index], ranked[k][j], *symbols_,
+                                            {.frame_shift_ms = shift_ms}));
     }
   }
   for (RecognitionResult& result : results) {

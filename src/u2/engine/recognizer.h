@@ -77,6 +77,13 @@ struct Hypothesis {
   std::vector<WordPiece> words;   // per word: text and start/end in ms from the audio's start
 };
 
+struct CtcHypothesis;
+struct RescoredHypothesis;
+// A search result as the API returns it: tokens, CTC peak frames, text, scores (from `rank`) and
+// word times. Shared by the offline and the streaming recognizers.
+Hypothesis MakeHypothesis(const CtcHypothesis& ctc, const RescoredHypothesis& rank, const SymbolTable& symbols,
+                          const WordTimingConfig& timing);
+
 struct RecognitionResult {
   std::vector<Hypothesis> nbest;  // best first; empty audio gives one empty hypothesis
   double audio_seconds = 0;

@@ -186,14 +186,8 @@ void StreamingRecognizer::UpdatePartial(RecognitionStream& s) const {
   std::vector<CtcHypothesis> nbest = s.search_->NBest();
   const size_t n = std::min<size_t>(nbest.size(), static_cast<size_t>(s.options_.nbest));
   for (size_t j = 0; j < n; ++j) {
-    Hypothesis h;
-    h.tokens = std::move(nbest[j].tokens);
-    h.token_frames = std::move(nbest[j].times);
-    h.text = recognizer_->symbols().Detokenize(h.tokens);
-    h.score = h.ctc_score = nbest[j].score;
-    h.words = AlignWords(h.tokens, h.token_frames, recognizer_->symbols(),
-                         {.frame_shift_ms = shift_ms, .offset_ms = p.start_ms});
-    p.nbest.push_back(std::move(h));
+    p.nbest.push_back(MakeHypothesis(nbest[j], {j, nbest[j].score, 0.0f}, recognizer_->symbols(),
+                                     {.frame_shift_ms = shift_ms, .offset_ms = p.start_ms}));
   }
   if (p.nbest.empty()) p.nbest.emplace_back();
   s.partial_changed_ = true;
@@ -392,17 +386,9 @@ Status StreamingRecognizer::FinalizeSegments(std::span<RecognitionStream* const>
                               : s.frames_consumed_ * feature_shift_ms;
     const size_t n = std::min<size_t>(ranked[k].size(), static_cast<size_t>(s.options_.nbest));
     for (size_t j = 0; j < n; ++j) {
-      const CtcHypothesis& h = ctc[k][ranked[k][j].index];
-      Hypothesis out;
-      out.tokens = h.tokens;
-      out.token_frames = h.times;
-      out.text = recognizer_->symbols().Detokenize(h.tokens);
-      out.score = ranked[k][j].final_score;
-      out.ctc_score = h.score;
-      out.attention_score = ranked[k][j].attention_score;
-      out.words = AlignWords(out.tokens, out.token_frames, recognizer_->symbols(),
-                             {.frame_shift_ms = s.options_.endpoint.frame_shift_ms, .offset_ms = final_result.start_ms});
-      final_result.nbest.push_back(std::move(out));
+      final_result.nbest.push_back(MakeHypothesis(
+          ctc[k][ranked[k][j].index], ranked[k][j], recognizer_->symbols(),
+          {.frame_shift_ms = s.options_.endpoint.frame_shift_ms, .offset_ms = final_result.start_ms}));
     }
     if (final_result.nbest.empty()) final_result.nbest.emplace_back();
     s.results_.push_back(std::move(final_result));
