@@ -1,10 +1,13 @@
 // Attention-decoder (rescoring) scores against the PyTorch fixtures, and batched == one by one.
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cmath>
 #include <cstdio>
 
 #include "support/fixtures.h"
 #include "u2/model/asr_model.h"
+#include "u2/model/decoder.h"
 
 namespace u2 {
 namespace {
@@ -119,6 +122,87 @@ TEST(AttentionDecoder, BatchedEqualsOneByOne) {
     }
     EXPECT_LT(worst, 1e-5);
     std::printf("[%s] decoder batched vs one-by-one: max rel diff %.3g\n", variant.c_str(), worst);
+  }
+}
+
+DecoderSequence Seq(int utterance, std::vector<int> inputs) {
+  DecoderSequence s;
+  s.utterance = utterance;
+  s.inputs = inputs;
+  s.targets.assign(inputs.begin() + 1, inputs.end());
+  s.targets.push_back(99);
+  return s;
+}
+
+// Hand-checked: sos=9; hypotheses of utterance 0: [a b c], [a b d], [a e], [a b] (a prefix of
+// the first), [a b c] again; utterance 1: [a b]. Rows: 0 sos, 1 a, 2 b, 3 c | 4 d | 5 e |
+// (none) | (none) | utterance 1: 6 sos, 7 a, 8 b.
+TEST(DecoderRowPlan, SharesPrefixesWithinAnUtterance) {
+  const std::vector<DecoderSequence> seqs = {Seq(0, {9, 1, 2, 3}), Seq(0, {9, 1, 2, 4}), Seq(0, {9, 1, 5}),
+                                             Seq(0, {9, 1, 2}),    Seq(0, {9, 1, 2, 3}), Seq(1, {9, 1, 2})};
+  const DecoderRowPlan plan = PlanDecoderRows(seqs);
+  EXPECT_EQ(plan.tokens, (std::vector<int>{9, 1, 2, 3, 4, 5, 9, 1, 2}));
+  ASSERT_EQ(plan.runs.size(), 4u);
+  const std::vector<std::array<int, 3>> want_runs = {{0, 4, 0}, {4, 1, 3}, {5, 1, 2}, {6, 3, 0}};
+  for (size_t k = 0; k < plan.runs.size(); ++k) {
+    EXPECT_EQ(plan.runs[k].row, want_runs[k][0]) << k;
+    EXPECT_EQ(plan.runs[k].len, want_runs[k][1]) << k;
+    EXPECT_EQ(plan.runs[k].pos, want_runs[k][2]) << k;
+  }
+  EXPECT_EQ(plan.run_sequence, (std::vector<int>{0, 1, 2, 5}));
+  EXPECT_EQ(plan.path_start, (std::vector<int>{0, 4, 8, 11, 14, 18, 21}));
+  EXPECT_EQ(plan.path_rows, (std::vector<int>{0, 1, 2, 3, 0, 1, 2, 4, 0, 1, 5, 0, 1, 2, 0, 1, 2, 3, 6, 7, 8}));
+  EXPECT_TRUE(PlanDecoderRows({}).tokens.empty());
+}
+
+// Scoring hypotheses that share prefixes (and repeat, and are prefixes of one another) gives each
+// the score it gets alone, for every variant's decoders (l2r shares prefixes, r2l shares suffixes).
+TEST(AttentionDecoder, SharedPrefixesScoreAsAlone) {
+  for (const std::string& variant : FixtureVariants()) {
+    SCOPED_TRACE(variant);
+    VariantData d;
+    ASSERT_TRUE(LoadVariant(variant, &d));
+    if (!d.model->config().HasDecoder()) continue;
+    const int V = d.model->config().vocab_size;
+    auto tok = [&](int i) { return 3 + (i * 7) % (V - 3); };
+    std::vector<std::vector<std::vector<int>>> nbest(d.feats.size());
+    for (size_t u = 0; u < nbest.size(); ++u) {
+      std::vector<int> base;
+      for (int t = 0; t < 9; ++t) base.push_back(tok(t + static_cast<int>(u)));
+      auto& hyps = nbest[u];
+      hyps.push_back(base);
+      auto changed = base;
+      changed[6] = tok(40);
+      hyps.push_back(changed);  // shares 6 tokens with base
+      changed = base;
+      changed[1] = tok(41);
+      hyps.push_back(changed);  // shares 1 token with base, and its suffix
+      hyps.push_back(std::vector<int>(base.begin(), base.begin() + 4));  // a prefix of base
+      hyps.push_back(base);                                              // a repeat
+      hyps.push_back({});                                                // empty
+    }
+    auto enc = d.model->Encode(d.feats);
+    ASSERT_TRUE(enc.ok());
+    auto together = d.model->ScoreHypotheses(*enc, nbest);
+    ASSERT_TRUE(together.ok()) << together.status().ToString();
+    double worst = 0;
+    for (size_t u = 0; u < nbest.size(); ++u) {
+      auto enc1 = d.model->Encode({&d.feats[u], 1});
+      ASSERT_TRUE(enc1.ok());
+      for (size_t k = 0; k < nbest[u].size(); ++k) {
+        std::vector<std::vector<std::vector<int>>> one = {{nbest[u][k]}};
+        auto s = d.model->ScoreHypotheses(*enc1, one);
+        ASSERT_TRUE(s.ok());
+        auto rel = [](double a, double b) { return std::abs(a - b) / std::max(1.0, std::abs(b)); };
+        worst = std::max(worst, rel((*together)[u].l2r[k], s->at(0).l2r[0]));
+        if (d.model->config().HasRightDecoder()) {
+          worst = std::max(worst, rel((*together)[u].r2l[k], s->at(0).r2l[0]));
+        }
+      }
+      EXPECT_EQ((*together)[u].l2r[0], (*together)[u].l2r[4]);  // the repeat: the very same rows
+    }
+    EXPECT_LT(worst, 1e-5);
+    std::printf("[%s] shared prefixes vs alone: max rel diff %.3g\n", variant.c_str(), worst);
   }
 }
 

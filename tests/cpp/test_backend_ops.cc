@@ -289,16 +289,31 @@ TEST_P(BackendOps, CmvnPositionalEmbedding) {
   be_->AddPositional(z.data(), n, segs, table.data(), 4);
   EXPECT_LT(MaxAbsDiff(z, wz), 1e-6);
 
+  // Token embeddings; the second segment continues a prefix: its first row is position 4.
   auto emb = Random(6 * n, 16);
   std::vector<int> ids = {5, 0, 3, 3, 1};
+  std::vector<RowSegment> emb_segs = {{0, 2, 0}, {2, 3, 4}};
   std::vector<float> e(m * n);
   std::vector<double> we(m * n);
-  for (const auto& s : segs)
+  for (const auto& s : emb_segs)
     for (int t = 0; t < s.len; ++t)
       for (int j = 0; j < n; ++j)
-        we[(s.row + t) * n + j] = double(emb[ids[s.row + t] * n + j]) * 2.0 + table[t * n + j];
-  be_->EmbedTokens(emb.data(), n, ids, segs, 2.0f, table.data(), e.data());
+        we[(s.row + t) * n + j] = double(emb[ids[s.row + t] * n + j]) * 2.0 + table[(s.pos + t) * n + j];
+  be_->EmbedTokens(emb.data(), n, ids, emb_segs, 2.0f, table.data(), e.data());
   EXPECT_LT(MaxAbsDiff(e, we), 1e-6);
+}
+
+TEST_P(BackendOps, GatherRows) {
+  const int cols = 7, ld_src = 11, ld_dst = 9;
+  auto src = Random(6 * ld_src, 18);
+  const std::vector<int> rows = {4, 0, 4, 5, 2};  // repeats allowed
+  std::vector<float> dst(rows.size() * ld_dst, -7.0f);
+  be_->GatherRows(dst.data(), ld_dst, src.data(), ld_src, rows, cols);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (int j = 0; j < ld_dst; ++j) {
+      EXPECT_EQ(dst[i * ld_dst + j], j < cols ? src[rows[i] * ld_src + j] : -7.0f) << i << "," << j;
+    }
+  }
 }
 
 TEST_P(BackendOps, LogSoftmaxAndTokenLogProbs) {
@@ -315,9 +330,23 @@ TEST_P(BackendOps, LogSoftmaxAndTokenLogProbs) {
     targets.push_back((i * 37) % n);
     tw.push_back(want[i * ld + targets.back()]);
   }
+  std::vector<int> rows(m);
+  for (int i = 0; i < m; ++i) rows[i] = i;
   std::vector<float> out(m);
-  be_->TokenLogProbs(x.data(), m, n, ld, targets, out.data());
+  be_->TokenLogProbs(x.data(), m, n, ld, rows, targets, out.data());
   EXPECT_LT(MaxAbsDiff(out, tw), 1e-5);
+  // Several targets per row (a shared decoder prefix), rows in any order; out of range -> NaN.
+  const std::vector<int> shared_rows = {3, 3, 0, 8, 3, m, 2};
+  const std::vector<int> shared_targets = {1, 300, 7, 0, 42, 0, n};
+  std::vector<float> shared(shared_rows.size());
+  be_->TokenLogProbs(x.data(), m, n, ld, shared_rows, shared_targets, shared.data());
+  for (size_t i = 0; i < shared.size(); ++i) {
+    if (shared_rows[i] >= m || shared_targets[i] >= n) {
+      EXPECT_TRUE(std::isnan(shared[i])) << i;
+    } else {
+      EXPECT_NEAR(shared[i], want[shared_rows[i] * ld + shared_targets[i]], 1e-5) << i;
+    }
+  }
   be_->LogSoftmax(x.data(), m, n, ld);
   EXPECT_LT(MaxAbsDiff(x, want), 1e-5);
 }

@@ -171,7 +171,7 @@ TEST_F(GpuOps, CmvnPositionalAndEmbedding) {
   EXPECT_LT(RelErr(y.Download(), y.host), kFp32Tol);
 
   const int D = 64;
-  std::vector<RowSegment> segs = {{0, 10}, {12, 25}, {37, 0}, {37, 4}};
+  std::vector<RowSegment> segs = {{0, 10}, {12, 25}, {37, 0}, {37, 4, 6}};  // the last starts at position 6
   auto table = M(Random(size_t(40) * D, 15));
   auto z = M(Random(size_t(m) * D, 16));
   cpu_->AddPositional(z.h(), D, segs, table.h(), 3);
@@ -344,10 +344,17 @@ TEST_F(GpuOps, LogSoftmaxAndTokenLogProbs) {
   auto x = M(Random(size_t(m) * ld, 50, 4.0f));
   std::vector<int> targets(m);
   for (int i = 0; i < m; ++i) targets[i] = (i * 131) % n;
+  std::vector<int> rows(m);
+  for (int i = 0; i < m; ++i) rows[i] = (i * 5) % m;
+  rows[3] = rows[4] = 11;  // two targets of one row (shared decoder prefix)
   std::vector<float> tc(m), tg(m, std::nanf(""));
-  cpu_->TokenLogProbs(x.h(), m, n, ld, targets, tc.data());
-  gpu_->TokenLogProbs(x.d(), m, n, ld, targets, tg.data());
+  cpu_->TokenLogProbs(x.h(), m, n, ld, rows, targets, tc.data());
+  gpu_->TokenLogProbs(x.d(), m, n, ld, rows, targets, tg.data());
   EXPECT_LT(RelErr(tg, tc), kFp32Tol);
+  const std::vector<int> bad_rows = {0, m}, bad_targets = {n, 0};  // out of range: NaN, no fault
+  std::vector<float> bad(2, 0.0f);
+  gpu_->TokenLogProbs(x.d(), m, n, ld, bad_rows, bad_targets, bad.data());
+  EXPECT_TRUE(std::isnan(bad[0]) && std::isnan(bad[1]));
   cpu_->LogSoftmax(x.h(), m, n, ld);
   gpu_->LogSoftmax(x.d(), m, n, ld);
   EXPECT_LT(RelErr(x.Download(), x.host), kFp32Tol);
@@ -374,6 +381,12 @@ TEST_F(GpuOps, WorkspaceAndCopies) {
   cpu_->CopyRows(to.h() + 5, 50, from.h() + 3, 40, 9, 30);
   gpu_->CopyRows(to.d() + 5, 50, from.d() + 3, 40, 9, 30);
   EXPECT_EQ(to.Download(), to.host);
+  // Gathered rows (repeats allowed), as the decoder collects a shared prefix's K|V.
+  const std::vector<int> rows = {8, 0, 8, 3};
+  auto gathered = M(Random(size_t(4) * 50, 63));
+  cpu_->GatherRows(gathered.h() + 2, 50, from.h() + 1, 40, rows, 33);
+  gpu_->GatherRows(gathered.d() + 2, 50, from.d() + 1, 40, rows, 33);
+  EXPECT_EQ(gathered.Download(), gathered.host);
   EXPECT_TRUE(gpu_->Synchronize().ok());
 }
 

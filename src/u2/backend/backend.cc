@@ -74,6 +74,13 @@ void Backend::CopyRows(float* dst, int ld_dst, const float* src, int ld_src, int
   }
 }
 
+void Backend::GatherRows(float* dst, int ld_dst, const float* src, int ld_src, std::span<const int> rows,
+                         int cols) const {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Copy(dst + i * ld_dst, src + static_cast<size_t>(rows[i]) * ld_src, cols * sizeof(float));
+  }
+}
+
 std::shared_ptr<const PreparedWeight> Backend::PrepareWeight(const float* w, int n, int k) const {
   return std::make_shared<const PreparedWeight>(w, n, k);
 }

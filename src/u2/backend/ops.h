@@ -26,10 +26,12 @@ class PreparedWeight;
 
 enum class Activation { kNone, kRelu, kSilu };
 
-// One sequence's rows [row, row+len) in a packed matrix.
+// One sequence's rows [row, row+len) in a packed matrix; `pos` is the position of its first row
+// in the sequence (non-zero when the rows continue a prefix stored elsewhere, EmbedTokens).
 struct RowSegment {
   int row = 0;
   int len = 0;
+  int pos = 0;
 };
 
 struct LayerNormParams {
@@ -200,6 +202,10 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // dst[r, :cols] = src[r, :cols] for r < rows (device → device, strided; e.g. appending K|V rows
   // to a streaming cache). The default copies row by row; a device backend may override it.
   virtual void CopyRows(float* dst, int ld_dst, const float* src, int ld_src, int rows, int cols) const;
+  // dst[i, :cols] = src[rows[i], :cols] (device → device; `rows` on the host), e.g. the K|V rows of
+  // a decoder prefix shared between hypotheses. The default copies row by row.
+  virtual void GatherRows(float* dst, int ld_dst, const float* src, int ld_src, std::span<const int> rows,
+                          int cols) const;
 
   // ---- operators ----
   // C = alpha·op(A)·op(B) + beta·C, op(A) m×k, op(B) k×n.
@@ -230,7 +236,7 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // x[seg.row + t, :] += table[pos_offset + t, :] for each segment (absolute positional encoding).
   virtual void AddPositional(float* x, int n, std::span<const RowSegment> segs, const float* table,
                              int pos_offset) const = 0;
-  // y[r,:] = table[ids[r], :]·scale + pos_table[r − seg.row, :] for the rows of each segment.
+  // y[r,:] = table[ids[r], :]·scale + pos_table[seg.pos + r − seg.row, :] for the rows of each segment.
   virtual void EmbedTokens(const float* table, int n, std::span<const int> ids,
                            std::span<const RowSegment> segs, float scale, const float* pos_table,
                            float* y) const = 0;
@@ -242,9 +248,11 @@ class Backend : public std::enable_shared_from_this<Backend> {
                       Workspace& ws) const = 0;
   // Row-wise log_softmax in place.
   virtual void LogSoftmax(float* x, int m, int n, int ld) const = 0;
-  // out[i] = log_softmax(logits[i,:])[targets[i]] (out and targets on the host).
-  virtual void TokenLogProbs(const float* logits, int m, int n, int ld, std::span<const int> targets,
-                             float* out) const = 0;
+  // out[i] = log_softmax(logits[rows[i], :])[targets[i]] for i < targets.size(); logits is m × n
+  // (ld). Several targets may read one row (hypotheses sharing a decoder prefix). rows, targets and
+  // out are on the host; a row or target out of range gives NaN.
+  virtual void TokenLogProbs(const float* logits, int m, int n, int ld, std::span<const int> rows,
+                             std::span<const int> targets, float* out) const = 0;
 };
 
 // Precision of the GEMM operands; accumulation and activations stay fp32. kFp32 is exact (TF32

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <unordered_map>
 
 namespace u2 {
 namespace {
@@ -14,9 +16,42 @@ enum Slot : int {
   kSlotAtt,
   kSlotTmp,
   kSlotLogits,  // (R × V)
+  kSlotPathKV,  // self-attention K|V along each sequence's path (Σ len × 2D)
 };
 
 }  // namespace
+
+DecoderRowPlan PlanDecoderRows(std::span<const DecoderSequence> seqs) {
+  DecoderRowPlan plan;
+  // Trie of prefixes: (parent row, token) -> row; a sequence's first position hangs off a root
+  // per utterance (parent -1 - utterance), so different utterances never share.
+  std::unordered_map<uint64_t, int> child;
+  auto key = [](int parent, int token) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(parent)) << 32) | static_cast<uint32_t>(token);
+  };
+  plan.path_start.push_back(0);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const DecoderSequence& s = seqs[i];
+    int parent = -1 - s.utterance;
+    RowSegment run{0, 0, 0};
+    for (size_t t = 0; t < s.inputs.size(); ++t) {
+      const auto [it, inserted] = child.try_emplace(key(parent, s.inputs[t]), plan.num_rows());
+      if (inserted) {
+        if (run.len == 0) run = {plan.num_rows(), 0, static_cast<int>(t)};
+        plan.tokens.push_back(s.inputs[t]);
+        ++run.len;
+      }
+      parent = it->second;
+      plan.path_rows.push_back(parent);
+    }
+    if (run.len > 0) {
+      plan.runs.push_back(run);
+      plan.run_sequence.push_back(static_cast<int>(i));
+    }
+    plan.path_start.push_back(static_cast<int>(plan.path_rows.size()));
+  }
+  return plan;
+}
 
 StatusOr<std::unique_ptr<TransformerDecoder>> TransformerDecoder::Load(
     const ModelConfig& config, const WeightLoader& loader, const std::string& prefix, int num_blocks,
@@ -67,17 +102,13 @@ Status TransformerDecoder::Score(const EncoderOutput& enc, std::span<const Decod
   const int L = static_cast<int>(layers_.size());
   const int m_enc = enc.encoder_out.empty() ? 0 : static_cast<int>(enc.encoder_out.dim(0));
 
-  // Pack every sequence's rows.
-  std::vector<RowSegment> rows;
-  std::vector<int> ids, targets;
-  int r = 0;
-  for (const DecoderSequence& s : seqs) {
-    rows.push_back({r, static_cast<int>(s.inputs.size())});
-    ids.insert(ids.end(), s.inputs.begin(), s.inputs.end());
-    targets.insert(targets.end(), s.targets.begin(), s.targets.end());
-    r += static_cast<int>(s.inputs.size());
-  }
-  const int R = r;
+  // R rows = each distinct prefix once; P = the positions of all sequences (P >= R).
+  const DecoderRowPlan plan = PlanDecoderRows(seqs);
+  const int R = plan.num_rows();
+  const int P = static_cast<int>(plan.path_rows.size());
+  std::vector<int> targets;
+  targets.reserve(P);
+  for (const DecoderSequence& s : seqs) targets.insert(targets.end(), s.targets.begin(), s.targets.end());
   scores->assign(seqs.size(), 0.0f);
   if (R == 0) return Status::Ok();
 
@@ -94,17 +125,26 @@ Status TransformerDecoder::Score(const EncoderOutput& enc, std::span<const Decod
   float* big = ws.Floats(kSlotBig, static_cast<size_t>(R) * std::max(3 * D, Fd));
   float* att = ws.Floats(kSlotAtt, static_cast<size_t>(R) * D);
   float* tmp = ws.Floats(kSlotTmp, static_cast<size_t>(R) * D);
-  be.EmbedTokens(embed_.f32(), D, ids, rows, static_cast<float>(std::sqrt(double(D))), pos_table_.f32(), x);
+  float* path_kv = L > 0 ? ws.Floats(kSlotPathKV, static_cast<size_t>(P) * 2 * D) : nullptr;
+  be.EmbedTokens(embed_.f32(), D, plan.tokens, plan.runs, static_cast<float>(std::sqrt(double(D))),
+                 pos_table_.f32(), x);
 
+  // A run's queries sit at positions pos.. of its sequence and see that sequence's path up to
+  // themselves (causal); cross-attention sees the utterance's encoder frames.
   std::vector<AttentionSegment> self_segs, src_segs;
-  for (size_t i = 0; i < seqs.size(); ++i) {
+  for (size_t k = 0; k < plan.runs.size(); ++k) {
+    const RowSegment& run = plan.runs[k];
+    const int i = plan.run_sequence[k];
     AttentionSegment s;
-    s.q_row = s.kv_row = rows[i].row;
-    s.q_len = s.kv_len = rows[i].len;
+    s.q_row = run.row;
+    s.q_len = run.len;
+    s.q_pos = run.pos;
+    s.kv_row = plan.path_start[i];
+    s.kv_len = plan.path_start[i + 1] - plan.path_start[i];
     self_segs.push_back(s);
     AttentionSegment c;
-    c.q_row = rows[i].row;
-    c.q_len = rows[i].len;
+    c.q_row = run.row;
+    c.q_len = run.len;
     c.kv_row = enc.offsets[seqs[i].utterance];
     c.kv_len = enc.lengths[seqs[i].utterance];
     src_segs.push_back(c);
@@ -133,15 +173,17 @@ Status TransformerDecoder::Score(const EncoderOutput& enc, std::span<const Decod
         in = x;
       }
     };
-    // Self-attention (causal).
+    // Self-attention (causal) over each sequence's path, its K|V rows gathered from the prefix rows.
     linear(in, w.self_qkv, big, Activation::kNone);
+    be.GatherRows(path_kv, 2 * D, big + D, 3 * D, plan.path_rows, 2 * D);
     AttentionParams p;
     p.num_heads = H;
     p.head_dim = D / H;
     p.q = big;
-    p.k = big + D;
-    p.v = big + 2 * D;
-    p.ldq = p.ldk = p.ldv = 3 * D;
+    p.ldq = 3 * D;
+    p.k = path_kv;
+    p.v = path_kv + D;
+    p.ldk = p.ldv = 2 * D;
     p.out = att;
     p.ldo = D;
     p.mask = AttentionMask::kCausal;
@@ -175,11 +217,11 @@ Status TransformerDecoder::Score(const EncoderOutput& enc, std::span<const Decod
   }
   float* logits = ws.Floats(kSlotLogits, static_cast<size_t>(R) * V);
   linear(in, output_, logits, Activation::kNone);
-  std::vector<float> logp(R);
-  be.TokenLogProbs(logits, R, V, V, targets, logp.data());
+  std::vector<float> logp(P);
+  be.TokenLogProbs(logits, R, V, V, plan.path_rows, targets, logp.data());
   for (size_t i = 0; i < seqs.size(); ++i) {
     double s = 0.0;
-    for (int t = 0; t < rows[i].len; ++t) s += logp[rows[i].row + t];
+    for (int t = plan.path_start[i]; t < plan.path_start[i + 1]; ++t) s += logp[t];
     (*scores)[i] = static_cast<float>(s);
   }
   return Status::Ok();

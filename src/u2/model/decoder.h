@@ -26,6 +26,22 @@ struct DecoderSequence {
   std::vector<int> targets;
 };
 
+// The decoder rows of a batch of sequences, each distinct prefix once. The decoder is causal: the
+// state at position t depends only on inputs[0..t] (and the utterance's encoder output), so
+// n-best hypotheses of one utterance that begin alike share those rows, and the row-wise work
+// (projections, feed-forward, output layer) runs over the distinct prefixes only. Rows are
+// numbered so that the rows a sequence adds (the part after its longest prefix shared with an
+// earlier sequence) are one contiguous run.
+struct DecoderRowPlan {
+  std::vector<int> tokens;       // per row: its input token
+  std::vector<RowSegment> runs;  // the new rows of each sequence that adds any: {first row, count, position}
+  std::vector<int> run_sequence; // per run: its sequence
+  std::vector<int> path_rows;    // every sequence's positions in order, concatenated: the row of each
+  std::vector<int> path_start;   // sequence i's positions are path_rows[path_start[i] .. path_start[i+1])
+  int num_rows() const { return static_cast<int>(tokens.size()); }
+};
+DecoderRowPlan PlanDecoderRows(std::span<const DecoderSequence> seqs);
+
 class TransformerDecoder {
  public:
   // prefix: "decoder." (transformer), "decoder.left_decoder." or "decoder.right_decoder.".

@@ -289,7 +289,7 @@ class CpuBackend final : public Backend {
       for (int t = 0; t < s.len; ++t) {
         const int r = s.row + t;
         const float* er = table + static_cast<size_t>(ids[r]) * n;
-        const float* pr = pos_table + static_cast<size_t>(t) * n;
+        const float* pr = pos_table + static_cast<size_t>(s.pos + t) * n;
         float* yr = y + static_cast<size_t>(r) * n;
         for (int j = 0; j < n; ++j) yr[j] = er[j] * scale + pr[j];
       }
@@ -314,15 +314,20 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void TokenLogProbs(const float* logits, int m, int n, int ld, std::span<const int> targets,
-                     float* out) const override {
+  void TokenLogProbs(const float* logits, int m, int n, int ld, std::span<const int> rows,
+                     std::span<const int> targets, float* out) const override {
+    // The normaliser once per row, however many targets read it.
+    std::vector<float> lse(std::max(m, 0));
     pool_.ParallelFor(m, RowGrain(n, 4096), [&](int64_t r0, int64_t r1) {
       std::vector<float> scratch(n);
-      for (int64_t i = r0; i < r1; ++i) {
-        const float* row = logits + i * ld;
-        out[i] = row[targets[i]] - LogSumExp(row, n, scratch.data());
-      }
+      for (int64_t i = r0; i < r1; ++i) lse[i] = LogSumExp(logits + i * ld, n, scratch.data());
     });
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const int r = i < rows.size() ? rows[i] : -1;
+      const int t = targets[i];
+      out[i] = (r < 0 || r >= m || t < 0 || t >= n) ? std::nanf("")
+                                                     : logits[static_cast<size_t>(r) * ld + t] - lse[r];
+    }
   }
 
  private:

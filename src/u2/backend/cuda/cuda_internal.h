@@ -52,8 +52,10 @@ class CudaBackend final : public Backend {
   void Conv2d(const Conv2dParams& p, const float* x, int h_in, int w_in, float* y,
               Workspace& ws) const override;
   void LogSoftmax(float* x, int m, int n, int ld) const override;
-  void TokenLogProbs(const float* logits, int m, int n, int ld, std::span<const int> targets,
-                     float* out) const override;
+  void TokenLogProbs(const float* logits, int m, int n, int ld, std::span<const int> rows,
+                     std::span<const int> targets, float* out) const override;
+  void GatherRows(float* dst, int ld_dst, const float* src, int ld_src, std::span<const int> rows,
+                  int cols) const override;
 
   // Waits for the stream; returns the first recorded error.
   Status Synchronize() const override;

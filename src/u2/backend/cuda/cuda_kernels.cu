@@ -88,7 +88,7 @@ __global__ void EmbedTokensKernel(const float* table, int n, const int* ids, con
   if (t >= s.len) return;
   const int r = s.row + t;
   const float* er = table + static_cast<long long>(ids[r]) * n;
-  const float* pr = pos_table + static_cast<long long>(t) * n;
+  const float* pr = pos_table + static_cast<long long>(s.pos + t) * n;
   float* yr = y + static_cast<long long>(r) * n;
   for (int j = threadIdx.x; j < n; j += blockDim.x) yr[j] = er[j] * scale + pr[j];
 }
@@ -170,19 +170,35 @@ __global__ void LogSoftmaxKernel(float* x, int n, int ld) {
   for (int j = threadIdx.x; j < n; j += blockDim.x) row[j] -= lse;
 }
 
-__global__ void TokenLogProbsKernel(const float* logits, int n, int ld, const int* targets, float* out) {
+// One block per target: its row's log-sum-exp, then the target's log-probability (a row read by
+// several targets is reduced once per target; the rows are few and short next to the GEMMs).
+__global__ void TokenLogProbsKernel(const float* logits, int m, int n, int ld, const int* rows,
+                                    const int* targets, float* out) {
   __shared__ float scratch[32];
-  const float* row = logits + static_cast<long long>(blockIdx.x) * ld;
-  float m = -INFINITY;
-  for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, row[j]);
-  m = BlockMax(m, scratch);
-  float lse = m;
-  if (isfinite(m)) {
-    float s = 0.0f;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) s += expf(row[j] - m);
-    lse = m + logf(BlockSum(s, scratch));
+  const int r = rows[blockIdx.x];
+  const int target = targets[blockIdx.x];
+  if (r < 0 || r >= m || target < 0 || target >= n) {
+    if (threadIdx.x == 0) out[blockIdx.x] = nanf("");
+    return;
   }
-  if (threadIdx.x == 0) out[blockIdx.x] = row[targets[blockIdx.x]] - lse;
+  const float* row = logits + static_cast<long long>(r) * ld;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, row[j]);
+  mx = BlockMax(mx, scratch);
+  float lse = mx;
+  if (isfinite(mx)) {
+    float s = 0.0f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) s += expf(row[j] - mx);
+    lse = mx + logf(BlockSum(s, scratch));
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = row[target] - lse;
+}
+
+__global__ void GatherRowsKernel(float* dst, int ld_dst, const float* src, int ld_src, const int* rows,
+                                 int cols) {
+  const float* s = src + static_cast<long long>(rows[blockIdx.x]) * ld_src;
+  float* d = dst + static_cast<long long>(blockIdx.x) * ld_dst;
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) d[j] = s[j];
 }
 
 template <typename Seg>
@@ -325,27 +341,44 @@ void CudaBackend::LogSoftmax(float* x, int m, int n, int ld) const {
   CheckLaunch("LogSoftmax");
 }
 
-void CudaBackend::TokenLogProbs(const float* logits, int m, int n, int ld, std::span<const int> targets,
-                                float* out) const {
-  if (m <= 0) return;
+void CudaBackend::TokenLogProbs(const float* logits, int m, int n, int ld, std::span<const int> rows,
+                                std::span<const int> targets, float* out) const {
+  const size_t count = targets.size();
+  if (count == 0) return;
+  if (rows.size() != count) {
+    std::fill(out, out + count, std::nanf(""));
+    return;
+  }
   Lock lock(mutex_);
-  if (!failed_ && n > 0) {
-    Staged d_targets(*this, targets.data(), static_cast<size_t>(m) * sizeof(int));
+  if (!failed_ && m > 0 && n > 0) {
+    Staged d_rows(*this, rows.data(), rows.size_bytes());
+    Staged d_targets(*this, targets.data(), targets.size_bytes());
     void* d_out = nullptr;
-    if (d_targets.ok() && Check(cudaMallocAsync(&d_out, static_cast<size_t>(m) * sizeof(float), stream_),
-                                "cudaMallocAsync(TokenLogProbs)")) {
-      TokenLogProbsKernel<<<m, RowThreads(n), 0, stream_>>>(logits, n, ld, d_targets.as<int>(),
-                                                            static_cast<float*>(d_out));
+    if (d_rows.ok() && d_targets.ok() &&
+        Check(cudaMallocAsync(&d_out, count * sizeof(float), stream_), "cudaMallocAsync(TokenLogProbs)")) {
+      TokenLogProbsKernel<<<static_cast<unsigned>(count), RowThreads(n), 0, stream_>>>(
+          logits, m, n, ld, d_rows.as<int>(), d_targets.as<int>(), static_cast<float*>(d_out));
       if (CheckLaunch("TokenLogProbs")) {
-        Check(cudaMemcpyAsync(out, d_out, static_cast<size_t>(m) * sizeof(float), cudaMemcpyDeviceToHost,
-                              stream_),
+        Check(cudaMemcpyAsync(out, d_out, count * sizeof(float), cudaMemcpyDeviceToHost, stream_),
               "cudaMemcpyAsync(TokenLogProbs)");
       }
       Check(cudaFreeAsync(d_out, stream_), "cudaFreeAsync(TokenLogProbs)");
     }
     Check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize(TokenLogProbs)");
   }
-  if (failed_ || n <= 0) std::fill(out, out + m, failed_ ? std::nanf("") : -INFINITY);
+  if (failed_ || m <= 0 || n <= 0) std::fill(out, out + count, std::nanf(""));
+}
+
+void CudaBackend::GatherRows(float* dst, int ld_dst, const float* src, int ld_src, std::span<const int> rows,
+                             int cols) const {
+  if (rows.empty() || cols <= 0) return;
+  Lock lock(mutex_);
+  if (failed_) return;
+  Staged d_rows(*this, rows.data(), rows.size_bytes());
+  if (!d_rows.ok()) return;
+  GatherRowsKernel<<<static_cast<unsigned>(rows.size()), RowThreads(cols), 0, stream_>>>(
+      dst, ld_dst, src, ld_src, d_rows.as<int>(), cols);
+  CheckLaunch("GatherRows");
 }
 
 }  // namespace u2::cuda
