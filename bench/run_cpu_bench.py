@@ -180,6 +180,9 @@ def bench_model(name, args):
             for s in args.seconds:
                 for mode in ("encoder", "full"):
                     for p in order:
+                        # An idle gap first: the previous peer's pool threads (OpenMP's and ONNX
+                        # Runtime's spin-waits) must not eat into this peer's request.
+                        time.sleep(args.gap_ms / 1000.0)
                         runs[(p, s, mode)].append(peers[p].ask(cmd=mode, clip=str(s)))
             order = order[1:] + order[:1]
             bc.log("[%s round %d/%d] %.1f s, load average %s | %s"
@@ -366,7 +369,7 @@ def run(args):
 
     results = {"command": " ".join([os.path.relpath(sys.argv[0], bc.ROOT)] + sys.argv[1:]),
                "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t_start)),
-               "threads": args.threads, "warmup": args.warmup, "rounds": args.rounds,
+               "threads": args.threads, "warmup": args.warmup, "rounds": args.rounds, "gap_ms": args.gap_ms,
                "machine": machine_info(), "loadavg_start": loadavg(), "models": []}
     bc.log("[sgemm] measuring the machine's sgemm rate (%d threads)" % args.threads)
     results["sgemm"] = measure_sgemm(args.models, max(args.seconds), args.threads)
@@ -417,6 +420,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--gap-ms", type=float, default=300.0,
+                    help="idle time before each timed request, so no peer runs while another's "
+                         "threads still spin (default 300)")
     ap.add_argument("--peers", nargs="+", default=["u2serve", "pytorch", "onnxruntime"])
     ap.add_argument("--torch-variants", nargs="+",
                     default=["eager", "inference_mode+passive", "jit+passive"],
