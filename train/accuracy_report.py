@@ -13,9 +13,11 @@ import argparse
 import datetime
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import torch
 
@@ -66,6 +68,59 @@ def u2recognize(a, split, refs, extra, tag):
     return er, hyps, speed
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def through_server(a, refs):
+    """The same test sets sent through u2serve with u2client (gRPC): the offline
+    attention_rescoring model and the streaming_wenet model (640 ms chunks = chunk 16).
+    Returns {(split, kind): (ErrorRate, hyps)}."""
+    grpc, http = free_port(), free_port()
+    log = open(os.path.join(a.work, "u2serve.log"), "w")
+    server = subprocess.Popen([os.path.join(common.REPO, a.build, "apps", "u2serve"), "--model-dir", a.model,
+                               "--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port", "-1",
+                               "--threads", str(a.threads)], stdout=log, stderr=subprocess.STDOUT)
+    out = {}
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            sys.exit(f"u2serve did not become ready; see {log.name}")
+        for split in SPLITS:
+            scp = os.path.join(a.work, f"{split}.{len(refs[split])}.scp")
+            for kind, extra in (("offline", ["--model", "attention_rescoring"]),
+                                ("streaming", ["--streaming", "--partials", "none"])):
+                t0 = time.time()
+                cmd = [os.path.join(common.REPO, a.build, "apps", "u2client"), "--url", f"127.0.0.1:{grpc}",
+                       "--wav-scp", scp, "--concurrency", "4"] + extra
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+                hyps = {}
+                for line in proc.stdout.splitlines():
+                    k, _, v = line.partition(" ")
+                    hyps[k] = v.strip()
+                er = common.ErrorRate()
+                for k, ref in refs[split].items():
+                    er.add(ref, hyps.get(k, ""))
+                out[(split, kind)] = (er, hyps)
+                print(f"  {split:20s} server {kind:20s} CER {er.cer():6.2f} %  WER {er.wer():6.2f} %  "
+                      f"({time.time() - t0:.0f} s)", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=os.path.join(common.REPO, "models", "demo"))
@@ -77,6 +132,7 @@ def main():
     ap.add_argument("--torch-limit", type=int, default=100,
                     help="first N utterances per split for the (slow, Python-search) PyTorch cross-check")
     ap.add_argument("--skip-torch", action="store_true", help="C++ tables only")
+    ap.add_argument("--skip-server", action="store_true", help="no u2serve/u2client table")
     ap.add_argument("--doc", default=os.path.join(common.REPO, "docs", "accuracy.md"))
     a = ap.parse_args()
     a.u2recognize = os.path.join(common.REPO, a.build, "apps", "u2recognize")
@@ -103,6 +159,11 @@ def main():
             cpp_stream[(split, chunk, left)] = (er, speed)
             cpp_hyps[(split, chunk, left)] = hyps
 
+    server_res = {}
+    if not a.skip_server:
+        print("Server (u2serve + u2client over gRPC)", flush=True)
+        server_res = through_server(a, refs)
+
     # PyTorch reference: full context, and chunk 16 (the chunk-masked forward that streaming equals).
     torch_res = {}
     if not a.skip_torch:
@@ -119,7 +180,7 @@ def main():
                 print(f"  {split:20s} chunk {chunk:3d}: " + ", ".join(
                     f"{m} {e.cer():.2f} %" for m, e in errs.items()) + f" ({time.time() - t0:.0f} s)", flush=True)
 
-    write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res)
+    write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, server_res)
 
 
 class WavFeatSet(common.FeatSet):
@@ -168,7 +229,7 @@ def subset_cer(cpp_hyps, torch_hyps, refs):
     return er.cer()
 
 
-def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res):
+def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, server_res):
     info_path = os.path.join(a.export, "finalize.json")
     info = json.load(open(info_path)) if os.path.exists(info_path) else None
     L = ["# Demo model accuracy\n"]
@@ -246,6 +307,29 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res):
             f"{subset_cer(cpp_hyps[(s, 16, -1)], torch_res[(s, 16)][1], refs[s]):.2f} %" for s in SPLITS) + " | |\n")
         L.append("PyTorch: `train/accuracy_report.py` runs `eval_ref.evaluate` with models/demo's own (float16) "
                  "weights on fbank computed from the wavs, like the engine.\n")
+
+    if server_res:
+        L.append("## Through the server\n")
+        L.append("The same test sets sent to `u2serve` (models/demo, CPU) by `u2client` over gRPC, 4 requests "
+                 "in flight: the offline model `attention_rescoring` (dynamically batched) and the streaming "
+                 "model `streaming_wenet` (each file a sequence of 640 ms chunks = chunk 16, left chunks full), "
+                 "compared with u2recognize's transcripts of the same mode.\n")
+        L.append("| model | " + " | ".join(f"{s} CER | {s} WER" for s in SPLITS) +
+                 " | identical to u2recognize |")
+        L.append("|---|" + "---|---|" * len(SPLITS) + "---|")
+        for kind, model, local in (("offline", "attention_rescoring", "attention_rescoring"),
+                                   ("streaming", "streaming_wenet", (16, -1))):
+            cells = " | ".join(f"{server_res[(s, kind)][0].cer():.2f} % | {server_res[(s, kind)][0].wer():.2f} %"
+                               for s in SPLITS)
+            same = []
+            for s in SPLITS:
+                mine = cpp_hyps[(s, local) if isinstance(local, str) else (s, *local)]
+                theirs = server_res[(s, kind)][1]
+                same.append((sum(1 for k in refs[s] if " ".join(mine.get(k, "").split()) ==
+                                 " ".join(theirs.get(k, "").split())), len(refs[s])))
+            L.append(f"| `{model}` | {cells} | " + ", ".join(f"{x}/{n}" for x, n in same) + " |")
+        L.append("\nCommands: `build/apps/u2serve --model-dir models/demo` and `build/apps/u2client --wav-scp "
+                 "<split>.scp --concurrency 4 [--streaming]`.\n")
 
     ex = cpp_hyps[("test", "attention_rescoring")]
     keys = list(refs["test"])[:: max(1, len(refs["test"]) // 4)][:4]
