@@ -151,7 +151,8 @@ TEST(DecoderRowPlan, SharesPrefixesWithinAnUtterance) {
   }
   EXPECT_EQ(plan.run_sequence, (std::vector<int>{0, 1, 2, 5}));
   EXPECT_EQ(plan.path_start, (std::vector<int>{0, 4, 8, 11, 14, 18, 21}));
-  EXPECT_EQ(plan.path_rows, (std::vector<int>{0, 1, 2, 3, 0, 1, 2, 4, 0, 1, 5, 0, 1, 2, 0, 1, 2, 3, 6, 7, 8}));
+  EXPECT_EQ(plan.path_rows,
+            (std::vector<int>{0, 1, 2, 3, 0, 1, 2, 4, 0, 1, 5, 0, 1, 2, 0, 1, 2, 3, 6, 7, 8}));
   EXPECT_TRUE(PlanDecoderRows({}).tokens.empty());
 }
 

@@ -33,11 +33,11 @@ struct DecoderSequence {
 // numbered so that the rows a sequence adds (the part after its longest prefix shared with an
 // earlier sequence) are one contiguous run.
 struct DecoderRowPlan {
-  std::vector<int> tokens;       // per row: its input token
-  std::vector<RowSegment> runs;  // the new rows of each sequence that adds any: {first row, count, position}
-  std::vector<int> run_sequence; // per run: its sequence
-  std::vector<int> path_rows;    // every sequence's positions in order, concatenated: the row of each
-  std::vector<int> path_start;   // sequence i's positions are path_rows[path_start[i] .. path_start[i+1])
+  std::vector<int> tokens;        // per row: its input token
+  std::vector<RowSegment> runs;   // the new rows of each sequence that adds any: {first row, count, position}
+  std::vector<int> run_sequence;  // per run: its sequence
+  std::vector<int> path_rows;     // every sequence's positions in order, concatenated: the row of each
+  std::vector<int> path_start;    // sequence i's positions are path_rows[path_start[i] .. path_start[i+1])
   int num_rows() const { return static_cast<int>(tokens.size()); }
 };
 DecoderRowPlan PlanDecoderRows(std::span<const DecoderSequence> seqs);
