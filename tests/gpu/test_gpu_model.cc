@@ -203,6 +203,48 @@ TEST(GpuModel, DecoderScoresMatchPyTorch) {
   EXPECT_GT(with_decoder, 0);
 }
 
+// Hypotheses that share prefixes (the decoder computes each distinct prefix once and gathers each
+// hypothesis's K|V path), repeat, are prefixes of one another or are empty: GPU scores == CPU.
+TEST(GpuModel, SharedPrefixScoresMatchCpu) {
+  for (const std::string& variant : FixtureVariants()) {
+    SCOPED_TRACE(variant);
+    auto gpu = LoadGpuModel(variant);
+    ASSERT_TRUE(gpu);
+    if (!gpu->config().HasDecoder()) continue;
+    auto cpu = AsrModel::Load(FixtureModelDir(variant));
+    ASSERT_TRUE(cpu.ok()) << cpu.status().ToString();
+    auto ref = testing::OpenFixture(variant);
+    ASSERT_TRUE(ref);
+    const Utterances utts = Load(*ref, variant);
+    const int V = gpu->config().vocab_size;
+    auto tok = [&](int i) { return 3 + (i * 7) % (V - 3); };
+    std::vector<std::vector<std::vector<int>>> nbest(utts.feats.size());
+    for (size_t u = 0; u < nbest.size(); ++u) {
+      std::vector<int> base;
+      for (int t = 0; t < 9; ++t) base.push_back(tok(t + static_cast<int>(u)));
+      std::vector<int> late = base, early = base;
+      late[6] = tok(40);
+      early[1] = tok(41);
+      nbest[u] = {base, late, early, std::vector<int>(base.begin(), base.begin() + 4), base, {}};
+    }
+    auto enc_g = gpu->Encode(utts.feats);
+    auto enc_c = (*cpu)->Encode(utts.feats);
+    ASSERT_TRUE(enc_g.ok() && enc_c.ok());
+    auto sg = gpu->ScoreHypotheses(*enc_g, nbest);
+    auto sc = (*cpu)->ScoreHypotheses(*enc_c, nbest);
+    ASSERT_TRUE(sg.ok()) << sg.status().ToString();
+    ASSERT_TRUE(sc.ok());
+    ASSERT_TRUE(CudaSynchronize(gpu->backend()).ok());
+    double worst = 0;
+    for (size_t u = 0; u < nbest.size(); ++u) {
+      worst = std::max(worst, MaxRelativeError((*sg)[u].l2r, (*sc)[u].l2r));
+      if (gpu->config().HasRightDecoder()) worst = std::max(worst, MaxRelativeError((*sg)[u].r2l, (*sc)[u].r2l));
+    }
+    EXPECT_LT(worst, 1e-4);
+    std::printf("[gpu %s] shared-prefix decoder scores vs CPU: max rel err %.3g\n", variant.c_str(), worst);
+  }
+}
+
 // The tensor-core GEMM mode (fp16 operands, fp32 accumulation and activations) on every variant:
 // encoder output within 1e-2 relative of PyTorch's fp32 reference.
 TEST(GpuModel, Fp16GemmModeWithinTolerance) {
