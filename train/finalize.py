@@ -82,6 +82,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(common.REPO, "models", "demo"))
     ap.add_argument("--sample-dir", default=os.path.join(common.REPO, "tests", "data", "samples"))
     ap.add_argument("--doc", default=os.path.join(common.REPO, "docs", "accuracy.md"))
+    ap.add_argument("--prior", nargs="*", default=[],
+                    help="checkpoints of the earlier runs this one continues (--init chain, oldest first): "
+                         "their steps, audio and training time count into the totals")
     ap.add_argument("--avg", type=int, default=3)
     ap.add_argument("--no-select", action="store_true")
     ap.add_argument("--dev-utts", type=int, default=150)
@@ -169,6 +172,13 @@ def main():
                 params=sum(v.numel() for k, v in final_sd.items() if not k.endswith((".pe", "global_cmvn.mean",
                                                                                        "global_cmvn.istd"))),
                 train_ckpt_mb=os.path.getsize(train_ckpt) / 1e6)
+    runs = []
+    for path in a.prior + [os.path.join(a.exp, "last.pt")]:
+        c = ck if path == os.path.join(a.exp, "last.pt") else torch.load(path, map_location="cpu")
+        runs.append(dict(checkpoint=os.path.relpath(path, common.REPO), steps=c["step"],
+                         audio_h=c["audio_s"] / 3600, train_min=c["train_s"] / 60))
+    info.update(runs=runs, total_steps=sum(r["steps"] for r in runs),
+                total_audio_h=sum(r["audio_h"] for r in runs), total_train_min=sum(r["train_min"] for r in runs))
     with open(os.path.join(a.export, "finalize.json"), "w") as f:
         json.dump(info, f, indent=1)
     if a.skip_eval:
