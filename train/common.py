@@ -66,6 +66,33 @@ def make_train_config(size="cpu"):
     }
 
 
+def load_checkpoint(path):
+    """torch.load for this project's own checkpoints. They hold RNG states and plain Python objects,
+    which torch >= 2.6 (the GPU machine's) refuses to unpickle unless weights_only=False; torch 1.13
+    (Debian's, used here) takes the same argument."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def run_summary(ck, path):
+    """One training run as finalize.py reports it, from its checkpoint (train.py's ckpt/last.pt)."""
+    path = os.path.abspath(path)
+    if path.startswith(REPO + os.sep):
+        path = os.path.relpath(path, REPO)
+    return dict(checkpoint=path, steps=ck["step"],
+                audio_h=ck["audio_s"] / 3600, train_min=ck["train_s"] / 60, device=ck.get("device", "cpu"))
+
+
+def run_history(ck, path):
+    """The runs that produced checkpoint `ck` (loaded from `path`), oldest first: a shipped
+    models/demo/training/last.pt lists them all ("runs"); a train.py checkpoint lists the runs it
+    continued ("prior_runs") and is itself the last; a bare state_dict has no history."""
+    if "runs" in ck:
+        return list(ck["runs"])
+    if "step" in ck:
+        return list(ck.get("prior_runs", [])) + [run_summary(ck, path)]
+    return []
+
+
 def write_units(path):
     with open(path, "w", encoding="utf-8") as f:
         f.write("".join(f"{u} {i}\n" for i, u in enumerate(UNITS)))

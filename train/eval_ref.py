@@ -32,7 +32,7 @@ MODES = ("ctc_greedy_search", "ctc_prefix_beam_search", "attention_rescoring")
 def load_model(model_dir, checkpoint=None):
     with open(os.path.join(model_dir, "train.yaml")) as f:
         cfg = yaml.safe_load(f)
-    sd = torch.load(checkpoint or os.path.join(model_dir, "final.pt"), map_location="cpu")
+    sd = common.load_checkpoint(checkpoint or os.path.join(model_dir, "final.pt"))
     if "model" in sd and isinstance(sd["model"], dict):  # a training checkpoint (train.py)
         sd = sd["model"]
     return cfg, U2Model.from_checkpoint(cfg, sd)

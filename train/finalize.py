@@ -8,10 +8,11 @@ Steps (each can be skipped, see flags):
  2. export: train/work/export/{final.pt, train.yaml, global_cmvn, units.txt} in WeNet's layout.
  3. convert: tools/convert.py -> models/demo (float32).
  4. training checkpoint: models/demo/training/last.pt = the newest resumable weights
-    (fp16 model state_dict + step/epoch/audio counters + the train.py args and config; no
-    optimizer state, which would make it ~55 MB). `train.py --init models/demo/training/last.pt`
+    (fp16 model state_dict + step/epoch/audio counters + the train.py args and config + "runs",
+    every run of the --init chain that produced it; no optimizer state, which would make it
+    ~55 MB). `train.py --init models/demo/training/last.pt`
     continues from it with a fresh optimizer.
- 5. samples: --samples test utterances copied to tests/data/samples/ with `text` and `wav.scp`
+ 5. samples: --samples (0 = keep the current ones) test utterances copied to tests/data/samples/ with `text` and `wav.scp`
     (wav.scp paths are relative to that directory).
  6. accuracy: eval_ref.py on test and test_heldout_voice -> train/work/export/eval*.json;
     docs/accuracy.md is written from those numbers.
@@ -28,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import time
-import wave
 
 import torch
 import yaml
@@ -43,7 +43,7 @@ PY = sys.executable
 def average(paths):
     avg = None
     for p in paths:
-        sd = torch.load(p, map_location="cpu")
+        sd = common.load_checkpoint(p)
         if avg is None:
             avg = {k: v.clone().double() if v.is_floating_point() else v.clone() for k, v in sd.items()}
         else:
@@ -69,6 +69,33 @@ def dev_cer(cfg, sd, data, n):
     return err.cer()
 
 
+def pick_samples(a):
+    """Short-to-medium test utterances with distinct voices -> --sample-dir (wavs, text, wav.scp)."""
+    sample_dir = a.sample_dir
+    os.makedirs(sample_dir, exist_ok=True)
+    with open(os.path.join(a.data, "test", "data.jsonl")) as f:
+        recs = [json.loads(line) for line in f]
+    picked, voices = [], set()
+    for r in recs:
+        if 2.0 <= r["dur"] <= 4.5 and r["voice"] not in voices:
+            picked.append(r)
+            voices.add(r["voice"])
+        if len(picked) == a.samples:
+            break
+    for old in glob.glob(os.path.join(sample_dir, "*.wav")):
+        os.remove(old)
+    with open(os.path.join(sample_dir, "text"), "w") as ft, open(os.path.join(sample_dir, "wav.scp"), "w") as fs:
+        for r in picked:
+            shutil.copy(r["wav"], os.path.join(sample_dir, r["key"] + ".wav"))
+            ft.write(f"{r['key']} {r['txt']}\n")
+            fs.write(f"{r['key']} {r['key']}.wav\n")
+    with open(os.path.join(sample_dir, "voices.tsv"), "w") as f:
+        f.write("key\tvoice\tspeed\tpitch\tamp\tdur\n")
+        f.write("".join(f"{r['key']}\t{r['voice']}\t{r['speed']}\t{r['pitch']}\t{r['amp']}\t{r['dur']}\n"
+                        for r in picked))
+    print(f"{len(picked)} samples -> {sample_dir}", flush=True)
+
+
 def run(cmd):
     print("+ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
@@ -88,7 +115,7 @@ def main():
     ap.add_argument("--avg", type=int, default=3)
     ap.add_argument("--no-select", action="store_true")
     ap.add_argument("--dev-utts", type=int, default=150)
-    ap.add_argument("--samples", type=int, default=5)
+    ap.add_argument("--samples", type=int, default=5, help="0 = keep the samples already there")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--eval-limit", type=int, default=0, help="utterances per test split (0 = all)")
     ap.add_argument("--chunks", type=int, nargs="+", default=[-1, 16],
@@ -105,7 +132,7 @@ def main():
     chosen = snaps[-a.avg:]
     print("averaging " + ", ".join(os.path.basename(p) for p in chosen), flush=True)
     avg_sd = average(chosen)
-    last_sd = torch.load(snaps[-1], map_location="cpu")
+    last_sd = common.load_checkpoint(snaps[-1])
     final_sd, final_name = avg_sd, f"average of {len(chosen)} snapshots"
     if not a.no_select and len(chosen) > 1:
         cer_avg = dev_cer(cfg, avg_sd, a.data, a.dev_utts)
@@ -132,39 +159,24 @@ def main():
          "--units", os.path.join(a.export, "units.txt"), "--out", a.out, "--dtype", "float16"])
 
     # Resumable training state (see the module docstring for why no optimizer state).
-    ck = torch.load(os.path.join(a.exp, "last.pt"), map_location="cpu")
+    last_path = os.path.join(a.exp, "last.pt")
+    ck = common.load_checkpoint(last_path)
+    # The whole --init chain: named with --prior, else as train.py recorded it in the checkpoint.
+    if a.prior:
+        runs = [common.run_summary(common.load_checkpoint(p), p) for p in a.prior] + [common.run_summary(ck, last_path)]
+    else:
+        runs = common.run_history(ck, last_path)
     os.makedirs(os.path.join(a.out, "training"), exist_ok=True)
     light = dict(model={k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()},
                  step=ck["step"], epoch=ck["epoch"], batch_pos=ck["batch_pos"], audio_s=ck["audio_s"],
-                 train_s=ck["train_s"], args=ck["args"], config=ck["config"])
+                 train_s=ck["train_s"], args=ck["args"], config=ck["config"], device=ck.get("device", "cpu"),
+                 runs=runs)
     train_ckpt = os.path.join(a.out, "training", "last.pt")
     torch.save(light, train_ckpt)
     print(f"{train_ckpt}: {os.path.getsize(train_ckpt) / 1e6:.1f} MB (step {ck['step']})", flush=True)
 
-    # Sample wavs: short-to-medium test utterances with distinct voices.
-    sample_dir = a.sample_dir
-    os.makedirs(sample_dir, exist_ok=True)
-    with open(os.path.join(a.data, "test", "data.jsonl")) as f:
-        recs = [json.loads(line) for line in f]
-    picked, voices = [], set()
-    for r in recs:
-        if 2.0 <= r["dur"] <= 4.5 and r["voice"] not in voices:
-            picked.append(r)
-            voices.add(r["voice"])
-        if len(picked) == a.samples:
-            break
-    for old in glob.glob(os.path.join(sample_dir, "*.wav")):
-        os.remove(old)
-    with open(os.path.join(sample_dir, "text"), "w") as ft, open(os.path.join(sample_dir, "wav.scp"), "w") as fs:
-        for r in picked:
-            shutil.copy(r["wav"], os.path.join(sample_dir, r["key"] + ".wav"))
-            ft.write(f"{r['key']} {r['txt']}\n")
-            fs.write(f"{r['key']} {r['key']}.wav\n")
-    with open(os.path.join(sample_dir, "voices.tsv"), "w") as f:
-        f.write("key\tvoice\tspeed\tpitch\tamp\tdur\n")
-        f.write("".join(f"{r['key']}\t{r['voice']}\t{r['speed']}\t{r['pitch']}\t{r['amp']}\t{r['dur']}\n"
-                        for r in picked))
-    print(f"{len(picked)} samples -> {sample_dir}", flush=True)
+    if a.samples > 0:
+        pick_samples(a)
 
     info = dict(final=final_name, snapshots=[os.path.basename(p) for p in chosen], snapshot_steps=steps,
                 step=ck["step"], audio_h=ck["audio_s"] / 3600, train_min=ck["train_s"] / 60,
@@ -172,11 +184,6 @@ def main():
                 params=sum(v.numel() for k, v in final_sd.items() if not k.endswith((".pe", "global_cmvn.mean",
                                                                                        "global_cmvn.istd"))),
                 train_ckpt_mb=os.path.getsize(train_ckpt) / 1e6)
-    runs = []
-    for path in a.prior + [os.path.join(a.exp, "last.pt")]:
-        c = ck if path == os.path.join(a.exp, "last.pt") else torch.load(path, map_location="cpu")
-        runs.append(dict(checkpoint=os.path.relpath(path, common.REPO), steps=c["step"],
-                         audio_h=c["audio_s"] / 3600, train_min=c["train_s"] / 60))
     info.update(runs=runs, total_steps=sum(r["steps"] for r in runs),
                 total_audio_h=sum(r["audio_h"] for r in runs), total_train_min=sum(r["train_min"] for r in runs))
     with open(os.path.join(a.export, "finalize.json"), "w") as f:

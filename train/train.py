@@ -141,13 +141,15 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.98), eps=1e-8,
                             weight_decay=a.weight_decay)
     step, epoch, batch_pos, audio_s, train_s = 0, 0, 0, 0.0, 0.0
+    prior_runs = []  # the runs whose weights this one continues (--init chain), for finalize.py's totals
     aug_rng = random.Random(a.seed + 1)
     if a.resume and os.path.exists(os.path.join(a.exp, "last.pt")):
-        ck = torch.load(os.path.join(a.exp, "last.pt"), map_location="cpu")
+        ck = common.load_checkpoint(os.path.join(a.exp, "last.pt"))
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, epoch, batch_pos = ck["step"], ck["epoch"], ck["batch_pos"]
         audio_s, train_s = ck["audio_s"], ck["train_s"]
+        prior_runs = ck.get("prior_runs", [])
         torch.set_rng_state(ck["torch_rng"])
         random.setstate(ck["py_rng"])
         aug_rng.setstate(ck["aug_rng"])
@@ -155,8 +157,9 @@ def main():
             torch.cuda.set_rng_state(ck["cuda_rng"])
         print(f"resumed from step {step} (epoch {epoch}, batch {batch_pos})", flush=True)
     elif a.init:
-        sd = torch.load(a.init, map_location="cpu")
+        sd = common.load_checkpoint(a.init)
         model.load_state_dict(sd.get("model", sd))
+        prior_runs = common.run_history(sd, a.init)
         print(f"initialised weights from {a.init}", flush=True)
 
     stop = {"flag": False}
@@ -170,6 +173,7 @@ def main():
     def save_ckpt():
         ck = dict(model=model.state_dict(), optimizer=opt.state_dict(), step=step, epoch=epoch,
                   batch_pos=batch_pos, audio_s=audio_s, train_s=train_s, args=vars(a), config=cfg,
+                  device=device.type, prior_runs=prior_runs,
                   torch_rng=torch.get_rng_state(), py_rng=random.getstate(), aug_rng=aug_rng.getstate(),
                   cuda_rng=torch.cuda.get_rng_state() if device.type == "cuda" else None)
         path = os.path.join(a.exp, f"ckpt_step{step:06d}.pt")

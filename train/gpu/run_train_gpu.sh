@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Trains the demo model further on the GPU machine, continuing from models/demo/training/last.pt:
+# synthesizes the speech there (espeak-ng and sox carried from here, train/gpu/make_carry.sh),
+# computes the features, trains (bf16 autocast, large batches), averages the last snapshots and
+# converts the result (train/finalize.py). Everything runs in the background (setsid), so it
+# outlives one device call; `start` launches it and follows the log, `wait` follows it further and,
+# once it has finished, puts the results under $OUT.
+#
+# From the development machine (device tool; one call may run 10 minutes, the machine stays warm
+# for 30 s after a call, so make the `wait` call right after `start` returns):
+#   train/gpu/make_carry.sh
+#   run(command="bash train/gpu/run_train_gpu.sh start", carry=[".train-carry"], timeout_s=600)
+#   run(command="bash train/gpu/run_train_gpu.sh wait", timeout_s=600)
+#   train/gpu/install_result.sh <files_at of the wait call>
+#   .venv/bin/python train/accuracy_report.py --build build      # the C++ engine on the test sets, here
+#
+# Results under $OUT: demo.tar (models/demo: model.json, model.safetensors, train.yaml, units.txt,
+# global_cmvn), last.pt (models/demo/training/last.pt: fp16 weights + the run history),
+# finalize.json, train.log, pipeline.log.
+#
+# Settings (environment): U2_TRAIN_UTTS training utterances to synthesize (30000, about 33 h),
+# U2_TRAIN_MINUTES training time (9; the cosine schedule spans it), U2_MAX_FRAMES padded frames
+# per batch (60000), U2_LR peak learning rate (1.5e-3), U2_JOBS synthesis/feature processes (all
+# cores), U2_TRAIN_WORK work directory (train/work), U2_MODEL_OUT converted model (models/demo),
+# U2_WAIT_S how long `start`/`wait` follow the log (570 s), U2_DEVICE (cuda), PYTHON (python3).
+set -uo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$REPO"
+WORK=${U2_TRAIN_WORK:-$REPO/train/work}
+MODEL_OUT=${U2_MODEL_OUT:-$REPO/models/demo}
+NUM=${U2_TRAIN_UTTS:-30000}
+TRAIN_MIN=${U2_TRAIN_MINUTES:-9}
+MAX_FRAMES=${U2_MAX_FRAMES:-60000}
+LR=${U2_LR:-1.5e-3}
+JOBS=${U2_JOBS:-$(nproc)}
+WAIT_S=${U2_WAIT_S:-570}
+PY=${PYTHON:-python3}
+DEVICE=${U2_DEVICE:-cuda}
+TOOLS=$WORK/u2train
+LOG=$WORK/pipeline.log
+DONE=$WORK/pipeline.status   # written at the end: the pipeline's exit status
+EXP=$WORK/exp_gpu
+
+stage() { echo "== $(date -u +%T) $*"; }
+
+pipeline() {
+  set -e
+  export PATH=$TOOLS/bin:$PATH PYTHONUNBUFFERED=1
+  stage "tools"
+  espeak-ng --version
+  sox --version
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  "$PY" -c "import torch, torchaudio, numpy, yaml; print('torch', torch.__version__, 'torchaudio', torchaudio.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
+  mkdir -p "$WORK/corpus"
+  cp "$TOOLS"/corpus/*.txt "$WORK/corpus/"
+  if [[ ! -e $WORK/data/.ready ]]; then
+    stage "synthesize dev + $NUM training utterances ($JOBS processes)"
+    "$PY" train/synth.py --split dev --corpus "$WORK/corpus" --out "$WORK/data" --jobs "$JOBS"
+    "$PY" train/synth.py --split train --num "$NUM" --corpus "$WORK/corpus" --out "$WORK/data" --jobs "$JOBS"
+    stage "features"
+    "$PY" train/feats.py --split dev --data "$WORK/data" --jobs "$JOBS"
+    "$PY" train/feats.py --split train --data "$WORK/data" --jobs "$JOBS"
+    # The model keeps normalizing with the CMVN it was trained with (its buffers come with --init);
+    # the file goes along into the export, so it must be that one, not this larger set's.
+    mv "$WORK/data/train/global_cmvn" "$WORK/data/train/global_cmvn.recomputed"
+    cp models/demo/global_cmvn "$WORK/data/train/global_cmvn"
+    touch "$WORK/data/.ready"
+  fi
+  mkdir -p "$EXP"
+  local from=(--init models/demo/training/last.pt)
+  [[ -e $EXP/last.pt ]] && from=(--resume)
+  stage "train ${from[*]} for $TRAIN_MIN min"
+  "$PY" train/train.py --data "$WORK/data" --exp "$EXP" "${from[@]}" --device "$DEVICE" \
+    --max-frames "$MAX_FRAMES" --lr "$LR" --warmup 200 --schedule-minutes "$TRAIN_MIN" \
+    --max-minutes "$TRAIN_MIN" --curriculum-frac 0 --seed 2027 --eval-minutes 1 --eval-utts 300 \
+    --snapshot-minutes 0.5 --ckpt-minutes 2 --log-steps 50 2>&1 | tee "$EXP/train.log"
+  stage "finalize"
+  "$PY" train/finalize.py --exp "$EXP" --data "$WORK/data" --export "$WORK/export" --out "$MODEL_OUT" \
+    --samples 0 --skip-eval --dev-utts 300 --threads 8
+  stage "done"
+}
+
+follow() {  # print the log as it grows until the pipeline ends or WAIT_S passes
+  local shown=0 t0=$SECONDS n
+  while ((SECONDS - t0 < WAIT_S)); do
+    if [[ -e $LOG ]]; then
+      n=$(wc -l <"$LOG")
+      ((n > shown)) && sed -n "$((shown + 1)),${n}p" "$LOG" | grep -v "^step .*[13579]50 epoch" || true
+      shown=$n
+    fi
+    [[ -e $DONE ]] && break
+    sleep 5
+  done
+  if [[ ! -e $DONE ]]; then
+    echo "== still running after ${WAIT_S}s: call 'wait' again"
+    return 0
+  fi
+  echo "== pipeline exit status $(cat "$DONE")"
+  if [[ -n ${OUT:-} && $(cat "$DONE") == 0 ]]; then
+    tar -C "$MODEL_OUT" -cf "$OUT/demo.tar" model.json model.safetensors train.yaml units.txt global_cmvn
+    cp "$MODEL_OUT/training/last.pt" "$OUT/last.pt"
+    cp "$WORK/export/finalize.json" "$EXP/train.log" "$LOG" "$OUT/"
+    ls -la "$OUT"
+  elif [[ -n ${OUT:-} ]]; then
+    cp "$LOG" "$OUT/"
+  fi
+}
+
+case ${1:-} in
+  start)
+    mkdir -p "$WORK"
+    rm -f "$DONE"
+    if [[ ! -x $TOOLS/bin/espeak-ng ]]; then
+      tar -C "$WORK" -xJf .train-carry/u2train.tar.xz || { echo "no .train-carry/u2train.tar.xz (carry it)"; exit 1; }
+    fi
+    setsid nohup bash -c "bash '$0' pipeline; echo \$? > '$DONE'" >"$LOG" 2>&1 </dev/null &
+    follow
+    ;;
+  wait) follow ;;
+  pipeline) pipeline ;;
+  *) echo "usage: $0 start|wait" >&2; exit 2 ;;
+esac
