@@ -41,7 +41,7 @@ def ctc_greedy_search(ctc_logp: torch.Tensor, ctc_lens: torch.Tensor,
     B, T = ctc_logp.size(0), ctc_logp.size(1)
     _, idx = ctc_logp.topk(1, dim=2)
     idx = idx.view(B, T)
-    pad = torch.arange(T).unsqueeze(0) >= ctc_lens.view(-1, 1)
+    pad = torch.arange(T, device=ctc_lens.device).unsqueeze(0) >= ctc_lens.view(-1, 1)
     idx = idx.masked_fill(pad, blank_id)
     return [remove_duplicates_and_blank(row.tolist(), blank_id) for row in idx]
 

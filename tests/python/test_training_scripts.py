@@ -1,0 +1,96 @@
+"""The demo model's training bookkeeping (train/): the run history a checkpoint carries through
+--init chains, checkpoint loading, and the accuracy report's statement of the targets.
+
+These are the pieces a GPU run relies on without anyone watching (train/gpu/run_train_gpu.sh), so
+they are checked here on hand-built checkpoints."""
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "train"))
+import accuracy_report  # noqa: E402
+import common  # noqa: E402
+
+
+def train_ckpt(step, audio_s, train_s, device="cpu", prior=None):
+    """What train.py's save_ckpt writes (the fields the history uses, plus Python RNG state)."""
+    ck = dict(model={"w": torch.zeros(2)}, step=step, audio_s=audio_s, train_s=train_s, device=device,
+              py_rng=random.Random(1).getstate())
+    if prior is not None:
+        ck["prior_runs"] = prior
+    return ck
+
+
+def test_checkpoint_with_python_objects_round_trips(tmp_path):
+    path = tmp_path / "ck.pt"
+    ck = train_ckpt(10, 36.0, 60.0)
+    torch.save(ck, path)
+    back = common.load_checkpoint(str(path))
+    assert back["step"] == 10 and back["py_rng"] == ck["py_rng"]
+
+
+def test_run_history_of_each_checkpoint_kind(tmp_path):
+    # A bare state_dict has no history.
+    assert common.run_history({"w": torch.zeros(1)}, str(tmp_path / "final.pt")) == []
+
+    # A train.py checkpoint of a first run: itself.
+    first = train_ckpt(100, 3600.0, 600.0)
+    h1 = common.run_history(first, str(tmp_path / "a" / "last.pt"))
+    assert len(h1) == 1
+    assert h1[0]["steps"] == 100 and h1[0]["audio_h"] == pytest.approx(1.0)
+    assert h1[0]["train_min"] == pytest.approx(10.0) and h1[0]["device"] == "cpu"
+    assert h1[0]["checkpoint"] == str(tmp_path / "a" / "last.pt")  # outside the repo: absolute
+
+    # A run that continued it (--init) records it as prior and is itself the last entry.
+    second = train_ckpt(50, 7200.0, 120.0, device="cuda", prior=h1)
+    h2 = common.run_history(second, str(ROOT / "train" / "work" / "exp_gpu" / "last.pt"))
+    assert [r["steps"] for r in h2] == [100, 50]
+    assert h2[1]["device"] == "cuda" and h2[1]["checkpoint"] == "train/work/exp_gpu/last.pt"
+
+    # A shipped training/last.pt lists the whole chain ("runs") and is taken as it is.
+    shipped = dict(model={}, step=50, audio_s=7200.0, train_s=120.0, runs=h2)
+    assert common.run_history(shipped, "models/demo/training/last.pt") == h2
+
+
+def test_shipped_training_checkpoint_records_its_history():
+    ck = common.load_checkpoint(str(ROOT / "models" / "demo" / "training" / "last.pt"))
+    runs = ck["runs"]
+    assert len(runs) >= 1
+    # The newest run of the chain is this checkpoint's own.
+    assert runs[-1]["steps"] == ck["step"]
+    assert runs[-1]["audio_h"] == pytest.approx(ck["audio_s"] / 3600)
+    assert all(r["steps"] > 0 and r["audio_h"] > 0 for r in runs)
+
+
+class FakeRate:
+    def __init__(self, cer):
+        self._cer = cer
+
+    def cer(self):
+        return self._cer
+
+
+def status(cer_test, cer_heldout, runs):
+    cpp = {("test", "attention_rescoring"): (FakeRate(cer_test), 100.0),
+           ("test_heldout_voice", "attention_rescoring"): (FakeRate(cer_heldout), 100.0)}
+    info = dict(step=runs[-1]["steps"], audio_h=runs[-1]["audio_h"], train_min=runs[-1]["train_min"],
+                train_hours=10.0, runs=runs)
+    return accuracy_report.status_paragraph(info, cpp)
+
+
+def test_status_paragraph_states_the_targets():
+    cpu = dict(checkpoint="train/work/exp/last.pt", steps=100, audio_h=5.0, train_min=30.0, device="cpu")
+    gpu = dict(checkpoint="train/work/exp_gpu/last.pt", steps=900, audio_h=500.0, train_min=9.0, device="cuda")
+    text = status(13.7, 18.2, [cpu])
+    assert "targets not met" in text and "test 13.70 %" in text and "run_train_gpu.sh" in text
+    assert "0.50 epochs" in text and "100 steps" in text
+    # Exactly at the targets counts as met; the GPU run's device is named; totals add up.
+    text = status(3.0, 8.0, [cpu, gpu])
+    assert "targets met" in text and "H100" in text and "1000 steps" in text and "505.0 h" in text
+    assert "run_train_gpu.sh" not in text
+    # One set over its target is enough to fail.
+    assert "targets not met" in status(2.9, 8.01, [gpu])
