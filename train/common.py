@@ -104,6 +104,15 @@ def load_cmvn_stats(path):
     return torch.from_numpy(mean), torch.from_numpy(istd)
 
 
+def write_cmvn_stats(path, mean, istd):
+    """WeNet's JSON global_cmvn that loads back as exactly (to float32 rounding) this mean and
+    1/std: one pseudo-frame whose sum is the mean and whose sum of squares is var + mean^2."""
+    mean = [float(m) for m in mean]
+    sq = [1.0 / float(i) ** 2 + m * m for m, i in zip(mean, istd)]
+    with open(path, "w") as f:
+        json.dump({"mean_stat": mean, "var_stat": sq, "frame_num": 1}, f)
+
+
 class FeatSet:
     """A split's cached fbank features (float16, memory-mapped) and transcripts."""
 

@@ -167,7 +167,10 @@ def main():
     else:
         runs = common.run_history(ck, last_path)
     os.makedirs(os.path.join(a.out, "training"), exist_ok=True)
-    light = dict(model={k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()},
+    # fp16 halves the size; the CMVN statistics stay fp32 (they are tiny, and training
+    # continues with exactly the normalisation the model learnt with).
+    light = dict(model={k: v.half() if v.is_floating_point() and "global_cmvn" not in k else v
+                        for k, v in ck["model"].items()},
                  step=ck["step"], epoch=ck["epoch"], batch_pos=ck["batch_pos"], audio_s=ck["audio_s"],
                  train_s=ck["train_s"], args=ck["args"], config=ck["config"], device=ck.get("device", "cpu"),
                  runs=runs)

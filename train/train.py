@@ -168,6 +168,16 @@ def main():
         prior_runs = common.run_history(sd, a.init)
         print(f"initialised weights from {a.init}", flush=True)
 
+    # The exported global_cmvn must hold the statistics the weights were trained with. A checkpoint
+    # brings them along as buffers; when the training set has changed since (more utterances
+    # synthesized, feats.py recomputed the file), the data's file no longer matches, so write the
+    # checkpoint's. (The C++ converter reads the buffers either way; WeNet reads the file.)
+    ck_mean, ck_istd = model.encoder.global_cmvn.mean.cpu(), model.encoder.global_cmvn.istd.cpu()
+    if not (torch.equal(ck_mean, mean) and torch.equal(ck_istd, istd)):
+        common.write_cmvn_stats(os.path.join(a.exp, "global_cmvn"), ck_mean.tolist(), ck_istd.tolist())
+        print("global_cmvn: the checkpoint's statistics (this training set's differ by up to "
+              f"{float((ck_mean - mean).abs().max()):.3g} in mean)", flush=True)
+
     stop = {"flag": False}
 
     def on_signal(signum, frame):

@@ -94,3 +94,14 @@ def test_status_paragraph_states_the_targets():
     assert "run_train_gpu.sh" not in text
     # One set over its target is enough to fail.
     assert "targets not met" in status(2.9, 8.01, [gpu])
+
+
+def test_cmvn_stats_written_from_buffers_load_back_exactly(tmp_path):
+    from u2ref.cmvn import load_json_cmvn
+    mean, istd = load_json_cmvn(str(ROOT / "models" / "demo" / "global_cmvn"))
+    path = tmp_path / "global_cmvn"
+    common.write_cmvn_stats(str(path), mean.tolist(), istd.tolist())
+    mean2, istd2 = load_json_cmvn(str(path))
+    assert (mean2 == mean).all()
+    # 1/std goes through var = 1/istd^2 and back in double precision: equal, or one float32 ulp.
+    assert abs(istd2 - istd).max() <= 1.2e-7 * abs(istd).max()

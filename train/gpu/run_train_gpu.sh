@@ -60,10 +60,6 @@ pipeline() {
     stage "features"
     "$PY" train/feats.py --split dev --data "$WORK/data" --jobs "$JOBS"
     "$PY" train/feats.py --split train --data "$WORK/data" --jobs "$JOBS"
-    # The model keeps normalizing with the CMVN it was trained with (its buffers come with --init);
-    # the file goes along into the export, so it must be that one, not this larger set's.
-    mv "$WORK/data/train/global_cmvn" "$WORK/data/train/global_cmvn.recomputed"
-    cp models/demo/global_cmvn "$WORK/data/train/global_cmvn"
     touch "$WORK/data/.ready"
   fi
   mkdir -p "$EXP"
