@@ -288,13 +288,26 @@ TEST(StreamingRecognizer, EndpointingSplitsTwoSentencesWithAPause) {
   auto sr = DemoStreaming();
   ASSERT_TRUE(sr);
   const auto wavs = DemoSamples();
-  std::vector<float> audio(8000, 0.0f);  // 0.5 s lead-in
+  // Pauses are faint noise (about 3 int16 units), as a room or a microphone gives, not exact
+  // digital zeros, which real input never holds.
+  uint32_t seed = 12345;
+  auto quiet = [&seed](size_t n) {
+    std::vector<float> q(n);
+    for (float& v : q) {
+      seed = seed * 1664525u + 1013904223u;
+      v = (static_cast<float>(seed >> 8) / 16777216.0f - 0.5f) * 6.0f / 32768.0f;
+    }
+    return q;
+  };
+  std::vector<float> audio = quiet(8000);  // 0.5 s lead-in
   audio.insert(audio.end(), wavs[1].begin(), wavs[1].end());
   const int64_t pause_start_ms = static_cast<int64_t>(audio.size()) / 16;
-  audio.insert(audio.end(), 32000, 0.0f);  // 2 s pause
+  const auto pause = quiet(32000);  // 2 s pause
+  audio.insert(audio.end(), pause.begin(), pause.end());
   const int64_t pause_end_ms = static_cast<int64_t>(audio.size()) / 16;
   audio.insert(audio.end(), wavs[3].begin(), wavs[3].end());
-  audio.insert(audio.end(), 8000, 0.0f);
+  const auto tail = quiet(8000);
+  audio.insert(audio.end(), tail.begin(), tail.end());
 
   StreamOptions so = sr->default_options();
   so.endpointing = true;
