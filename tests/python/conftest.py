@@ -32,6 +32,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+def room_noise(n, seed=12345):
+    """n samples of faint noise (about 3 int16 units peak, as float in [-1, 1)) for test pauses:
+    real input (a microphone, a room) never holds exact digital zeros, and the demo model, trained
+    on speech with short pauses, does not read long runs of exact zeros as silence."""
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(-3.0, 3.0, n) / 32768.0).astype(np.float32)
+
+
 def read_wav(path):
     """16-bit PCM WAV as float32 in [-1, 1) (the scaling soundfile and u2recognize use)."""
     with wave.open(str(path)) as w:

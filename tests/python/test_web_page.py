@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DEMO_MODEL, APPS, ROOT, read_wav, write_wav
+from conftest import DEMO_MODEL, APPS, ROOT, read_wav, room_noise, write_wav
 
 SAMPLES = ROOT / "tests" / "data" / "samples"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -45,7 +45,7 @@ def capture_wav(tmp_path_factory):
     """The sample followed by 2 s of silence (so the looping fake microphone leaves a pause the
     endpointer splits at), at 48 kHz, the capture device's native rate."""
     samples, rate = read_wav(SAMPLES / f"{UTT}.wav")
-    padded = np.concatenate([np.zeros(rate // 2, np.float32), samples, np.zeros(2 * rate, np.float32)])
+    padded = np.concatenate([room_noise(rate // 2, 1), samples, room_noise(2 * rate, 2)])
     upsampled = np.interp(np.arange(len(padded) * 3) / 3.0, np.arange(len(padded)), padded)
     path = tmp_path_factory.mktemp("capture") / "mic.wav"
     write_wav(path, upsampled, rate=48000)

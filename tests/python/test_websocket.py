@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import websocket
 
-from conftest import DEMO_MODEL, APPS, ROOT, ServerProcess, read_wav, write_wav
+from conftest import DEMO_MODEL, APPS, ROOT, ServerProcess, read_wav, room_noise, write_wav
 
 SAMPLES = ROOT / "tests" / "data" / "samples"
 CHUNK = 16  # models/demo/model.json decoding_chunk_size
@@ -256,7 +256,7 @@ def test_continuous_decoding_splits_at_a_pause(demo_server, samples, streaming_r
     """Two utterances with 2 s of silence between them: endpointing (rule 2: 1 s of trailing
     silence after something was decoded) gives one final per utterance, and decoding goes on."""
     (first, a), (second, b) = list(samples.items())[:2]
-    silence = np.zeros(32000, dtype="<i2")
+    silence = np.round(room_noise(32000) * 32768).astype("<i2")
     pcm = np.concatenate([a, silence, b])
     messages = stream(demo_server, pcm, 200, continuous_decoding=True)
     assert [m["type"] for m in messages][-1] == "speech_end"
