@@ -58,6 +58,9 @@ def parse_args():
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this step (0 = no limit)")
     ap.add_argument("--max-minutes", type=float, default=0, help="stop after this much wall time")
     ap.add_argument("--specaug-from-epoch", type=int, default=1, help="-1 = never")
+    ap.add_argument("--silence-pad-prob", type=float, default=0.0,
+                    help="per utterance: chance of silence (digital zeros or faint noise) added around it")
+    ap.add_argument("--silence-pad-max", type=int, default=200, help="longest silence added at each end, frames")
     ap.add_argument("--ckpt-minutes", type=float, default=10.0)
     ap.add_argument("--snapshot-minutes", type=float, default=5.0)
     ap.add_argument("--keep-ckpts", type=int, default=2)
@@ -92,6 +95,51 @@ def spec_augment(x, lens, rng, num_f=2, max_f=10, num_t=2, max_t=40):
             if T > 1:
                 s = rng.randint(0, T - 1)
                 x[b, s: min(T, s + rng.randint(1, max_t)), :] = 0
+
+
+# torchaudio's kaldi.fbank (energy_floor 0, dither 0) floors each mel energy at float32 epsilon
+# before the log, so digital silence - exact zeros, as a muted microphone or a padded buffer
+# gives - is this value in every bin.
+DIGITAL_SILENCE_FBANK = math.log(torch.finfo(torch.float32).eps)
+
+
+def faint_noise_fbank(seconds=20, seed=0):
+    """Fbank frames of faint white noise (std 0.5..8 on the int16 scale, rounded like a real capture)."""
+    import feats
+    rng = np.random.default_rng(seed)
+    parts = []
+    for std in (0.5, 1.0, 2.0, 4.0, 8.0):
+        pcm = np.clip(np.round(rng.normal(0.0, std, 16000 * seconds // 5)), -32768, 32767).astype(np.int16)
+        parts.append(feats.fbank(pcm))
+    return torch.from_numpy(np.concatenate(parts, 0))
+
+
+def pad_with_silence(x, lens, rng, prob, max_pad, noise_bank):
+    """Surrounds some utterances of a (B, T, F) batch with silence, so that the model learns to
+    stay quiet over long pauses: half of it digital zeros, half faint noise. Returns the new batch
+    and lengths (the transcripts are unchanged)."""
+    pads = []
+    for b in range(x.size(0)):
+        if rng.random() < prob:
+            pads.append((rng.randint(0, max_pad), rng.randint(0, max_pad)))
+        else:
+            pads.append((0, 0))
+    if not any(a + z for a, z in pads):
+        return x, lens
+    new_lens = torch.tensor([int(lens[b]) + a + z for b, (a, z) in enumerate(pads)])
+    out = torch.zeros(x.size(0), int(new_lens.max()), x.size(2))
+    for b, (a, z) in enumerate(pads):
+        n = int(lens[b])
+        out[b, a: a + n] = x[b, :n]
+        for start, count in ((0, a), (a + n, z)):
+            if count == 0:
+                continue
+            if rng.random() < 0.5:
+                out[b, start: start + count] = DIGITAL_SILENCE_FBANK
+            else:
+                s = rng.randint(0, noise_bank.size(0) - count)
+                out[b, start: start + count] = noise_bank[s: s + count]
+    return out, new_lens
 
 
 def greedy_cer(model, featset, n, device, batch=16):
@@ -149,6 +197,7 @@ def main():
     step, epoch, batch_pos, audio_s, train_s = 0, 0, 0, 0.0, 0.0
     prior_runs = []  # the runs whose weights this one continues (--init chain), for finalize.py's totals
     aug_rng = random.Random(a.seed + 1)
+    noise_bank = faint_noise_fbank(seed=a.seed) if a.silence_pad_prob > 0 else None
     if a.resume and os.path.exists(os.path.join(a.exp, "last.pt")):
         ck = common.load_checkpoint(os.path.join(a.exp, "last.pt"))
         model.load_state_dict(ck["model"])
@@ -220,6 +269,8 @@ def main():
             ids = batches[batch_pos]
             ts = time.time()
             x, xl, y, yl = train.collate(ids)
+            if a.silence_pad_prob > 0:
+                x, xl = pad_with_silence(x, xl, aug_rng, a.silence_pad_prob, a.silence_pad_max, noise_bank)
             if a.specaug_from_epoch >= 0 and epoch >= a.specaug_from_epoch:
                 spec_augment(x, xl, aug_rng)
             for g in opt.param_groups:

@@ -1,5 +1,6 @@
 """The demo model's training bookkeeping (train/): the run history a checkpoint carries through
---init chains, checkpoint loading, and the accuracy report's statement of the targets.
+--init chains, checkpoint loading, the accuracy report's statement of the targets, and the
+silence-padding augmentation.
 
 These are the pieces a GPU run relies on without anyone watching (train/gpu/run_train_gpu.sh), so
 they are checked here on hand-built checkpoints."""
@@ -105,3 +106,42 @@ def test_cmvn_stats_written_from_buffers_load_back_exactly(tmp_path):
     assert (mean2 == mean).all()
     # 1/std goes through var = 1/istd^2 and back in double precision: equal, or one float32 ulp.
     assert abs(istd2 - istd).max() <= 1.2e-7 * abs(istd).max()
+
+
+def test_digital_silence_constant_is_fbank_of_zeros():
+    import feats
+    import numpy as np
+    import train
+    silence = feats.fbank(np.zeros(8000, np.int16))
+    assert np.allclose(silence, train.DIGITAL_SILENCE_FBANK, atol=1e-6)
+
+
+def test_silence_padding_keeps_each_utterance_and_pads_with_silence():
+    import train
+    x = torch.randn(4, 50, 80)
+    lens = torch.tensor([50, 31, 20, 7])
+    noise = train.faint_noise_fbank(seconds=5)
+    out, out_lens = train.pad_with_silence(x.clone(), lens, random.Random(3), 1.0, 25, noise)
+    assert out.shape == (4, int(out_lens.max()), 80)
+    assert bool((out_lens >= lens).all()) and bool((out_lens > lens).any())
+    silence_rows = set(map(tuple, noise.numpy().round(4)))
+    for b in range(4):
+        n, total = int(lens[b]), int(out_lens[b])
+        # The utterance sits unchanged at some offset; every other valid frame is silence.
+        starts = [s for s in range(total - n + 1) if torch.equal(out[b, s: s + n], x[b, :n])]
+        assert len(starts) == 1
+        s = starts[0]
+        for t in list(range(s)) + list(range(s + n, total)):
+            row = out[b, t]
+            is_zero_fbank = bool(torch.all(row == train.DIGITAL_SILENCE_FBANK))
+            is_noise = tuple(row.numpy().round(4)) in silence_rows
+            assert is_zero_fbank or is_noise
+        assert bool((out[b, total:] == 0).all())  # batch padding beyond the length stays zero
+
+
+def test_silence_padding_with_zero_probability_changes_nothing():
+    import train
+    x = torch.randn(2, 10, 80)
+    lens = torch.tensor([10, 6])
+    out, out_lens = train.pad_with_silence(x, lens, random.Random(0), 0.0, 25, None)
+    assert out is x and out_lens is lens

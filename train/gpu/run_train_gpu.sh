@@ -22,7 +22,8 @@
 # U2_TRAIN_MINUTES training time (9; the cosine schedule spans it), U2_MAX_FRAMES padded frames
 # per batch (60000), U2_LR peak learning rate (1.5e-3), U2_JOBS synthesis/feature processes (all
 # cores), U2_TRAIN_WORK work directory (train/work), U2_MODEL_OUT converted model (models/demo),
-# U2_WAIT_S how long `start`/`wait` follow the log (570 s), U2_DEVICE (cuda), PYTHON (python3).
+# U2_WAIT_S how long `start`/`wait` follow the log (570 s), U2_DEVICE (cuda), PYTHON (python3),
+# U2_SILENCE_PAD share of utterances trained with long silence around them (0.15).
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO"
@@ -36,6 +37,7 @@ JOBS=${U2_JOBS:-$(nproc)}
 WAIT_S=${U2_WAIT_S:-570}
 PY=${PYTHON:-python3}
 DEVICE=${U2_DEVICE:-cuda}
+SILENCE_PAD=${U2_SILENCE_PAD:-0.15}
 TOOLS=$WORK/u2train
 LOG=$WORK/pipeline.log
 DONE=$WORK/pipeline.status   # written at the end: the pipeline's exit status
@@ -68,7 +70,7 @@ pipeline() {
   stage "train ${from[*]} for $TRAIN_MIN min"
   "$PY" train/train.py --data "$WORK/data" --exp "$EXP" "${from[@]}" --device "$DEVICE" \
     --max-frames "$MAX_FRAMES" --lr "$LR" --warmup 200 --schedule-minutes "$TRAIN_MIN" \
-    --max-minutes "$TRAIN_MIN" --curriculum-frac 0 --seed 2027 --eval-minutes 1 --eval-utts 300 \
+    --max-minutes "$TRAIN_MIN" --curriculum-frac 0 --silence-pad-prob "$SILENCE_PAD" --seed 2027 --eval-minutes 1 --eval-utts 300 \
     --snapshot-minutes 0.5 --ckpt-minutes 2 --log-steps 50 2>&1 | tee "$EXP/train.log"
   stage "finalize"
   "$PY" train/finalize.py --exp "$EXP" --data "$WORK/data" --export "$WORK/export" --out "$MODEL_OUT" \
