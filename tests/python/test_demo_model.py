@@ -143,3 +143,28 @@ def test_samples_are_complete():
     assert len(scp) >= 3 and scp.keys() == text.keys()
     for rel in scp.values():
         assert (SAMPLES / rel).is_file()
+
+
+@pytest.mark.parametrize("args", [["--mode", "ctc_greedy"], ["--mode", "attention_rescoring"],
+                                  ["--streaming", "--chunk-size", "8", "--left-chunks", "4"]])
+def test_demo_model_says_nothing_over_digital_silence(tmp_path, args):
+    """Exact zeros (a muted microphone, a padded buffer) must decode to nothing, however long.
+    Models trained without train.py's --silence-pad-prob emitted stray letters here."""
+    import wave
+    paths = []
+    for seconds in (1, 5, 20):
+        path = tmp_path / f"zeros_{seconds}s.wav"
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(b"\0\0" * 16000 * seconds)
+        paths.append(str(path))
+    proc = subprocess.run([str(U2RECOGNIZE), "--model-dir", str(MODEL), *args, *paths],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        key, _, text = line.partition(" ")
+        assert text.strip() == "", f"{key}: {text!r}"
