@@ -60,6 +60,9 @@ def parse_args():
     ap.add_argument("--specaug-from-epoch", type=int, default=1, help="-1 = never")
     ap.add_argument("--silence-pad-prob", type=float, default=0.0,
                     help="per utterance: chance of silence (digital zeros or faint noise) added around it")
+    ap.add_argument("--freq-warp-prob", type=float, default=0.0,
+                    help="share of utterances whose spectrum is warped (vocal tract length perturbation)")
+    ap.add_argument("--freq-warp-max", type=float, default=0.1, help="largest warp, as |alpha - 1|")
     ap.add_argument("--silence-pad-max", type=int, default=200, help="longest silence added at each end, frames")
     ap.add_argument("--ckpt-minutes", type=float, default=10.0)
     ap.add_argument("--snapshot-minutes", type=float, default=5.0)
@@ -140,6 +143,40 @@ def pad_with_silence(x, lens, rng, prob, max_pad, noise_bank):
                 s = rng.randint(0, noise_bank.size(0) - count)
                 out[b, start: start + count] = noise_bank[s: s + count]
     return out, new_lens
+
+
+def mel_warp_sources(num_bins, alpha, low_hz=20.0, high_hz=8000.0):
+    """Fractional source bin of each mel bin when the spectrum is warped as S'(f) = S(f / alpha)
+    (alpha > 1 moves formants up, as a shorter vocal tract does). The bins are Kaldi's: centres
+    evenly spaced on 1127 ln(1 + f / 700) between low_hz and high_hz."""
+    def mel(f):
+        return 1127.0 * math.log(1.0 + f / 700.0)
+    lo, hi = mel(low_hz), mel(high_hz)
+    delta = (hi - lo) / (num_bins + 1)
+    sources = []
+    for i in range(num_bins):
+        centre_hz = 700.0 * (math.exp((lo + (i + 1) * delta) / 1127.0) - 1.0)
+        src = (mel(centre_hz / alpha) - lo) / delta - 1.0
+        sources.append(min(max(src, 0.0), num_bins - 1.0))
+    return torch.tensor(sources)
+
+
+def warp_frequency(x, lens, rng, prob, max_warp):
+    """Vocal tract length perturbation on log-mel features: each utterance of a (B, T, F) batch,
+    with probability prob, gets its spectrum warped by a factor drawn from [1 - max_warp,
+    1 + max_warp], interpolating linearly between neighbouring bins. The synthesized voices share
+    a few formant sets; this makes new speakers' formants less of a surprise. In place."""
+    num_bins = x.size(2)
+    for b in range(x.size(0)):
+        if rng.random() >= prob:
+            continue
+        src = mel_warp_sources(num_bins, 1.0 + rng.uniform(-max_warp, max_warp))
+        i0 = src.floor().long()
+        i1 = torch.clamp(i0 + 1, max=num_bins - 1)
+        w = src - i0
+        n = int(lens[b])
+        row = x[b, :n]
+        x[b, :n] = row[:, i0] * (1.0 - w) + row[:, i1] * w
 
 
 def greedy_cer(model, featset, n, device, batch=16):
@@ -271,6 +308,8 @@ def main():
             x, xl, y, yl = train.collate(ids)
             if a.silence_pad_prob > 0:
                 x, xl = pad_with_silence(x, xl, aug_rng, a.silence_pad_prob, a.silence_pad_max, noise_bank)
+            if a.freq_warp_prob > 0:
+                warp_frequency(x, xl, aug_rng, a.freq_warp_prob, a.freq_warp_max)
             if a.specaug_from_epoch >= 0 and epoch >= a.specaug_from_epoch:
                 spec_augment(x, xl, aug_rng)
             for g in opt.param_groups:

@@ -145,3 +145,59 @@ def test_silence_padding_with_zero_probability_changes_nothing():
     lens = torch.tensor([10, 6])
     out, out_lens = train.pad_with_silence(x, lens, random.Random(0), 0.0, 25, None)
     assert out is x and out_lens is lens
+
+
+def test_mel_warp_with_alpha_one_is_the_identity():
+    import train
+    src = train.mel_warp_sources(80, 1.0)
+    assert torch.allclose(src, torch.arange(80, dtype=torch.float32), atol=1e-4)
+
+
+def test_frequency_warp_moves_a_tone_like_a_shifted_tone():
+    # Warping the fbank of a 1,000 Hz tone by alpha must look like the fbank of a 1,000 * alpha Hz
+    # tone: same peak bin, and close log energies at it.
+    import feats
+    import numpy as np
+    import train
+
+    def tone_fbank(hz):
+        t = np.arange(16000) / 16000.0
+        return torch.from_numpy(feats.fbank(np.round(8000 * np.sin(2 * np.pi * hz * t)).astype(np.int16)))
+
+    for alpha in (0.9, 1.1):
+        x = tone_fbank(1000.0).unsqueeze(0).clone()
+        lens = torch.tensor([x.size(1)])
+
+        class FixedRng:  # draws alpha exactly
+            def random(self):
+                return 0.0
+
+            def uniform(self, lo, hi):
+                return alpha - 1.0
+        train.warp_frequency(x, lens, FixedRng(), 1.0, 0.1)
+        want = tone_fbank(1000.0 * alpha)
+        peak = int(want[50].argmax())
+        assert int(x[0, 50].argmax()) == peak
+        # Within a bin of the peak the log energies agree to 0.6 (measured: <= 0.45); further out
+        # the tone's skirt falls by ~5 per bin and the bins' shapes differ, so they are not compared.
+        assert float((x[0, 50, peak - 1: peak + 2] - want[50, peak - 1: peak + 2]).abs().max()) < 0.6
+
+
+def test_frequency_warp_keeps_constant_rows_lengths_and_padding():
+    import train
+    x = torch.randn(3, 40, 80)
+    x[1, :, :] = train.DIGITAL_SILENCE_FBANK
+    lens = torch.tensor([40, 40, 25])
+    x[2, 25:] = 0
+    before = x.clone()
+    train.warp_frequency(x, lens, random.Random(5), 1.0, 0.1)
+    assert not torch.equal(x[0], before[0])
+    assert torch.allclose(x[1], before[1])  # a flat spectrum stays flat
+    assert bool((x[2, 25:] == 0).all())  # batch padding beyond the length is untouched
+    # Each output value lies between the two input bins it came from (linear interpolation).
+    assert float(x[0].max()) <= float(before[0].max()) + 1e-6
+    assert float(x[0].min()) >= float(before[0].min()) - 1e-6
+    y = torch.randn(2, 10, 80)
+    z = y.clone()
+    train.warp_frequency(z, torch.tensor([10, 10]), random.Random(0), 0.0, 0.1)
+    assert torch.equal(y, z)
