@@ -17,7 +17,14 @@ Held-out voices: variant m3 and accent en-gb-scotland never occur in train/dev/t
 test_heldout_voice uses them: half of its utterances are a seen accent with variant m3,
 the other half en-gb-scotland with a seen variant.
 
-All randomness comes from random.Random(seed + index), so the output is reproducible.
+Accent augmentation (--vowel-shift-prob P, training only): a share P of the utterances are
+spoken from their own phonemes (espeak-ng -x) with some vowels moved to a neighbouring vowel
+(I -> E, a -> V, ...), as other accents of English do. The seven training accents differ from each
+other less than real accents do (en-gb-scotland, held out, mostly shifts vowels: "this" sounds
+like "thes"), so without this the model learns to spell what a vowel sounds like in those seven.
+
+All randomness comes from random.Random(seed + index), so the output is reproducible; the vowel
+shifts draw from their own generator, so utterances without them are the same as before.
 
 Usage: nice -n 10 .venv/bin/python train/synth.py --split train --num 8000 [--jobs 2]
 """
@@ -47,6 +54,41 @@ HELDOUT_ACCENT = "en-gb-scotland"
 
 SPLIT_SEEDS = {"train": 1000003, "dev": 2000003, "test": 3000003, "test_heldout_voice": 4000003}
 
+# espeak-ng's English vowel mnemonics (-x output), each with the vowels an accent may say instead.
+VOWEL_NEIGHBOURS = {
+    "I": ["E", "i:", "@", "I2"], "I#": ["I", "E", "@"], "I2": ["I", "E"], "i": ["I", "i:", "eI"],
+    "i:": ["I", "eI", "i@"], "i@": ["i:", "e@"], "E": ["I", "a", "eI"], "e@": ["E", "eI", "3:"], "eI": ["E", "i:", "aI"],
+    "a": ["E", "A:", "V", "a#"], "a#": ["a", "V", "@"], "A:": ["a", "0", "O:"], "A@": ["A:", "O@"],
+    "V": ["a", "0", "@", "U"], "0": ["O:", "V", "A:"], "O:": ["0", "oU", "A:"], "O@": ["O:", "oU"],
+    "oU": ["O:", "u:", "0"], "U": ["u:", "V", "@"], "u:": ["U", "oU", "U@"], "U@": ["O:", "u:"],
+    "@": ["V", "I", "E", "3"], "@2": ["@", "I"], "@5": ["@", "U"], "3": ["@", "E"],
+    "3:": ["@", "e@", "O:"], "aI": ["eI", "A:", "OI"], "aU": ["oU", "a"], "OI": ["O:", "aI"],
+}
+VOWEL_TOKENS = sorted(VOWEL_NEIGHBOURS, key=len, reverse=True)
+
+
+def phonemize(voice, text):
+    """espeak-ng's phoneme mnemonics for text (one line; clause breaks become spaces)."""
+    out = subprocess.run(["espeak-ng", "-q", "-x", "-v", voice, text], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, check=True).stdout.decode()
+    return " ".join(out.split())
+
+
+def shift_vowels(phonemes, rng, rate):
+    """Replaces each vowel of an espeak-ng mnemonic string, with probability rate, by one of its
+    neighbours; consonants, stress marks, pauses and word breaks stay. Vowels are found by longest
+    match ("aI" before "a"); no English consonant mnemonic contains a vowel's letters."""
+    out, i = [], 0
+    while i < len(phonemes):
+        token = next((v for v in VOWEL_TOKENS if phonemes.startswith(v, i)), None)
+        if token is None:
+            out.append(phonemes[i])
+            i += 1
+            continue
+        out.append(rng.choice(VOWEL_NEIGHBOURS[token]) if rng.random() < rate else token)
+        i += len(token)
+    return "".join(out)
+
 
 def choose_voice(split, index, rng):
     if split == "test_heldout_voice":
@@ -57,15 +99,20 @@ def choose_voice(split, index, rng):
 
 
 def synth_one(job):
-    split, index, text, out_dir = job
+    split, index, text, out_dir, vowel_shift_prob = job
     rng = random.Random(SPLIT_SEEDS[split] * 7919 + index)
     accent, variant = choose_voice(split, index, rng)
     voice = accent + ("+" + variant if variant else "")
     speed = rng.randint(120, 200)
     pitch = rng.randint(20, 80)
     amp = rng.randint(50, 100)
+    spoken, vowel_shift = text, 0.0
+    shift_rng = random.Random(SPLIT_SEEDS[split] * 104729 + index)
+    if split == "train" and vowel_shift_prob > 0 and shift_rng.random() < vowel_shift_prob:
+        vowel_shift = round(shift_rng.uniform(0.1, 0.4), 3)
+        spoken = "[[" + shift_vowels(phonemize(voice, text), shift_rng, vowel_shift) + "]]"
     espeak = subprocess.Popen(
-        ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-a", str(amp), "--stdout", text],
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-a", str(amp), "--stdout", spoken],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     raw = subprocess.run(
         ["sox", "-V1", "-t", "wav", "-", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
@@ -90,7 +137,8 @@ def synth_one(job):
         w.setframerate(SAMPLE_RATE)
         w.writeframes(pcm.tobytes())
     return dict(key=key, wav=path, txt=text, voice=voice, speed=speed, pitch=pitch, amp=amp,
-                noise=round(noise, 2), gain=round(gain, 3), dur=round(len(pcm) / SAMPLE_RATE, 3))
+                noise=round(noise, 2), gain=round(gain, 3), vowel_shift=vowel_shift,
+                dur=round(len(pcm) / SAMPLE_RATE, 3))
 
 
 def main():
@@ -101,6 +149,8 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(ROOT, "work", "corpus"))
     ap.add_argument("--out", default=os.path.join(ROOT, "work", "data"))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--vowel-shift-prob", type=float, default=0.0,
+                    help="train: share of utterances spoken with some vowels shifted (accent augmentation)")
     args = ap.parse_args()
 
     with open(os.path.join(args.corpus, args.split + ".txt")) as f:
@@ -108,7 +158,7 @@ def main():
     end = len(sentences) if args.num <= 0 else min(len(sentences), args.start + args.num)
     out_dir = os.path.join(args.out, args.split)
     os.makedirs(os.path.join(out_dir, "wavs"), exist_ok=True)
-    jobs = [(args.split, i, sentences[i], out_dir) for i in range(args.start, end)]
+    jobs = [(args.split, i, sentences[i], out_dir, args.vowel_shift_prob) for i in range(args.start, end)]
     mode = "a" if args.start > 0 else "w"
     total = 0.0
     with multiprocessing.Pool(args.jobs) as pool, \

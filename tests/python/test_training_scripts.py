@@ -5,6 +5,7 @@ silence-padding augmentation.
 These are the pieces a GPU run relies on without anyone watching (train/gpu/run_train_gpu.sh), so
 they are checked here on hand-built checkpoints."""
 import random
+import shutil
 import sys
 from pathlib import Path
 
@@ -201,3 +202,66 @@ def test_frequency_warp_keeps_constant_rows_lengths_and_padding():
     z = y.clone()
     train.warp_frequency(z, torch.tensor([10, 10]), random.Random(0), 0.0, 0.1)
     assert torch.equal(y, z)
+
+
+def test_vowel_shift_rate_zero_keeps_the_phonemes():
+    import synth
+    phonemes = "DIs l'Ist Iz InD@ w'IndoU_:_: If ju: kan s'i:; It"
+    assert synth.shift_vowels(phonemes, random.Random(0), 0.0) == phonemes
+
+
+def test_vowel_shift_moves_only_vowels_to_their_neighbours():
+    import synth
+
+    def tokens(phonemes):  # (is_vowel, token) by the same longest match
+        out, i = [], 0
+        while i < len(phonemes):
+            v = next((v for v in synth.VOWEL_TOKENS if phonemes.startswith(v, i)), None)
+            out.append((v is not None, v or phonemes[i]))
+            i += len(v) if v else 1
+        return out
+    # Hand-checked tokenization: longest match keeps diphthongs and long vowels whole.
+    assert tokens("w'IndoU aI i: s'Ent@nsI#z") == [
+        (False, "w"), (False, "'"), (True, "I"), (False, "n"), (False, "d"), (True, "oU"), (False, " "),
+        (True, "aI"), (False, " "), (True, "i:"), (False, " "), (False, "s"), (False, "'"), (True, "E"),
+        (False, "n"), (False, "t"), (True, "@"), (False, "n"), (False, "s"), (True, "I#"), (False, "z")]
+    phonemes = "DIs l'Ist Iz InD@ w'IndoU If ju: kan s'i: It"
+    shifted = synth.shift_vowels(phonemes, random.Random(1), 1.0)
+    assert shifted != phonemes
+    # The consonants, stress marks and word breaks stay where they were: drop the vowels of both
+    # strings and the rest is equal. Every vowel of the result is a neighbour of some vowel.
+    def skeleton(p):
+        return "".join(t for v, t in tokens(p) if not v)
+    assert skeleton(shifted) == skeleton(phonemes)
+    neighbours = {n for ns in synth.VOWEL_NEIGHBOURS.values() for n in ns}
+    assert all(t in neighbours or t in synth.VOWEL_NEIGHBOURS for v, t in tokens(shifted) if v)
+    # Every neighbour is itself a vowel mnemonic (so shifted strings tokenize the same way).
+    assert neighbours <= set(synth.VOWEL_NEIGHBOURS)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
+                    reason="espeak-ng and sox are installed by scripts/setup.sh")
+def test_synth_speaks_shifted_vowels_and_leaves_other_utterances_alone(tmp_path):
+    import json
+    import wave
+    import synth
+    (tmp_path / "wavs").mkdir()
+    text = "this list is in the window"
+    plain = synth.synth_one(("train", 7, text, str(tmp_path), 0.0))
+    with wave.open(plain["wav"], "rb") as w:
+        plain_pcm = w.readframes(w.getnframes())
+    assert plain["vowel_shift"] == 0.0
+    shifted = synth.synth_one(("train", 7, text, str(tmp_path), 1.0))
+    with wave.open(shifted["wav"], "rb") as w:
+        shifted_pcm = w.readframes(w.getnframes())
+    assert 0.1 <= shifted["vowel_shift"] <= 0.4
+    # Same voice, speed and transcript; different sounds, of about the same length.
+    for k in ("voice", "speed", "pitch", "amp", "txt"):
+        assert shifted[k] == plain[k]
+    assert shifted_pcm != plain_pcm
+    assert 0.7 < len(shifted_pcm) / len(plain_pcm) < 1.3
+    json.dumps(shifted)
+    # Held-out and test splits never get shifted vowels.
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "wavs").mkdir()
+    assert synth.synth_one(("test", 7, text, str(tmp_path / "t"), 1.0))["vowel_shift"] == 0.0
