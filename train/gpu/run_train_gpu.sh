@@ -23,7 +23,9 @@
 # per batch (60000), U2_LR peak learning rate (1.5e-3), U2_JOBS synthesis/feature processes (all
 # cores), U2_TRAIN_WORK work directory (train/work), U2_MODEL_OUT converted model (models/demo),
 # U2_WAIT_S how long `start`/`wait` follow the log (570 s), U2_DEVICE (cuda), PYTHON (python3),
-# U2_SILENCE_PAD share of utterances trained with long silence around them (0.15).
+# U2_SILENCE_PAD share of utterances trained with long silence around them (0.15),
+# U2_VOWEL_SHIFT share of training utterances synthesized with accent-like vowel shifts (0.3),
+# U2_FREQ_WARP share of utterances trained with a vocal-tract-length warp of the spectrum (0.3).
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO"
@@ -38,6 +40,8 @@ WAIT_S=${U2_WAIT_S:-570}
 PY=${PYTHON:-python3}
 DEVICE=${U2_DEVICE:-cuda}
 SILENCE_PAD=${U2_SILENCE_PAD:-0.15}
+VOWEL_SHIFT=${U2_VOWEL_SHIFT:-0.3}
+FREQ_WARP=${U2_FREQ_WARP:-0.3}
 TOOLS=$WORK/u2train
 LOG=$WORK/pipeline.log
 DONE=$WORK/pipeline.status   # written at the end: the pipeline's exit status
@@ -58,7 +62,8 @@ pipeline() {
   if [[ ! -e $WORK/data/.ready ]]; then
     stage "synthesize dev + $NUM training utterances ($JOBS processes)"
     "$PY" train/synth.py --split dev --corpus "$WORK/corpus" --out "$WORK/data" --jobs "$JOBS"
-    "$PY" train/synth.py --split train --num "$NUM" --corpus "$WORK/corpus" --out "$WORK/data" --jobs "$JOBS"
+    "$PY" train/synth.py --split train --num "$NUM" --corpus "$WORK/corpus" --out "$WORK/data" --jobs "$JOBS" \
+      --vowel-shift-prob "$VOWEL_SHIFT"
     stage "features"
     "$PY" train/feats.py --split dev --data "$WORK/data" --jobs "$JOBS"
     "$PY" train/feats.py --split train --data "$WORK/data" --jobs "$JOBS"
@@ -70,7 +75,8 @@ pipeline() {
   stage "train ${from[*]} for $TRAIN_MIN min"
   "$PY" train/train.py --data "$WORK/data" --exp "$EXP" "${from[@]}" --device "$DEVICE" \
     --max-frames "$MAX_FRAMES" --lr "$LR" --warmup 200 --schedule-minutes "$TRAIN_MIN" \
-    --max-minutes "$TRAIN_MIN" --curriculum-frac 0 --silence-pad-prob "$SILENCE_PAD" --seed 2027 --eval-minutes 1 --eval-utts 300 \
+    --max-minutes "$TRAIN_MIN" --curriculum-frac 0 --silence-pad-prob "$SILENCE_PAD" \
+    --freq-warp-prob "$FREQ_WARP" --seed 2027 --eval-minutes 1 --eval-utts 300 \
     --snapshot-minutes 0.5 --ckpt-minutes 2 --log-steps 50 2>&1 | tee "$EXP/train.log"
   stage "finalize"
   "$PY" train/finalize.py --exp "$EXP" --data "$WORK/data" --export "$WORK/export" --out "$MODEL_OUT" \
