@@ -375,6 +375,18 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
                  + (f"over {tr['schedule_minutes']} training minutes" if tr.get("schedule_minutes") else
                     f"over {tr['total_steps']} steps")
                  + f", batches of <= {tr['max_frames']} padded frames, grad clip {tr['grad_clip']}, seed {tr['seed']}.")
+        aug = []
+        if tr.get("specaug_from_epoch", 1) >= 0:
+            aug.append(f"SpecAugment from epoch {tr.get('specaug_from_epoch', 1)} (2 frequency masks <= 10 bins, "
+                       "2 time masks <= 40 frames)")
+        if tr.get("silence_pad_prob"):
+            aug.append(f"silence of 0-{tr.get('silence_pad_max', 200)} frames around {tr['silence_pad_prob']:g} "
+                       "of the utterances")
+        if tr.get("freq_warp_prob"):
+            aug.append(f"frequency warp 1 +- {tr.get('freq_warp_max', 0.1):g} on {tr['freq_warp_prob']:g} of the "
+                       "utterances")
+        if aug:
+            L.append("* Augmentation in the last run: " + "; ".join(aug) + ".")
         L.append(f"* final.pt = {info['final']} ({', '.join(info['snapshots'])}). Shipped as float16 weights "
                  "(`convert.py --dtype float16`).\n")
     with open(a.doc, "w") as f:
