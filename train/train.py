@@ -147,18 +147,15 @@ def pad_with_silence(x, lens, rng, prob, max_pad, noise_bank):
 
 def mel_warp_sources(num_bins, alpha, low_hz=20.0, high_hz=8000.0):
     """Fractional source bin of each mel bin when the spectrum is warped as S'(f) = S(f / alpha)
-    (alpha > 1 moves formants up, as a shorter vocal tract does). The bins are Kaldi's: centres
-    evenly spaced on 1127 ln(1 + f / 700) between low_hz and high_hz."""
-    def mel(f):
-        return 1127.0 * math.log(1.0 + f / 700.0)
-    lo, hi = mel(low_hz), mel(high_hz)
+    (alpha > 1 moves formants up, as a shorter vocal tract does). The bins are those of Kaldi's
+    fbank (feats.py): centres evenly spaced on torchaudio's Kaldi mel scale between low_hz and
+    high_hz (the Nyquist frequency)."""
+    from torchaudio.compliance.kaldi import inverse_mel_scale, mel_scale, mel_scale_scalar
+    lo, hi = mel_scale_scalar(low_hz), mel_scale_scalar(high_hz)
     delta = (hi - lo) / (num_bins + 1)
-    sources = []
-    for i in range(num_bins):
-        centre_hz = 700.0 * (math.exp((lo + (i + 1) * delta) / 1127.0) - 1.0)
-        src = (mel(centre_hz / alpha) - lo) / delta - 1.0
-        sources.append(min(max(src, 0.0), num_bins - 1.0))
-    return torch.tensor(sources)
+    centres_hz = inverse_mel_scale(lo + delta * torch.arange(1, num_bins + 1, dtype=torch.float64))
+    sources = (mel_scale(centres_hz / alpha) - lo) / delta - 1.0
+    return sources.clamp(0.0, num_bins - 1.0).float()
 
 
 def warp_frequency(x, lens, rng, prob, max_warp):
