@@ -74,20 +74,23 @@ def phonemize(voice, text):
     return " ".join(out.split())
 
 
+def split_phonemes(phonemes):
+    """An espeak-ng mnemonic string as (is_vowel, text) pieces: vowels found by longest match ("aI"
+    before "a"), every other character (consonant, stress mark, pause, space) a piece of its own.
+    No English consonant mnemonic contains a vowel's letters."""
+    pieces, i = [], 0
+    while i < len(phonemes):
+        vowel = next((v for v in VOWEL_TOKENS if phonemes.startswith(v, i)), None)
+        pieces.append((vowel is not None, vowel or phonemes[i]))
+        i += len(vowel) if vowel else 1
+    return pieces
+
+
 def shift_vowels(phonemes, rng, rate):
     """Replaces each vowel of an espeak-ng mnemonic string, with probability rate, by one of its
-    neighbours; consonants, stress marks, pauses and word breaks stay. Vowels are found by longest
-    match ("aI" before "a"); no English consonant mnemonic contains a vowel's letters."""
-    out, i = [], 0
-    while i < len(phonemes):
-        token = next((v for v in VOWEL_TOKENS if phonemes.startswith(v, i)), None)
-        if token is None:
-            out.append(phonemes[i])
-            i += 1
-            continue
-        out.append(rng.choice(VOWEL_NEIGHBOURS[token]) if rng.random() < rate else token)
-        i += len(token)
-    return "".join(out)
+    neighbours; consonants, stress marks, pauses and word breaks stay."""
+    return "".join(rng.choice(VOWEL_NEIGHBOURS[text]) if is_vowel and rng.random() < rate else text
+                   for is_vowel, text in split_phonemes(phonemes))
 
 
 def choose_voice(split, index, rng):

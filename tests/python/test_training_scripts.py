@@ -213,13 +213,7 @@ def test_vowel_shift_rate_zero_keeps_the_phonemes():
 def test_vowel_shift_moves_only_vowels_to_their_neighbours():
     import synth
 
-    def tokens(phonemes):  # (is_vowel, token) by the same longest match
-        out, i = [], 0
-        while i < len(phonemes):
-            v = next((v for v in synth.VOWEL_TOKENS if phonemes.startswith(v, i)), None)
-            out.append((v is not None, v or phonemes[i]))
-            i += len(v) if v else 1
-        return out
+    tokens = synth.split_phonemes
     # Hand-checked tokenization: longest match keeps diphthongs and long vowels whole.
     assert tokens("w'IndoU aI i: s'Ent@nsI#z") == [
         (False, "w"), (False, "'"), (True, "I"), (False, "n"), (False, "d"), (True, "oU"), (False, " "),
