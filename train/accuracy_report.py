@@ -363,30 +363,8 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
         L.append(f"REF: {refs['test'][k]}\nHYP: {ex.get(k, '')}")
     L.append("```\n")
     if info:
-        tr = info["args"]
         L.append("## Training\n")
-        L.append(f"* Data: {info['train_hours']:.2f} h of espeak-ng speech (`train/synth.py`), 7 accents x 46 "
-                 "variants, speed 120-200, pitch 20-80, amplitude 50-100, faint noise on half, gain 0.5-1.")
-        L.append(f"* Model: {info['params'] / 1e6:.2f} M parameters; Conformer encoder d=144, 4 heads, 6 blocks, "
-                 "ffn 576, conv2d subsampling x4, causal conv kernel 8 with layer_norm, rel_pos; dynamic chunk "
-                 "training; bitransformer decoder 2 left + 1 right blocks; CTC + attention loss (ctc_weight 0.3, "
-                 "reverse_weight 0.3, lsm_weight 0.1). 31 character units.")
-        L.append(f"* Optimisation: AdamW lr {tr['lr']}, warmup {tr['warmup']} steps, cosine decay "
-                 + (f"over {tr['schedule_minutes']} training minutes" if tr.get("schedule_minutes") else
-                    f"over {tr['total_steps']} steps")
-                 + f", batches of <= {tr['max_frames']} padded frames, grad clip {tr['grad_clip']}, seed {tr['seed']}.")
-        aug = []
-        if tr.get("specaug_from_epoch", 1) >= 0:
-            aug.append(f"SpecAugment from epoch {tr.get('specaug_from_epoch', 1)} (2 frequency masks <= 10 bins, "
-                       "2 time masks <= 40 frames)")
-        if tr.get("silence_pad_prob"):
-            aug.append(f"silence of 0-{tr.get('silence_pad_max', 200)} frames around {tr['silence_pad_prob']:g} "
-                       "of the utterances")
-        if tr.get("freq_warp_prob"):
-            aug.append(f"frequency warp 1 +- {tr.get('freq_warp_max', 0.1):g} on {tr['freq_warp_prob']:g} of the "
-                       "utterances")
-        if aug:
-            L.append("* Augmentation in the last run: " + "; ".join(aug) + ".")
+        L.extend(common.training_summary(info))
         L.append(f"* final.pt = {info['final']} ({', '.join(info['snapshots'])}). Shipped as float16 weights "
                  "(`convert.py --dtype float16`).\n")
     with open(a.doc, "w") as f:

@@ -199,3 +199,43 @@ class ErrorRate:
 
     def wer(self):
         return 100.0 * self.we / max(1, self.wn)
+
+
+def vowel_shifted_share(split="train", data_dir=None):
+    """The share of a split's utterances that synth.py spoke with shifted vowels (data.jsonl)."""
+    path = os.path.join(data_dir or os.path.join(WORK, "data"), split, "data.jsonl")
+    with open(path) as f:
+        shifts = [json.loads(line).get("vowel_shift", 0.0) for line in f]
+    return sum(1 for s in shifts if s > 0) / max(1, len(shifts))
+
+
+def training_summary(info):
+    """The data, model, optimisation and augmentation lines of a report's "Training" section, from
+    finalize.py's finalize.json (one wording for docs/accuracy.md and finalize's own report)."""
+    tr = info["args"]
+    data = (f"* Data: {info['train_hours']:.2f} h of espeak-ng speech (`train/synth.py`), 7 accents x 46 "
+            "variants, speed 120-200, pitch 20-80, amplitude 50-100, faint noise on half, gain 0.5-1")
+    if info.get("train_vowel_shifted"):
+        data += f"; {100 * info['train_vowel_shifted']:.1f} % of the utterances with shifted vowels"
+    lines = [data + ".",
+             f"* Model: {info['params'] / 1e6:.2f} M parameters; Conformer encoder d=144, 4 heads, 6 blocks, "
+             "ffn 576, conv2d subsampling x4, causal conv kernel 8 with layer_norm, rel_pos; dynamic chunk "
+             "training; bitransformer decoder 2 left + 1 right blocks; CTC + attention loss (ctc_weight 0.3, "
+             "reverse_weight 0.3, lsm_weight 0.1). 31 character units.",
+             f"* Optimisation: AdamW lr {tr['lr']}, warmup {tr['warmup']} steps, cosine decay "
+             + (f"over {tr['schedule_minutes']} training minutes" if tr.get("schedule_minutes") else
+                f"over {tr['total_steps']} steps")
+             + f", batches of <= {tr['max_frames']} padded frames, grad clip {tr['grad_clip']}, seed {tr['seed']}."]
+    aug = []
+    if tr.get("specaug_from_epoch", 1) >= 0:
+        aug.append(f"SpecAugment from epoch {tr.get('specaug_from_epoch', 1)} (2 frequency masks <= 10 bins, "
+                   "2 time masks <= 40 frames)")
+    if tr.get("silence_pad_prob"):
+        aug.append(f"silence of 0-{tr.get('silence_pad_max', 200)} frames around {tr['silence_pad_prob']:g} "
+                   "of the utterances")
+    if tr.get("freq_warp_prob"):
+        aug.append(f"frequency warp 1 +- {tr.get('freq_warp_max', 0.1):g} on {tr['freq_warp_prob']:g} of the "
+                   "utterances")
+    if aug:
+        lines.append("* Augmentation in the last run: " + "; ".join(aug) + ".")
+    return lines

@@ -184,6 +184,7 @@ def main():
     info = dict(final=final_name, snapshots=[os.path.basename(p) for p in chosen], snapshot_steps=steps,
                 step=ck["step"], audio_h=ck["audio_s"] / 3600, train_min=ck["train_s"] / 60,
                 args=ck["args"], train_hours=common.FeatSet("train", a.data).hours(),
+                train_vowel_shifted=common.vowel_shifted_share("train", a.data),
                 params=sum(v.numel() for k, v in final_sd.items() if not k.endswith((".pe", "global_cmvn.mean",
                                                                                        "global_cmvn.istd"))),
                 train_ckpt_mb=os.path.getsize(train_ckpt) / 1e6)
@@ -210,7 +211,6 @@ def main():
 
 def write_accuracy_md(info, results, a):
     modes = ("ctc_greedy_search", "ctc_prefix_beam_search", "attention_rescoring")
-    tr = info["args"]
     any_res = next(iter(results.values()))
     L = []
     L.append("# Demo model accuracy (PyTorch reference)\n")
@@ -250,16 +250,7 @@ def write_accuracy_md(info, results, a):
         L.append(f"REF: {ex[k]['ref']}\nHYP: {ex[k]['attention_rescoring']}")
     L.append("```\n")
     L.append("## Training\n")
-    L.append(f"* Data: {info['train_hours']:.2f} h of espeak-ng speech (`train/synth.py`), "
-             "7 accents x 46 variants, speed 120-200, pitch 20-80, amplitude 50-100, faint noise on half, gain 0.5-1.")
-    L.append(f"* Model: {info['params'] / 1e6:.2f} M parameters; Conformer encoder d=144, 4 heads, 6 blocks, "
-             "ffn 576, conv2d subsampling x4, causal conv kernel 8 with layer_norm, rel_pos; dynamic chunk "
-             "training; bitransformer decoder 2 left + 1 right blocks; CTC + attention loss "
-             "(ctc_weight 0.3, reverse_weight 0.3, lsm_weight 0.1). 31 character units.")
-    L.append(f"* Optimisation: AdamW lr {tr['lr']}, warmup {tr['warmup']} steps, cosine decay "
-             + (f"over {tr['schedule_minutes']} training minutes" if tr.get("schedule_minutes") else
-                f"over {tr['total_steps']} steps")
-             + f", batches of <= {tr['max_frames']} padded frames, grad clip {tr['grad_clip']}, seed {tr['seed']}.")
+    L.extend(common.training_summary(info))
     L.append(f"* Run: {info['step']} steps, {info['audio_h']:.2f} h of audio processed "
              f"({info['audio_h'] / info['train_hours']:.2f} epochs), {info['train_min']:.0f} min of training "
              "time on 2 CPU cores shared with the team's builds.")
