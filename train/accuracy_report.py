@@ -243,7 +243,8 @@ def status_paragraph(info, cpp_offline):
     steps, audio_h = sum(r["steps"] for r in runs), sum(r["audio_h"] for r in runs)
     where = {"cpu": "2 CPU cores shared with the team's builds", "cuda": "one H100 GPU"}
     text = (f"**Status: targets {'met' if met else 'not met'}** (attention rescoring CER "
-            + ", ".join(f"{s} {cer[s]:.2f} % (target <= {TARGETS[s]:.0f} %)" for s in SPLITS) + "). "
+            + ", ".join(f"{s} {cer[s]:.2f} % (target <= {TARGETS[s]:.0f} %: "
+                         f"{'met' if cer[s] <= TARGETS[s] else 'not met'})" for s in SPLITS) + "). "
             f"Trained for {steps} steps on {audio_h:.1f} h of audio processed "
             f"(= {audio_h / max(info['train_hours'], 1e-9):.2f} epochs of the current training set) on "
             + " and ".join(where.get(d, d) for d in devices))
