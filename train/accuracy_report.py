@@ -236,15 +236,17 @@ def status_paragraph(info, cpp_offline):
     """Whether the targets are met, and how the model was trained: every run of the --init chain
     (finalize.json "runs"), with the device each ran on."""
     cer = {s: cpp_offline[(s, "attention_rescoring")][0].cer() for s in SPLITS}
-    met = all(cer[s] <= TARGETS[s] for s in SPLITS)
+    split_met = {s: cer[s] <= TARGETS[s] for s in SPLITS}
+    met = all(split_met.values())
     runs = info.get("runs") or [dict(checkpoint="train/work/exp/last.pt", steps=info["step"],
                                      audio_h=info["audio_h"], train_min=info["train_min"])]
     devices = sorted({r.get("device", "cpu") for r in runs})
     steps, audio_h = sum(r["steps"] for r in runs), sum(r["audio_h"] for r in runs)
     where = {"cpu": "2 CPU cores shared with the team's builds", "cuda": "one H100 GPU"}
-    text = (f"**Status: targets {'met' if met else 'not met'}** (attention rescoring CER "
-            + ", ".join(f"{s} {cer[s]:.2f} % (target <= {TARGETS[s]:.0f} %: "
-                         f"{'met' if cer[s] <= TARGETS[s] else 'not met'})" for s in SPLITS) + "). "
+    verdict = {True: "met", False: "not met"}
+    text = (f"**Status: targets {verdict[met]}** (attention rescoring CER "
+            + ", ".join(f"{s} {cer[s]:.2f} % (target <= {TARGETS[s]:.0f} %: {verdict[split_met[s]]})"
+                        for s in SPLITS) + "). "
             f"Trained for {steps} steps on {audio_h:.1f} h of audio processed "
             f"(= {audio_h / max(info['train_hours'], 1e-9):.2f} epochs of the current training set) on "
             + " and ".join(where.get(d, d) for d in devices))

@@ -95,7 +95,11 @@ def test_status_paragraph_states_the_targets():
     assert "targets met" in text and "H100" in text and "1000 steps" in text and "505.0 h" in text
     assert "run_train_gpu.sh" not in text
     # One set over its target is enough to fail.
-    assert "targets not met" in status(2.9, 8.01, [gpu])
+    text = status(2.9, 8.01, [gpu])
+    assert "targets not met" in text
+    # Each set says whether it met its own target.
+    assert "test 2.90 % (target <= 3 %: met)" in text
+    assert "test_heldout_voice 8.01 % (target <= 8 %: not met)" in text
 
 
 def test_cmvn_stats_written_from_buffers_load_back_exactly(tmp_path):
@@ -259,3 +263,18 @@ def test_synth_speaks_shifted_vowels_and_leaves_other_utterances_alone(tmp_path)
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "wavs").mkdir()
     assert synth.synth_one(("test", 7, text, str(tmp_path / "t"), 1.0))["vowel_shift"] == 0.0
+
+
+def test_training_summary_lists_the_data_and_the_augmentations_of_the_last_run():
+    args = dict(lr=5e-4, warmup=40, schedule_minutes=48, max_frames=2000, grad_clip=5.0, seed=7,
+                specaug_from_epoch=0, silence_pad_prob=0.15, freq_warp_prob=0.5, freq_warp_max=0.1)
+    info = dict(args=args, train_hours=39.23, params=4.63e6, train_vowel_shifted=0.1659)
+    lines = common.training_summary(info)
+    assert lines[0].startswith("* Data: 39.23 h") and "16.6 % of the utterances with shifted vowels" in lines[0]
+    assert "cosine decay over 48 training minutes" in lines[2] and "seed 7" in lines[2]
+    assert "SpecAugment from epoch 0" in lines[3] and "frequency warp 1 +- 0.1 on 0.5" in lines[3]
+    # Data without shifted vowels and a run without augmentation say neither.
+    plain = dict(info, train_vowel_shifted=0.0, args=dict(args, specaug_from_epoch=-1, silence_pad_prob=0,
+                                                          freq_warp_prob=0))
+    lines = common.training_summary(plain)
+    assert "shifted" not in lines[0] and len(lines) == 3
