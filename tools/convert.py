@@ -49,7 +49,7 @@ def check_supported(raw: dict, cfg: dict):
             _refuse(k, raw[k])
     ec, dc = cfg["encoder_conf"], cfg["decoder_conf"]
     allowed = {
-        "input_layer": ("conv2d", "conv2d6", "conv2d8"),
+        "input_layer": ("conv2d2", "conv2d", "conv2d6", "conv2d8"),
         "pos_enc_layer_type": ("rel_pos", "abs_pos", "no_pos"),
         "selfattention_layer_type": ("rel_selfattn", "selfattn"),
         "activation_type": ("swish", "relu"),

@@ -102,6 +102,16 @@ VARIANTS = {
         decoder="bitransformer", decoder_conf=_dec(r_num_blocks=1),
         model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
                     "length_normalized_loss": False}),
+    "conformer_conv2d2_u2pp": dict(
+        seed=606, vocab=36, layout="new", cmvn="json", special_tokens=True, dtype="float16",
+        encoder="conformer",
+        encoder_conf=_enc(input_layer="conv2d2", pos_enc_layer_type="rel_pos",
+                          selfattention_layer_type="rel_selfattn", macaron_style=True,
+                          cnn_module_kernel=8, causal=True, cnn_module_norm="layer_norm",
+                          activation_type="swish", use_cnn_module=True, use_dynamic_chunk=True),
+        decoder="bitransformer", decoder_conf=_dec(r_num_blocks=1),
+        model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
+                    "length_normalized_loss": False}),
     "transformer_abspos_old": dict(
         seed=505, vocab=56, layout="old", cmvn="json", special_tokens=False, dtype="float16",
         encoder="transformer",

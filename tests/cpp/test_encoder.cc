@@ -413,7 +413,7 @@ TEST(EncoderInput, RejectsBadFeatures) {
   auto long_r = (*model)->Encode({&too_long, 1});
   EXPECT_FALSE(long_r.ok());
   // Too short for one encoder frame: zero frames, empty log-probs, no crash; the other row intact.
-  FeatureView short_view{data.data(), 3, 80};
+  FeatureView short_view{data.data(), (*model)->config().RightContext(), 80};
   std::vector<FeatureView> mixed = {short_view, ok_view};
   auto m = (*model)->Encode(mixed);
   ASSERT_TRUE(m.ok()) << m.status().ToString();

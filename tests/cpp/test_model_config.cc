@@ -57,12 +57,23 @@ TEST(ModelConfig, DerivedConstants) {
   EXPECT_EQ(c.NumEncoderFrames(7), 1);
   EXPECT_EQ(c.NumEncoderFrames(67), 16);  // (C−1)·R + RC + 1 frames give C outputs (spec §1.6)
   EXPECT_EQ(c.SubsampledFeatureDim(), 19);
+  c.encoder.input_layer = InputLayer::kConv2d2;
+  EXPECT_EQ(c.SubsamplingRate(), 2);
+  EXPECT_EQ(c.RightContext(), 2);
+  EXPECT_EQ(c.NumEncoderFrames(2), 0);
+  EXPECT_EQ(c.NumEncoderFrames(3), 1);
+  EXPECT_EQ(c.NumEncoderFrames(33), 16);
+  EXPECT_EQ(c.SubsampledFeatureDim(), 39);
   c.encoder.input_layer = InputLayer::kConv2d6;
+  EXPECT_EQ(c.SubsamplingRate(), 6);
+  EXPECT_EQ(c.RightContext(), 10);
   EXPECT_EQ(c.NumEncoderFrames(10), 0);
   EXPECT_EQ(c.NumEncoderFrames(11), 1);
   EXPECT_EQ(c.NumEncoderFrames(101), 16);
   EXPECT_EQ(c.SubsampledFeatureDim(), 12);
   c.encoder.input_layer = InputLayer::kConv2d8;
+  EXPECT_EQ(c.SubsamplingRate(), 8);
+  EXPECT_EQ(c.RightContext(), 14);
   EXPECT_EQ(c.NumEncoderFrames(14), 0);
   EXPECT_EQ(c.NumEncoderFrames(15), 1);
   EXPECT_EQ(c.NumEncoderFrames(135), 16);

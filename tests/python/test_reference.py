@@ -44,7 +44,8 @@ def rel(a, b):
 
 def test_expected_variants_exist():
     for v in ("conformer_relpos_bn_noncausal_bi", "conformer_u2pp_causal_ln",
-              "conformer_conv2d6_abspos", "conformer_conv2d8_nopos", "transformer_abspos_old"):
+              "conformer_conv2d6_abspos", "conformer_conv2d8_nopos", "conformer_conv2d2_u2pp",
+              "transformer_abspos_old"):
         assert v in VARIANTS
 
 
@@ -103,6 +104,7 @@ def test_padded_batch_equals_single_for_causal_model():
 
 
 @pytest.mark.parametrize("layer,formula", [
+    ("conv2d2", lambda t: (t - 1) // 2),
     ("conv2d", lambda t: ((t - 1) // 2 - 1) // 2),
     ("conv2d6", lambda t: ((t - 1) // 2 - 2) // 3),
     ("conv2d8", lambda t: (((t - 1) // 2 - 1) // 2 - 1) // 2),

@@ -175,8 +175,23 @@ class Conv2dSubsampling8(Conv2dSubsampling4):
         return m[:, :, 2::2][:, :, 2::2][:, :, 2::2]
 
 
-SUBSAMPLING = {"conv2d": Conv2dSubsampling4, "conv2d6": Conv2dSubsampling6,
-               "conv2d8": Conv2dSubsampling8}
+class Conv2dSubsampling2(Conv2dSubsampling4):
+    """One stride-2 convolution: 20 ms encoder frames, for character units at fast speech rates."""
+    subsampling_rate = 2
+    right_context = 2
+
+    def __init__(self, idim: int, odim: int, pos_enc: nn.Module):
+        nn.Module.__init__(self)
+        self.conv = nn.Sequential(nn.Conv2d(1, odim, 3, 2), nn.ReLU())
+        self.out = nn.Sequential(nn.Linear(odim * ((idim - 1) // 2), odim))
+        self.pos_enc = pos_enc
+
+    def subsample_mask(self, m):
+        return m[:, :, 2::2]
+
+
+SUBSAMPLING = {"conv2d2": Conv2dSubsampling2, "conv2d": Conv2dSubsampling4,
+               "conv2d6": Conv2dSubsampling6, "conv2d8": Conv2dSubsampling8}
 
 
 # ----------------------------------------------------------------------------- attention
@@ -431,8 +446,8 @@ class BaseEncoder(nn.Module):
         self._output_size = D
         self.global_cmvn = None
         if c["input_layer"] not in SUBSAMPLING:
-            raise ValueError("input_layer: %r is not supported (conv2d, conv2d6, conv2d8)" %
-                             (c["input_layer"],))
+            raise ValueError("input_layer: %r is not supported (%s)" %
+                             (c["input_layer"], ", ".join(SUBSAMPLING)))
         pos_enc = make_pos_enc(c["pos_enc_layer_type"], D, c["positional_dropout_rate"])
         self.embed = SUBSAMPLING[c["input_layer"]](input_size, D, pos_enc)
         self.normalize_before = c["normalize_before"]

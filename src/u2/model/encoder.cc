@@ -46,18 +46,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
   }
 
   // Subsampling: (kernel, stride) per conv; weights reordered (out, in, kh, kw) → (out, kh, kw, in).
-  std::vector<std::pair<int, int>> convs;
-  switch (e.input_layer) {
-    case InputLayer::kConv2d:
-      convs = {{3, 2}, {3, 2}};
-      break;
-    case InputLayer::kConv2d6:
-      convs = {{3, 2}, {5, 3}};
-      break;
-    case InputLayer::kConv2d8:
-      convs = {{3, 2}, {3, 2}, {3, 2}};
-      break;
-  }
+  const std::vector<SubsamplingConv> convs = SubsamplingConvs(e.input_layer);
   for (size_t c = 0; c < convs.size(); ++c) {
     const auto [k, s] = convs[c];
     const int cin = c == 0 ? 1 : D;
@@ -87,8 +76,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
   }
   {
     const int F = config.SubsampledFeatureDim();
-    const std::string name =
-        e.input_layer == InputLayer::kConv2d ? "encoder.embed.out.0" : "encoder.embed.linear";
+    const std::string name = SubsamplingLinearName(e.input_layer);
     U2_ASSIGN_OR_RETURN(std::vector<float> w, loader.Host(name + ".weight", {D, D * F}));
     std::vector<float> r(w.size());
     for (int o = 0; o < D; ++o)

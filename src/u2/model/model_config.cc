@@ -109,6 +109,8 @@ const char* EncoderTypeName(EncoderType t) {
 }
 const char* InputLayerName(InputLayer t) {
   switch (t) {
+    case InputLayer::kConv2d2:
+      return "conv2d2";
     case InputLayer::kConv2d:
       return "conv2d";
     case InputLayer::kConv2d6:
@@ -117,6 +119,23 @@ const char* InputLayerName(InputLayer t) {
       return "conv2d8";
   }
   return "?";
+}
+std::vector<SubsamplingConv> SubsamplingConvs(InputLayer t) {
+  switch (t) {
+    case InputLayer::kConv2d2:
+      return {{3, 2}};
+    case InputLayer::kConv2d:
+      return {{3, 2}, {3, 2}};
+    case InputLayer::kConv2d6:
+      return {{3, 2}, {5, 3}};
+    case InputLayer::kConv2d8:
+      return {{3, 2}, {3, 2}, {3, 2}};
+  }
+  return {};
+}
+const char* SubsamplingLinearName(InputLayer t) {
+  return t == InputLayer::kConv2d2 || t == InputLayer::kConv2d ? "encoder.embed.out.0"
+                                                               : "encoder.embed.linear";
 }
 const char* PosEncTypeName(PosEncType t) {
   switch (t) {
@@ -202,7 +221,8 @@ StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
     U2_RETURN_IF_ERROR(r.Int("linear_units", true, &e.linear_units));
     U2_RETURN_IF_ERROR(r.Int("num_blocks", true, &e.num_blocks));
     U2_RETURN_IF_ERROR(r.Enum<InputLayer>("input_layer", true,
-                                          {{"conv2d", InputLayer::kConv2d},
+                                          {{"conv2d2", InputLayer::kConv2d2},
+                                           {"conv2d", InputLayer::kConv2d},
                                            {"conv2d6", InputLayer::kConv2d6},
                                            {"conv2d8", InputLayer::kConv2d8}},
                                           &e.input_layer));
@@ -385,54 +405,39 @@ Status ModelConfig::Validate() const {
   return Status::Ok();
 }
 
+namespace {
+// Length after one unpadded convolution (0 when the input is shorter than the kernel).
+int ConvOutputLength(int n, const SubsamplingConv& c) {
+  return n < c.kernel ? 0 : (n - c.kernel) / c.stride + 1;
+}
+}  // namespace
+
 int ModelConfig::SubsamplingRate() const {
-  switch (encoder.input_layer) {
-    case InputLayer::kConv2d:
-      return 4;
-    case InputLayer::kConv2d6:
-      return 6;
-    case InputLayer::kConv2d8:
-      return 8;
-  }
-  return 1;
+  int rate = 1;
+  for (const SubsamplingConv& c : SubsamplingConvs(encoder.input_layer)) rate *= c.stride;
+  return rate;
 }
 
 int ModelConfig::RightContext() const {
-  switch (encoder.input_layer) {
-    case InputLayer::kConv2d:
-      return 6;
-    case InputLayer::kConv2d6:
-      return 10;
-    case InputLayer::kConv2d8:
-      return 14;
+  // Each convolution looks (kernel - 1) of its own input frames ahead, and one of those frames is
+  // worth the product of the strides before it in feature frames (WeNet's right_context).
+  int context = 0, rate = 1;
+  for (const SubsamplingConv& c : SubsamplingConvs(encoder.input_layer)) {
+    context += (c.kernel - 1) * rate;
+    rate *= c.stride;
   }
-  return 0;
+  return context;
 }
 
 int ModelConfig::NumEncoderFrames(int t) const {
-  auto conv = [](int n, int k, int s) { return n < k ? 0 : (n - k) / s + 1; };
-  switch (encoder.input_layer) {
-    case InputLayer::kConv2d:
-      return conv(conv(t, 3, 2), 3, 2);
-    case InputLayer::kConv2d6:
-      return conv(conv(t, 3, 2), 5, 3);
-    case InputLayer::kConv2d8:
-      return conv(conv(conv(t, 3, 2), 3, 2), 3, 2);
-  }
-  return 0;
+  for (const SubsamplingConv& c : SubsamplingConvs(encoder.input_layer)) t = ConvOutputLength(t, c);
+  return t;
 }
 
 int ModelConfig::SubsampledFeatureDim() const {
-  auto conv = [](int n, int k, int s) { return n < k ? 0 : (n - k) / s + 1; };
-  switch (encoder.input_layer) {
-    case InputLayer::kConv2d:
-      return conv(conv(input_dim, 3, 2), 3, 2);
-    case InputLayer::kConv2d6:
-      return conv(conv(input_dim, 3, 2), 5, 3);
-    case InputLayer::kConv2d8:
-      return conv(conv(conv(input_dim, 3, 2), 3, 2), 3, 2);
-  }
-  return 0;
+  int f = input_dim;
+  for (const SubsamplingConv& c : SubsamplingConvs(encoder.input_layer)) f = ConvOutputLength(f, c);
+  return f;
 }
 
 std::string ModelConfig::ToString() const {

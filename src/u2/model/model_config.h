@@ -4,6 +4,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <vector>
 
 #include "u2/backend/ops.h"
 #include "u2/util/status.h"
@@ -18,7 +19,7 @@ struct FrontendConfig {
 };
 
 enum class EncoderType { kConformer, kTransformer };
-enum class InputLayer { kConv2d, kConv2d6, kConv2d8 };
+enum class InputLayer { kConv2d2, kConv2d, kConv2d6, kConv2d8 };
 enum class PosEncType { kRelPos, kAbsPos, kNoPos };
 enum class SelfAttentionType { kRelSelfAttn, kSelfAttn };
 enum class ConvNormType { kBatchNorm, kLayerNorm };
@@ -93,7 +94,7 @@ struct ModelConfig {
   DecodingDefaults decoding;
 
   // Parses and validates; errors read like "model.json: encoder.input_layer: unsupported value
-  // \"linear\" (expected one of conv2d, conv2d6, conv2d8)".
+  // \"linear\" (expected one of conv2d2, conv2d, conv2d6, conv2d8)".
   static StatusOr<ModelConfig> FromJson(const nlohmann::json& j);
   static StatusOr<ModelConfig> FromJsonText(const std::string& text);
   static StatusOr<ModelConfig> FromFile(const std::string& path);
@@ -104,8 +105,8 @@ struct ModelConfig {
   bool HasRightDecoder() const {
     return decoder.type == DecoderType::kBiTransformer && decoder.r_num_blocks > 0;
   }
-  // Subsampling rate R and right context RC of the input layer (spec table: conv2d 4/6, conv2d6
-  // 6/10, conv2d8 8/14).
+  // Subsampling rate R and right context RC of the input layer (spec table: conv2d2 2/2, conv2d
+  // 4/6, conv2d6 6/10, conv2d8 8/14), both derived from SubsamplingConvs().
   int SubsamplingRate() const;
   int RightContext() const;
   // Encoder frames produced from `num_frames` feature frames (0 when too short).
@@ -118,6 +119,19 @@ struct ModelConfig {
 
 const char* EncoderTypeName(EncoderType t);
 const char* InputLayerName(InputLayer t);
+
+// One 2-D convolution (ReLU after it) of an input layer's subsampling stack; it strides the same
+// way over time and over frequency.
+struct SubsamplingConv {
+  int kernel;
+  int stride;
+};
+// The input layer's convolutions in order, as WeNet's Conv2dSubsamplingN builds them. Everything
+// else about subsampling (rate, right context, output lengths, weight shapes) follows from these.
+std::vector<SubsamplingConv> SubsamplingConvs(InputLayer t);
+// The checkpoint name of the linear layer after the convolutions (WeNet names it differently for
+// conv2d2/conv2d and for conv2d6/conv2d8).
+const char* SubsamplingLinearName(InputLayer t);
 const char* PosEncTypeName(PosEncType t);
 const char* SelfAttentionTypeName(SelfAttentionType t);
 const char* ConvNormTypeName(ConvNormType t);
