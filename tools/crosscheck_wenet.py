@@ -152,6 +152,7 @@ def main():
     variants = sorted(d for d in os.listdir(args.fixtures)
                       if os.path.exists(os.path.join(args.fixtures, d, "ref.safetensors")))
     rows = []
+    quirks = []  # differences that are WeNet's own quirks, each shown to be the whole difference
     all_ok = True
     for name in variants:
         fdir = os.path.join(args.fixtures, name)
@@ -167,8 +168,12 @@ def main():
         sd = torch.load(os.path.join(ckpt, "final.pt"), map_location="cpu")
         # The checkpoint must be the one the fixture model was converted from.
         model_t = load_file(os.path.join(fdir, "model", "model.safetensors"))
+        # (The converter keeps only the first max_positions rows of the positional table.)
+        def as_converted(k):
+            t = sd[k].float()
+            return t[:, :model_t[k].shape[1]] if k == "encoder.embed.pos_enc.pe" else t
         mism = [k for k, v in model_t.items()
-                if k in sd and not torch.equal(v.float(), sd[k].float())]
+                if k in sd and not torch.equal(v.float(), as_converted(k))]
         if mism:
             raise SystemExit("%s: checkpoint differs from the fixture model (%s)" % (name, mism[:3]))
 
@@ -280,10 +285,36 @@ def main():
             o = ours.forward_train(xb, xlb, text, tl)
         for k in ("loss", "loss_ctc", "loss_att", "th_accuracy"):
             acc.add("train_" + k, o[k].reshape(1), w[k].reshape(1))
+        excused = set()
+        if type(model.encoder.embed).__name__ == "Conv2dSubsampling2":
+            # WeNet's Conv2dSubsampling2 subsamples the padding mask with [:-2:2], which marks one
+            # encoder frame too many as valid for every utterance shorter than the batch (a frame
+            # computed from padding). u2ref and the C++ engine use the convolution's true output
+            # length, (L - 1) // 2. Show that this is the whole difference: the same loss with
+            # WeNet's mask taken as [2::2] (the conv2d front's rule) must match exactly.
+            embed, plain_forward = model.encoder.embed, model.encoder.embed.forward
+
+            def true_length_forward(x, x_mask, offset=0):
+                y, pos, _ = plain_forward(x, x_mask, offset)
+                return y, pos, x_mask[:, :, 2::2]
+            embed.forward = true_length_forward
+            with torch.no_grad():
+                torch.manual_seed(11)
+                wt = model({"feats": xb, "feats_lengths": xlb, "target": text, "target_lengths": tl,
+                            "langs": None, "tasks": None}, torch.device("cpu"))
+            embed.forward = plain_forward
+            for k in ("loss", "loss_ctc", "loss_att", "th_accuracy"):
+                acc.add("train_" + k + "_true_len", o[k].reshape(1), wt[k].reshape(1))
+                excused.add("train_" + k)
+            quirks.append("%s: WeNet's padded-batch training loss counts one padding frame per shorter "
+                         "utterance (Conv2dSubsampling2 mask [:-2:2]); with true lengths it matches "
+                         "(train_*_true_len, max rel diff %.1e)" %
+                         (name, max(acc.v["train_%s_true_len" % k][1]
+                                    for k in ("loss", "loss_ctc", "loss_att", "th_accuracy"))))
         if tmp:
             tmp.cleanup()
         ok = all(same.values()) and all(r <= 1e-5 for k, (_, r) in acc.v.items()
-                                        if k != "streaming_vs_chunk_ref") and \
+                                        if k != "streaming_vs_chunk_ref" and k not in excused) and \
             acc.v.get("streaming_vs_chunk_ref", (0, 0))[1] <= 1e-4
         all_ok &= ok
         rows.append((name, acc.v, same, max_score_diff, ok))
@@ -301,7 +332,7 @@ def main():
             name, " | ".join(cells), sdiff, *["same" if same[k] else "DIFF"
                                                 for k in ("greedy", "nbest", "rescoring",
                                                           "decode")], "yes" if ok else "NO"))
-    table = "\n".join(lines)
+    table = "\n".join(lines + [""] + ["* " + n for n in quirks])
     print("cells: max abs diff / max rel diff (|a-b|max / |ref|max) of WeNet vs the fixture")
     print(table)
     if args.markdown:
