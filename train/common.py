@@ -25,12 +25,14 @@ def ids_to_text(ids):
     return "".join(" " if UNITS[i] == "\u2581" else UNITS[i] for i in ids if i > 2).strip()
 
 
-def make_train_config(size="cpu"):
-    """The WeNet train.yaml dict. 'cpu' = the small demo model (< 10 M params)."""
+def make_train_config(input_layer="conv2d"):
+    """The WeNet train.yaml dict of the demo model (< 10 M params). `input_layer` is WeNet's
+    subsampling front: conv2d (40 ms encoder frames, the shipped model) or conv2d2 (20 ms, twice
+    the frames for CTC to place characters in when the speech is fast)."""
     enc = dict(
         output_size=144, attention_heads=4, linear_units=576, num_blocks=6,
         dropout_rate=0.1, positional_dropout_rate=0.1, attention_dropout_rate=0.0,
-        input_layer="conv2d", pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn",
+        input_layer=input_layer, pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn",
         normalize_before=True, macaron_style=True, activation_type="swish",
         use_cnn_module=True, cnn_module_kernel=8, causal=True, cnn_module_norm="layer_norm",
         static_chunk_size=0, use_dynamic_chunk=True, use_dynamic_left_chunk=False)
@@ -64,6 +66,22 @@ def make_train_config(size="cpu"):
             "spec_aug_conf": {"num_t_mask": 2, "num_f_mask": 2, "max_t": 40, "max_f": 10},
         },
     }
+
+
+def load_weights_except_front(model, state):
+    """Load a state_dict into `model`. Only the subsampling front (encoder.embed.*, which changes
+    with input_layer) may differ: its tensors that are missing from `state` or shaped differently
+    keep their fresh initialisation, and their names are returned. Any other difference raises, so a
+    wrong checkpoint still fails loudly."""
+    own = model.state_dict()
+    keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    fresh = sorted(k for k in own if k not in keep)
+    unused = sorted(k for k in state if k not in keep)
+    bad = [k for k in fresh + unused if not k.startswith("encoder.embed.")]
+    if bad:
+        raise ValueError("checkpoint does not fit the model outside the subsampling front: " + ", ".join(bad[:8]))
+    model.load_state_dict(keep, strict=False)
+    return fresh
 
 
 def load_checkpoint(path):
@@ -209,6 +227,9 @@ def vowel_shifted_share(split="train", data_dir=None):
     return sum(1 for s in shifts if s > 0) / max(1, len(shifts))
 
 
+SUBSAMPLING_DESC = {"conv2d": "conv2d subsampling x4 (40 ms frames)", "conv2d2": "conv2d2 subsampling x2 (20 ms frames)"}
+
+
 def training_summary(info):
     """The data, model, optimisation and augmentation lines of a report's "Training" section, from
     finalize.py's finalize.json (one wording for docs/accuracy.md and finalize's own report)."""
@@ -219,7 +240,7 @@ def training_summary(info):
         data += f"; {100 * info['train_vowel_shifted']:.1f} % of the utterances with shifted vowels"
     lines = [data + ".",
              f"* Model: {info['params'] / 1e6:.2f} M parameters; Conformer encoder d=144, 4 heads, 6 blocks, "
-             "ffn 576, conv2d subsampling x4, causal conv kernel 8 with layer_norm, rel_pos; dynamic chunk "
+             f"ffn 576, {SUBSAMPLING_DESC[tr.get('input_layer', 'conv2d')]}, causal conv kernel 8 with layer_norm, rel_pos; dynamic chunk "
              "training; bitransformer decoder 2 left + 1 right blocks; CTC + attention loss (ctc_weight 0.3, "
              "reverse_weight 0.3, lsm_weight 0.1). 31 character units.",
              f"* Optimisation: AdamW lr {tr['lr']}, warmup {tr['warmup']} steps, cosine decay "

@@ -72,6 +72,9 @@ def parse_args():
     ap.add_argument("--log-steps", type=int, default=20)
     ap.add_argument("--resume", action="store_true", help="continue from <exp>/last.pt")
     ap.add_argument("--init", default="", help="start from these model weights, fresh optimizer")
+    ap.add_argument("--input-layer", default="conv2d", choices=("conv2d", "conv2d2"),
+                    help="subsampling front (x4 or x2); with --init from the other one, every weight "
+                         "but the front's is carried over and the front starts fresh")
     return ap.parse_args()
 
 
@@ -205,7 +208,7 @@ def main():
     np.random.seed(a.seed)
     torch.manual_seed(a.seed)
 
-    cfg = common.make_train_config()
+    cfg = common.make_train_config(a.input_layer)
     common.write_units(os.path.join(a.exp, "units.txt"))
     shutil.copy(os.path.join(a.data, "train", "global_cmvn"), os.path.join(a.exp, "global_cmvn"))
     import yaml
@@ -234,6 +237,9 @@ def main():
     noise_bank = faint_noise_fbank(seed=a.seed) if a.silence_pad_prob > 0 else None
     if a.resume and os.path.exists(os.path.join(a.exp, "last.pt")):
         ck = common.load_checkpoint(os.path.join(a.exp, "last.pt"))
+        ck_layer = ck.get("config", {}).get("encoder_conf", {}).get("input_layer", "conv2d")
+        if ck_layer != a.input_layer:
+            sys.exit(f"--resume: {a.exp}/last.pt was trained with --input-layer {ck_layer}, not {a.input_layer}")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, epoch, batch_pos = ck["step"], ck["epoch"], ck["batch_pos"]
@@ -247,9 +253,10 @@ def main():
         print(f"resumed from step {step} (epoch {epoch}, batch {batch_pos})", flush=True)
     elif a.init:
         sd = common.load_checkpoint(a.init)
-        model.load_state_dict(sd.get("model", sd))
+        fresh = common.load_weights_except_front(model, sd.get("model", sd))
         prior_runs = common.run_history(sd, a.init)
-        print(f"initialised weights from {a.init}", flush=True)
+        print(f"initialised weights from {a.init}" +
+              (f" except the subsampling front ({', '.join(fresh)}: fresh)" if fresh else ""), flush=True)
 
     # The exported global_cmvn must hold the statistics the weights were trained with. A checkpoint
     # brings them along as buffers; when the training set has changed since (more utterances

@@ -278,3 +278,41 @@ def test_training_summary_lists_the_data_and_the_augmentations_of_the_last_run()
                                                           freq_warp_prob=0))
     lines = common.training_summary(plain)
     assert "shifted" not in lines[0] and len(lines) == 3
+    assert "conv2d subsampling x4" in lines[1]
+    assert "conv2d2 subsampling x2" in common.training_summary(dict(info, args=dict(args, input_layer="conv2d2")))[1]
+
+
+def small_u2(input_layer):
+    from u2ref.model import U2Model
+    cfg = common.make_train_config(input_layer)
+    cfg["encoder_conf"].update(output_size=16, linear_units=32, num_blocks=1, attention_heads=2)
+    cfg["decoder_conf"].update(linear_units=32, num_blocks=1, attention_heads=2)
+    return U2Model(cfg)
+
+
+def test_init_across_subsampling_fronts_carries_every_other_weight():
+    torch.manual_seed(0)
+    x4, x2 = small_u2("conv2d"), small_u2("conv2d2")
+    before = {k: v.clone() for k, v in x2.state_dict().items()}
+    fresh = common.load_weights_except_front(x2, x4.state_dict())
+    # The linear after the convolutions takes a wider input at x2, so its weight starts fresh (its
+    # bias has the same shape and is kept, as is the first convolution; conv2d's second one has no
+    # counterpart and is dropped).
+    assert fresh == ["encoder.embed.out.0.weight"]
+    after, src = x2.state_dict(), x4.state_dict()
+    for k, v in after.items():
+        if k in fresh:
+            assert torch.equal(v, before[k]), k
+        else:
+            assert torch.equal(v, src[k]), k
+    assert torch.equal(after["encoder.embed.conv.0.weight"], src["encoder.embed.conv.0.weight"])
+
+
+def test_init_from_a_different_model_body_is_refused():
+    a, b = small_u2("conv2d"), small_u2("conv2d")
+    state = a.state_dict()
+    state["decoder.left_decoder.embed.0.weight"] = torch.zeros(3, 3)
+    with pytest.raises(ValueError, match="outside the subsampling front"):
+        common.load_weights_except_front(b, state)
+    # Same front, same body: everything loads and nothing is fresh.
+    assert common.load_weights_except_front(b, a.state_dict()) == []
