@@ -316,3 +316,19 @@ def test_init_from_a_different_model_body_is_refused():
         common.load_weights_except_front(b, state)
     # Same front, same body: everything loads and nothing is fresh.
     assert common.load_weights_except_front(b, a.state_dict()) == []
+
+
+def test_decoding_grid_reranks_one_nbest_per_weight_pair():
+    import tune_decoding
+    # (text, ctc_score, l2r, r2l). Utterance 1: CTC prefers "cat", both decoders prefer "cut"
+    # by 1.0, so ctc_weight 0.7 (margin 2.0 x 0.7 = 1.4 > 1.0) flips it back to "cat".
+    # Utterance 2: the left-to-right decoder prefers the wrong "dog", the right-to-left one the
+    # right "dot" by more, so any reverse_weight above 0.25 picks "dot".
+    scored = [("cut", [("cat", -1.0, -5.0, -5.0), ("cut", -3.0, -4.0, -4.0)]),
+              ("dot", [("dog", -1.0, -3.0, -6.0), ("dot", -1.0, -4.0, -3.0)])]
+    table, oracle = tune_decoding.grid(scored)
+    assert oracle == 0.0
+    assert table[(0.0, 0.7)] == 0.0 and table[(0.0, 0.3)] == 0.0   # both right
+    assert table[(0.0, 0.0)] == pytest.approx(100 * 1 / 6)   # "dog" for "dot": 1 of 6 characters
+    assert table[(0.7, 0.7)] == pytest.approx(100 * 1 / 6)   # "cat" for "cut"
+    assert table[(1.0, 0.0)] == pytest.approx(100 * 2 / 6)   # both wrong
