@@ -142,7 +142,9 @@ def main():
 
     refs = {s: read_table(os.path.join(a.data, s, "text"), a.limit) for s in SPLITS}
     with open(os.path.join(a.model, "model.json")) as f:
-        decoding = json.load(f)["decoding"]
+        model_json = json.load(f)
+    decoding = model_json["decoding"]
+    a.input_layer = model_json["encoder"]["input_layer"]
 
     # C++ engine: offline modes (full context) and streaming attention rescoring.
     cpp_offline, cpp_stream, cpp_hyps = {}, {}, {}
@@ -227,6 +229,60 @@ def subset_cer(cpp_hyps, torch_hyps, refs):
         if k in torch_hyps:
             er.add(refs[k], cpp_hyps.get(k, ""))
     return er.cer()
+
+
+def encoder_frame_ms(input_layer, frame_shift_ms=10):
+    from u2ref.modules import SUBSAMPLING
+    return SUBSAMPLING[input_layer].subsampling_rate * frame_shift_ms
+
+
+def encoder_frames(num_frames, input_layer):
+    """Encoder frames of an utterance of `num_frames` feature frames (unpadded convolutions)."""
+    from u2ref.modules import SUBSAMPLING
+    sub = SUBSAMPLING[input_layer](80, 1, torch.nn.Identity())
+    for layer in sub.conv:
+        if isinstance(layer, torch.nn.Conv2d):
+            k, st = layer.kernel_size[0], layer.stride[0]
+            num_frames = 0 if num_frames < k else (num_frames - k) // st + 1
+    return num_frames
+
+
+def ctc_load(text, enc_frames):
+    """The frames a CTC alignment of `text` needs (one per character, plus a blank between each
+    pair of equal neighbours) per encoder frame. Near 1, CTC has no room left and drops letters."""
+    need = len(text) + sum(1 for x, y in zip(text, text[1:]) if x == y)
+    return need / max(1, enc_frames)
+
+
+CTC_LOAD_BINS = ((0.0, 0.6), (0.6, 0.75), (0.75, 10.0))
+
+
+def error_by_ctc_load(a, refs, cpp_hyps):
+    """Markdown: attention-rescoring CER of each test set split by CTC load (ctc_load)."""
+    L = ["## Where the errors are\n",
+         f"Attention-rescoring CER split by *CTC load*: the frames a CTC alignment of the reference needs "
+         f"(one per character, plus a blank between equal neighbours) over the utterance's encoder frames "
+         f"({a.input_layer}: {encoder_frame_ms(a.input_layer)} ms each). Fast speech with character units "
+         f"leaves CTC little room, and attention rescoring only re-ranks CTC's n-best list.\n",
+         "| CTC load | " + " | ".join(f"{s} utterances | {s} CER" for s in SPLITS) + " |",
+         "|---|" + "---|---|" * len(SPLITS)]
+    cells = {}
+    for s in SPLITS:
+        with open(os.path.join(a.data, s, "feats.jsonl")) as f:
+            frames = {r["key"]: r["frames"] for r in map(json.loads, f)}
+        hyps = cpp_hyps[(s, "attention_rescoring")]
+        for lo, hi in CTC_LOAD_BINS:
+            er, n = common.ErrorRate(), 0
+            for k, ref in refs[s].items():
+                if lo <= ctc_load(ref, encoder_frames(frames[k], a.input_layer)) < hi:
+                    er.add(ref, hyps.get(k, ""))
+                    n += 1
+            cells[(s, lo)] = f"{n} | {er.cer():.2f} %" if n else "0 | -"
+    for lo, hi in CTC_LOAD_BINS:
+        label = f"< {hi:g}" if lo == 0 else (f">= {lo:g}" if hi >= 10 else f"{lo:g} - {hi:g}")
+        L.append(f"| {label} | " + " | ".join(cells[(s, lo)] for s in SPLITS) + " |")
+    L.append("")
+    return L
 
 
 TARGETS = {"test": 3.0, "test_heldout_voice": 8.0}  # issue 3: attention rescoring CER, percent
@@ -316,7 +372,7 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
         cells = " | ".join(f"{cpp_stream[(s, chunk, left)][0].cer():.2f} % | {cpp_stream[(s, chunk, left)][0].wer():.2f} %"
                            for s in SPLITS)
         speed = sum(cpp_stream[(s, chunk, left)][1] for s in SPLITS) / len(SPLITS)
-        L.append(f"| {chunk} / {chunk * 40} ms | {'full' if left < 0 else left} | {cells} | {speed:.0f}x real time |")
+        L.append(f"| {chunk} / {chunk * encoder_frame_ms(a.input_layer)} ms | {'full' if left < 0 else left} | {cells} | {speed:.0f}x real time |")
     L.append("\nCommand: `build/apps/u2recognize --model-dir models/demo --wav-scp train/work/data/<split>/wav.scp "
              "--streaming --chunk-size C --left-chunks L --threads 2 --batch-size 8`\n")
     if torch_res:
@@ -365,6 +421,7 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
     for k in keys:
         L.append(f"REF: {refs['test'][k]}\nHYP: {ex.get(k, '')}")
     L.append("```\n")
+    L.extend(error_by_ctc_load(a, refs, cpp_hyps))
     if info:
         L.append("## Training\n")
         L.extend(common.training_summary(info))

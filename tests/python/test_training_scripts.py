@@ -332,3 +332,13 @@ def test_decoding_grid_reranks_one_nbest_per_weight_pair():
     assert table[(0.0, 0.0)] == pytest.approx(100 * 1 / 6)   # "dog" for "dot": 1 of 6 characters
     assert table[(0.7, 0.7)] == pytest.approx(100 * 1 / 6)   # "cat" for "cut"
     assert table[(1.0, 0.0)] == pytest.approx(100 * 2 / 6)   # both wrong
+
+
+def test_ctc_load_counts_a_blank_between_equal_neighbours():
+    assert accuracy_report.ctc_load("abc", 6) == pytest.approx(0.5)
+    assert accuracy_report.ctc_load("all ok", 7) == pytest.approx(1.0)   # 6 characters + 1 for "ll"
+    # Encoder frames follow the front's unpadded convolutions: (T-1)//2 for conv2d2,
+    # ((T-1)//2-1)//2 for conv2d.
+    assert [accuracy_report.encoder_frames(t, "conv2d2") for t in (2, 3, 101)] == [0, 1, 50]
+    assert [accuracy_report.encoder_frames(t, "conv2d") for t in (6, 7, 101)] == [0, 1, 24]
+    assert accuracy_report.encoder_frame_ms("conv2d") == 40 and accuracy_report.encoder_frame_ms("conv2d2") == 20
