@@ -75,6 +75,9 @@ def parse_args():
     ap.add_argument("--input-layer", default="conv2d", choices=("conv2d", "conv2d2"),
                     help="subsampling front (x4 or x2); with --init from the other one, every weight "
                          "but the front's is carried over and the front starts fresh")
+    ap.add_argument("--front-only-steps", type=int, default=0,
+                    help="train only the subsampling front (encoder.embed.*) for the first N steps, so a "
+                         "fresh front learns to feed the carried-over encoder before the rest moves")
     return ap.parse_args()
 
 
@@ -327,6 +330,10 @@ def main():
             loss = out["loss"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if step < a.front_only_steps:  # AdamW leaves parameters without a gradient untouched
+                for name, p in model.named_parameters():
+                    if not name.startswith("encoder.embed."):
+                        p.grad = None
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip)
             if torch.isfinite(gnorm):
                 opt.step()
