@@ -11,6 +11,7 @@ What the engine does not implement is refused with one line naming the key and v
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -139,7 +140,9 @@ def povey_window(frontend):
 
 
 def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, dtype="float32",
-            max_positions=PE_DEFAULT_ROWS):
+            max_positions=PE_DEFAULT_ROWS, ctc_weight=None, reverse_weight=None):
+    """ctc_weight / reverse_weight: attention rescoring's default weights in model.json; None takes
+    train.yaml's model_conf (the training loss weights, WeNet's usual starting point)."""
     with open(config_path, "r", encoding="utf-8") as f:
         raw = yaml.safe_load(f)
     if not isinstance(raw, dict):
@@ -280,6 +283,16 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         chunk = int(ec["static_chunk_size"])
     else:
         chunk = -1
+    rescoring_ctc_weight = float(mc["ctc_weight"] if ctc_weight is None else ctc_weight)
+    rescoring_reverse_weight = float(
+        (mc["reverse_weight"] if cfg["decoder"] == "bitransformer" else 0.0) if reverse_weight is None
+        else reverse_weight)
+    if not (math.isfinite(rescoring_ctc_weight) and rescoring_ctc_weight >= 0):
+        raise ConvertError("--ctc-weight: %r must be finite and >= 0" % rescoring_ctc_weight)
+    if not 0 <= rescoring_reverse_weight <= 1:
+        raise ConvertError("--reverse-weight: %r must be in [0, 1]" % rescoring_reverse_weight)
+    if rescoring_reverse_weight > 0 and cfg["decoder"] != "bitransformer":
+        raise ConvertError("--reverse-weight: %r needs a bitransformer decoder" % rescoring_reverse_weight)
     doc = {
         "format": "u2serve-model",
         "format_version": FORMAT_VERSION,
@@ -300,9 +313,8 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         "encoder": ec_out,
         "decoder": dc_out,
         "decoding": {
-            "ctc_weight": float(mc["ctc_weight"]),
-            "reverse_weight": float(mc["reverse_weight"]) if cfg["decoder"] == "bitransformer"
-            else 0.0,
+            "ctc_weight": rescoring_ctc_weight,
+            "reverse_weight": rescoring_reverse_weight,
             "beam_size": 10,
             "decoding_chunk_size": chunk,
             "num_decoding_left_chunks": -1,
@@ -336,10 +348,15 @@ def main(argv=None):
     ap.add_argument("--max-positions", type=int, default=PE_DEFAULT_ROWS,
                     help="rows of the positional table = longest encoder output in frames "
                          "(default %d, WeNet's: 200 s at 40 ms per frame)" % PE_DEFAULT_ROWS)
+    ap.add_argument("--ctc-weight", type=float, default=None,
+                    help="attention rescoring's default CTC weight (default: train.yaml model_conf)")
+    ap.add_argument("--reverse-weight", type=float, default=None,
+                    help="attention rescoring's default right-to-left weight (default: train.yaml "
+                         "model_conf; tune both on a dev set, e.g. train/tune_decoding.py)")
     args = ap.parse_args(argv)
     try:
         doc = convert(args.config, args.checkpoint, args.units, args.out, args.cmvn, args.dtype,
-                      args.max_positions)
+                      args.max_positions, args.ctc_weight, args.reverse_weight)
     except (ConvertError, OSError, yaml.YAMLError) as e:
         print("convert.py: error: %s" % e, file=sys.stderr)
         return 2

@@ -145,6 +145,10 @@ def main():
         model_json = json.load(f)
     decoding = model_json["decoding"]
     a.input_layer = model_json["encoder"]["input_layer"]
+    import yaml
+    with open(os.path.join(a.model, "train.yaml")) as f:
+        mc = yaml.safe_load(f)["model_conf"]
+    a.train_weights = (mc.get("ctc_weight"), mc.get("reverse_weight", 0.0))
 
     # C++ engine: offline modes (full context) and streaming attention rescoring.
     cpp_offline, cpp_stream, cpp_hyps = {}, {}, {}
@@ -336,7 +340,10 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
     L.append("\nCER = character edit distance / reference characters (the spaces between words count, runs "
              "of spaces are collapsed first); WER = word edit distance / reference words. The same scoring "
              f"(`train/common.py` ErrorRate) for both engines. Decoding: beam {decoding['beam_size']}, "
-             f"ctc_weight {decoding['ctc_weight']}, reverse_weight {decoding['reverse_weight']} (model.json).\n")
+             f"ctc_weight {decoding['ctc_weight']}, reverse_weight {decoding['reverse_weight']} (model.json"
+             + ("" if a.train_weights == (decoding["ctc_weight"], decoding["reverse_weight"]) else
+                f"; chosen on dev with `train/tune_decoding.py`, where training weighted its losses "
+                f"ctc_weight {a.train_weights[0]}, reverse_weight {a.train_weights[1]}") + ").\n")
 
     L.append("## Offline (full context)\n")
     hdr = "| decoding mode | " + " | ".join(f"{s} CER | {s} WER" for s in SPLITS)

@@ -121,6 +121,11 @@ def main():
     ap.add_argument("--chunks", type=int, nargs="+", default=[-1, 16],
                     help="decoding_chunk_size values to evaluate (-1 = full context)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ctc-weight", type=float, default=None,
+                    help="model.json's rescoring CTC weight (convert.py; default: train.yaml's 0.3)")
+    ap.add_argument("--reverse-weight", type=float, default=None,
+                    help="model.json's rescoring right-to-left weight (default: train.yaml's 0.3); "
+                         "pick both with train/tune_decoding.py on dev")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -156,7 +161,9 @@ def main():
          "--config", os.path.join(a.export, "train.yaml"),
          "--checkpoint", os.path.join(a.export, "final.pt"),
          "--cmvn", os.path.join(a.export, "global_cmvn"),
-         "--units", os.path.join(a.export, "units.txt"), "--out", a.out, "--dtype", "float16"])
+         "--units", os.path.join(a.export, "units.txt"), "--out", a.out, "--dtype", "float16"]
+        + [arg for flag, v in (("--ctc-weight", a.ctc_weight), ("--reverse-weight", a.reverse_weight))
+           if v is not None for arg in (flag, str(v))])
 
     # Resumable training state (see the module docstring for why no optimizer state).
     last_path = os.path.join(a.exp, "last.pt")

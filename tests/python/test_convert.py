@@ -143,6 +143,16 @@ def test_old_and_new_layout_give_the_same_model(tmp_path):
     doc = json.load(open(tmp_path / "out_new" / "model.json"))
     assert doc["cmvn"] is True and doc["sos_id"] == 2 and doc["eos_id"] == 2
     assert doc["decoding"]["ctc_weight"] == 0.3 and doc["decoding"]["reverse_weight"] == 0.4
+    # Rescoring weights tuned on a dev set replace train.yaml's in model.json; bad ones are refused.
+    tuned = convert.convert(os.path.join(new_dir, "train.yaml"), os.path.join(new_dir, "final.pt"),
+                            os.path.join(new_dir, "units.txt"), str(tmp_path / "out_tuned"),
+                            os.path.join(new_dir, "global_cmvn"), ctc_weight=0.7, reverse_weight=0.0)
+    assert tuned["decoding"]["ctc_weight"] == 0.7 and tuned["decoding"]["reverse_weight"] == 0.0
+    for bad in (dict(ctc_weight=-1.0), dict(ctc_weight=float("nan")), dict(reverse_weight=1.5)):
+        with pytest.raises(convert.ConvertError, match="weight"):
+            convert.convert(os.path.join(new_dir, "train.yaml"), os.path.join(new_dir, "final.pt"),
+                            os.path.join(new_dir, "units.txt"), str(tmp_path / "out_bad"),
+                            os.path.join(new_dir, "global_cmvn"), **bad)
     assert doc["encoder"]["selfattention_layer_type"] == "rel_selfattn"
     assert doc["decoding"]["decoding_chunk_size"] == -1
     for f in ("model.json", "model.safetensors", "units.txt", "train.yaml", "global_cmvn"):
