@@ -11,6 +11,7 @@ Usage: .venv/bin/python train/accuracy_report.py [--limit N] [--build build] [--
 """
 import argparse
 import datetime
+import functools
 import json
 import os
 import socket
@@ -240,14 +241,18 @@ def encoder_frame_ms(input_layer, frame_shift_ms=10):
     return SUBSAMPLING[input_layer].subsampling_rate * frame_shift_ms
 
 
-def encoder_frames(num_frames, input_layer):
-    """Encoder frames of an utterance of `num_frames` feature frames (unpadded convolutions)."""
+@functools.lru_cache(maxsize=None)
+def subsampling_convs(input_layer):
+    """(kernel, stride) of each convolution of the reference model's front, read once per layer."""
     from u2ref.modules import SUBSAMPLING
     sub = SUBSAMPLING[input_layer](80, 1, torch.nn.Identity())
-    for layer in sub.conv:
-        if isinstance(layer, torch.nn.Conv2d):
-            k, st = layer.kernel_size[0], layer.stride[0]
-            num_frames = 0 if num_frames < k else (num_frames - k) // st + 1
+    return tuple((m.kernel_size[0], m.stride[0]) for m in sub.conv if isinstance(m, torch.nn.Conv2d))
+
+
+def encoder_frames(num_frames, input_layer):
+    """Encoder frames of an utterance of `num_frames` feature frames (unpadded convolutions)."""
+    for k, st in subsampling_convs(input_layer):
+        num_frames = 0 if num_frames < k else (num_frames - k) // st + 1
     return num_frames
 
 

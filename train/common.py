@@ -227,7 +227,11 @@ def vowel_shifted_share(split="train", data_dir=None):
     return sum(1 for s in shifts if s > 0) / max(1, len(shifts))
 
 
-SUBSAMPLING_DESC = {"conv2d": "conv2d subsampling x4 (40 ms frames)", "conv2d2": "conv2d2 subsampling x2 (20 ms frames)"}
+def subsampling_description(input_layer):
+    """e.g. "conv2d subsampling x4 (40 ms frames)", from the reference model's own rate."""
+    from u2ref.modules import SUBSAMPLING
+    rate = SUBSAMPLING[input_layer].subsampling_rate
+    return f"{input_layer} subsampling x{rate} ({rate * 10} ms frames)"
 
 
 def training_summary(info):
@@ -240,7 +244,7 @@ def training_summary(info):
         data += f"; {100 * info['train_vowel_shifted']:.1f} % of the utterances with shifted vowels"
     lines = [data + ".",
              f"* Model: {info['params'] / 1e6:.2f} M parameters; Conformer encoder d=144, 4 heads, 6 blocks, "
-             f"ffn 576, {SUBSAMPLING_DESC[tr.get('input_layer', 'conv2d')]}, causal conv kernel 8 with layer_norm, rel_pos; dynamic chunk "
+             f"ffn 576, {subsampling_description(tr.get('input_layer', 'conv2d'))}, causal conv kernel 8 with layer_norm, rel_pos; dynamic chunk "
              "training; bitransformer decoder 2 left + 1 right blocks; CTC + attention loss (ctc_weight 0.3, "
              "reverse_weight 0.3, lsm_weight 0.1). 31 character units.",
              f"* Optimisation: AdamW lr {tr['lr']}, warmup {tr['warmup']} steps, cosine decay "
