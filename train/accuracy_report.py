@@ -341,7 +341,11 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
         voices = ("seen accents x seen variants (random speed/pitch/amplitude), no noise" if s == "test" else
                   "held out of training: half variant `m3` (seen accents), half accent `en-gb-scotland` "
                   "(seen variants), no noise")
-        L.append(f"| {s} | {len(refs[s])} | never in train | {voices} |")
+        L.append(f"| {s} | {len(refs[s])} | `train/eval_text/{s}.txt`, never in train | {voices} |")
+    L.append("\nThe sentences come from the GNU info manuals, which the training text (man pages, docs) does "
+             "not read. Reports before 2026-11-25 used other test sentences (a shuffle of the training "
+             "pool that could not be rebuilt on a new machine; `train/README.md`, \"Evaluation text\"), so "
+             "their numbers are not comparable with these.")
     L.append("\nCER = character edit distance / reference characters (the spaces between words count, runs "
              "of spaces are collapsed first); WER = word edit distance / reference words. The same scoring "
              f"(`train/common.py` ErrorRate) for both engines. Decoding: beam {decoding['beam_size']}, "

@@ -1,16 +1,27 @@
 #!/usr/bin/env python3
 """Builds the text corpus for the demo model from text already on this machine.
 
-Sources: man pages (troff stripped), perl pod, vim help and /usr/share/doc READMEs.
+Training text: man pages (troff stripped), perl pod, vim help and /usr/share/doc READMEs.
+Evaluation text (dev, test, test_heldout_voice): fixed lists committed in train/eval_text/.
+They were drawn from the GNU info manuals in /usr/share/info, which the training text never
+reads, and every evaluation sentence is removed from the training text. The lists are fixed
+because the training text depends on which packages a machine has installed: the first
+evaluation sets were a shuffled slice of that same pool, and on a machine with slightly
+different docs the shuffle moved sentences the model had trained on into the test sets, so
+they could not be rebuilt (train/README.md, "Evaluation text").
+
 Sentences are split on . ! ? ; : , lower-cased, and kept only if they have 4-22 words,
 no digits or symbols, and every word appears in /usr/share/dict/words. The character
-set is then exactly "a-z ' space", which is what the 31-unit table covers.
+set is then exactly "a-z ' space", which is what the 31-unit table covers. Shuffling uses
+a fixed integer seed.
 
-Output (train/work/corpus/): train.txt, dev.txt, test.txt, test_heldout_voice.txt,
-one sentence a line. Dev/test sentences never occur in train. Shuffling uses a fixed
-integer seed, so the split is reproducible.
+The sentences of the shipped sample wavs (tests/data/samples/text) are kept out of training too.
+
+Output (train/work/corpus/): train.txt (shuffled), dev.txt, test.txt, test_heldout_voice.txt,
+one sentence a line.
 
 Usage: python3 train/make_corpus.py [--out train/work/corpus] [--seed 1234]
+       python3 train/make_corpus.py --remake-eval   # draw new lists into train/eval_text/
 """
 import argparse
 import glob
@@ -60,21 +71,17 @@ def sources():
         yield read_text(path)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.path.join(ROOT, "work", "corpus"))
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--n-dev", type=int, default=300)
-    ap.add_argument("--n-test", type=int, default=600)
-    ap.add_argument("--n-test-heldout", type=int, default=600)
-    args = ap.parse_args()
 
-    with open("/usr/share/dict/words", errors="ignore") as f:
-        vocab = {w.strip().lower() for w in f if w.strip().isalpha() or "'" in w}
+def info_manuals():
+    """The GNU info manuals (/usr/share/info): the source of the evaluation sentences only."""
+    for path in sorted(glob.glob("/usr/share/info/*.info*")):
+        yield read_text(path)
 
+
+def sentences_of(texts, vocab):
+    """Normalized, deduplicated sentences of `texts`, in order of first occurrence."""
     seen = set()
-    sentences = []
-    for text in sources():
+    for text in texts:
         text = text.replace("\n", " ")
         for raw in re.split(r"[.!?;:]", text):
             s = raw.strip().lower()
@@ -87,25 +94,64 @@ def main():
             if any(w not in vocab or w.startswith("'") or w.endswith("'") for w in words):
                 continue
             s = " ".join(words)
-            if s in seen:
-                continue
-            seen.add(s)
-            sentences.append(s)
+            if s not in seen:
+                seen.add(s)
+                yield s
 
-    sentences.sort()
-    random.Random(args.seed).shuffle(sentences)
-    n_eval = args.n_dev + args.n_test + args.n_test_heldout
-    splits = {
-        "dev": sentences[: args.n_dev],
-        "test": sentences[args.n_dev : args.n_dev + args.n_test],
-        "test_heldout_voice": sentences[args.n_dev + args.n_test : n_eval],
-        "train": sentences[n_eval:],
-    }
+
+def write_lines(path, lines):
+    with open(path, "w") as f:
+        f.write("".join(s + "\n" for s in lines))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(ROOT, "work", "corpus"))
+    ap.add_argument("--eval-text", default=os.path.join(ROOT, "eval_text"))
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--remake-eval", action="store_true",
+                    help="draw new evaluation lists from the info manuals into --eval-text")
+    ap.add_argument("--n-dev", type=int, default=300)
+    ap.add_argument("--n-test", type=int, default=600)
+    ap.add_argument("--n-test-heldout", type=int, default=600)
+    args = ap.parse_args()
+
+    with open("/usr/share/dict/words", errors="ignore") as f:
+        vocab = {w.strip().lower() for w in f if w.strip().isalpha() or "'" in w}
+
+    train = sorted(set(sentences_of(sources(), vocab)))
+    eval_names = ("dev", "test", "test_heldout_voice")
+    if args.remake_eval:
+        known = set(train)
+        pool = sorted(s for s in set(sentences_of(info_manuals(), vocab)) if s not in known)
+        random.Random(args.seed).shuffle(pool)
+        sizes = (args.n_dev, args.n_test, args.n_test_heldout)
+        if len(pool) < sum(sizes):
+            raise SystemExit(f"the info manuals give {len(pool)} new sentences, {sum(sizes)} needed")
+        os.makedirs(args.eval_text, exist_ok=True)
+        start = 0
+        for name, n in zip(eval_names, sizes):
+            write_lines(os.path.join(args.eval_text, name + ".txt"), pool[start:start + n])
+            start += n
+        print(f"evaluation lists: {sum(sizes)} of {len(pool)} info-manual sentences -> {args.eval_text}")
+
     os.makedirs(args.out, exist_ok=True)
-    for name, items in splits.items():
-        with open(os.path.join(args.out, name + ".txt"), "w") as f:
-            f.write("".join(s + "\n" for s in items))
+    held_out = set()
+    for name in eval_names:
+        with open(os.path.join(args.eval_text, name + ".txt")) as f:
+            items = [line.strip() for line in f if line.strip()]
+        held_out.update(items)
+        write_lines(os.path.join(args.out, name + ".txt"), items)
         print(f"{name}: {len(items)} sentences")
+    # The shipped sample utterances (tests/data/samples) stay unseen as well.
+    samples = os.path.join(ROOT, "..", "tests", "data", "samples", "text")
+    if os.path.exists(samples):
+        with open(samples) as f:
+            held_out.update(line.split(maxsplit=1)[1].strip() for line in f if " " in line.strip())
+    train = [s for s in train if s not in held_out]
+    random.Random(args.seed).shuffle(train)
+    write_lines(os.path.join(args.out, "train.txt"), train)
+    print(f"train: {len(train)} sentences")
 
 
 if __name__ == "__main__":

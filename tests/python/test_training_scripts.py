@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "train"))
 import accuracy_report  # noqa: E402
 import common  # noqa: E402
+import make_corpus  # noqa: E402
 
 
 def train_ckpt(step, audio_s, train_s, device="cpu", prior=None):
@@ -342,3 +343,44 @@ def test_ctc_load_counts_a_blank_between_equal_neighbours():
     assert [accuracy_report.encoder_frames(t, "conv2d2") for t in (2, 3, 101)] == [0, 1, 50]
     assert [accuracy_report.encoder_frames(t, "conv2d") for t in (6, 7, 101)] == [0, 1, 24]
     assert accuracy_report.encoder_frame_ms("conv2d") == 40 and accuracy_report.encoder_frame_ms("conv2d2") == 20
+
+
+EVAL_SPLITS = {"dev": 300, "test": 600, "test_heldout_voice": 600}
+
+
+def read_eval_text(name):
+    return (ROOT / "train" / "eval_text" / f"{name}.txt").read_text().splitlines()
+
+
+def test_committed_evaluation_text_is_disjoint_and_in_the_unit_set():
+    seen = set()
+    for name, size in EVAL_SPLITS.items():
+        lines = read_eval_text(name)
+        assert len(lines) == len(set(lines)) == size, name
+        assert not seen & set(lines), f"{name} shares sentences with another split"
+        seen.update(lines)
+        for line in lines:
+            assert set(line) <= set("abcdefghijklmnopqrstuvwxyz' "), line
+            assert 4 <= len(line.split()) <= 22 and line == " ".join(line.split()), line
+
+
+def test_sentence_filter_keeps_only_dictionary_sentences_of_4_to_22_words():
+    vocab = {"the", "cat", "sat", "on", "mat", "dog", "it's"}
+    text = ("The cat sat on the mat. The cat sat on the mat! Dog sat. "
+            "The dog sat on 2 mats; the cat (sat) on the dog; the zebra sat on the mat: it's the cat, the dog")
+    assert list(make_corpus.sentences_of([text], vocab)) == [
+        "the cat sat on the mat", "the cat sat on the dog", "it's the cat the dog"]
+
+
+def test_training_text_never_holds_an_evaluation_or_sample_sentence(tmp_path, monkeypatch):
+    evaluation = [s for name in EVAL_SPLITS for s in read_eval_text(name)]
+    samples = [line.split(maxsplit=1)[1] for line in
+               (ROOT / "tests" / "data" / "samples" / "text").read_text().splitlines()]
+    fresh = ["this is a sentence only the training text has"]
+    # The doc sources hold every evaluation and sample sentence (as a changed machine may) plus one more.
+    monkeypatch.setattr(make_corpus, "sources", lambda: [". ".join(evaluation + samples + fresh)])
+    monkeypatch.setattr(sys, "argv", ["make_corpus.py", "--out", str(tmp_path)])
+    make_corpus.main()
+    assert (tmp_path / "train.txt").read_text().splitlines() == fresh
+    for name in EVAL_SPLITS:
+        assert (tmp_path / f"{name}.txt").read_text().splitlines() == read_eval_text(name)
