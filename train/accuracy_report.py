@@ -10,6 +10,7 @@ train/work/export/{final.pt,finalize.json,...} (finalize.py) and a built u2recog
 Usage: .venv/bin/python train/accuracy_report.py [--limit N] [--build build] [--threads 2]
 """
 import argparse
+import collections
 import datetime
 import functools
 import json
@@ -25,6 +26,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import eval_ref  # noqa: E402
+import synth  # noqa: E402
 
 SPLITS = ("test", "test_heldout_voice")
 OFFLINE_MODES = (("ctc_greedy", "ctc_greedy_search"), ("ctc_prefix_beam_search", "ctc_prefix_beam_search"),
@@ -291,6 +293,26 @@ def error_by_ctc_load(a, refs, cpp_hyps):
         label = f"< {hi:g}" if lo == 0 else (f">= {lo:g}" if hi >= 10 else f"{lo:g} - {hi:g}")
         L.append(f"| {label} | " + " | ".join(cells[(s, lo)] for s in SPLITS) + " |")
     L.append("")
+    L.extend(error_by_heldout_voice(a, refs, cpp_hyps))
+    return L
+
+
+def heldout_half(voice):
+    """Which half of test_heldout_voice an espeak-ng voice ("accent+variant") belongs to."""
+    accent = voice.split("+")[0]
+    return f"accent {synth.HELDOUT_ACCENT}" if accent == synth.HELDOUT_ACCENT else f"variant {synth.HELDOUT_VARIANT}"
+
+
+def error_by_heldout_voice(a, refs, cpp_hyps):
+    """Markdown: attention-rescoring CER of each half of test_heldout_voice (synth.py's voice)."""
+    with open(os.path.join(a.data, "test_heldout_voice", "data.jsonl")) as f:
+        voices = {r["key"]: r["voice"] for r in map(json.loads, f)}
+    hyps = cpp_hyps[("test_heldout_voice", "attention_rescoring")]
+    rates = collections.defaultdict(common.ErrorRate)
+    for k, ref in refs["test_heldout_voice"].items():
+        rates[heldout_half(voices[k])].add(ref, hyps.get(k, ""))
+    L = ["test_heldout_voice by held-out voice (attention rescoring): " +
+         ", ".join(f"{half} {rates[half].cer():.2f} %" for half in sorted(rates)) + ".\n"]
     return L
 
 

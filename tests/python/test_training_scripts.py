@@ -384,3 +384,9 @@ def test_training_text_never_holds_an_evaluation_or_sample_sentence(tmp_path, mo
     assert (tmp_path / "train.txt").read_text().splitlines() == fresh
     for name in EVAL_SPLITS:
         assert (tmp_path / f"{name}.txt").read_text().splitlines() == read_eval_text(name)
+
+
+def test_heldout_voice_halves_are_told_apart_by_accent():
+    assert accuracy_report.heldout_half("en-gb-scotland+Jacky") == "accent en-gb-scotland"
+    assert accuracy_report.heldout_half("en-us-nyc+m3") == "variant m3"
+    assert accuracy_report.heldout_half("en-gb-scotland+m3") == "accent en-gb-scotland"
