@@ -365,7 +365,7 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
                   "(seen variants), no noise")
         L.append(f"| {s} | {len(refs[s])} | `train/eval_text/{s}.txt`, never in train | {voices} |")
     L.append("\nThe sentences come from the GNU info manuals, which the training text (man pages, docs) does "
-             "not read. Reports before 2026-11-25 used other test sentences (a shuffle of the training "
+             "not read. Reports up to commit 3b6b288 used other test sentences (a shuffle of the training "
              "pool that could not be rebuilt on a new machine; `train/README.md`, \"Evaluation text\"), so "
              "their numbers are not comparable with these.")
     L.append("\nCER = character edit distance / reference characters (the spaces between words count, runs "
