@@ -335,7 +335,7 @@ def status_paragraph(info, cpp_offline):
             + ", ".join(f"{s} {cer[s]:.2f} % (target <= {TARGETS[s]:.0f} %: {verdict[split_met[s]]})"
                         for s in SPLITS) + "). "
             f"Trained for {steps} steps on {audio_h:.1f} h of audio processed "
-            f"(= {audio_h / max(info['train_hours'], 1e-9):.2f} epochs of the current training set) on "
+            f"(the last run's training set holds {info['train_hours']:.1f} h; earlier runs' sets differed) on "
             + " and ".join(where.get(d, d) for d in devices))
     if len(runs) > 1:
         text += (f", over {len(runs)} runs, each continuing the previous one's weights: "

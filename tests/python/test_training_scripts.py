@@ -90,7 +90,7 @@ def test_status_paragraph_states_the_targets():
     gpu = dict(checkpoint="train/work/exp_gpu/last.pt", steps=900, audio_h=500.0, train_min=9.0, device="cuda")
     text = status(13.7, 18.2, [cpu])
     assert "targets not met" in text and "test 13.70 %" in text and "run_train_gpu.sh" in text
-    assert "0.50 epochs" in text and "100 steps" in text
+    assert "training set holds 10.0 h" in text and "100 steps" in text
     # Exactly at the targets counts as met; the GPU run's device is named; totals add up.
     text = status(3.0, 8.0, [cpu, gpu])
     assert "targets met" in text and "H100" in text and "1000 steps" in text and "505.0 h" in text
