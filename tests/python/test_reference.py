@@ -80,7 +80,9 @@ def test_streaming_equals_chunk_masked_forward():
                 assert s.shape[1] == full.shape[0]
                 worst = max(worst, (s[0] - full).abs().max().item())
                 e, _ = model.encode(x, torch.tensor([x.size(1)]), C, L)
-                assert (e[0] - full).abs().max().item() < 1e-6
+                # The fixture was written on another CPU, whose fp32 kernels round differently: relative
+                # to the output's scale, as the other fixture checks (5.7e-7 seen on an AVX-512 machine).
+                assert rel(e[0], full) < 2e-6
     assert worst < 1e-5, worst
     # The chunk mask matters: (4, 1) differs from full context.
     assert (ref["u2.chunk4_left1.encoder_out"] - ref["u2.encoder_out"]).abs().max() > 1e-2
