@@ -71,7 +71,6 @@ def sources():
         yield read_text(path)
 
 
-
 def info_manuals():
     """The GNU info manuals (/usr/share/info): the source of the evaluation sentences only."""
     for path in sorted(glob.glob("/usr/share/info/*.info*")):
@@ -79,7 +78,7 @@ def info_manuals():
 
 
 def sentences_of(texts, vocab):
-    """Normalized, deduplicated sentences of `texts`, in order of first occurrence."""
+    """Normalized sentences of `texts`, each once."""
     seen = set()
     for text in texts:
         text = text.replace("\n", " ")
@@ -119,11 +118,11 @@ def main():
     with open("/usr/share/dict/words", errors="ignore") as f:
         vocab = {w.strip().lower() for w in f if w.strip().isalpha() or "'" in w}
 
-    train = sorted(set(sentences_of(sources(), vocab)))
+    train = sorted(sentences_of(sources(), vocab))
     eval_names = ("dev", "test", "test_heldout_voice")
     if args.remake_eval:
         known = set(train)
-        pool = sorted(s for s in set(sentences_of(info_manuals(), vocab)) if s not in known)
+        pool = sorted(s for s in sentences_of(info_manuals(), vocab) if s not in known)
         random.Random(args.seed).shuffle(pool)
         sizes = (args.n_dev, args.n_test, args.n_test_heldout)
         if len(pool) < sum(sizes):
