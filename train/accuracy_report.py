@@ -34,35 +34,13 @@ OFFLINE_MODES = (("ctc_greedy", "ctc_greedy_search"), ("ctc_prefix_beam_search",
 STREAMING = [(16, -1), (16, 4), (16, 0), (8, -1), (8, 4), (8, 0), (4, -1), (4, 4), (4, 0)]
 
 
-def read_table(path, limit=0):
-    out = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                k, _, v = line.rstrip("\n").partition(" ")
-                out[k] = v.strip()
-                if limit and len(out) == limit:
-                    break
-    return out
-
-
 def u2recognize(a, split, refs, extra, tag):
     """Runs u2recognize on the split's first utterances; returns (ErrorRate, hyps, x real time)."""
-    d = os.path.join(a.data, split)
     scp = os.path.join(a.work, f"{split}.{len(refs)}.scp")
-    wavs = read_table(os.path.join(d, "wav.scp"))
-    with open(scp, "w") as f:
-        f.writelines(f"{k} {wavs[k]}\n" for k in refs)
-    out = os.path.join(a.work, f"{split}.{tag}.hyp")
-    cmd = [a.u2recognize, "--model-dir", a.model, "--wav-scp", scp, "--threads", str(a.threads),
-           "--batch-size", "8", "--result", out, "--quiet"] + extra
+    common.write_subset_scp(os.path.join(a.data, split, "wav.scp"), refs, scp)
     t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
-    rtf_line = [line for line in proc.stderr.splitlines() if "real time" in line]
-    speed = float(rtf_line[-1].split("s,")[-1].split("x real time")[0]) if rtf_line else 0.0
-    hyps = read_table(out)
+    hyps, speed = common.run_u2recognize(a.u2recognize, a.model, scp, os.path.join(a.work, f"{split}.{tag}.hyp"),
+                                         a.threads, extra)
     er = common.ErrorRate()
     for k, ref in refs.items():
         er.add(ref, hyps.get(k, ""))
@@ -143,7 +121,7 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     torch.set_num_threads(a.threads)
 
-    refs = {s: read_table(os.path.join(a.data, s, "text"), a.limit) for s in SPLITS}
+    refs = {s: common.read_table(os.path.join(a.data, s, "text"), a.limit) for s in SPLITS}
     with open(os.path.join(a.model, "model.json")) as f:
         model_json = json.load(f)
     decoding = model_json["decoding"]
@@ -198,7 +176,7 @@ class WavFeatSet(common.FeatSet):
 
     def __init__(self, split, data_dir, limit=0):
         super().__init__(split, data_dir, limit)
-        self.wavs = read_table(os.path.join(data_dir, split, "wav.scp"))
+        self.wavs = common.read_table(os.path.join(data_dir, split, "wav.scp"))
 
     def feat(self, i):
         import torchaudio

@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import subprocess
 import sys
 
 import numpy as np
@@ -199,6 +200,13 @@ def edit_distance(a, b):
     return prev[-1]
 
 
+def char_errors(ref, hyp):
+    """-> (character edits, reference characters) after collapsing runs of whitespace; the one
+    definition of a character error that ErrorRate and the paired model comparison share."""
+    ref, hyp = " ".join(ref.split()), " ".join(hyp.split())
+    return edit_distance(ref, hyp), len(ref)
+
+
 class ErrorRate:
     """CER over characters (spaces between words count as characters) and WER over words."""
 
@@ -206,9 +214,9 @@ class ErrorRate:
         self.ce = self.cn = self.we = self.wn = 0
 
     def add(self, ref, hyp):
-        ref, hyp = " ".join(ref.split()), " ".join(hyp.split())
-        self.ce += edit_distance(ref, hyp)
-        self.cn += len(ref)
+        errors, length = char_errors(ref, hyp)
+        self.ce += errors
+        self.cn += length
         self.we += edit_distance(ref.split(), hyp.split())
         self.wn += len(ref.split())
 
@@ -264,3 +272,35 @@ def training_summary(info):
     if aug:
         lines.append("* Augmentation in the last run: " + "; ".join(aug) + ".")
     return lines
+
+
+def read_table(path, limit=0):
+    """Kaldi-style "<key> <value>" lines (wav.scp, text, hypotheses) -> {key: value}, in file order."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                k, _, v = line.rstrip("\n").partition(" ")
+                out[k] = v.strip()
+                if limit and len(out) == limit:
+                    break
+    return out
+
+
+def write_subset_scp(wav_scp, keys, out_path):
+    """Writes the wav.scp lines of `keys` (in their order) to out_path."""
+    wavs = read_table(wav_scp)
+    with open(out_path, "w") as f:
+        f.writelines(f"{k} {wavs[k]}\n" for k in keys)
+
+
+def run_u2recognize(binary, model_dir, wav_scp, result, threads, extra):
+    """Decodes wav_scp with the C++ engine; -> ({utt: hypothesis}, x real time). Exits on failure."""
+    cmd = [binary, "--model-dir", model_dir, "--wav-scp", wav_scp, "--threads", str(threads),
+           "--batch-size", "8", "--result", result, "--quiet"] + list(extra)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    rtf_line = [line for line in proc.stderr.splitlines() if "real time" in line]
+    speed = float(rtf_line[-1].split("s,")[-1].split("x real time")[0]) if rtf_line else 0.0
+    return read_table(result), speed

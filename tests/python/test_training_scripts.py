@@ -390,3 +390,52 @@ def test_heldout_voice_halves_are_told_apart_by_accent():
     assert accuracy_report.heldout_half("en-gb-scotland+Jacky") == "accent en-gb-scotland"
     assert accuracy_report.heldout_half("en-us-nyc+m3") == "variant m3"
     assert accuracy_report.heldout_half("en-gb-scotland+m3") == "accent en-gb-scotland"
+
+
+def test_character_errors_ignore_runs_of_whitespace():
+    assert common.char_errors("a  b", " a b ") == (0, 3)
+    assert common.char_errors("the cat", "the bat") == (1, 7)
+    assert common.char_errors("dog", "") == (3, 3)
+
+
+def test_model_comparison_counts_errors_per_utterance():
+    import compare_models
+    errors, lengths = compare_models.per_utterance_errors({"a": "the cat", "b": "dog"}, {"a": "the bat"})
+    assert (errors, lengths) == ([1, 3], [7, 3])   # the missing hypothesis counts as empty
+    assert compare_models.better_worse([1, 3, 2], [0, 3, 4]) == (1, 1)
+
+
+def test_paired_bootstrap_is_zero_for_equal_models_and_one_sided_for_a_better_one():
+    import compare_models
+    lengths = [20, 30, 25, 40, 10] * 8
+    base = [2, 3, 0, 4, 1] * 8
+    assert compare_models.paired_bootstrap(base, base, lengths, rounds=200) == (0.0, 0.0)
+    better = [max(0, e - 1) for e in base]   # one error fewer wherever there was one
+    lo, hi = compare_models.paired_bootstrap(base, better, lengths, rounds=200)
+    assert lo <= hi < 0
+    # Each kept utterance gains at most 1 error back in 10..40 characters: the interval is bounded.
+    assert lo > -100.0 / 10
+
+
+def test_compare_models_runs_the_engine_on_each_model(tmp_path):
+    """The whole tool on the shipped samples: the demo model against itself differs by nothing."""
+    import os
+    import subprocess
+    build = os.environ.get("U2_BUILD_DIR", "build")
+    if not (ROOT / build / "apps" / "u2recognize").exists():
+        pytest.fail(f"{build}/apps/u2recognize is not built")
+    samples = ROOT / "tests" / "data" / "samples"
+    split = tmp_path / "samples"
+    split.mkdir()
+    shutil.copy(samples / "text", split / "text")
+    (split / "wav.scp").write_text("".join(
+        f"{k} {samples / v}\n" for k, v in common.read_table(samples / "wav.scp").items()))
+    model = str(ROOT / "models" / "demo")
+    out = subprocess.run([sys.executable, str(ROOT / "train" / "compare_models.py"), model, model,
+                          "--split", "samples", "--data", str(tmp_path), "--build", build,
+                          "--modes", "ctc_greedy", "--bootstrap", "50"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if "CER" in line]
+    assert len(rows) == 2
+    assert rows[0].split("WER")[0].split("CER")[1] == rows[1].split("WER")[0].split("CER")[1]
+    assert "+0.00 points, 95 % CI [+0.00, +0.00], 0 utts better, 0 worse" in rows[1]
