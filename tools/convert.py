@@ -140,9 +140,10 @@ def povey_window(frontend):
 
 
 def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, dtype="float32",
-            max_positions=PE_DEFAULT_ROWS, ctc_weight=None, reverse_weight=None):
+            max_positions=PE_DEFAULT_ROWS, ctc_weight=None, reverse_weight=None, beam_size=10):
     """ctc_weight / reverse_weight: attention rescoring's default weights in model.json; None takes
-    train.yaml's model_conf (the training loss weights, WeNet's usual starting point)."""
+    train.yaml's model_conf (the training loss weights, WeNet's usual starting point). beam_size:
+    the default CTC prefix beam width (WeNet's recipes decode with 10)."""
     with open(config_path, "r", encoding="utf-8") as f:
         raw = yaml.safe_load(f)
     if not isinstance(raw, dict):
@@ -293,6 +294,9 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         raise ConvertError("--reverse-weight: %r must be in [0, 1]" % rescoring_reverse_weight)
     if rescoring_reverse_weight > 0 and cfg["decoder"] != "bitransformer":
         raise ConvertError("--reverse-weight: %r needs a bitransformer decoder" % rescoring_reverse_weight)
+    # WeNet's search takes the beam's top-k over the vocabulary each frame, so k <= V.
+    if not (isinstance(beam_size, int) and 1 <= beam_size <= V):
+        raise ConvertError("--beam-size: %r must be an integer in [1, vocabulary size %d]" % (beam_size, V))
     doc = {
         "format": "u2serve-model",
         "format_version": FORMAT_VERSION,
@@ -315,7 +319,7 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         "decoding": {
             "ctc_weight": rescoring_ctc_weight,
             "reverse_weight": rescoring_reverse_weight,
-            "beam_size": 10,
+            "beam_size": beam_size,
             "decoding_chunk_size": chunk,
             "num_decoding_left_chunks": -1,
         },
@@ -353,10 +357,12 @@ def main(argv=None):
     ap.add_argument("--reverse-weight", type=float, default=None,
                     help="attention rescoring's default right-to-left weight (default: train.yaml "
                          "model_conf; tune both on a dev set, e.g. train/tune_decoding.py)")
+    ap.add_argument("--beam-size", type=int, default=10,
+                    help="default CTC prefix beam width (default 10, WeNet's; at most the vocabulary size)")
     args = ap.parse_args(argv)
     try:
         doc = convert(args.config, args.checkpoint, args.units, args.out, args.cmvn, args.dtype,
-                      args.max_positions, args.ctc_weight, args.reverse_weight)
+                      args.max_positions, args.ctc_weight, args.reverse_weight, args.beam_size)
     except (ConvertError, OSError, yaml.YAMLError) as e:
         print("convert.py: error: %s" % e, file=sys.stderr)
         return 2

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Compare converted models on one split with the C++ engine, utterance by utterance.
+"""Compare converted models (and beam widths) on one split with the C++ engine, utterance by utterance.
 
 A candidate checkpoint that scores 4.1 % against the shipped model's 4.2 % on 300 dev utterances
 may simply have been lucky. So besides each model's CER and WER, this prints, for every model
 against the first one, how many utterances got better or worse and a 95 % paired bootstrap
 interval of the CER difference (utterances resampled with replacement, the same draw for both
-models): an interval that excludes 0 is a difference the split can tell apart.
+models): an interval that excludes 0 is a difference the split can tell apart. With --beams each
+model also decodes at each CTC prefix beam width (the beam modes only), to pick model.json's
+beam_size on dev.
 
 Usage: .venv/bin/python train/compare_models.py models/demo /tmp/candidate [--split dev]
-           [--modes ctc_greedy attention_rescoring] [--build build] [--limit N]
+           [--modes ctc_greedy attention_rescoring] [--beams 10 20] [--build build] [--limit N]
 A model directory is a converted model (finalize.py --out, or tools/convert). Compare on dev:
 picking a model by its test score would overstate its test accuracy.
 """
@@ -54,6 +56,8 @@ def main():
     ap.add_argument("--data", default=os.path.join(common.WORK, "data"))
     ap.add_argument("--modes", nargs="+", default=["ctc_greedy", "attention_rescoring"],
                     choices=("ctc_greedy", "ctc_prefix_beam_search", "attention_rescoring"))
+    ap.add_argument("--beams", type=int, nargs="+", default=[0],
+                    help="CTC prefix beam widths to try in the beam modes (0 = the model's model.json)")
     ap.add_argument("--build", default=os.environ.get("U2_BUILD_DIR", "build"))
     ap.add_argument("--limit", type=int, default=0, help="first N utterances (0 = all)")
     ap.add_argument("--threads", type=int, default=2)
@@ -68,14 +72,17 @@ def main():
         for mode in a.modes:
             print(f"{a.split} ({len(refs)} utterances), {mode}:", flush=True)
             base = None
-            for i, model in enumerate(a.models):
+            beams = [0] if mode == "ctc_greedy" else a.beams
+            for i, (model, beam) in enumerate((m, b) for m in a.models for b in beams):
+                extra = ["--mode", mode] + (["--beam", str(beam)] if beam else [])
                 hyps, _ = common.run_u2recognize(binary, model, scp, os.path.join(work, f"{i}.{mode}.hyp"),
-                                                 a.threads, ["--mode", mode])
+                                                 a.threads, extra)
                 er = common.ErrorRate()
                 for k, ref in refs.items():
                     er.add(ref, hyps.get(k, ""))
                 errors, lengths = per_utterance_errors(refs, hyps)
-                line = f"  {model:40s} CER {er.cer():6.2f} %  WER {er.wer():6.2f} %"
+                name = model + (f" beam {beam}" if beam else "")
+                line = f"  {name:40s} CER {er.cer():6.2f} %  WER {er.wer():6.2f} %"
                 if base is None:
                     base = errors
                 else:

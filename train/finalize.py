@@ -126,6 +126,9 @@ def main():
     ap.add_argument("--reverse-weight", type=float, default=None,
                     help="model.json's rescoring right-to-left weight (default: train.yaml's 0.3); "
                          "pick both with train/tune_decoding.py on dev")
+    ap.add_argument("--beam-size", type=int, default=None,
+                    help="model.json's CTC prefix beam width (convert.py; default 10); pick it on dev, "
+                         "e.g. train/compare_models.py --beams")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -162,7 +165,8 @@ def main():
          "--checkpoint", os.path.join(a.export, "final.pt"),
          "--cmvn", os.path.join(a.export, "global_cmvn"),
          "--units", os.path.join(a.export, "units.txt"), "--out", a.out, "--dtype", "float16"]
-        + [arg for flag, v in (("--ctc-weight", a.ctc_weight), ("--reverse-weight", a.reverse_weight))
+        + [arg for flag, v in (("--ctc-weight", a.ctc_weight), ("--reverse-weight", a.reverse_weight),
+                                ("--beam-size", a.beam_size))
            if v is not None for arg in (flag, str(v))])
 
     # Resumable training state (see the module docstring for why no optimizer state).

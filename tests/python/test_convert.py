@@ -146,10 +146,14 @@ def test_old_and_new_layout_give_the_same_model(tmp_path):
     # Rescoring weights tuned on a dev set replace train.yaml's in model.json; bad ones are refused.
     tuned = convert.convert(os.path.join(new_dir, "train.yaml"), os.path.join(new_dir, "final.pt"),
                             os.path.join(new_dir, "units.txt"), str(tmp_path / "out_tuned"),
-                            os.path.join(new_dir, "global_cmvn"), ctc_weight=0.7, reverse_weight=0.0)
+                            os.path.join(new_dir, "global_cmvn"), ctc_weight=0.7, reverse_weight=0.0,
+                            beam_size=4)
     assert tuned["decoding"]["ctc_weight"] == 0.7 and tuned["decoding"]["reverse_weight"] == 0.0
-    for bad in (dict(ctc_weight=-1.0), dict(ctc_weight=float("nan")), dict(reverse_weight=1.5)):
-        with pytest.raises(convert.ConvertError, match="weight"):
+    assert tuned["decoding"]["beam_size"] == 4 and doc["decoding"]["beam_size"] == 10
+    vocab = tuned["vocab_size"]
+    for bad in (dict(ctc_weight=-1.0), dict(ctc_weight=float("nan")), dict(reverse_weight=1.5),
+                dict(beam_size=0), dict(beam_size=vocab + 1), dict(beam_size=2.5)):
+        with pytest.raises(convert.ConvertError, match="weight|beam"):
             convert.convert(os.path.join(new_dir, "train.yaml"), os.path.join(new_dir, "final.pt"),
                             os.path.join(new_dir, "units.txt"), str(tmp_path / "out_bad"),
                             os.path.join(new_dir, "global_cmvn"), **bad)

@@ -4,6 +4,7 @@ silence-padding augmentation.
 
 These are the pieces a GPU run relies on without anyone watching (train/gpu/run_train_gpu.sh), so
 they are checked here on hand-built checkpoints."""
+import json
 import random
 import shutil
 import sys
@@ -438,4 +439,13 @@ def test_compare_models_runs_the_engine_on_each_model(tmp_path):
     rows = [line for line in out.splitlines() if "CER" in line]
     assert len(rows) == 2
     assert rows[0].split("WER")[0].split("CER")[1] == rows[1].split("WER")[0].split("CER")[1]
+    assert "+0.00 points, 95 % CI [+0.00, +0.00], 0 utts better, 0 worse" in rows[1]
+    # --beams: one row per model and width in the beam modes; the model's own width equals it.
+    beam = json.loads((ROOT / "models" / "demo" / "model.json").read_text())["decoding"]["beam_size"]
+    out = subprocess.run([sys.executable, str(ROOT / "train" / "compare_models.py"), model,
+                          "--split", "samples", "--data", str(tmp_path), "--build", build,
+                          "--modes", "ctc_prefix_beam_search", "--beams", "0", str(beam), "1", "--bootstrap", "50"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if "CER" in line]
+    assert len(rows) == 3 and rows[1].split()[1:3] == ["beam", str(beam)] and rows[2].split()[1:3] == ["beam", "1"]
     assert "+0.00 points, 95 % CI [+0.00, +0.00], 0 utts better, 0 worse" in rows[1]
