@@ -352,7 +352,10 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
              f"ctc_weight {decoding['ctc_weight']}, reverse_weight {decoding['reverse_weight']} (model.json"
              + ("" if a.train_weights == (decoding["ctc_weight"], decoding["reverse_weight"]) else
                 f"; chosen on dev with `train/tune_decoding.py`, where training weighted its losses "
-                f"ctc_weight {a.train_weights[0]}, reverse_weight {a.train_weights[1]}") + ").\n")
+                f"ctc_weight {a.train_weights[0]}, reverse_weight {a.train_weights[1]}")
+             + ("" if decoding["beam_size"] == 10 else
+                "; the beam chosen on dev with `train/compare_models.py --beams`, where WeNet's recipes use 10")
+             + ").\n")
 
     L.append("## Offline (full context)\n")
     hdr = "| decoding mode | " + " | ".join(f"{s} CER | {s} WER" for s in SPLITS)
