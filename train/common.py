@@ -214,11 +214,13 @@ class ErrorRate:
         self.ce = self.cn = self.we = self.wn = 0
 
     def add(self, ref, hyp):
+        """Counts one utterance; -> its (character errors, reference characters)."""
         errors, length = char_errors(ref, hyp)
         self.ce += errors
         self.cn += length
         self.we += edit_distance(ref.split(), hyp.split())
         self.wn += len(ref.split())
+        return errors, length
 
     def cer(self):
         return 100.0 * self.ce / max(1, self.cn)

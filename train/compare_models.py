@@ -24,9 +24,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 
-def per_utterance_errors(refs, hyps):
-    """-> ([character errors], [reference characters]) in refs' order; a missing hypothesis is empty."""
-    pairs = [common.char_errors(ref, hyps.get(k, "")) for k, ref in refs.items()]
+def per_utterance_errors(refs, hyps, rate=None):
+    """-> ([character errors], [reference characters]) in refs' order, also counted into `rate` (an
+    ErrorRate) when given; a missing hypothesis is empty."""
+    rate = rate if rate is not None else common.ErrorRate()
+    pairs = [rate.add(ref, hyps.get(k, "")) for k, ref in refs.items()]
     return [e for e, _ in pairs], [n for _, n in pairs]
 
 
@@ -78,9 +80,7 @@ def main():
                 hyps, _ = common.run_u2recognize(binary, model, scp, os.path.join(work, f"{i}.{mode}.hyp"),
                                                  a.threads, extra)
                 er = common.ErrorRate()
-                for k, ref in refs.items():
-                    er.add(ref, hyps.get(k, ""))
-                errors, lengths = per_utterance_errors(refs, hyps)
+                errors, lengths = per_utterance_errors(refs, hyps, er)
                 name = model + (f" beam {beam}" if beam else "")
                 line = f"  {name:40s} CER {er.cer():6.2f} %  WER {er.wer():6.2f} %"
                 if base is None:

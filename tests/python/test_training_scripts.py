@@ -5,8 +5,10 @@ silence-padding augmentation.
 These are the pieces a GPU run relies on without anyone watching (train/gpu/run_train_gpu.sh), so
 they are checked here on hand-built checkpoints."""
 import json
+import os
 import random
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -420,8 +422,6 @@ def test_paired_bootstrap_is_zero_for_equal_models_and_one_sided_for_a_better_on
 
 def test_compare_models_runs_the_engine_on_each_model(tmp_path):
     """The whole tool on the shipped samples: the demo model against itself differs by nothing."""
-    import os
-    import subprocess
     build = os.environ.get("U2_BUILD_DIR", "build")
     if not (ROOT / build / "apps" / "u2recognize").exists():
         pytest.fail(f"{build}/apps/u2recognize is not built")
