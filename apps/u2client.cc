@@ -16,6 +16,8 @@
 // --realtime sends each chunk when its audio would have been spoken (a live talker).
 //
 //   u2client --streaming --wav-scp wav.scp --text text --concurrency 4 --realtime
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -27,7 +29,6 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "u2/audio/audio.h"
@@ -83,12 +84,14 @@ int main(int argc, char** argv) {
   app.add_option("--param", params, "request parameter KEY=VALUE (e.g. beam=4, decoding_mode=ctc_greedy)")
       ->allow_extra_args(false);
   app.add_option("--wait", wait_s, "wait up to this many seconds for the model to become ready");
-  auto* streaming_flag = app.add_flag("--streaming", streaming,
-                                      "stream each file chunk by chunk as a sequence (model streaming_wenet)");
-  app.add_option("--chunk-ms", chunking.chunk_ms, "streaming: chunk length after the first, ms (640 = chunk 16)")
+  auto* streaming_flag = app.add_flag(
+      "--streaming", streaming, "stream each file chunk by chunk as a sequence (model streaming_wenet)");
+  app.add_option("--chunk-ms", chunking.chunk_ms,
+                 "streaming: chunk length after the first, ms (640 = chunk 16)")
       ->capture_default_str()
       ->needs(streaming_flag);
-  app.add_option("--first-chunk-ms", first_chunk_ms, "streaming: first chunk length, ms (default chunk-ms + 50)")
+  app.add_option("--first-chunk-ms", first_chunk_ms,
+                 "streaming: first chunk length, ms (default chunk-ms + 50)")
       ->needs(streaming_flag);
   app.add_flag("--realtime", realtime, "streaming: send each chunk when its audio has been spoken")
       ->needs(streaming_flag);
@@ -96,7 +99,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"stderr", "stdout", "none"}))
       ->needs(streaming_flag);
-  app.add_flag("--unary", unary, "streaming over gRPC: one ModelInfer call per chunk instead of ModelStreamInfer")
+  app.add_flag("--unary", unary,
+               "streaming over gRPC: one ModelInfer call per chunk instead of ModelStreamInfer")
       ->needs(streaming_flag);
   app.add_option("--sequence-id-start", sequence_id_start,
                  "streaming: sequence_id of the first file (the next files count up; default derived from "
@@ -106,8 +110,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (streaming) {
     if (app.count("--model") == 0) model = "streaming_wenet";
-    chunking.first_chunk_ms =
-        app.count("--first-chunk-ms") > 0 ? first_chunk_ms : u2::server::ChunkingOptions::DefaultFirstChunkMs(chunking.chunk_ms);
+    chunking.first_chunk_ms = app.count("--first-chunk-ms") > 0
+                                  ? first_chunk_ms
+                                  : u2::server::ChunkingOptions::DefaultFirstChunkMs(chunking.chunk_ms);
     if (auto s = chunking.Validate(); !s.ok()) return Fail(s);
     if (sequence_id_start == 0) sequence_id_start = int64_t{getpid()} * 1000000 + 1;
   }
@@ -178,8 +183,9 @@ int main(int argc, char** argv) {
     }
   };
   // Streaming: one sequence per file, its chunks in order, each waiting for its response.
-  const auto transport = unary || *protocol == u2::server::Protocol::kHttp ? u2::server::SequenceTransport::kUnary
-                                                                          : u2::server::SequenceTransport::kStream;
+  const auto transport = unary || *protocol == u2::server::Protocol::kHttp
+                             ? u2::server::SequenceTransport::kUnary
+                             : u2::server::SequenceTransport::kStream;
   std::mutex print_mu;
   ChunkTimes times;
   auto stream_worker = [&] {
@@ -270,12 +276,13 @@ int main(int argc, char** argv) {
     if (unscored > 0) std::fprintf(stderr, "u2client: %d utterances had no reference\n", unscored);
   }
   if (streaming && !times.chunk_ms.empty()) {
-    std::fprintf(stderr,
-                 "u2client: %zu chunks (%d ms, first %d ms), latency send->response p50 %.1f ms, p99 %.1f ms, "
-                 "max %.1f ms; final (sequence_end) p50 %.1f ms, max %.1f ms\n",
-                 times.chunk_ms.size(), chunking.chunk_ms, chunking.first_chunk_ms, PercentileOf(times.chunk_ms, 50),
-                 PercentileOf(times.chunk_ms, 99), PercentileOf(times.chunk_ms, 100), PercentileOf(times.final_ms, 50),
-                 PercentileOf(times.final_ms, 100));
+    std::fprintf(
+        stderr,
+        "u2client: %zu chunks (%d ms, first %d ms), latency send->response p50 %.1f ms, p99 %.1f ms, "
+        "max %.1f ms; final (sequence_end) p50 %.1f ms, max %.1f ms\n",
+        times.chunk_ms.size(), chunking.chunk_ms, chunking.first_chunk_ms, PercentileOf(times.chunk_ms, 50),
+        PercentileOf(times.chunk_ms, 99), PercentileOf(times.chunk_ms, 100), PercentileOf(times.final_ms, 50),
+        PercentileOf(times.final_ms, 100));
   }
   std::fprintf(stderr, "u2client: %zu utterances, %.2f s of audio in %.2f s (%.1fx real time), %d failed\n",
                utts.size(), audio_seconds.load(), elapsed, elapsed > 0 ? audio_seconds.load() / elapsed : 0.0,

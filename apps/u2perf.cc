@@ -29,6 +29,8 @@
 // (doubling) and between (bisection) the tested ones.
 //
 //   u2perf --streaming --concurrency 1,2,4,8 --p99-budget-ms 300 --search --output streaming.csv a.wav
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -41,11 +43,10 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <string>
 #include <set>
 #include <sstream>
+#include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "u2/audio/audio.h"
@@ -129,7 +130,7 @@ struct ChunkRecord {
   double latency_ms = 0;  // send -> response
   double lag_ms = 0;      // send time - when its audio was complete (real-time pacing only)
   double audio_seconds = 0;
-  bool last = false;      // carried sequence_end (its response is the final transcript)
+  bool last = false;  // carried sequence_end (its response is the final transcript)
   bool ok = true;
 };
 
@@ -149,7 +150,8 @@ Clock::duration Seconds(double s) {
   return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
 }
 
-StreamLevelResult RunStreamingLevel(int concurrency, const StreamingSetup& setup, const std::vector<Utterance>& utts,
+StreamLevelResult RunStreamingLevel(int concurrency, const StreamingSetup& setup,
+                                    const std::vector<Utterance>& utts,
                                     std::atomic<int64_t>& next_sequence_id) {
   const int sample_rate = setup.chunking.sample_rate;
   const double chunk_s = setup.chunking.chunk_ms / 1000.0;
@@ -184,7 +186,8 @@ StreamLevelResult RunStreamingLevel(int concurrency, const StreamingSetup& setup
       next_utt = (next_utt + 1) % utts.size();
       const int64_t sequence_id = next_sequence_id++;
       const std::span<const float> samples(utt.samples);
-      const std::vector<u2::server::AudioChunk> chunks = u2::server::PlanChunks(samples.size(), setup.chunking);
+      const std::vector<u2::server::AudioChunk> chunks =
+          u2::server::PlanChunks(samples.size(), setup.chunking);
       bool failed = false;
       for (size_t k = 0; k < chunks.size(); ++k) {
         const u2::server::AudioChunk& chunk = chunks[k];
@@ -266,8 +269,8 @@ StreamLevelResult RunStreamingLevel(int concurrency, const StreamingSetup& setup
     std::fprintf(stderr,
                  "u2perf: %d streams, window %d/%d: %.2f chunks/s, latency p50 %.1f ms, p99 %.1f ms, max lag "
                  "%.1f ms, %lld errors\n",
-                 concurrency, w + 1, setup.windows, static_cast<double>(lat.size()) / secs, Percentile(lat, 50),
-                 Percentile(lat, 99), lag_max, static_cast<long long>(errors));
+                 concurrency, w + 1, setup.windows, static_cast<double>(lat.size()) / secs,
+                 Percentile(lat, 50), Percentile(lat, 99), lag_max, static_cast<long long>(errors));
     window_begin = window_end;
   }
   const Clock::time_point measure_end = window_begin;
@@ -316,12 +319,14 @@ StreamLevelResult RunStreamingLevel(int concurrency, const StreamingSetup& setup
   r.final_p99 = Percentile(finals, 99);
   r.lag_p99 = Percentile(lags, 99);
   r.lag_max = lags.empty() ? 0 : lags.back();
-  r.meets_budget = r.chunks > 0 && r.errors == 0 && r.p99 <= setup.p99_budget_ms && r.lag_p99 <= setup.p99_budget_ms;
-  std::fprintf(stderr,
-               "u2perf: %d streams: %.2f chunks/s, %.2f audio s/s, latency p50 %.1f ms, p99 %.1f ms, lag p99 %.1f "
-               "ms, %lld errors: %s the %.0f ms p99 budget\n",
-               concurrency, r.chunks_per_s, r.audio_per_s, r.p50, r.p99, r.lag_p99, static_cast<long long>(r.errors),
-               r.meets_budget ? "within" : "NOT within", setup.p99_budget_ms);
+  r.meets_budget =
+      r.chunks > 0 && r.errors == 0 && r.p99 <= setup.p99_budget_ms && r.lag_p99 <= setup.p99_budget_ms;
+  std::fprintf(
+      stderr,
+      "u2perf: %d streams: %.2f chunks/s, %.2f audio s/s, latency p50 %.1f ms, p99 %.1f ms, lag p99 %.1f "
+      "ms, %lld errors: %s the %.0f ms p99 budget\n",
+      concurrency, r.chunks_per_s, r.audio_per_s, r.p50, r.p99, r.lag_p99, static_cast<long long>(r.errors),
+      r.meets_budget ? "within" : "NOT within", setup.p99_budget_ms);
   if (!r.first_error.empty()) std::fprintf(stderr, "u2perf: first error: %s\n", r.first_error.c_str());
   return r;
 }
@@ -380,57 +385,62 @@ int LargestHolding(const std::vector<StreamLevelResult>& results) {
 }
 
 void PrintStreamingTable(const std::vector<StreamLevelResult>& results, const StreamingSetup& setup) {
-  std::printf("%-8s %9s %10s %8s %8s %8s %8s %8s %8s %9s %9s %9s %7s %6s %s\n", "Streams", "chunks/s", "audio s/s",
-              "RTF", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "final p99", "lag p99", "sequences", "errors",
-              "holds", "");
+  std::printf("%-8s %9s %10s %8s %8s %8s %8s %8s %8s %9s %9s %9s %7s %6s %s\n", "Streams", "chunks/s",
+              "audio s/s", "RTF", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "final p99", "lag p99",
+              "sequences", "errors", "holds", "");
   for (const StreamLevelResult& r : results) {
-    std::printf("%-8d %9.2f %10.2f %8.4f %8.1f %8.1f %8.1f %8.1f %8.1f %9.1f %9.1f %9lld %7lld %6s\n", r.concurrency,
-                r.chunks_per_s, r.audio_per_s, r.rtf, r.p50, r.p90, r.p95, r.p99, r.max_ms, r.final_p99, r.lag_p99,
-                static_cast<long long>(r.sequences), static_cast<long long>(r.errors), r.meets_budget ? "yes" : "no");
+    std::printf("%-8d %9.2f %10.2f %8.4f %8.1f %8.1f %8.1f %8.1f %8.1f %9.1f %9.1f %9lld %7lld %6s\n",
+                r.concurrency, r.chunks_per_s, r.audio_per_s, r.rtf, r.p50, r.p90, r.p95, r.p99, r.max_ms,
+                r.final_p99, r.lag_p99, static_cast<long long>(r.sequences), static_cast<long long>(r.errors),
+                r.meets_budget ? "yes" : "no");
   }
   std::printf(
-      "(chunks of %d ms, first %d ms, %s; latency = chunk send -> response; RTF = chunk latency per second of "
-      "audio; lag = how late chunks left behind the talker's schedule; holds = no errors and p99 latency and p99 lag "
+      "(chunks of %d ms, first %d ms, %s; latency = chunk send -> response; RTF = chunk latency per second "
+      "of "
+      "audio; lag = how late chunks left behind the talker's schedule; holds = no errors and p99 latency and "
+      "p99 lag "
       "<= %.0f ms)\n",
-      setup.chunking.chunk_ms, setup.chunking.first_chunk_ms, setup.realtime ? "real-time pacing" : "no pacing",
-      setup.p99_budget_ms);
+      setup.chunking.chunk_ms, setup.chunking.first_chunk_ms,
+      setup.realtime ? "real-time pacing" : "no pacing", setup.p99_budget_ms);
   std::printf("Real-time streams held at p99 <= %.0f ms: %d (largest tested concurrency within the budget)\n",
               setup.p99_budget_ms, LargestHolding(results));
 }
 
 const char* const kStreamingCsvHeader =
-    "concurrency,chunks,errors,sequences,duration_s,chunks_per_s,audio_seconds_per_s,rtf,avg_ms,p50_ms,p90_ms,"
+    "concurrency,chunks,errors,sequences,duration_s,chunks_per_s,audio_seconds_per_s,rtf,avg_ms,p50_ms,p90_"
+    "ms,"
     "p95_ms,p99_ms,max_ms,final_p50_ms,final_p99_ms,lag_p99_ms,lag_max_ms,meets_budget";
 
 bool WriteStreamingCsv(const std::string& path, const std::vector<StreamLevelResult>& results) {
   std::ofstream f(path);
   f << kStreamingCsvHeader << "\n";
   for (const StreamLevelResult& r : results) {
-    f << r.concurrency << "," << r.chunks << "," << r.errors << "," << r.sequences << "," << r.duration_s << ","
-      << r.chunks_per_s << "," << r.audio_per_s << "," << r.rtf << "," << r.avg_ms << "," << r.p50 << "," << r.p90
-      << "," << r.p95 << "," << r.p99 << "," << r.max_ms << "," << r.final_p50 << "," << r.final_p99 << ","
-      << r.lag_p99 << "," << r.lag_max << "," << (r.meets_budget ? 1 : 0) << "\n";
+    f << r.concurrency << "," << r.chunks << "," << r.errors << "," << r.sequences << "," << r.duration_s
+      << "," << r.chunks_per_s << "," << r.audio_per_s << "," << r.rtf << "," << r.avg_ms << "," << r.p50
+      << "," << r.p90 << "," << r.p95 << "," << r.p99 << "," << r.max_ms << "," << r.final_p50 << ","
+      << r.final_p99 << "," << r.lag_p99 << "," << r.lag_max << "," << (r.meets_budget ? 1 : 0) << "\n";
   }
   return static_cast<bool>(f);
 }
 
 bool WriteStreamingJson(const std::string& path, const std::vector<StreamLevelResult>& results,
                         const StreamingSetup& setup, const std::string& protocol_name, size_t num_utts) {
-  nlohmann::json j = {{"mode", "streaming"},
-                      {"model", setup.model},
-                      {"protocol", protocol_name},
-                      {"transport", setup.transport == u2::server::SequenceTransport::kStream ? "stream" : "unary"},
-                      {"url", setup.url},
-                      {"chunk_ms", setup.chunking.chunk_ms},
-                      {"first_chunk_ms", setup.chunking.first_chunk_ms},
-                      {"realtime", setup.realtime},
-                      {"measurement_interval_ms", setup.interval_ms},
-                      {"windows", setup.windows},
-                      {"warmup_ms", setup.warmup_ms},
-                      {"p99_budget_ms", setup.p99_budget_ms},
-                      {"utterances", num_utts},
-                      {"held_streams", LargestHolding(results)},
-                      {"results", nlohmann::json::array()}};
+  nlohmann::json j = {
+      {"mode", "streaming"},
+      {"model", setup.model},
+      {"protocol", protocol_name},
+      {"transport", setup.transport == u2::server::SequenceTransport::kStream ? "stream" : "unary"},
+      {"url", setup.url},
+      {"chunk_ms", setup.chunking.chunk_ms},
+      {"first_chunk_ms", setup.chunking.first_chunk_ms},
+      {"realtime", setup.realtime},
+      {"measurement_interval_ms", setup.interval_ms},
+      {"windows", setup.windows},
+      {"warmup_ms", setup.warmup_ms},
+      {"p99_budget_ms", setup.p99_budget_ms},
+      {"utterances", num_utts},
+      {"held_streams", LargestHolding(results)},
+      {"results", nlohmann::json::array()}};
   for (const StreamLevelResult& r : results) {
     j["results"].push_back({{"concurrency", r.concurrency},
                             {"chunks", r.chunks},
@@ -503,19 +513,22 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_path, "write the results as JSON");
   std::string concurrency_list, output_path;
   std::vector<std::string> params;
-  app.add_option("--concurrency", concurrency_list, "concurrency levels as a list, e.g. 1,2,4,8 (instead of a range)");
+  app.add_option("--concurrency", concurrency_list,
+                 "concurrency levels as a list, e.g. 1,2,4,8 (instead of a range)");
   app.add_option("--output,-o", output_path, "write the results: JSON if the name ends in .json, else CSV");
   // Streaming (sequence) mode.
   bool streaming = false, realtime = true, unary = false, search = false;
   StreamingSetup setup;
   int first_chunk_ms = 0, windows = 3, warmup_ms = -1, max_concurrency = 256;
   int64_t sequence_id_start = 0;
-  auto* streaming_flag =
-      app.add_flag("--streaming", streaming, "stream chunked sequences to a streaming model (streaming_wenet)");
-  app.add_option("--chunk-ms", setup.chunking.chunk_ms, "streaming: chunk length after the first, ms (640 = chunk 16)")
+  auto* streaming_flag = app.add_flag("--streaming", streaming,
+                                      "stream chunked sequences to a streaming model (streaming_wenet)");
+  app.add_option("--chunk-ms", setup.chunking.chunk_ms,
+                 "streaming: chunk length after the first, ms (640 = chunk 16)")
       ->capture_default_str()
       ->needs(streaming_flag);
-  app.add_option("--first-chunk-ms", first_chunk_ms, "streaming: first chunk length, ms (default chunk-ms + 50)")
+  app.add_option("--first-chunk-ms", first_chunk_ms,
+                 "streaming: first chunk length, ms (default chunk-ms + 50)")
       ->needs(streaming_flag);
   app.add_flag("--realtime,!--no-realtime", realtime,
                "streaming: send each chunk when its audio has been spoken (default), or as soon as the last "
@@ -523,14 +536,19 @@ int main(int argc, char** argv) {
       ->needs(streaming_flag);
   app.add_flag("--unary", unary, "streaming over gRPC: one ModelInfer per chunk instead of ModelStreamInfer")
       ->needs(streaming_flag);
-  app.add_option("--windows", windows, "streaming: measured windows per level")->capture_default_str()->needs(streaming_flag);
-  app.add_option("--warmup-ms", warmup_ms, "streaming: warm-up before measuring (default first chunk + 2 chunks)")
+  app.add_option("--windows", windows, "streaming: measured windows per level")
+      ->capture_default_str()
       ->needs(streaming_flag);
-  app.add_option("--p99-budget-ms", setup.p99_budget_ms, "streaming: p99 chunk latency a level must stay within")
+  app.add_option("--warmup-ms", warmup_ms,
+                 "streaming: warm-up before measuring (default first chunk + 2 chunks)")
+      ->needs(streaming_flag);
+  app.add_option("--p99-budget-ms", setup.p99_budget_ms,
+                 "streaming: p99 chunk latency a level must stay within")
       ->capture_default_str()
       ->needs(streaming_flag);
   app.add_flag("--search", search,
-               "streaming: after the listed levels, search for the largest concurrency within the budget (doubling, "
+               "streaming: after the listed levels, search for the largest concurrency within the budget "
+               "(doubling, "
                "then bisection)")
       ->needs(streaming_flag);
   app.add_option("--max-concurrency", max_concurrency, "streaming: upper bound of --search")
@@ -586,12 +604,14 @@ int main(int argc, char** argv) {
     return fail("--measurement-interval must be >= 50, --max-windows >= 3");
   if (streaming) {
     if (app.count("--model") == 0) model = "streaming_wenet";
-    setup.chunking.first_chunk_ms = app.count("--first-chunk-ms") > 0
-                                        ? first_chunk_ms
-                                        : u2::server::ChunkingOptions::DefaultFirstChunkMs(setup.chunking.chunk_ms);
+    setup.chunking.first_chunk_ms =
+        app.count("--first-chunk-ms") > 0
+            ? first_chunk_ms
+            : u2::server::ChunkingOptions::DefaultFirstChunkMs(setup.chunking.chunk_ms);
     if (auto s = setup.chunking.Validate(); !s.ok()) return fail(s.ToString());
     if (windows < 1 || windows > 1000) return fail("--windows must be 1..1000");
-    setup.warmup_ms = warmup_ms >= 0 ? warmup_ms : setup.chunking.first_chunk_ms + 2 * setup.chunking.chunk_ms;
+    setup.warmup_ms =
+        warmup_ms >= 0 ? warmup_ms : setup.chunking.first_chunk_ms + 2 * setup.chunking.chunk_ms;
     if (!(setup.p99_budget_ms > 0)) return fail("--p99-budget-ms must be > 0");
   }
 
@@ -619,8 +639,9 @@ int main(int argc, char** argv) {
     setup.protocol = *protocol;
     setup.url = url;
     setup.model = model;
-    setup.transport = unary || *protocol == u2::server::Protocol::kHttp ? u2::server::SequenceTransport::kUnary
-                                                                       : u2::server::SequenceTransport::kStream;
+    setup.transport = unary || *protocol == u2::server::Protocol::kHttp
+                          ? u2::server::SequenceTransport::kUnary
+                          : u2::server::SequenceTransport::kStream;
     setup.realtime = realtime;
     setup.interval_ms = interval_ms;
     setup.windows = windows;
@@ -643,7 +664,8 @@ int main(int argc, char** argv) {
       if (!written) return fail("cannot write " + path);
     }
     for (const StreamLevelResult& r : results) {
-      if (r.chunks == 0) return fail("no successful chunk with " + std::to_string(r.concurrency) + " streams");
+      if (r.chunks == 0)
+        return fail("no successful chunk with " + std::to_string(r.concurrency) + " streams");
     }
     return 0;
   }

@@ -8,6 +8,7 @@
 // --batch-size streams batched together) and prints the final result of each.
 //
 // stdout: "utt text" per utterance (input order); stderr: progress, CER/WER and RTF.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,8 +17,6 @@
 #include <numeric>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "u2/audio/audio.h"
 #include "u2/engine/recognizer.h"
@@ -41,8 +40,8 @@ int Fail(const u2::Status& status) {
 // Streams utts[members] side by side: each gets its audio in pieces of piece_ms, and after every
 // round of pieces all streams with a ready chunk are decoded in one batched step.
 u2::Status DecodeAsStreams(const u2::StreamingRecognizer& sr, const u2::StreamOptions& options,
-                           const std::vector<Utterance>& utts, const std::vector<size_t>& members, int piece_ms,
-                           std::vector<u2::RecognitionResult>* results) {
+                           const std::vector<Utterance>& utts, const std::vector<size_t>& members,
+                           int piece_ms, std::vector<u2::RecognitionResult>* results) {
   const int rate = sr.sample_rate();
   std::vector<std::vector<float>> audio(members.size());
   std::vector<std::unique_ptr<u2::RecognitionStream>> streams;
@@ -63,7 +62,8 @@ u2::Status DecodeAsStreams(const u2::StreamingRecognizer& sr, const u2::StreamOp
     for (size_t k = 0; k < members.size(); ++k) {
       if (pos >= audio[k].size()) continue;
       const size_t n = std::min(piece, audio[k].size() - pos);
-      U2_RETURN_IF_ERROR(streams[k]->AcceptWaveform(std::span<const float>(audio[k]).subspan(pos, n))
+      U2_RETURN_IF_ERROR(streams[k]
+                             ->AcceptWaveform(std::span<const float>(audio[k]).subspan(pos, n))
                              .WithContext(utts[members[k]].key));
       if (pos + n == audio[k].size()) streams[k]->InputFinished();
       any_left = true;
@@ -108,17 +108,22 @@ int main(int argc, char** argv) {
   app.add_option("--mode", mode_name, "ctc_greedy | ctc_prefix_beam_search | attention_rescoring (default)");
   app.add_option("--beam", config.beam, "CTC prefix beam width (default: model.json)");
   app.add_option("--nbest", config.nbest, "hypotheses to print per utterance (default 1)");
-  app.add_option("--ctc-weight", config.ctc_weight, "rescoring: weight of the CTC score (default: model.json)");
+  app.add_option("--ctc-weight", config.ctc_weight,
+                 "rescoring: weight of the CTC score (default: model.json)");
   app.add_option("--reverse-weight", config.reverse_weight, "rescoring: weight of the right-to-left decoder");
-  app.add_option("--chunk-size", config.decoding_chunk_size, "decode with a chunk mask of this many frames (-1: full)");
-  app.add_option("--left-chunks", config.num_decoding_left_chunks, "left chunks visible with --chunk-size (-1: all)");
+  app.add_option("--chunk-size", config.decoding_chunk_size,
+                 "decode with a chunk mask of this many frames (-1: full)");
+  app.add_option("--left-chunks", config.num_decoding_left_chunks,
+                 "left chunks visible with --chunk-size (-1: all)");
   app.add_option("--threads", config.num_threads, "CPU threads")->check(CLI::Range(1, 256));
   std::string device_name = "cpu";
   app.add_option("--device", device_name, "cpu | cuda (where the model runs)")->capture_default_str();
   std::string precision_name = "fp32";
-  app.add_option("--precision", precision_name, "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)")
+  app.add_option("--precision", precision_name,
+                 "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)")
       ->capture_default_str();
-  app.add_option("--batch-size", batch_size, "utterances per encoder batch (sorted by length)")->check(CLI::Range(1, 1024));
+  app.add_option("--batch-size", batch_size, "utterances per encoder batch (sorted by length)")
+      ->check(CLI::Range(1, 1024));
   app.add_option("--result", result_file, "also write 'utt text' lines to this file");
   app.add_flag("--quiet", quiet, "no progress on stderr");
   app.add_flag("--streaming", streaming,
@@ -176,12 +181,14 @@ int main(int argc, char** argv) {
     const u2::DecodingOptions& d = recognizer.default_options();
     stream_options = streaming_recognizer->default_options();
     if (d.mode == u2::DecodingMode::kCtcGreedy) {
-      return Fail(u2::InvalidArgument("--streaming decodes with the CTC prefix beam search; use --mode "
-                                      "ctc_prefix_beam_search or attention_rescoring"));
+      return Fail(
+          u2::InvalidArgument("--streaming decodes with the CTC prefix beam search; use --mode "
+                              "ctc_prefix_beam_search or attention_rescoring"));
     }
     stream_options.rescoring = d.mode == u2::DecodingMode::kAttentionRescoring;
     if (config.decoding_chunk_size) stream_options.decoding_chunk_size = *config.decoding_chunk_size;
-    if (config.num_decoding_left_chunks) stream_options.num_decoding_left_chunks = *config.num_decoding_left_chunks;
+    if (config.num_decoding_left_chunks)
+      stream_options.num_decoding_left_chunks = *config.num_decoding_left_chunks;
     stream_options.nbest = d.nbest;
     if (auto st = stream_options.Validate(recognizer.model_config()); !st.ok()) return Fail(st);
     if (!quiet) std::fprintf(stderr, "u2recognize: streaming, %s\n", stream_options.ToString().c_str());
@@ -205,9 +212,8 @@ int main(int argc, char** argv) {
   std::vector<size_t> order(utts.size());
   std::iota(order.begin(), order.end(), 0);
   if (batch_size > 1) {
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return utts[a].audio.seconds() < utts[b].audio.seconds();
-    });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return utts[a].audio.seconds() < utts[b].audio.seconds(); });
   }
   std::vector<u2::RecognitionResult> results(utts.size());
   const auto start = std::chrono::steady_clock::now();
@@ -216,7 +222,8 @@ int main(int argc, char** argv) {
     if (streaming) {
       std::vector<size_t> members(order.begin() + begin, order.begin() + end);
       std::vector<u2::RecognitionResult> out;
-      if (auto st = DecodeAsStreams(*streaming_recognizer, stream_options, utts, members, piece_ms, &out); !st.ok()) {
+      if (auto st = DecodeAsStreams(*streaming_recognizer, stream_options, utts, members, piece_ms, &out);
+          !st.ok()) {
         return Fail(st);
       }
       for (size_t k = 0; k < members.size(); ++k) results[members[k]] = std::move(out[k]);
@@ -257,10 +264,12 @@ int main(int argc, char** argv) {
       std::printf("%s %s\n", utts[i].key.c_str(), r.best().text.c_str());
     } else {
       for (size_t k = 0; k < r.nbest.size(); ++k) {
-        std::printf("%s %zu %.4f %s\n", utts[i].key.c_str(), k + 1, r.nbest[k].score, r.nbest[k].text.c_str());
+        std::printf("%s %zu %.4f %s\n", utts[i].key.c_str(), k + 1, r.nbest[k].score,
+                    r.nbest[k].text.c_str());
       }
     }
-    if (result_out != nullptr) std::fprintf(result_out, "%s %s\n", utts[i].key.c_str(), r.best().text.c_str());
+    if (result_out != nullptr)
+      std::fprintf(result_out, "%s %s\n", utts[i].key.c_str(), r.best().text.c_str());
     if (scorer && !scorer->Add(utts[i].key, r.best().text)) ++unscored;
   }
   std::fflush(stdout);

@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-port", config.metrics_port, "Prometheus metrics port (0: any, -1: off)")
       ->capture_default_str();
   app.add_option("--device", config.device, "where the models run: cpu | cuda")->capture_default_str();
-  app.add_option("--precision", config.precision, "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)")
+  app.add_option("--precision", config.precision,
+                 "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)")
       ->capture_default_str();
   app.add_option("--threads", config.threads, "threads per inference (BLAS / backend)")
       ->capture_default_str();
@@ -80,7 +81,8 @@ int main(int argc, char** argv) {
   app.add_option("--stream-batch-delay-us", config.stream_batch_delay_us,
                  "longest a chunk waits for other streams' chunks to batch with")
       ->capture_default_str();
-  app.add_option("--stream-workers", config.stream_workers, "concurrent batched streaming steps per model dir")
+  app.add_option("--stream-workers", config.stream_workers,
+                 "concurrent batched streaming steps per model dir")
       ->capture_default_str();
   app.add_option("--stream-chunk-size", config.stream_chunk_size,
                  "default decoding chunk size of streams (encoder frames; WeNet's 16)")

@@ -134,7 +134,8 @@ DeviceMemory ReadDeviceMemory(bool cuda) {
       }
     }
     size_t free_b = 0, total_b = 0;
-    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) m.device_used = static_cast<double>(total_b - free_b);
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess)
+      m.device_used = static_cast<double>(total_b - free_b);
     (void)cudaGetLastError();
   }
 #else
@@ -405,7 +406,8 @@ void StreamSim::Worker(bool paced) {
       cv_.wait(lock);
       continue;
     }
-    if (paced) wait_ms_.push_back(std::chrono::duration<double, std::milli>(now - Arrival(seqs.front())).count());
+    if (paced)
+      wait_ms_.push_back(std::chrono::duration<double, std::milli>(now - Arrival(seqs.front())).count());
     lock.unlock();
     const bool ok = ProcessBatch(seqs, paced);
     lock.lock();
@@ -517,10 +519,13 @@ PointResult StreamSim::Run(int num_streams) {
   r["ticks"] = s_.ticks;
   r["chunks"] = chunks_;
   r["chunks_per_s"] = measured_s > 0 ? static_cast<double>(chunks_) / measured_s : 0;
-  r["latency_ms"] = {{"p50", Percentile(latency_ms_, 50)}, {"p90", Percentile(latency_ms_, 90)},
-                     {"p99", p99}, {"max", Percentile(latency_ms_, 100)}};
+  r["latency_ms"] = {{"p50", Percentile(latency_ms_, 50)},
+                     {"p90", Percentile(latency_ms_, 90)},
+                     {"p99", p99},
+                     {"max", Percentile(latency_ms_, 100)}};
   r["queue_wait_ms"] = {{"p50", Percentile(wait_ms_, 50)}, {"p99", Percentile(wait_ms_, 99)}};
-  r["decode_call_ms"] = {{"p50", Percentile(call_ms_, 50)}, {"p99", Percentile(call_ms_, 99)},
+  r["decode_call_ms"] = {{"p50", Percentile(call_ms_, 50)},
+                         {"p99", Percentile(call_ms_, 99)},
                          {"max", Percentile(call_ms_, 100)}};
   double mean_batch = 0;
   for (int b : batch_sizes_) mean_batch += b;
@@ -539,10 +544,12 @@ PointResult StreamSim::Run(int num_streams) {
   }
   if (s_.utterance_s > 0) {
     r["finals"] = finals_;
-    r["final_latency_ms"] = {{"p50", Percentile(final_latency_ms_, 50)}, {"p99", Percentile(final_latency_ms_, 99)}};
+    r["final_latency_ms"] = {{"p50", Percentile(final_latency_ms_, 50)},
+                             {"p99", Percentile(final_latency_ms_, 99)}};
     // Tokens per second of audio in the final results (a trained model gives ~3-5/s; flat
     // random-weight CTC posteriors give more, which makes the search and rescoring dearer).
-    r["final_tokens_per_s"] = final_audio_ms_ > 0 ? static_cast<double>(tokens_) / (final_audio_ms_ / 1000.0) : 0;
+    r["final_tokens_per_s"] =
+        final_audio_ms_ > 0 ? static_cast<double>(tokens_) / (final_audio_ms_ / 1000.0) : 0;
   }
   {
     // The search's load depends on how many tokens the (random-weight) model emits.
@@ -560,7 +567,8 @@ PointResult StreamSim::Run(int num_streams) {
   r["state_bytes_per_stream"] = state_bytes / n_;
   if (rss0 > 0 && rss1 > 0) r["host_rss_bytes_per_stream"] = (rss1 - rss0) / n_;
   if (cuda) {
-    if (mem0.pool_used >= 0 && mem1.pool_used >= 0) r["device_pool_bytes_per_stream"] = (mem1.pool_used - mem0.pool_used) / n_;
+    if (mem0.pool_used >= 0 && mem1.pool_used >= 0)
+      r["device_pool_bytes_per_stream"] = (mem1.pool_used - mem0.pool_used) / n_;
     if (mem0.device_used >= 0 && mem1.device_used >= 0) {
       r["device_bytes_per_stream"] = (mem1.device_used - mem0.device_used) / n_;
       r["gpu_mem_used_gb"] = std::max(mem1.device_used, mem2.device_used) / 1e9;
@@ -590,14 +598,18 @@ int main(int argc, char** argv) {
   app.add_option("--left", s.left, "left chunks of attention history (-1 = all)")->check(CLI::Range(-1, 64));
   app.add_option("--max-batch", s.max_batch, "at most this many streams per DecodeStreams call")
       ->check(CLI::Range(1, 65536));
-  app.add_option("--workers", s.workers, "threads calling DecodeStreams concurrently")->check(CLI::Range(1, 64));
-  app.add_option("--arrival", arrival, "staggered or aligned")->check(CLI::IsMember({"staggered", "aligned"}));
+  app.add_option("--workers", s.workers, "threads calling DecodeStreams concurrently")
+      ->check(CLI::Range(1, 64));
+  app.add_option("--arrival", arrival, "staggered or aligned")
+      ->check(CLI::IsMember({"staggered", "aligned"}));
   app.add_option("--ticks", s.ticks, "paced ticks measured per point")->check(CLI::Range(1, 1000));
-  app.add_option("--warmup-ticks", s.warmup_ticks, "unpaced ticks first (fill the caches)")->check(CLI::Range(0, 1000));
+  app.add_option("--warmup-ticks", s.warmup_ticks, "unpaced ticks first (fill the caches)")
+      ->check(CLI::Range(0, 1000));
   app.add_option("--utterance-s", s.utterance_s, "streams end (rescored) after this much audio; 0 = never")
       ->check(CLI::Range(0.0, 150.0));
   app.add_option("--beam", s.beam, "CTC prefix beam")->check(CLI::Range(1, 100));
-  app.add_option("--batch-wait-ms", s.batch_wait_ms, "the oldest ready chunk waits at most this long for a fuller batch")
+  app.add_option("--batch-wait-ms", s.batch_wait_ms,
+                 "the oldest ready chunk waits at most this long for a fuller batch")
       ->check(CLI::Range(0.0, 1000.0));
   app.add_option("--abort-lag-ms", s.abort_lag_ms, "stop a point that falls this far behind real time");
   app.add_option("--threads", threads, "CPU backend threads (--device cpu)")->check(CLI::Range(1, 256));
@@ -645,15 +657,17 @@ int main(int argc, char** argv) {
   if (!json_path.empty()) json_out.open(json_path, std::ios::app);
   int failures = 0;
   std::vector<std::pair<int, bool>> outcomes;  // (streams, real-time)
-  int fell_behind_at = 0;  // the smallest N whose workers fell behind real time (0: none)
-  auto best_ok = [&] {  // the largest real-time N
+  int fell_behind_at = 0;                      // the smallest N whose workers fell behind real time (0: none)
+  auto best_ok = [&] {                         // the largest real-time N
     int b = 0;
-    for (auto [n, ok] : outcomes) if (ok) b = std::max(b, n);
+    for (auto [n, ok] : outcomes)
+      if (ok) b = std::max(b, n);
     return b;
   };
   auto first_bad_above = [&](int lo) {  // the smallest N above lo that was not real-time (0: none)
     int b = 0;
-    for (auto [n, ok] : outcomes) if (!ok && n > lo && (b == 0 || n < b)) b = n;
+    for (auto [n, ok] : outcomes)
+      if (!ok && n > lo && (b == 0 || n < b)) b = n;
     return b;
   };
   auto out_of_time = [&] {
@@ -667,7 +681,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     if (json_out) json_out << line << "\n" << std::flush;
     if (p.j.contains("error")) {
-      std::fprintf(stderr, "u2gpustream: %d streams failed: %s\n", n, p.j["error"].get<std::string>().c_str());
+      std::fprintf(stderr, "u2gpustream: %d streams failed: %s\n", n,
+                   p.j["error"].get<std::string>().c_str());
       ++failures;
       return false;
     }
@@ -705,11 +720,18 @@ int main(int argc, char** argv) {
       }
     }
   }
-  json summary = {{"kind", "stream_summary"}, {"model", s.label}, {"device", s.device},
-                  {"backend", model.backend().Name()}, {"gemm_math", s.device == "cuda" ? s.gemm_math : "fp32"},
-                  {"arrival", arrival}, {"utterance_s", s.utterance_s}, {"budget_ms", s.budget_ms},
-                  {"max_realtime_streams", best_ok()}, {"first_failing_streams", first_bad_above(best_ok())},
-                  {"max_batch", s.max_batch}, {"workers", s.workers}};
+  json summary = {{"kind", "stream_summary"},
+                  {"model", s.label},
+                  {"device", s.device},
+                  {"backend", model.backend().Name()},
+                  {"gemm_math", s.device == "cuda" ? s.gemm_math : "fp32"},
+                  {"arrival", arrival},
+                  {"utterance_s", s.utterance_s},
+                  {"budget_ms", s.budget_ms},
+                  {"max_realtime_streams", best_ok()},
+                  {"first_failing_streams", first_bad_above(best_ok())},
+                  {"max_batch", s.max_batch},
+                  {"workers", s.workers}};
   const std::string line = summary.dump();
   std::printf("%s\n", line.c_str());
   if (json_out) json_out << line << "\n" << std::flush;

@@ -48,29 +48,29 @@ class BackendOps : public ::testing::TestWithParam<int> {
 TEST_P(BackendOps, GemmAllTransposesWithLeadingDims) {
   // The second shape is large enough for the CPU backend to split C's rows across its threads.
   for (const auto& [m, n, k] : {std::tuple{37, 29, 53}, std::tuple{131, 70, 90}})
-  for (int ta = 0; ta < 2; ++ta) {
-    for (int tb = 0; tb < 2; ++tb) {
-      const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
-      auto a = Random(static_cast<size_t>(ta ? k : m) * lda, 1);
-      auto b = Random(static_cast<size_t>(tb ? n : k) * ldb, 2);
-      auto c = Random(static_cast<size_t>(m) * ldc, 3);
-      std::vector<double> want(c.begin(), c.end());
-      const float alpha = 0.7f, beta = 0.3f;
-      for (int i = 0; i < m; ++i) {
-        for (int j = 0; j < n; ++j) {
-          double s = 0;
-          for (int p = 0; p < k; ++p) {
-            const double av = ta ? a[p * lda + i] : a[i * lda + p];
-            const double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
-            s += av * bv;
+    for (int ta = 0; ta < 2; ++ta) {
+      for (int tb = 0; tb < 2; ++tb) {
+        const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 2;
+        auto a = Random(static_cast<size_t>(ta ? k : m) * lda, 1);
+        auto b = Random(static_cast<size_t>(tb ? n : k) * ldb, 2);
+        auto c = Random(static_cast<size_t>(m) * ldc, 3);
+        std::vector<double> want(c.begin(), c.end());
+        const float alpha = 0.7f, beta = 0.3f;
+        for (int i = 0; i < m; ++i) {
+          for (int j = 0; j < n; ++j) {
+            double s = 0;
+            for (int p = 0; p < k; ++p) {
+              const double av = ta ? a[p * lda + i] : a[i * lda + p];
+              const double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
+              s += av * bv;
+            }
+            want[i * ldc + j] = alpha * s + beta * c[i * ldc + j];
           }
-          want[i * ldc + j] = alpha * s + beta * c[i * ldc + j];
         }
+        be_->Gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+        EXPECT_LT(MaxAbsDiff(c, want), 2e-5) << "ta=" << ta << " tb=" << tb << " m=" << m;
       }
-      be_->Gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
-      EXPECT_LT(MaxAbsDiff(c, want), 2e-5) << "ta=" << ta << " tb=" << tb << " m=" << m;
     }
-  }
   // k = 0: C = beta·C.
   std::vector<float> c(6, 2.0f);
   be_->Gemm(false, false, 2, 3, 0, 1.0f, nullptr, 1, nullptr, 3, 0.5f, c.data(), 3);
@@ -157,10 +157,11 @@ TEST_P(BackendOps, GemmPreparedEpilogueAddsBiasScalesAndActivates) {
               mag += std::abs(t);
             }
             const double x = (s + bias[j]) * scale;
-            const double want = act == Activation::kRelu ? std::max(x, 0.0)
+            const double want = act == Activation::kRelu   ? std::max(x, 0.0)
                                 : act == Activation::kSilu ? x * Sigmoid(x)
                                                            : x;
-            const double tol = 1.1 * (k + 4) * std::ldexp(1.0, -24) * mag * scale + 5e-7 * std::abs(want) + 1e-7;
+            const double tol =
+                1.1 * (k + 4) * std::ldexp(1.0, -24) * mag * scale + 5e-7 * std::abs(want) + 1e-7;
             if (!(std::abs(c[static_cast<size_t>(i) * ldc + j] - want) <= tol)) ++bad;
           }
           for (int j = n; j < ldc; ++j) bad += c[static_cast<size_t>(i) * ldc + j] != 9.0f;

@@ -70,7 +70,8 @@ TEST_P(RecognizerFixtureTest, HypothesesMatchReferenceInEveryMode) {
     const auto& ref_nbest = ref["prefix_beam"];
     ASSERT_EQ((*beam)[0].nbest.size(), ref_nbest.size()) << "utt " << u;
     for (size_t k = 0; k < ref_nbest.size(); ++k) {
-      EXPECT_EQ((*beam)[0].nbest[k].tokens, ref_nbest[k]["tokens"].get<std::vector<int>>()) << "utt " << u << " hyp " << k;
+      EXPECT_EQ((*beam)[0].nbest[k].tokens, ref_nbest[k]["tokens"].get<std::vector<int>>())
+          << "utt " << u << " hyp " << k;
       const float ref_score = ref_nbest[k]["score"].get<float>();
       EXPECT_NEAR((*beam)[0].nbest[k].ctc_score, ref_score, 1e-3 * std::max(1.0f, std::abs(ref_score)));
     }
@@ -79,7 +80,8 @@ TEST_P(RecognizerFixtureTest, HypothesesMatchReferenceInEveryMode) {
     options.nbest = 1;
     auto rescored = recognizer->Recognize(batch, options);
     ASSERT_TRUE(rescored.ok()) << rescored.status().ToString();
-    EXPECT_EQ((*rescored)[0].best().tokens, ref["rescoring"]["tokens"].get<std::vector<int>>()) << "utt " << u;
+    EXPECT_EQ((*rescored)[0].best().tokens, ref["rescoring"]["tokens"].get<std::vector<int>>())
+        << "utt " << u;
   }
 }
 
@@ -90,7 +92,8 @@ TEST_P(RecognizerFixtureTest, BatchedEqualsAlone) {
   ASSERT_NE(recognizer, nullptr);
   std::vector<Waveform> batch;
   for (const auto& w : f.wavs) batch.push_back({w, 16000});
-  for (DecodingMode mode : {DecodingMode::kCtcGreedy, DecodingMode::kCtcPrefixBeamSearch, DecodingMode::kAttentionRescoring}) {
+  for (DecodingMode mode :
+       {DecodingMode::kCtcGreedy, DecodingMode::kCtcPrefixBeamSearch, DecodingMode::kAttentionRescoring}) {
     DecodingOptions options = recognizer->default_options();
     options.mode = mode;
     options.nbest = options.beam;
@@ -200,7 +203,8 @@ TEST(RecognizerCreateTest, MissingModelDirIsAClearError) {
 }
 
 TEST(DecodingModeTest, NamesRoundTrip) {
-  for (DecodingMode m : {DecodingMode::kCtcGreedy, DecodingMode::kCtcPrefixBeamSearch, DecodingMode::kAttentionRescoring}) {
+  for (DecodingMode m :
+       {DecodingMode::kCtcGreedy, DecodingMode::kCtcPrefixBeamSearch, DecodingMode::kAttentionRescoring}) {
     auto parsed = ParseDecodingMode(DecodingModeName(m));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, m);

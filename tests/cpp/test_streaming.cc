@@ -96,7 +96,8 @@ std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int frames, 
   const int R = c.SubsamplingRate(), RC = c.RightContext();
   const int window = (chunk - 1) * R + RC + 1, stride = chunk * R;
   std::vector<std::pair<int, int>> out;
-  for (int start = 0; start + RC + 1 <= frames; start += stride) out.push_back({start, std::min(window, frames - start)});
+  for (int start = 0; start + RC + 1 <= frames; start += stride)
+    out.push_back({start, std::min(window, frames - start)});
   return out;
 }
 

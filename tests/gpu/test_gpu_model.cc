@@ -238,7 +238,8 @@ TEST(GpuModel, SharedPrefixScoresMatchCpu) {
     double worst = 0;
     for (size_t u = 0; u < nbest.size(); ++u) {
       worst = std::max(worst, MaxRelativeError((*sg)[u].l2r, (*sc)[u].l2r));
-      if (gpu->config().HasRightDecoder()) worst = std::max(worst, MaxRelativeError((*sg)[u].r2l, (*sc)[u].r2l));
+      if (gpu->config().HasRightDecoder())
+        worst = std::max(worst, MaxRelativeError((*sg)[u].r2l, (*sc)[u].r2l));
     }
     EXPECT_LT(worst, 1e-4);
     std::printf("[gpu %s] shared-prefix decoder scores vs CPU: max rel err %.3g\n", variant.c_str(), worst);

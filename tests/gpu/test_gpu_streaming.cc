@@ -95,8 +95,8 @@ TEST(GpuStreaming, OfflineTranscriptsEqualCpu) {
   const auto wavs = Samples();
   std::vector<Waveform> batch;
   for (const auto& w : wavs) batch.push_back({w, 16000});
-  for (DecodingMode mode : {DecodingMode::kCtcGreedy, DecodingMode::kCtcPrefixBeamSearch,
-                            DecodingMode::kAttentionRescoring}) {
+  for (DecodingMode mode :
+       {DecodingMode::kCtcGreedy, DecodingMode::kCtcPrefixBeamSearch, DecodingMode::kAttentionRescoring}) {
     DecodingOptions o = cpu->default_options();
     o.mode = mode;
     auto g = gpu->Recognize(batch, o);

@@ -22,8 +22,8 @@ StatusOr<DecodingMode> ParseDecodingMode(std::string_view name) {
                          "' (expected ctc_greedy, ctc_prefix_beam_search or attention_rescoring)");
 }
 
-Hypothesis MakeHypothesis(const CtcHypothesis& ctc, const RescoredHypothesis& rank, const SymbolTable& symbols,
-                          const WordTimingConfig& timing) {
+Hypothesis MakeHypothesis(const CtcHypothesis& ctc, const RescoredHypothesis& rank,
+                          const SymbolTable& symbols, const WordTimingConfig& timing) {
   Hypothesis out;
   out.tokens = ctc.tokens;
   out.token_frames = ctc.times;
@@ -43,17 +43,22 @@ StatusOr<DeviceType> ParseDeviceType(std::string_view name) {
 
 const char* DecodingModeName(DecodingMode mode) {
   switch (mode) {
-    case DecodingMode::kCtcGreedy: return "ctc_greedy";
-    case DecodingMode::kCtcPrefixBeamSearch: return "ctc_prefix_beam_search";
-    case DecodingMode::kAttentionRescoring: return "attention_rescoring";
+    case DecodingMode::kCtcGreedy:
+      return "ctc_greedy";
+    case DecodingMode::kCtcPrefixBeamSearch:
+      return "ctc_prefix_beam_search";
+    case DecodingMode::kAttentionRescoring:
+      return "attention_rescoring";
   }
   return "?";
 }
 
 Status DecodingOptions::Validate(const ModelConfig& model) const {
-  if (beam < 1 || beam > 1000) return InvalidArgument("beam must be in [1, 1000], got " + std::to_string(beam));
+  if (beam < 1 || beam > 1000)
+    return InvalidArgument("beam must be in [1, 1000], got " + std::to_string(beam));
   if (nbest < 1 || nbest > beam) {
-    return InvalidArgument("nbest must be in [1, beam=" + std::to_string(beam) + "], got " + std::to_string(nbest));
+    return InvalidArgument("nbest must be in [1, beam=" + std::to_string(beam) + "], got " +
+                           std::to_string(nbest));
   }
   if (!std::isfinite(ctc_weight) || ctc_weight < 0) {
     return InvalidArgument("ctc_weight must be finite and >= 0, got " + std::to_string(ctc_weight));
@@ -69,7 +74,8 @@ Status DecodingOptions::Validate(const ModelConfig& model) const {
                            std::to_string(decoding_chunk_size));
   }
   if (num_decoding_left_chunks < -1) {
-    return InvalidArgument("num_decoding_left_chunks must be >= -1, got " + std::to_string(num_decoding_left_chunks));
+    return InvalidArgument("num_decoding_left_chunks must be >= -1, got " +
+                           std::to_string(num_decoding_left_chunks));
   }
   return Status::Ok();
 }
@@ -208,7 +214,8 @@ StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const W
   // 2. Encoder + CTC, one padded batch.
   std::vector<FeatureView> views;
   views.reserve(encoded.size());
-  for (size_t i : encoded) views.push_back({features[i].data.data(), features[i].num_frames, features[i].dim});
+  for (size_t i : encoded)
+    views.push_back({features[i].data.data(), features[i].num_frames, features[i].dim});
   EncodeOptions encode_options;
   encode_options.decoding_chunk_size = options.decoding_chunk_size;
   encode_options.num_decoding_left_chunks = options.num_decoding_left_chunks;

@@ -28,17 +28,18 @@ class Fbank;
 class SymbolTable;
 
 enum class DecodingMode { kCtcGreedy, kCtcPrefixBeamSearch, kAttentionRescoring };
-StatusOr<DecodingMode> ParseDecodingMode(std::string_view name);  // "ctc_greedy" | "ctc_prefix_beam_search" | "attention_rescoring"
+StatusOr<DecodingMode> ParseDecodingMode(
+    std::string_view name);  // "ctc_greedy" | "ctc_prefix_beam_search" | "attention_rescoring"
 const char* DecodingModeName(DecodingMode mode);
 
 // How to decode; the model's model.json supplies the defaults, a caller (CLI flag, request
 // parameter) may override any field.
 struct DecodingOptions {
   DecodingMode mode = DecodingMode::kAttentionRescoring;
-  int beam = 10;               // prefix-beam width (and the n-best size that rescoring sees)
-  int nbest = 1;               // hypotheses returned per utterance (<= beam)
-  float ctc_weight = 0.5f;     // attention rescoring: weight of the CTC prefix score
-  float reverse_weight = 0.0f; // attention rescoring: weight of the right-to-left decoder
+  int beam = 10;                      // prefix-beam width (and the n-best size that rescoring sees)
+  int nbest = 1;                      // hypotheses returned per utterance (<= beam)
+  float ctc_weight = 0.5f;            // attention rescoring: weight of the CTC prefix score
+  float reverse_weight = 0.0f;        // attention rescoring: weight of the right-to-left decoder
   int decoding_chunk_size = -1;       // -1: full context; > 0: chunk mask (dynamic-chunk models)
   int num_decoding_left_chunks = -1;  // -1: all left chunks
 
@@ -52,7 +53,7 @@ StatusOr<DeviceType> ParseDeviceType(std::string_view name);
 struct RecognizerConfig {
   std::string model_dir;
   int num_threads = 1;
-  DeviceType device = DeviceType::kCpu;  // where the model runs (features and search stay on the CPU)
+  DeviceType device = DeviceType::kCpu;    // where the model runs (features and search stay on the CPU)
   Precision precision = Precision::kFp32;  // GEMM operands: fp32, or fp16/bf16 on CUDA (u2/backend/ops.h)
   // Decoding defaults; fields left unset here come from the model's model.json.
   std::optional<DecodingMode> mode;
@@ -81,8 +82,8 @@ struct CtcHypothesis;
 struct RescoredHypothesis;
 // A search result as the API returns it: tokens, CTC peak frames, text, scores (from `rank`) and
 // word times. Shared by the offline and the streaming recognizers.
-Hypothesis MakeHypothesis(const CtcHypothesis& ctc, const RescoredHypothesis& rank, const SymbolTable& symbols,
-                          const WordTimingConfig& timing);
+Hypothesis MakeHypothesis(const CtcHypothesis& ctc, const RescoredHypothesis& rank,
+                          const SymbolTable& symbols, const WordTimingConfig& timing);
 
 struct RecognitionResult {
   std::vector<Hypothesis> nbest;  // best first; empty audio gives one empty hypothesis

@@ -10,9 +10,11 @@ Status StreamSchedulerConfig::Validate() const {
   if (max_batch_streams < 1) {
     return InvalidArgument("max_batch_streams must be >= 1, got " + std::to_string(max_batch_streams));
   }
-  if (idle_timeout_ms < 1) return InvalidArgument("idle_timeout_ms must be >= 1, got " + std::to_string(idle_timeout_ms));
+  if (idle_timeout_ms < 1)
+    return InvalidArgument("idle_timeout_ms must be >= 1, got " + std::to_string(idle_timeout_ms));
   if (max_batch_delay_us < 0 || max_batch_delay_us > 1000000) {
-    return InvalidArgument("max_batch_delay_us must be in [0, 1000000], got " + std::to_string(max_batch_delay_us));
+    return InvalidArgument("max_batch_delay_us must be in [0, 1000000], got " +
+                           std::to_string(max_batch_delay_us));
   }
   if (num_workers < 1 || num_workers > 64) {
     return InvalidArgument("num_workers must be in [1, 64], got " + std::to_string(num_workers));
@@ -80,7 +82,8 @@ Status StreamScheduler::Start(const std::string& id, const StreamOptions& option
   return result;
 }
 
-void StreamScheduler::Feed(const std::string& id, std::vector<float> samples, bool last, StreamCallback done) {
+void StreamScheduler::Feed(const std::string& id, std::vector<float> samples, bool last,
+                           StreamCallback done) {
   std::vector<std::function<void()>> replies;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -88,8 +91,9 @@ void StreamScheduler::Feed(const std::string& id, std::vector<float> samples, bo
     auto it = slots_.find(id);
     if (stopping_ || it == slots_.end()) {
       ++stats_.feed_errors;
-      const Status why = stopping_ ? Unavailable("the stream scheduler is shutting down")
-                                   : NotFound("no live stream '" + id + "' (never started, ended or timed out)");
+      const Status why = stopping_
+                             ? Unavailable("the stream scheduler is shutting down")
+                             : NotFound("no live stream '" + id + "' (never started, ended or timed out)");
       replies.push_back([done = std::move(done), why] { done(why, {}); });
     } else {
       Slot& slot = *it->second;
@@ -132,7 +136,8 @@ void StreamScheduler::Shutdown() {
   std::vector<std::function<void()>> replies;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [id, slot] : slots_) FailFeedsLocked(*slot, Unavailable("the stream scheduler is shutting down"), &replies);
+    for (auto& [id, slot] : slots_)
+      FailFeedsLocked(*slot, Unavailable("the stream scheduler is shutting down"), &replies);
     slots_.clear();
     detached_.clear();
   }
@@ -148,14 +153,16 @@ StreamScheduler::Stats StreamScheduler::stats() const {
   return s;
 }
 
-void StreamScheduler::FailFeedsLocked(Slot& slot, const Status& why, std::vector<std::function<void()>>* replies) {
+void StreamScheduler::FailFeedsLocked(Slot& slot, const Status& why,
+                                      std::vector<std::function<void()>>* replies) {
   for (PendingFeed& f : slot.feeds) {
     replies->push_back([done = std::move(f.done), why] { done(why, {}); });
   }
   slot.feeds.clear();
 }
 
-void StreamScheduler::DropLocked(const std::string& id, const Status& why, std::vector<std::function<void()>>* replies) {
+void StreamScheduler::DropLocked(const std::string& id, const Status& why,
+                                 std::vector<std::function<void()>>* replies) {
   auto it = slots_.find(id);
   if (it == slots_.end()) return;
   if (it->second->busy) {
@@ -221,7 +228,8 @@ void StreamScheduler::ExpireIdleLocked(Clock::time_point now, std::vector<std::f
   (void)replies;
 }
 
-std::vector<StreamScheduler::Slot*> StreamScheduler::CollectReadyLocked(std::vector<std::function<void()>>* replies) {
+std::vector<StreamScheduler::Slot*> StreamScheduler::CollectReadyLocked(
+    std::vector<std::function<void()>>* replies) {
   std::vector<Slot*> ready;
   std::vector<std::string> ids;
   for (auto& [id, slot] : slots_) ids.push_back(id);  // AdvanceFeedsLocked may erase slots
@@ -235,7 +243,8 @@ std::vector<StreamScheduler::Slot*> StreamScheduler::CollectReadyLocked(std::vec
     if (slot->stream->IsReady()) ready.push_back(slot);
   }
   // Oldest-served first, so no stream starves when more are ready than one batch takes.
-  std::sort(ready.begin(), ready.end(), [](const Slot* a, const Slot* b) { return a->last_step < b->last_step; });
+  std::sort(ready.begin(), ready.end(),
+            [](const Slot* a, const Slot* b) { return a->last_step < b->last_step; });
   if (static_cast<int>(ready.size()) > config_.max_batch_streams) ready.resize(config_.max_batch_streams);
   for (Slot* s : ready) s->busy = true;
   return ready;
@@ -266,8 +275,10 @@ void StreamScheduler::WorkerLoop() {
       std::vector<Slot*> more = CollectReadyLocked(&replies);
       const size_t room = static_cast<size_t>(config_.max_batch_streams) - batch.size();
       for (size_t k = 0; k < more.size(); ++k) {
-        if (k < room) batch.push_back(more[k]);
-        else more[k]->busy = false;
+        if (k < room)
+          batch.push_back(more[k]);
+        else
+          more[k]->busy = false;
       }
     }
     const uint64_t step = ++step_counter_;
@@ -294,7 +305,8 @@ void StreamScheduler::WorkerLoop() {
     lock.lock();
     ++stats_.steps;
     stats_.chunks += static_cast<uint64_t>(chunks_after - chunks_before);
-    stats_.step_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+    stats_.step_ns +=
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
     for (size_t k = 0; k < batch.size(); ++k) {
       Slot* slot = batch[k];
       slot->busy = false;
@@ -316,7 +328,8 @@ void StreamScheduler::WorkerLoop() {
       }
       if (slot->feeds.empty()) {
         // Nobody is waiting (e.g. an endpoint during a feed already answered): keep for the next.
-        std::erase_if(slot->undelivered, [](const StreamResult& r) { return !r.is_final; });  // stale partials
+        std::erase_if(slot->undelivered,
+                      [](const StreamResult& r) { return !r.is_final; });  // stale partials
         for (StreamResult& r : slot->stream->TakeResults()) slot->undelivered.push_back(std::move(r));
       }
       AdvanceFeedsLocked(*slot, &replies);

@@ -53,8 +53,8 @@ using StreamCallback = std::function<void(const Status& status, StreamUpdate upd
 
 class StreamScheduler {
  public:
-  static StatusOr<std::unique_ptr<StreamScheduler>> Create(std::shared_ptr<const StreamingRecognizer> recognizer,
-                                                           const StreamSchedulerConfig& config);
+  static StatusOr<std::unique_ptr<StreamScheduler>> Create(
+      std::shared_ptr<const StreamingRecognizer> recognizer, const StreamSchedulerConfig& config);
   ~StreamScheduler();  // Shutdown()
   StreamScheduler(const StreamScheduler&) = delete;
   StreamScheduler& operator=(const StreamScheduler&) = delete;
@@ -89,8 +89,8 @@ class StreamScheduler {
     uint64_t chunks = 0;             // encoder chunks decoded
     uint64_t feeds = 0;
     uint64_t feed_errors = 0;
-    uint64_t step_ns = 0;            // total time in DecodeStreams
-    size_t state_bytes = 0;          // memory held by live streams
+    uint64_t step_ns = 0;    // total time in DecodeStreams
+    size_t state_bytes = 0;  // memory held by live streams
   };
   Stats stats() const;
   const StreamSchedulerConfig& config() const { return config_; }

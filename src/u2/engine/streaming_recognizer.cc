@@ -25,11 +25,14 @@ Status StreamOptions::Validate(const ModelConfig& model) const {
                            std::to_string(decoding_chunk_size));
   }
   if (num_decoding_left_chunks < -1) {
-    return InvalidArgument("num_decoding_left_chunks must be >= -1, got " + std::to_string(num_decoding_left_chunks));
+    return InvalidArgument("num_decoding_left_chunks must be >= -1, got " +
+                           std::to_string(num_decoding_left_chunks));
   }
-  if (beam < 1 || beam > 1000) return InvalidArgument("beam must be in [1, 1000], got " + std::to_string(beam));
+  if (beam < 1 || beam > 1000)
+    return InvalidArgument("beam must be in [1, 1000], got " + std::to_string(beam));
   if (nbest < 1 || nbest > beam) {
-    return InvalidArgument("nbest must be in [1, beam=" + std::to_string(beam) + "], got " + std::to_string(nbest));
+    return InvalidArgument("nbest must be in [1, beam=" + std::to_string(beam) + "], got " +
+                           std::to_string(nbest));
   }
   if (!std::isfinite(ctc_weight) || ctc_weight < 0) {
     return InvalidArgument("ctc_weight must be finite and >= 0, got " + std::to_string(ctc_weight));
@@ -132,7 +135,8 @@ StatusOr<std::unique_ptr<StreamingRecognizer>> StreamingRecognizer::Create(
   o.reverse_weight = d.reverse_weight;
   o.rescoring = mc.HasDecoder();
   o.endpoint.blank_id = mc.blank_id;
-  o.endpoint.frame_shift_ms = static_cast<int>(std::lround(mc.frontend.frame_shift_ms)) * mc.SubsamplingRate();
+  o.endpoint.frame_shift_ms =
+      static_cast<int>(std::lround(mc.frontend.frame_shift_ms)) * mc.SubsamplingRate();
   U2_RETURN_IF_ERROR(o.Validate(mc).WithContext("default stream options"));
   return r;
 }
@@ -146,7 +150,8 @@ int StreamingRecognizer::StrideFrames(const StreamOptions& options) const {
   return options.decoding_chunk_size * model_->config().SubsamplingRate();
 }
 
-StatusOr<std::unique_ptr<RecognitionStream>> StreamingRecognizer::NewStream(const StreamOptions& options) const {
+StatusOr<std::unique_ptr<RecognitionStream>> StreamingRecognizer::NewStream(
+    const StreamOptions& options) const {
   const ModelConfig& mc = model_->config();
   StreamOptions o = options;
   // The endpointer counts in the model's frames whatever the caller left there.
@@ -218,7 +223,8 @@ void StreamingRecognizer::StartNewSegment(RecognitionStream& s) const {
 Status StreamingRecognizer::DecodeStreams(std::span<RecognitionStream* const> streams,
                                           std::vector<Status>* stream_errors) const {
   for (size_t i = 0; i < streams.size(); ++i) {
-    if (streams[i] == nullptr) return InvalidArgument("DecodeStreams: stream " + std::to_string(i) + " is null");
+    if (streams[i] == nullptr)
+      return InvalidArgument("DecodeStreams: stream " + std::to_string(i) + " is null");
     for (size_t j = 0; j < i; ++j) {
       if (streams[j] == streams[i]) return InvalidArgument("DecodeStreams: a stream appears twice");
     }
@@ -233,13 +239,14 @@ Status StreamingRecognizer::DecodeStreams(std::span<RecognitionStream* const> st
     RecognitionStream& s = *streams[i];
     if (!s.IsReady()) continue;
     const bool full = s.window_rows_ >= s.window_frames_;
-    const bool tail = s.input_finished_ && s.window_rows_ > s.overlap_rows_ && s.window_rows_ >= s.min_frames_;
+    const bool tail =
+        s.input_finished_ && s.window_rows_ > s.overlap_rows_ && s.window_rows_ >= s.min_frames_;
     if (!full && !tail) continue;
     const int rows = std::min(s.window_rows_, s.window_frames_);
     if (s.encoder_->offset() + mc.NumEncoderFrames(rows) > mc.MaxEncoderFrames()) {
-      errors[i] = InvalidArgument(
-          "the stream's segment is longer than this model's position table allows (" +
-          std::to_string(mc.MaxEncoderFrames()) + " encoder frames); enable endpointing or segment the audio");
+      errors[i] = InvalidArgument("the stream's segment is longer than this model's position table allows (" +
+                                  std::to_string(mc.MaxEncoderFrames()) +
+                                  " encoder frames); enable endpointing or segment the audio");
       s.done_ = true;
       continue;
     }
@@ -322,7 +329,8 @@ Status StreamingRecognizer::DecodeStreams(std::span<RecognitionStream* const> st
 }
 
 Status StreamingRecognizer::FinalizeSegments(std::span<RecognitionStream* const> streams,
-                                             std::vector<Status>* errors, std::span<const size_t> ending) const {
+                                             std::vector<Status>* errors,
+                                             std::span<const size_t> ending) const {
   const ModelConfig& mc = model_->config();
   const int feature_shift_ms = static_cast<int>(std::lround(mc.frontend.frame_shift_ms));
 
@@ -333,7 +341,8 @@ Status StreamingRecognizer::FinalizeSegments(std::span<RecognitionStream* const>
   for (size_t k = 0; k < ending.size(); ++k) {
     RecognitionStream& s = *streams[ending[k]];
     ctc[k] = s.search_->NBest();
-    const bool has_tokens = std::any_of(ctc[k].begin(), ctc[k].end(), [](const CtcHypothesis& h) { return !h.tokens.empty(); });
+    const bool has_tokens =
+        std::any_of(ctc[k].begin(), ctc[k].end(), [](const CtcHypothesis& h) { return !h.tokens.empty(); });
     if (s.options_.rescoring && s.segment_has_frames_ && has_tokens) {
       rescore.push_back(k);
     } else {
@@ -351,7 +360,8 @@ Status StreamingRecognizer::FinalizeSegments(std::span<RecognitionStream* const>
     }
     auto enc = model_->StreamEncoderOutput(encoders);
     StatusOr<std::vector<HypothesisScores>> scores =
-        enc.ok() ? model_->ScoreHypotheses(*enc, hyps) : StatusOr<std::vector<HypothesisScores>>(enc.status());
+        enc.ok() ? model_->ScoreHypotheses(*enc, hyps)
+                 : StatusOr<std::vector<HypothesisScores>>(enc.status());
     for (size_t r = 0; r < rescore.size(); ++r) {
       const size_t k = rescore[r];
       RecognitionStream& s = *streams[ending[k]];
@@ -395,7 +405,8 @@ Status StreamingRecognizer::FinalizeSegments(std::span<RecognitionStream* const>
     s.partial_changed_ = false;  // the final supersedes the segment's partial
 
     const bool continue_stream = s.endpoint_pending_ && s.options_.continuous_decoding && !s.input_finished_;
-    const bool continue_after_input_end = s.endpoint_pending_ && s.options_.continuous_decoding && s.input_finished_;
+    const bool continue_after_input_end =
+        s.endpoint_pending_ && s.options_.continuous_decoding && s.input_finished_;
     s.endpoint_pending_ = false;
     if (continue_stream || continue_after_input_end) {
       StartNewSegment(s);

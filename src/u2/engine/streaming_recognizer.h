@@ -44,9 +44,9 @@ struct StreamOptions {
   bool rescoring = true;              // attention-rescore each segment's final result
   float ctc_weight = 0.5f;
   float reverse_weight = 0.0f;
-  bool endpointing = false;           // apply the endpoint rules (spec §7)
-  bool continuous_decoding = false;   // after an endpoint: new segment (else the stream ends there)
-  EndpointConfig endpoint;            // blank_id / frame_shift_ms are set from the model
+  bool endpointing = false;          // apply the endpoint rules (spec §7)
+  bool continuous_decoding = false;  // after an endpoint: new segment (else the stream ends there)
+  EndpointConfig endpoint;           // blank_id / frame_shift_ms are set from the model
 
   Status Validate(const ModelConfig& model) const;
   std::string ToString() const;
@@ -54,11 +54,11 @@ struct StreamOptions {
 
 // A partial or final result of one segment of a stream.
 struct StreamResult {
-  int segment = 0;        // 0, 1, ... (a new one after each endpoint with continuous decoding)
-  bool is_final = false;  // final: rescored (if enabled), the segment is closed
+  int segment = 0;                // 0, 1, ... (a new one after each endpoint with continuous decoding)
+  bool is_final = false;          // final: rescored (if enabled), the segment is closed
   std::vector<Hypothesis> nbest;  // best first, at least one (possibly empty text)
-  int64_t start_ms = 0;   // where the segment starts in the stream's audio
-  int64_t end_ms = 0;     // audio decoded into this result, from the stream's start
+  int64_t start_ms = 0;           // where the segment starts in the stream's audio
+  int64_t end_ms = 0;             // audio decoded into this result, from the stream's start
   const Hypothesis& best() const { return nbest.front(); }
 };
 
@@ -105,13 +105,13 @@ class RecognitionStream {
   std::unique_ptr<EncoderStream> encoder_;
   std::unique_ptr<CtcPrefixBeamSearch> search_;
   std::unique_ptr<CtcEndpointer> endpointer_;
-  std::vector<float> window_;   // features not yet consumed (first `overlap` rows: last window's tail)
+  std::vector<float> window_;  // features not yet consumed (first `overlap` rows: last window's tail)
   int window_rows_ = 0;
-  int overlap_rows_ = 0;        // rows of window_ already fed to the encoder (RC + 1 - R after a chunk)
-  int window_frames_ = 0;       // W = (C - 1)·R + RC + 1: feature rows of a full chunk window
-  int stride_frames_ = 0;       // C·R: how far the window moves per chunk
-  int min_frames_ = 0;          // RC + 1: the shortest window that gives an encoder frame
-  int encoder_dim_ = 0;         // for MemoryBytes
+  int overlap_rows_ = 0;   // rows of window_ already fed to the encoder (RC + 1 - R after a chunk)
+  int window_frames_ = 0;  // W = (C - 1)·R + RC + 1: feature rows of a full chunk window
+  int stride_frames_ = 0;  // C·R: how far the window moves per chunk
+  int min_frames_ = 0;     // RC + 1: the shortest window that gives an encoder frame
+  int encoder_dim_ = 0;    // for MemoryBytes
   int encoder_layers_ = 0;
   int64_t segment_start_frame_ = 0;  // feature frame (10 ms) where the segment began
   int64_t frames_consumed_ = 0;      // feature frames fed to the encoder (excluding overlap repeats)

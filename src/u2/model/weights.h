@@ -31,7 +31,8 @@ struct LinearWeights {
       return;
     }
     backend.Gemm(false, true, m, out, in, 1.0f, x, ldx, weight.f32(), in, 0.0f, y, ldy);
-    if (!epilogue.empty()) backend.BiasActivation(y, m, out, ldy, epilogue.bias, epilogue.activation, epilogue.scale);
+    if (!epilogue.empty())
+      backend.BiasActivation(y, m, out, ldy, epilogue.bias, epilogue.activation, epilogue.scale);
   }
   // y = act(x·Wᵀ + b): the whole Linear.
   void Forward(const Backend& backend, const float* x, int m, int ldx, float* y, int ldy,

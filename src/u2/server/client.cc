@@ -3,11 +3,11 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -141,7 +141,8 @@ using Stub = inference::GRPCInferenceService::Stub;
 // next sequences and is reopened after a transport failure.
 class GrpcStreamChannel : public SequenceChannel {
  public:
-  GrpcStreamChannel(std::shared_ptr<Stub> stub, std::string model) : stub_(std::move(stub)), model_(std::move(model)) {}
+  GrpcStreamChannel(std::shared_ptr<Stub> stub, std::string model)
+      : stub_(std::move(stub)), model_(std::move(model)) {}
   ~GrpcStreamChannel() override { Close(); }
 
   StatusOr<std::string> Send(const SequenceRequest& r) override {
@@ -195,7 +196,8 @@ class GrpcStreamChannel : public SequenceChannel {
 // Chunks as unary ModelInfer calls.
 class GrpcUnaryChannel : public SequenceChannel {
  public:
-  GrpcUnaryChannel(std::shared_ptr<Stub> stub, std::string model) : stub_(std::move(stub)), model_(std::move(model)) {}
+  GrpcUnaryChannel(std::shared_ptr<Stub> stub, std::string model)
+      : stub_(std::move(stub)), model_(std::move(model)) {}
 
   StatusOr<std::string> Send(const SequenceRequest& r) override {
     U2_RETURN_IF_ERROR(CheckSequenceRequest(r));
@@ -225,7 +227,8 @@ class GrpcClient : public AsrClient {
   StatusOr<std::string> Recognize(std::span<const float> samples,
                                   const std::map<std::string, Parameter>& parameters,
                                   const std::string& request_id) override {
-    const inference::ModelInferRequest req = BuildInferRequest(model_, samples, samples.size(), parameters, request_id);
+    const inference::ModelInferRequest req =
+        BuildInferRequest(model_, samples, samples.size(), parameters, request_id);
     inference::ModelInferResponse resp;
     grpc::ClientContext ctx;
     U2_RETURN_IF_ERROR(FromGrpc(stub_->ModelInfer(&ctx, req, &resp)));
@@ -283,7 +286,8 @@ class HttpClient : public AsrClient {
   // WAV as binary data (padded with zeros to padded_length), WAV_LENS as JSON; the transcript
   // comes back as JSON.
   StatusOr<std::string> Infer(std::span<const float> samples, size_t padded_length,
-                              const std::map<std::string, Parameter>& parameters, const std::string& request_id) {
+                              const std::map<std::string, Parameter>& parameters,
+                              const std::string& request_id) {
     json params = json::object();
     for (const auto& [k, v] : parameters) {
       std::visit([&](const auto& x) { params[k] = x; }, v);
@@ -308,8 +312,9 @@ class HttpClient : public AsrClient {
                         Send(http::verb::post, "/v2/models/" + model_ + "/infer", body, head.size()));
     json j = json::parse(res.body(), nullptr, false);
     if (res.result_int() != 200) {
-      const std::string msg =
-          j.is_object() && j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>() : res.body();
+      const std::string msg = j.is_object() && j.contains("error") && j["error"].is_string()
+                                  ? j["error"].get<std::string>()
+                                  : res.body();
       return Status(res.result_int() == 404   ? StatusCode::kNotFound
                     : res.result_int() == 503 ? StatusCode::kUnavailable
                                               : StatusCode::kInvalidArgument,
@@ -418,7 +423,8 @@ StatusOr<Protocol> ParseProtocol(const std::string& name) {
 
 StatusOr<std::pair<std::string, Parameter>> ParseParameterArg(const std::string& arg) {
   const size_t eq = arg.find('=');
-  if (eq == std::string::npos || eq == 0) return InvalidArgument("a parameter needs KEY=VALUE, got '" + arg + "'");
+  if (eq == std::string::npos || eq == 0)
+    return InvalidArgument("a parameter needs KEY=VALUE, got '" + arg + "'");
   const std::string key = arg.substr(0, eq), value = arg.substr(eq + 1);
   if (value.empty()) return std::pair<std::string, Parameter>(key, std::string());
   char* end = nullptr;
@@ -448,12 +454,14 @@ StatusOr<std::unique_ptr<AsrClient>> AsrClient::Create(Protocol protocol, const 
 }
 
 Status ChunkingOptions::Validate() const {
-  if (sample_rate < 1000 || sample_rate > 192000) return InvalidArgument("bad sample rate " + std::to_string(sample_rate));
+  if (sample_rate < 1000 || sample_rate > 192000)
+    return InvalidArgument("bad sample rate " + std::to_string(sample_rate));
   for (const auto& [name, ms] : {std::pair{"chunk", chunk_ms}, std::pair{"first chunk", first_chunk_ms}}) {
     if (ms < 1 || ms > 60000)
       return InvalidArgument(std::string(name) + " size must be 1..60000 ms, got " + std::to_string(ms));
   }
-  if (chunk_samples() == 0 || first_chunk_samples() == 0) return InvalidArgument("chunk shorter than one sample");
+  if (chunk_samples() == 0 || first_chunk_samples() == 0)
+    return InvalidArgument("chunk shorter than one sample");
   return Status::Ok();
 }
 

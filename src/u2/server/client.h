@@ -66,9 +66,9 @@ std::vector<AudioChunk> PlanChunks(size_t total_samples, const ChunkingOptions& 
 
 // One request of a sequence.
 struct SequenceRequest {
-  int64_t sequence_id = 0;  // non-zero; sent as int64_param
-  bool start = false;       // sequence_start
-  bool end = false;         // sequence_end
+  int64_t sequence_id = 0;         // non-zero; sent as int64_param
+  bool start = false;              // sequence_start
+  bool end = false;                // sequence_end
   std::span<const float> samples;  // the chunk's real samples (WAV_LENS)
   size_t padded_length = 0;        // WAV's length; >= samples.size() (the rest is zeros)
   std::string request_id;

@@ -379,7 +379,8 @@ void HandleRest(InferenceService* service, HttpRequest&& req, Responder respond)
 StatusOr<std::string> Deflate(std::string_view data, bool gzip) {
   z_stream zs{};
   // 15 + 16: a gzip wrapper; 15: zlib ("deflate" in HTTP).
-  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, gzip ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+  if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, gzip ? 15 + 16 : 15, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK) {
     return Internal("zlib deflateInit2 failed");
   }
   std::string out(deflateBound(&zs, static_cast<uLong>(data.size())), '\0');

@@ -298,7 +298,8 @@ StatusOr<DecodingOptions> InferenceService::OptionsFor(const ServedModel& m, con
   return o;
 }
 
-StatusOr<StreamOptions> InferenceService::StreamOptionsFor(const ServedModel& m, const InferRequest& r) const {
+StatusOr<StreamOptions> InferenceService::StreamOptionsFor(const ServedModel& m,
+                                                           const InferRequest& r) const {
   StreamOptions o = m.stream_defaults;
   auto integer = [](const std::string& key, const Parameter& value, double lo, double hi) -> StatusOr<int> {
     U2_ASSIGN_OR_RETURN(double v, NumberParam(key, value));
@@ -337,8 +338,9 @@ StatusOr<StreamOptions> InferenceService::StreamOptionsFor(const ServedModel& m,
       if (!s) return InvalidArgument("parameter 'decoding_mode' must be a string");
       U2_ASSIGN_OR_RETURN(DecodingMode mode, ParseDecodingMode(*s));
       if (mode == DecodingMode::kCtcGreedy) {
-        return InvalidArgument("decoding_mode 'ctc_greedy' is not available for streaming; use "
-                               "'ctc_prefix_beam_search' or 'attention_rescoring'");
+        return InvalidArgument(
+            "decoding_mode 'ctc_greedy' is not available for streaming; use "
+            "'ctc_prefix_beam_search' or 'attention_rescoring'");
       }
       o.rescoring = mode == DecodingMode::kAttentionRescoring;
     }
@@ -549,11 +551,12 @@ void InferenceService::InferSequence(ServedModel* m, InferRequest request, Infer
       sequences_.erase(it);
     }
     auto seq = std::make_shared<Sequence>();
-    seq->stream_id = "triton/" + m->name + "/" + control->key + "#" + std::to_string(next_stream_generation_++);
+    seq->stream_id =
+        "triton/" + m->name + "/" + control->key + "#" + std::to_string(next_stream_generation_++);
     if (Status s = m->streams->Start(seq->stream_id, *options); !s.ok()) {
       if (s.code() == StatusCode::kResourceExhausted) {
-        s = ResourceExhausted("cannot start sequence " + control->display + " on model '" + m->name + "': " +
-                              std::to_string(m->streams->config().max_streams) +
+        s = ResourceExhausted("cannot start sequence " + control->display + " on model '" + m->name +
+                              "': " + std::to_string(m->streams->config().max_streams) +
                               " sequences are live (the server's --max-streams); retry later");
       }
       return fail(s);
@@ -567,44 +570,46 @@ void InferenceService::InferSequence(ServedModel* m, InferRequest request, Infer
   ++seq->pending;
   ++in_flight_;
   pending->fed = Clock::now();
-  pending->input_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(pending->fed - pending->received).count();
+  pending->input_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(pending->fed - pending->received).count();
   // The scheduler answers feeds of one stream in the order they were given; Feed is called
   // under sequences_mu_, so that order is the order the requests arrived in, whatever
   // connections they came on.
-  m->streams->Feed(seq->stream_id, std::move(samples), control->end,
-                   [this, m, seq, pending](const Status& status, StreamUpdate update) {
-                     const auto answered = Clock::now();
-                     --seq->pending;
-                     const int64_t request_ns = NsSince(pending->received);
-                     if (!status.ok()) {
-                       // The stream vanished between our check and the feed (idle timeout): the
-                       // same answer as for an unknown id.
-                       const Status s = status.code() == StatusCode::kNotFound && !pending->start
-                                            ? MissingStart(pending->control, m->name)
-                                            : status;
-                       m->stats.RecordFailure(request_ns, status.code() == StatusCode::kUnavailable
-                                                              ? ModelStats::FailReason::kCanceled
-                                                              : ModelStats::FailReason::kBackend);
-                       pending->done(s, std::move(pending->response));
-                     } else {
-                       OutputTensor out;
-                       out.name = "TRANSCRIPTS";
-                       out.datatype = "BYTES";
-                       out.strings.push_back(SequenceTranscript(update, pending->end));
-                       out.shape = {1};
-                       pending->response.outputs.push_back(std::move(out));
-                       OfflineTaskTiming timing;
-                       timing.compute_input_ns = pending->input_ns;
-                       timing.compute_infer_ns =
-                           std::chrono::duration_cast<std::chrono::nanoseconds>(answered - pending->fed).count();
-                       timing.compute_output_ns = NsSince(answered);
-                       timing.execution_batch_size = 1;
-                       timing.first_in_execution = true;
-                       m->stats.RecordSuccess(request_ns, timing, 1, pending->audio_seconds);
-                       pending->done(Status::Ok(), std::move(pending->response));
-                     }
-                     --in_flight_;
-                   });
+  m->streams->Feed(
+      seq->stream_id, std::move(samples), control->end,
+      [this, m, seq, pending](const Status& status, StreamUpdate update) {
+        const auto answered = Clock::now();
+        --seq->pending;
+        const int64_t request_ns = NsSince(pending->received);
+        if (!status.ok()) {
+          // The stream vanished between our check and the feed (idle timeout): the
+          // same answer as for an unknown id.
+          const Status s = status.code() == StatusCode::kNotFound && !pending->start
+                               ? MissingStart(pending->control, m->name)
+                               : status;
+          m->stats.RecordFailure(request_ns, status.code() == StatusCode::kUnavailable
+                                                 ? ModelStats::FailReason::kCanceled
+                                                 : ModelStats::FailReason::kBackend);
+          pending->done(s, std::move(pending->response));
+        } else {
+          OutputTensor out;
+          out.name = "TRANSCRIPTS";
+          out.datatype = "BYTES";
+          out.strings.push_back(SequenceTranscript(update, pending->end));
+          out.shape = {1};
+          pending->response.outputs.push_back(std::move(out));
+          OfflineTaskTiming timing;
+          timing.compute_input_ns = pending->input_ns;
+          timing.compute_infer_ns =
+              std::chrono::duration_cast<std::chrono::nanoseconds>(answered - pending->fed).count();
+          timing.compute_output_ns = NsSince(answered);
+          timing.execution_batch_size = 1;
+          timing.first_in_execution = true;
+          m->stats.RecordSuccess(request_ns, timing, 1, pending->audio_seconds);
+          pending->done(Status::Ok(), std::move(pending->response));
+        }
+        --in_flight_;
+      });
   if (control->end) sequences_.erase(key);
   SweepSequencesLocked();
 }

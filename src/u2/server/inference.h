@@ -117,7 +117,7 @@ struct ServedModel {
   // Streaming models (streaming_wenet, and the WebSocket endpoint): the model dir's stream
   // scheduler; null for offline names.
   StreamScheduler* streams = nullptr;
-  int64_t max_samples = 0;                       // longest utterance (offline) or request (streaming) accepted, at 16 kHz
+  int64_t max_samples = 0;  // longest utterance (offline) or request (streaming) accepted, at 16 kHz
   std::function<Status(const DecodingOptions&)> validate_options;
   // Streaming names: the per-stream defaults (request parameters on a sequence's START request
   // may override them).

@@ -142,9 +142,9 @@ std::string ServerConfig::ToString() const {
   os << "ServerConfig(model_dirs=[";
   for (size_t i = 0; i < model_dirs.size(); ++i) os << (i ? ", " : "") << model_dirs[i];
   os << "], bind=" << bind_address << ", http_port=" << http_port << ", grpc_port=" << grpc_port
-     << ", metrics_port=" << metrics_port << ", threads=" << threads << ", device=" << device << ", precision=" << precision << ", workers=" << workers
-     << ", max_batch_size=" << max_batch_size << ", max_queue_delay_us=" << max_queue_delay_us
-     << ", preferred_batch_sizes=[";
+     << ", metrics_port=" << metrics_port << ", threads=" << threads << ", device=" << device
+     << ", precision=" << precision << ", workers=" << workers << ", max_batch_size=" << max_batch_size
+     << ", max_queue_delay_us=" << max_queue_delay_us << ", preferred_batch_sizes=[";
   for (size_t i = 0; i < preferred_batch_sizes.size(); ++i) os << (i ? "," : "") << preferred_batch_sizes[i];
   os << "], max_queue_size=" << max_queue_size << ", length_aware_batching=" << length_aware_batching
      << ", max_request_bytes=" << max_request_bytes << ", max_streams=" << max_streams
@@ -312,7 +312,8 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
       if (config.beam > 0) m->stream_defaults.beam = config.beam;
       m->stream_defaults.nbest = 1;
       if (config.ctc_weight >= 0) m->stream_defaults.ctc_weight = static_cast<float>(config.ctc_weight);
-      if (config.reverse_weight >= 0) m->stream_defaults.reverse_weight = static_cast<float>(config.reverse_weight);
+      if (config.reverse_weight >= 0)
+        m->stream_defaults.reverse_weight = static_cast<float>(config.reverse_weight);
       m->stream_defaults.rescoring = rec->model_config().HasDecoder();
       if (Status s = m->stream_defaults.Validate(rec->model_config()); !s.ok()) {
         return s.WithContext("streaming defaults of " + name);

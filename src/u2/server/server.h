@@ -18,11 +18,11 @@ struct ServerConfig {
   int http_port = 8000;  // 0: pick a free port; -1: disabled
   int grpc_port = 8001;
   int metrics_port = 8002;
-  int threads = 1;       // intra-op threads per Recognize() call
-  std::string device = "cpu";  // where the models run: "cpu" | "cuda"
+  int threads = 1;                 // intra-op threads per Recognize() call
+  std::string device = "cpu";      // where the models run: "cpu" | "cuda"
   std::string precision = "fp32";  // GEMM operands: "fp32" | "fp16" | "bf16" (the last two on cuda)
-  int workers = 2;       // concurrent Recognize() calls per model dir
-  int http_threads = 2;  // HTTP I/O threads
+  int workers = 2;                 // concurrent Recognize() calls per model dir
+  int http_threads = 2;            // HTTP I/O threads
   int max_batch_size = 64;
   int64_t max_queue_delay_us = 2000;
   std::vector<int> preferred_batch_sizes;
@@ -35,13 +35,13 @@ struct ServerConfig {
   double reverse_weight = -1;  // < 0: model default
   int drain_timeout_s = 30;    // longest a graceful shutdown waits for in-flight requests
   // Streaming (the streaming_wenet name: Triton sequences; the WebSocket endpoint).
-  int max_streams = 1024;              // live streams per model dir; 0: no streaming names
+  int max_streams = 1024;                 // live streams per model dir; 0: no streaming names
   int64_t stream_idle_timeout_ms = 5000;  // a stream with no request for this long is dropped
-  int max_stream_batch = 64;           // stream chunks per batched encoder call
-  int64_t stream_batch_delay_us = 0;   // a step may wait this long for more ready chunks
-  int stream_workers = 1;              // concurrent batched steps per model dir
-  int stream_chunk_size = 16;          // default decoding_chunk_size (encoder frames per chunk)
-  int stream_left_chunks = -1;         // default num_decoding_left_chunks (-1: all history)
+  int max_stream_batch = 64;              // stream chunks per batched encoder call
+  int64_t stream_batch_delay_us = 0;      // a step may wait this long for more ready chunks
+  int stream_workers = 1;                 // concurrent batched steps per model dir
+  int stream_chunk_size = 16;             // default decoding_chunk_size (encoder frames per chunk)
+  int stream_left_chunks = -1;            // default num_decoding_left_chunks (-1: all history)
 
   // Overlays the keys present in a YAML file (same names as the fields / flags).
   Status LoadYaml(const std::string& path);

@@ -117,7 +117,8 @@ StatusOr<StreamOptions> OptionsFromStart(const json& start, StreamOptions option
   };
   auto boolean = [&](const char* key, bool* out) -> Status {
     if (!start.contains(key)) return Status::Ok();
-    if (!start[key].is_boolean()) return InvalidArgument(std::string("boolean true or false is expected for ") + key + " option");
+    if (!start[key].is_boolean())
+      return InvalidArgument(std::string("boolean true or false is expected for ") + key + " option");
     *out = start[key].get<bool>();
     return Status::Ok();
   };
@@ -156,10 +157,12 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
 
   void Run(HttpRequest request) {
     request_ = std::move(request);
-    model_from_query_ = QueryParameter(std::string_view(request_.target().data(), request_.target().size()), "model");
+    model_from_query_ =
+        QueryParameter(std::string_view(request_.target().data(), request_.target().size()), "model");
     // Beast's own timer replaces the HTTP session's; pings keep idle-but-alive clients open.
     beast::get_lowest_layer(ws_).expires_never();
-    websocket::stream_base::timeout timeout = websocket::stream_base::timeout::suggested(beast::role_type::server);
+    websocket::stream_base::timeout timeout =
+        websocket::stream_base::timeout::suggested(beast::role_type::server);
     timeout.idle_timeout = std::chrono::seconds(shared_->config.idle_timeout_s);
     timeout.keep_alive_pings = true;
     ws_.set_option(timeout);
@@ -256,8 +259,9 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
 
   void OnStart(const json& start) {
     if (state_ != State::kAwaitStart) {
-      return Fail(state_ == State::kStreaming ? "a stream is already in progress on this connection (second start)"
-                                              : "start after the end signal");
+      return Fail(state_ == State::kStreaming
+                      ? "a stream is already in progress on this connection (second start)"
+                      : "start after the end signal");
     }
     std::string model_name = model_from_query_;
     if (start.contains("model")) {
@@ -267,7 +271,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
     if (!Usable()) return Fail("the server is shutting down", websocket::close_code::going_away);
     auto model = FindStreamingModel(*shared_->service, model_name);
     if (!model.ok()) return Fail(model.status().message());
-    if (!shared_->service->ready()) return Fail("the server is not ready (shutting down?)", websocket::close_code::try_again_later);
+    if (!shared_->service->ready())
+      return Fail("the server is not ready (shutting down?)", websocket::close_code::try_again_later);
     StreamScheduler* scheduler = (*model)->streams;
     // The model's streaming defaults (the server's --stream-* flags) with the client's overrides.
     auto options = OptionsFromStart(start, (*model)->stream_defaults);
@@ -343,8 +348,9 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
     }
     for (const StreamResult& r : update.results) {
       if (!r.is_final && (r.nbest.empty() || r.best().text.empty())) continue;  // WeNet: DecodedSomething()
-      Send(Dump(ordered_json{
-          {"status", "ok"}, {"type", r.is_final ? "final_result" : "partial_result"}, {"nbest", NbestString(r)}}));
+      Send(Dump(ordered_json{{"status", "ok"},
+                             {"type", r.is_final ? "final_result" : "partial_result"},
+                             {"nbest", NbestString(r)}}));
     }
     if (update.stream_done) {
       stream_live_ = false;  // the scheduler has removed it
@@ -394,9 +400,8 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
       if (close_code_ && !close_sent_) {
         close_sent_ = true;
         writing_ = true;
-        ws_.async_close(websocket::close_reason(*close_code_), [self = shared_from_this()](beast::error_code) {
-          self->writing_ = false;
-        });
+        ws_.async_close(websocket::close_reason(*close_code_),
+                        [self = shared_from_this()](beast::error_code) { self->writing_ = false; });
       }
       return;
     }
@@ -426,7 +431,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
   State state_ = State::kAwaitStart;
   StreamScheduler* scheduler_ = nullptr;
   std::string stream_id_;
-  bool stream_live_ = false;  // started in the scheduler and not yet ended or closed
+  bool stream_live_ = false;     // started in the scheduler and not yet ended or closed
   int64_t pending_samples_ = 0;  // fed to the scheduler, not yet answered
   int pending_feeds_ = 0;
   bool reading_ = false;
@@ -472,7 +477,8 @@ WebSocketFrontEnd::WebSocketFrontEnd(InferenceService* service, WebSocketConfig 
 WebSocketFrontEnd::~WebSocketFrontEnd() { Stop(); }
 
 bool WebSocketFrontEnd::Accepts(const HttpRequest& request) const {
-  const std::string_view path = TargetPath(std::string_view(request.target().data(), request.target().size()));
+  const std::string_view path =
+      TargetPath(std::string_view(request.target().data(), request.target().size()));
   return path == "/" || path == "/ws" || path == "/ws/";
 }
 
@@ -532,7 +538,8 @@ std::string WebSocketFrontEnd::StatsJson() const { return Dump(StatsJsonOf(*shar
 
 HttpHandler WebSocketFrontEnd::WrapHandler(HttpHandler next) {
   return [shared = shared_, next = std::move(next)](HttpRequest&& request, Responder respond) {
-    const std::string_view path = TargetPath(std::string_view(request.target().data(), request.target().size()));
+    const std::string_view path =
+        TargetPath(std::string_view(request.target().data(), request.target().size()));
     if (request.method() == http::verb::get && (path == "/" || path == "/index.html")) {
       return respond(MakeResponse(request, 200, std::string(kWebPageHtml), "text/html; charset=utf-8"));
     }

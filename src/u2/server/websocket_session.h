@@ -59,12 +59,12 @@ class WebSocketFrontEnd : public ConnectionUpgrader {
   HttpHandler WrapHandler(HttpHandler next);
 
   struct Stats {
-    int64_t connections_open = 0;   // WebSocket connections alive now
+    int64_t connections_open = 0;  // WebSocket connections alive now
     uint64_t connections_total = 0;
-    uint64_t streams_started = 0;   // start signals accepted
-    uint64_t streams_completed = 0; // ended with speech_end
-    uint64_t streams_failed = 0;    // ended with a "failed" message
-    uint64_t streams_abandoned = 0; // the client went away mid-stream (stream closed at once)
+    uint64_t streams_started = 0;    // start signals accepted
+    uint64_t streams_completed = 0;  // ended with speech_end
+    uint64_t streams_failed = 0;     // ended with a "failed" message
+    uint64_t streams_abandoned = 0;  // the client went away mid-stream (stream closed at once)
   };
   Stats stats() const;
   std::string StatsJson() const;
@@ -77,8 +77,8 @@ class WebSocketFrontEnd : public ConnectionUpgrader {
     InferenceService* service = nullptr;
     WebSocketConfig config;
     std::atomic<int64_t> connections_open{0};
-    std::atomic<uint64_t> connections_total{0}, streams_started{0}, streams_completed{0},
-        streams_failed{0}, streams_abandoned{0}, next_stream_number{0};
+    std::atomic<uint64_t> connections_total{0}, streams_started{0}, streams_completed{0}, streams_failed{0},
+        streams_abandoned{0}, next_stream_number{0};
   };
 
  private:

@@ -8,7 +8,6 @@
 #include <bit>
 #include <cstring>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 namespace u2 {
@@ -39,16 +38,26 @@ T LoadLE(const std::byte* p) {
 
 const char* SafeTensorDTypeName(SafeTensorDType d) {
   switch (d) {
-    case SafeTensorDType::kF32: return "F32";
-    case SafeTensorDType::kF16: return "F16";
-    case SafeTensorDType::kBF16: return "BF16";
-    case SafeTensorDType::kF64: return "F64";
-    case SafeTensorDType::kI64: return "I64";
-    case SafeTensorDType::kI32: return "I32";
-    case SafeTensorDType::kI16: return "I16";
-    case SafeTensorDType::kI8: return "I8";
-    case SafeTensorDType::kU8: return "U8";
-    case SafeTensorDType::kBool: return "BOOL";
+    case SafeTensorDType::kF32:
+      return "F32";
+    case SafeTensorDType::kF16:
+      return "F16";
+    case SafeTensorDType::kBF16:
+      return "BF16";
+    case SafeTensorDType::kF64:
+      return "F64";
+    case SafeTensorDType::kI64:
+      return "I64";
+    case SafeTensorDType::kI32:
+      return "I32";
+    case SafeTensorDType::kI16:
+      return "I16";
+    case SafeTensorDType::kI8:
+      return "I8";
+    case SafeTensorDType::kU8:
+      return "U8";
+    case SafeTensorDType::kBool:
+      return "BOOL";
   }
   return "?";
 }
@@ -56,15 +65,19 @@ const char* SafeTensorDTypeName(SafeTensorDType d) {
 size_t SafeTensorDTypeSize(SafeTensorDType d) {
   switch (d) {
     case SafeTensorDType::kF64:
-    case SafeTensorDType::kI64: return 8;
+    case SafeTensorDType::kI64:
+      return 8;
     case SafeTensorDType::kF32:
-    case SafeTensorDType::kI32: return 4;
+    case SafeTensorDType::kI32:
+      return 4;
     case SafeTensorDType::kF16:
     case SafeTensorDType::kBF16:
-    case SafeTensorDType::kI16: return 2;
+    case SafeTensorDType::kI16:
+      return 2;
     case SafeTensorDType::kI8:
     case SafeTensorDType::kU8:
-    case SafeTensorDType::kBool: return 1;
+    case SafeTensorDType::kBool:
+      return 1;
   }
   return 0;
 }
@@ -105,7 +118,7 @@ uint16_t FloatToHalf(float f) {
   const uint32_t absx = x & 0x7fffffffu;
   if (absx >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (absx > 0x7f800000u ? 0x200u : 0));
   if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
-  if (absx < 0x38800000u) {  // result is subnormal or zero
+  if (absx < 0x38800000u) {                                               // result is subnormal or zero
     if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
     const uint32_t e = absx >> 23;
     const uint32_t m = (absx & 0x7fffffu) | 0x800000u;
@@ -240,8 +253,8 @@ StatusOr<std::vector<float>> SafeTensorsFile::ReadFloat32(const std::string& nam
       for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(LoadLE<double>(p + 8 * i));
       break;
     default:
-      return InvalidArgument(path_ + ": tensor '" + name + "' has dtype " +
-                             SafeTensorDTypeName(view.dtype) + ", expected a float type");
+      return InvalidArgument(path_ + ": tensor '" + name + "' has dtype " + SafeTensorDTypeName(view.dtype) +
+                             ", expected a float type");
   }
   return out;
 }
@@ -254,12 +267,22 @@ StatusOr<std::vector<int32_t>> SafeTensorsFile::ReadInt32(const std::string& nam
   for (int64_t i = 0; i < n; ++i) {
     int64_t v = 0;
     switch (view.dtype) {
-      case SafeTensorDType::kI64: v = LoadLE<int64_t>(p + 8 * i); break;
-      case SafeTensorDType::kI32: v = LoadLE<int32_t>(p + 4 * i); break;
-      case SafeTensorDType::kI16: v = LoadLE<int16_t>(p + 2 * i); break;
-      case SafeTensorDType::kI8: v = LoadLE<int8_t>(p + i); break;
+      case SafeTensorDType::kI64:
+        v = LoadLE<int64_t>(p + 8 * i);
+        break;
+      case SafeTensorDType::kI32:
+        v = LoadLE<int32_t>(p + 4 * i);
+        break;
+      case SafeTensorDType::kI16:
+        v = LoadLE<int16_t>(p + 2 * i);
+        break;
+      case SafeTensorDType::kI8:
+        v = LoadLE<int8_t>(p + i);
+        break;
       case SafeTensorDType::kU8:
-      case SafeTensorDType::kBool: v = LoadLE<uint8_t>(p + i); break;
+      case SafeTensorDType::kBool:
+        v = LoadLE<uint8_t>(p + i);
+        break;
       default:
         return InvalidArgument(path_ + ": tensor '" + name + "' has dtype " +
                                SafeTensorDTypeName(view.dtype) + ", expected an integer type");

@@ -12,14 +12,14 @@ namespace u2 {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,   // the caller handed us something malformed
-  kNotFound,          // a named thing (file, model, tensor, sequence) does not exist
+  kInvalidArgument,  // the caller handed us something malformed
+  kNotFound,         // a named thing (file, model, tensor, sequence) does not exist
   kFailedPrecondition,
-  kResourceExhausted, // a queue or pool is full
-  kUnavailable,       // shutting down, not ready
+  kResourceExhausted,  // a queue or pool is full
+  kUnavailable,        // shutting down, not ready
   kUnimplemented,
   kInternal,
-  kDataLoss,          // a file is truncated or corrupt
+  kDataLoss,  // a file is truncated or corrupt
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -58,8 +58,8 @@ class [[nodiscard]] StatusOr {
  public:
   StatusOr(const Status& status) : v_(status) { assert(!status.ok()); }  // NOLINT: implicit by design
   StatusOr(Status&& status) : v_(std::move(status)) { assert(!std::get<Status>(v_).ok()); }  // NOLINT
-  StatusOr(const T& value) : v_(value) {}  // NOLINT
-  StatusOr(T&& value) : v_(std::move(value)) {}  // NOLINT
+  StatusOr(const T& value) : v_(value) {}                                                    // NOLINT
+  StatusOr(T&& value) : v_(std::move(value)) {}                                              // NOLINT
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   Status status() const { return ok() ? Status::Ok() : std::get<Status>(v_); }
@@ -81,10 +81,10 @@ class [[nodiscard]] StatusOr {
 #define U2_CONCAT_INNER_(a, b) a##b
 #define U2_CONCAT_(a, b) U2_CONCAT_INNER_(a, b)
 
-#define U2_RETURN_IF_ERROR(expr)                 \
-  do {                                           \
-    ::u2::Status u2_status_ = (expr);            \
-    if (!u2_status_.ok()) return u2_status_;     \
+#define U2_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::u2::Status u2_status_ = (expr);        \
+    if (!u2_status_.ok()) return u2_status_; \
   } while (0)
 
 #define U2_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \

@@ -29,10 +29,12 @@ StatusOr<std::vector<TableEntry>> ReadTableFile(const std::string& path, bool al
       }
     }
     const std::string where = path + ":" + std::to_string(line_number);
-    if (e.value.empty() && !allow_empty_value) return InvalidArgument(where + ": key '" + e.key + "' has no value");
+    if (e.value.empty() && !allow_empty_value)
+      return InvalidArgument(where + ": key '" + e.key + "' has no value");
     auto [it, inserted] = first_line.emplace(e.key, line_number);
     if (!inserted) {
-      return InvalidArgument(where + ": duplicate key '" + e.key + "' (first on line " + std::to_string(it->second) + ")");
+      return InvalidArgument(where + ": duplicate key '" + e.key + "' (first on line " +
+                             std::to_string(it->second) + ")");
     }
     entries.push_back(std::move(e));
   }

@@ -326,7 +326,7 @@ class CpuBackend final : public Backend {
       const int r = i < rows.size() ? rows[i] : -1;
       const int t = targets[i];
       out[i] = (r < 0 || r >= m || t < 0 || t >= n) ? std::nanf("")
-                                                     : logits[static_cast<size_t>(r) * ld + t] - lse[r];
+                                                    : logits[static_cast<size_t>(r) * ld + t] - lse[r];
     }
   }
 
@@ -469,7 +469,8 @@ void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSe
     }
     const int block = std::max(8, std::min(64, s.q_len));
     for (int i0 = 0; i0 < s.q_len; i0 += block) {
-      for (int h = 0; h < H; ++h) tasks.push_back({static_cast<int>(si), h, i0, std::min(block, s.q_len - i0)});
+      for (int h = 0; h < H; ++h)
+        tasks.push_back({static_cast<int>(si), h, i0, std::min(block, s.q_len - i0)});
     }
   }
   pool_.ParallelFor(static_cast<int64_t>(tasks.size()), 1, [&](int64_t t0, int64_t t1) {
@@ -478,9 +479,11 @@ void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSe
       const Task& task = tasks[t];
       const AttentionSegment& s = segs[task.seg];
       const int h = task.head;
-      const float* keys = rel ? kp_all + key_offset[task.seg] * D : p.k + static_cast<size_t>(s.kv_row) * p.ldk;
+      const float* keys =
+          rel ? kp_all + key_offset[task.seg] * D : p.k + static_cast<size_t>(s.kv_row) * p.ldk;
       const int ldkeys = rel ? D : p.ldk;
-      const float* kb = rel ? key_bias_all + key_offset[task.seg] * H + static_cast<size_t>(h) * s.kv_len : nullptr;
+      const float* kb =
+          rel ? key_bias_all + key_offset[task.seg] * H + static_cast<size_t>(h) * s.kv_len : nullptr;
       const float* v0 = p.v + static_cast<size_t>(s.kv_row) * p.ldv;
       const float* q = p.q + static_cast<size_t>(s.q_row + task.q_begin) * p.ldq + h * dk;
       float* out = p.out + static_cast<size_t>(s.q_row + task.q_begin) * p.ldo + h * dk;
@@ -508,8 +511,8 @@ void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSe
         const float inv = 1.0f / SumRow(r, n);
         for (int j = 0; j < n; ++j) r[j] *= inv;
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, task.q_count, dk, s.kv_len, 1.0f, scores, s.kv_len,
-                  v0 + h * dk, p.ldv, 0.0f, out, p.ldo);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, task.q_count, dk, s.kv_len, 1.0f, scores,
+                  s.kv_len, v0 + h * dk, p.ldv, 0.0f, out, p.ldo);
     }
   });
 }

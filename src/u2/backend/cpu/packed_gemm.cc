@@ -97,7 +97,7 @@ void KernelPortable(int mr, int kc, const float* a, int lda, const float* b, flo
 }
 
 using KernelFn = void (*)(int, const float*, int, const float*, float*, int, int, Store, float);
-constexpr KernelFn kAvx2Kernels[kMr + 1] = {nullptr,          KernelAvx2<1>, KernelAvx2<2>, KernelAvx2<3>,
+constexpr KernelFn kAvx2Kernels[kMr + 1] = {nullptr,       KernelAvx2<1>, KernelAvx2<2>, KernelAvx2<3>,
                                             KernelAvx2<4>, KernelAvx2<5>, KernelAvx2<6>};
 
 bool DetectAvx2Fma() {

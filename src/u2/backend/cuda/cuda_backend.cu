@@ -61,9 +61,15 @@ StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& o
 StatusOr<std::unique_ptr<Backend>> CreateCudaBackendFromOptions(const BackendOptions& options) {
   CudaBackendOptions o;
   switch (options.precision) {
-    case Precision::kFp32: o.gemm_math = CudaGemmMath::kFp32; break;
-    case Precision::kFp16: o.gemm_math = CudaGemmMath::kFp16; break;
-    case Precision::kBf16: o.gemm_math = CudaGemmMath::kBf16; break;
+    case Precision::kFp32:
+      o.gemm_math = CudaGemmMath::kFp32;
+      break;
+    case Precision::kFp16:
+      o.gemm_math = CudaGemmMath::kFp16;
+      break;
+    case Precision::kBf16:
+      o.gemm_math = CudaGemmMath::kBf16;
+      break;
   }
   // A debugging override for experiments (e.g. tf32), above the model's precision.
   if (const char* math = std::getenv("U2_CUDA_GEMM_MATH"); math != nullptr && *math != '\0') {

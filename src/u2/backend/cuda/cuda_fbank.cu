@@ -61,7 +61,6 @@ __global__ void MelKernel(const cufftComplex* spec, int bins_per_frame, int num_
   }
 }
 
-
 Status CudaStatus(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return Status::Ok();
   (void)cudaGetLastError();
