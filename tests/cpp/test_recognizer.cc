@@ -8,6 +8,8 @@
 #include "support/fixtures.h"
 #include "u2/decode/symbol_table.h"
 #include "u2/engine/recognizer.h"
+#include "u2/engine/streaming_recognizer.h"
+#include "u2/model/model_config.h"
 
 namespace u2 {
 namespace {
@@ -200,6 +202,54 @@ TEST(RecognizerCreateTest, MissingModelDirIsAClearError) {
   EXPECT_NE(r.status().message().find("/nonexistent/model"), std::string::npos) << r.status().message();
   config.model_dir = "";
   EXPECT_FALSE(Recognizer::Create(config).ok());
+}
+
+// Offline and streaming options share one check of the search settings; rescoring is refused up
+// front when the model lacks the decoder it would run.
+TEST(SearchSettingsTest, RescoringNeedsTheDecodersItUses) {
+  ModelConfig ctc_only;
+  ctc_only.decoder.type = DecoderType::kNone;
+  ModelConfig left_to_right;
+  left_to_right.decoder.type = DecoderType::kTransformer;
+  ModelConfig bidirectional;
+  bidirectional.decoder.type = DecoderType::kBiTransformer;
+  bidirectional.decoder.r_num_blocks = 1;
+
+  DecodingOptions offline;
+  offline.mode = DecodingMode::kAttentionRescoring;
+  StreamOptions stream;
+  stream.rescoring = true;
+  EXPECT_EQ(offline.Validate(ctc_only).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(stream.Validate(ctc_only).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(offline.Validate(left_to_right).ok());
+  EXPECT_TRUE(stream.Validate(left_to_right).ok());
+
+  offline.reverse_weight = stream.reverse_weight = 0.3f;
+  EXPECT_EQ(offline.Validate(left_to_right).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(stream.Validate(left_to_right).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(offline.Validate(bidirectional).ok());
+  EXPECT_TRUE(stream.Validate(bidirectional).ok());
+
+  // Without rescoring, neither decoder is needed and reverse_weight is not used.
+  offline.mode = DecodingMode::kCtcPrefixBeamSearch;
+  stream.rescoring = false;
+  EXPECT_TRUE(offline.Validate(ctc_only).ok());
+  EXPECT_TRUE(stream.Validate(ctc_only).ok());
+
+  // The same bounds on both sides.
+  for (int beam : {0, 1001}) {
+    offline.beam = stream.beam = beam;
+    EXPECT_EQ(offline.Validate(bidirectional).code(), StatusCode::kInvalidArgument) << beam;
+    EXPECT_EQ(stream.Validate(bidirectional).code(), StatusCode::kInvalidArgument) << beam;
+  }
+  offline.beam = stream.beam = 4;
+  offline.nbest = stream.nbest = 5;
+  EXPECT_EQ(offline.Validate(bidirectional).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(stream.Validate(bidirectional).code(), StatusCode::kInvalidArgument);
+  offline.nbest = stream.nbest = 4;
+  offline.ctc_weight = stream.ctc_weight = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(offline.Validate(bidirectional).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(stream.Validate(bidirectional).code(), StatusCode::kInvalidArgument);
 }
 
 TEST(DecodingModeTest, NamesRoundTrip) {

@@ -53,7 +53,8 @@ const char* DecodingModeName(DecodingMode mode) {
   return "?";
 }
 
-Status DecodingOptions::Validate(const ModelConfig& model) const {
+Status ValidateSearchSettings(int beam, int nbest, float ctc_weight, float reverse_weight, bool rescoring,
+                              const ModelConfig& model) {
   if (beam < 1 || beam > 1000)
     return InvalidArgument("beam must be in [1, 1000], got " + std::to_string(beam));
   if (nbest < 1 || nbest > beam) {
@@ -66,9 +67,18 @@ Status DecodingOptions::Validate(const ModelConfig& model) const {
   if (!std::isfinite(reverse_weight) || reverse_weight < 0 || reverse_weight > 1) {
     return InvalidArgument("reverse_weight must be in [0, 1], got " + std::to_string(reverse_weight));
   }
-  if (reverse_weight > 0 && mode == DecodingMode::kAttentionRescoring && !model.HasRightDecoder()) {
+  if (rescoring && !model.HasDecoder()) {
+    return InvalidArgument("attention rescoring needs an attention decoder; this model has none");
+  }
+  if (rescoring && reverse_weight > 0 && !model.HasRightDecoder()) {
     return InvalidArgument("reverse_weight > 0 needs a bitransformer decoder; this model has none");
   }
+  return Status::Ok();
+}
+
+Status DecodingOptions::Validate(const ModelConfig& model) const {
+  U2_RETURN_IF_ERROR(ValidateSearchSettings(beam, nbest, ctc_weight, reverse_weight,
+                                            mode == DecodingMode::kAttentionRescoring, model));
   if (decoding_chunk_size == 0 || decoding_chunk_size < -1) {
     return InvalidArgument("decoding_chunk_size must be -1 (full context) or > 0, got " +
                            std::to_string(decoding_chunk_size));

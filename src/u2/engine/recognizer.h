@@ -47,6 +47,12 @@ struct DecodingOptions {
   std::string ToString() const;
 };
 
+// The n-best search and rescoring settings that offline (DecodingOptions) and streaming
+// (StreamOptions) decoding share, checked in one place. `rescoring`: whether attention rescoring
+// will run, which needs a decoder, and a right-to-left one for reverse_weight > 0.
+Status ValidateSearchSettings(int beam, int nbest, float ctc_weight, float reverse_weight, bool rescoring,
+                              const ModelConfig& model);
+
 // "cpu" | "cuda" (the CUDA backend needs a build with CUDA and a GPU at run time).
 StatusOr<DeviceType> ParseDeviceType(std::string_view name);
 

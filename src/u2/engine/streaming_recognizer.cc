@@ -28,24 +28,7 @@ Status StreamOptions::Validate(const ModelConfig& model) const {
     return InvalidArgument("num_decoding_left_chunks must be >= -1, got " +
                            std::to_string(num_decoding_left_chunks));
   }
-  if (beam < 1 || beam > 1000)
-    return InvalidArgument("beam must be in [1, 1000], got " + std::to_string(beam));
-  if (nbest < 1 || nbest > beam) {
-    return InvalidArgument("nbest must be in [1, beam=" + std::to_string(beam) + "], got " +
-                           std::to_string(nbest));
-  }
-  if (!std::isfinite(ctc_weight) || ctc_weight < 0) {
-    return InvalidArgument("ctc_weight must be finite and >= 0, got " + std::to_string(ctc_weight));
-  }
-  if (!std::isfinite(reverse_weight) || reverse_weight < 0 || reverse_weight > 1) {
-    return InvalidArgument("reverse_weight must be in [0, 1], got " + std::to_string(reverse_weight));
-  }
-  if (rescoring && !model.HasDecoder()) {
-    return InvalidArgument("rescoring needs an attention decoder; this model has none");
-  }
-  if (rescoring && reverse_weight > 0 && !model.HasRightDecoder()) {
-    return InvalidArgument("reverse_weight > 0 needs a bitransformer decoder; this model has none");
-  }
+  U2_RETURN_IF_ERROR(ValidateSearchSettings(beam, nbest, ctc_weight, reverse_weight, rescoring, model));
   if (continuous_decoding && !endpointing) {
     return InvalidArgument("continuous_decoding needs endpointing (segments end at endpoints)");
   }
