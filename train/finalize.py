@@ -3,8 +3,9 @@
 
 Steps (each can be skipped, see flags):
  1. average: mean of the last --avg model_step*.pt snapshots in --exp (WeNet's average_model:
-    element-wise mean of the state_dicts), then greedy dev CER of that average and of the newest
-    snapshot alone; the better one becomes final.pt (--no-select keeps the average).
+    element-wise mean of the state_dicts), and with --avg-with also the last --avg of each earlier
+    run named; then greedy dev CER of that average and of the newest snapshot alone; the better
+    one becomes final.pt (--no-select keeps the average).
  2. export: train/work/export/{final.pt, train.yaml, global_cmvn, units.txt} in WeNet's layout.
  3. convert: tools/convert.py -> models/demo (float32).
  4. training checkpoint: models/demo/training/last.pt = the newest resumable weights
@@ -17,7 +18,7 @@ Steps (each can be skipped, see flags):
  6. accuracy: eval_ref.py on test and test_heldout_voice -> train/work/export/eval*.json;
     docs/accuracy.md is written from those numbers.
 
-Usage: .venv/bin/python train/finalize.py [--avg 3] [--skip-eval] [--eval-limit 0]
+Usage: .venv/bin/python train/finalize.py [--avg 3] [--avg-with train/work/expM] [--skip-eval] [--eval-limit 0]
 """
 import argparse
 import datetime
@@ -38,6 +39,24 @@ import common  # noqa: E402
 from u2ref.model import U2Model  # noqa: E402
 
 PY = sys.executable
+
+
+def pick_snapshots(exp, avg, avg_with=()):
+    """The snapshots to average: the last `avg` model_step*.pt of each run in avg_with (oldest
+    first), then of exp. Averaging across runs makes sense only along an --init chain: each run
+    starts from the one before, so their weights lie in one basin (as snapshots of one run do)."""
+    chosen = []
+    for run_dir in [*avg_with, exp]:
+        snaps = sorted(glob.glob(os.path.join(run_dir, "model_step*.pt")))
+        if not snaps:
+            raise SystemExit(f"no model_step*.pt snapshots in {run_dir}")
+        chosen += snaps[-avg:]
+    return chosen
+
+
+def snapshot_name(path):
+    """run/model_stepN.pt: the run's folder name tells snapshots of chained runs apart."""
+    return os.path.join(os.path.basename(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
 
 
 def average(paths):
@@ -113,6 +132,9 @@ def main():
                     help="checkpoints of the earlier runs this one continues (--init chain, oldest first): "
                          "their steps, audio and training time count into the totals")
     ap.add_argument("--avg", type=int, default=3)
+    ap.add_argument("--avg-with", nargs="*", default=[],
+                    help="earlier runs of the --init chain (exp folders, oldest first) whose last --avg "
+                         "snapshots join the average")
     ap.add_argument("--no-select", action="store_true")
     ap.add_argument("--dev-utts", type=int, default=150)
     ap.add_argument("--samples", type=int, default=5, help="0 = keep the samples already there")
@@ -134,13 +156,10 @@ def main():
 
     with open(os.path.join(a.exp, "train.yaml")) as f:
         cfg = yaml.safe_load(f)
-    snaps = sorted(glob.glob(os.path.join(a.exp, "model_step*.pt")))
-    if not snaps:
-        sys.exit(f"no model_step*.pt snapshots in {a.exp}")
-    chosen = snaps[-a.avg:]
-    print("averaging " + ", ".join(os.path.basename(p) for p in chosen), flush=True)
+    chosen = pick_snapshots(a.exp, a.avg, a.avg_with)
+    print("averaging " + ", ".join(snapshot_name(p) for p in chosen), flush=True)
     avg_sd = average(chosen)
-    last_sd = common.load_checkpoint(snaps[-1])
+    last_sd = common.load_checkpoint(chosen[-1])
     final_sd, final_name = avg_sd, f"average of {len(chosen)} snapshots"
     if not a.no_select and len(chosen) > 1:
         cer_avg = dev_cer(cfg, avg_sd, a.data, a.dev_utts)
@@ -192,7 +211,7 @@ def main():
     if a.samples > 0:
         pick_samples(a)
 
-    info = dict(final=final_name, snapshots=[os.path.basename(p) for p in chosen], snapshot_steps=steps,
+    info = dict(final=final_name, snapshots=[snapshot_name(p) for p in chosen], snapshot_steps=steps,
                 step=ck["step"], audio_h=ck["audio_s"] / 3600, train_min=ck["train_s"] / 60,
                 args=ck["args"], train_hours=common.FeatSet("train", a.data).hours(),
                 train_vowel_shifted=common.vowel_shifted_share("train", a.data),

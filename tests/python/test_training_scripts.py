@@ -449,3 +449,24 @@ def test_compare_models_runs_the_engine_on_each_model(tmp_path):
     rows = [line for line in out.splitlines() if "CER" in line]
     assert len(rows) == 3 and rows[1].split()[1:3] == ["beam", str(beam)] and rows[2].split()[1:3] == ["beam", "1"]
     assert "+0.00 points, 95 % CI [+0.00, +0.00], 0 utts better, 0 worse" in rows[1]
+
+
+def test_averaging_across_chained_runs_takes_the_tail_of_each(tmp_path):
+    import finalize  # noqa: E402 (imports the PyTorch reference model)
+
+    runs = {"exp13": (100, 200, 300, 400), "exp14": (50, 150, 250)}
+    for run, steps in runs.items():
+        (tmp_path / run).mkdir()
+        for step in steps:
+            torch.save({"w": torch.full((2,), float(step)), "n": torch.tensor(step)},
+                       tmp_path / run / f"model_step{step:06d}.pt")
+    chosen = finalize.pick_snapshots(str(tmp_path / "exp14"), 2, [str(tmp_path / "exp13")])
+    assert [finalize.snapshot_name(p) for p in chosen] == [
+        "exp13/model_step000300.pt", "exp13/model_step000400.pt",
+        "exp14/model_step000150.pt", "exp14/model_step000250.pt"]
+    avg = finalize.average(chosen)
+    assert torch.equal(avg["w"], torch.full((2,), (300 + 400 + 150 + 250) / 4))
+    assert int(avg["n"]) == 250  # integer buffers are not averaged: the newest run's value stays
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no model_step"):
+        finalize.pick_snapshots(str(tmp_path / "exp14"), 2, [str(tmp_path / "empty")])
