@@ -7,7 +7,7 @@ Steps (each can be skipped, see flags):
     run named; then greedy dev CER of that average and of the newest snapshot alone; the better
     one becomes final.pt (--no-select keeps the average).
  2. export: train/work/export/{final.pt, train.yaml, global_cmvn, units.txt} in WeNet's layout.
- 3. convert: tools/convert.py -> models/demo (float32).
+ 3. convert: tools/convert.py -> models/demo (float16 weights, --dtype float16).
  4. training checkpoint: models/demo/training/last.pt = the newest resumable weights
     (fp16 model state_dict + step/epoch/audio counters + the train.py args and config + "runs",
     every run of the --init chain that produced it; no optimizer state, which would make it
