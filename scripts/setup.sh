@@ -15,10 +15,14 @@ DEB_PACKAGES=(
   libopenblas-dev libopenblas0-pthread libfftw3-dev libsndfile1-dev libsoxr-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libboost-dev libboost-system-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libboost-dev libboost-system-dev libssl-dev
   # Python reference model, converter, fixtures, training data
   python3-torch python3-torchaudio python3-numpy python3-yaml python3-venv python3-pip
   espeak-ng sox wamerican
+  # More voices for the training speech (train/voices.py) and more everyday text (make_corpus.py)
+  flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes wordnet-base
+  # The real-speech evaluation set (tools/fetch_real_speech.py): Asterisk's prompts and transcripts
+  asterisk-core-sounds-en asterisk-core-sounds-en-g722
   # Triton's perf_analyzer (scripts/install_perf_analyzer.sh) links libb64
   libb64-0d
   # end-to-end test of the web page (headless browser with fake microphone)
@@ -45,11 +49,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 NUMPY_VERSION=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
 echo "numpy==${NUMPY_VERSION}" > .venv/constraints.txt
-if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonclient.http, onnxruntime, onnx, selenium, websocket' 2>/dev/null; then
+if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonclient.http, onnxruntime, onnx, selenium, websocket, G722, openai, pocketsphinx' 2>/dev/null; then
   echo "[setup] installing PyPI tools into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -c .venv/constraints.txt -r scripts/requirements.txt
 else
   echo "[setup] .venv: all present"
 fi
 ./scripts/install_perf_analyzer.sh
+# Real human speech for measuring (never for training): data/real_speech/asterisk_en/{dev,test}.
+.venv/bin/python tools/fetch_real_speech.py
 echo "[setup] done"

@@ -9,6 +9,10 @@ Writes train/work/data/<split>/feats.npy (float16, all utterances concatenated, 
 and feats.jsonl (key, offset, frames, txt). For the train split it also writes global_cmvn
 (WeNet JSON: mean_stat, var_stat, frame_num), accumulated in float64 from the float32 features.
 
+--from-list DIR takes the utterances of a Kaldi-style list instead (DIR/wav.scp and DIR/text,
+relative wav paths relative to DIR), e.g. the real-speech dev half for the in-training dev CER:
+  .venv/bin/python train/feats.py --split real_dev --from-list data/real_speech/asterisk_en/dev
+
 Usage: nice -n 10 .venv/bin/python train/feats.py --split train [--jobs 2]
 """
 import argparse
@@ -39,6 +43,19 @@ def fbank(samples_int16, dither=0.0):
         energy_floor=0.0, sample_frequency=16000).numpy()
 
 
+def write_records_from_list(list_dir, split_dir):
+    """data.jsonl for the utterances of list_dir/wav.scp + list_dir/text."""
+    def table(name):
+        with open(os.path.join(list_dir, name)) as f:
+            return dict(line.rstrip("\n").split(" ", 1) for line in f if " " in line.strip())
+    wavs, texts = table("wav.scp"), table("text")
+    os.makedirs(split_dir, exist_ok=True)
+    with open(os.path.join(split_dir, "data.jsonl"), "w") as f:
+        for key in sorted(wavs):
+            path = wavs[key] if os.path.isabs(wavs[key]) else os.path.normpath(os.path.join(list_dir, wavs[key]))
+            f.write(json.dumps(dict(key=key, wav=path, txt=texts[key])) + "\n")
+
+
 def _init_worker():
     import torch
     torch.set_num_threads(1)
@@ -53,9 +70,12 @@ def main():
     ap.add_argument("--split", required=True)
     ap.add_argument("--data", default=os.path.join(ROOT, "work", "data"))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--from-list", default="", help="a folder with wav.scp and text to take the utterances from")
     args = ap.parse_args()
 
     split_dir = os.path.join(args.data, args.split)
+    if args.from_list:
+        write_records_from_list(args.from_list, split_dir)
     with open(os.path.join(split_dir, "data.jsonl")) as f:
         recs = [json.loads(line) for line in f]
     chunks, index = [], []

@@ -69,6 +69,10 @@ def parse_args():
     ap.add_argument("--keep-ckpts", type=int, default=2)
     ap.add_argument("--eval-minutes", type=float, default=10.0)
     ap.add_argument("--eval-utts", type=int, default=100)
+    ap.add_argument("--eval-splits", default="dev",
+                    help="comma-separated splits for the in-training greedy CER, each optionally "
+                         "SPLIT:N for its first N utterances (default N: --eval-utts; 0 = all), e.g. "
+                         "dev,real_dev:0 (real_dev: feats.py --from-list of the real-speech dev half)")
     ap.add_argument("--log-steps", type=int, default=20)
     ap.add_argument("--resume", action="store_true", help="continue from <exp>/last.pt")
     ap.add_argument("--init", default="", help="start from these model weights, fresh optimizer")
@@ -228,7 +232,10 @@ def main():
     t0 = time.time()
     train = common.FeatSet("train", a.data)
     train.load_to_memory()
-    dev = common.FeatSet("dev", a.data, limit=a.eval_utts)
+    eval_sets = []
+    for item in a.eval_splits.split(","):
+        name, _, count = item.partition(":")
+        eval_sets.append((name, common.FeatSet(name, a.data, limit=int(count) if count else a.eval_utts)))
     print(f"device {device}, {nparams / 1e6:.2f} M params, train {len(train)} utts {train.hours():.2f} h, "
           f"load {time.time() - t0:.0f} s", flush=True)
 
@@ -370,9 +377,10 @@ def main():
                 last_ckpt = now
             if now - last_eval >= a.eval_minutes * 60:
                 te = time.time()
-                err = greedy_cer(model, dev, a.eval_utts, device)
-                print(f"eval step {step}: dev greedy CER {err.cer():.2f} % WER {err.wer():.2f} % "
-                      f"({a.eval_utts} utts, {time.time() - te:.0f} s)", flush=True)
+                for name, featset in eval_sets:
+                    err = greedy_cer(model, featset, len(featset), device)
+                    print(f"eval step {step}: {name} greedy CER {err.cer():.2f} % WER {err.wer():.2f} % "
+                          f"({len(featset)} utts, {time.time() - te:.0f} s)", flush=True)
                 last_eval = time.time()
                 win["t"] += last_eval - te
             if done or stop["flag"]:
@@ -381,9 +389,10 @@ def main():
             break
         epoch += 1
         batch_pos = 0
-    err = greedy_cer(model, dev, a.eval_utts, device)
-    print(f"final step {step}: dev greedy CER {err.cer():.2f} % WER {err.wer():.2f} %; "
-          f"{audio_s / 3600:.2f} h audio processed in {train_s / 60:.1f} min", flush=True)
+    for name, featset in eval_sets:
+        err = greedy_cer(model, featset, len(featset), device)
+        print(f"final step {step}: {name} greedy CER {err.cer():.2f} % WER {err.wer():.2f} %", flush=True)
+    print(f"{audio_s / 3600:.2f} h audio processed in {train_s / 60:.1f} min", flush=True)
 
 
 if __name__ == "__main__":
