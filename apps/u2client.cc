@@ -32,8 +32,8 @@
 #include <vector>
 
 #include "u2/audio/audio.h"
+#include "u2/client/client.h"
 #include "u2/engine/transcript_scorer.h"
-#include "u2/server/client.h"
 #include "u2/util/table_file.h"
 
 namespace {

@@ -1,4 +1,5 @@
 #include <cstring>
+#include <new>
 
 #include "u2/backend/cpu/cpu_backend.h"
 #include "u2/backend/ops.h"
@@ -23,6 +24,12 @@ float* Workspace::Floats(int slot, size_t count) {
     if (b.data) backend_.Free(b.data);
     const size_t grown = std::max(bytes, b.bytes + b.bytes / 2);  // amortise growth
     b.data = backend_.Allocate(grown);
+    // Out of (device) memory: thrown rather than returned, because kernels write through the
+    // pointer at once; the batcher and stream scheduler turn it into an error of that batch.
+    if (b.data == nullptr) {
+      b.bytes = 0;
+      throw std::bad_alloc();
+    }
     b.bytes = grown;
   }
   return static_cast<float*>(b.data);
@@ -39,6 +46,7 @@ Tensor Backend::NewTensor(Tensor::Shape shape, DType dtype) const {
   for (int64_t d : shape) n *= d;
   const size_t bytes = std::max<size_t>(static_cast<size_t>(n) * DTypeSize(dtype), 64);
   void* p = Allocate(bytes);
+  if (p == nullptr) throw std::bad_alloc();  // see Workspace::Floats
   // Hold the backend (when it is shared-owned) so a tensor may outlive its model.
   std::shared_ptr<const Backend> self = weak_from_this().lock();
   std::shared_ptr<void> storage(p, [self, this](void* q) { Free(q); });

@@ -189,6 +189,8 @@ class Backend : public std::enable_shared_from_this<Backend> {
   virtual Status Synchronize() const { return Status::Ok(); }
 
   // ---- memory ----
+  // Null when the memory is not there (CUDA: out of device memory); NewTensor and Workspace
+  // turn that into std::bad_alloc, which the batcher and stream scheduler catch per batch.
   virtual void* Allocate(size_t bytes) const = 0;
   virtual void Free(void* p) const = 0;
   virtual void CopyFromHost(void* dst, const void* src, size_t bytes) const = 0;

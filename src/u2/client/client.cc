@@ -1,4 +1,4 @@
-#include "u2/server/client.h"
+#include "u2/client/client.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>

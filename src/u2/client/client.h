@@ -17,7 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "u2/server/inference.h"
+#include "grpc_service.pb.h"
+#include "u2/server/kserve_types.h"
 #include "u2/util/status.h"
 
 namespace u2::server {

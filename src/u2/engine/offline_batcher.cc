@@ -5,7 +5,18 @@
 #include <sstream>
 #include <utility>
 
+#include "u2/util/option_registry.h"
+
 namespace u2 {
+
+void OfflineBatcherConfig::Register(OptionRegistry* r) {
+  r->Add("max-batch-size", &max_batch_size, "utterances per batch (and per request)");
+  r->Add("max-queue-delay-us", &max_queue_delay_us, "longest a request waits for batch company");
+  r->Add("preferred-batch-size", &preferred_batch_sizes, "preferred batch sizes (repeatable)");
+  r->Add("workers", &num_workers, "concurrent batch executions per model dir");
+  r->Add("max-queue-size", &max_queue_size, "queued requests before RESOURCE_EXHAUSTED / 503");
+  r->Add("length-aware-batching", &length_aware, "group requests of similar audio length into a batch");
+}
 
 Status OfflineBatcherConfig::Validate() const {
   if (max_batch_size < 1 || max_batch_size > 4096) {
@@ -206,6 +217,20 @@ void OfflineBatcher::WorkerLoop() {
   }
 }
 
+OfflineResults OfflineBatcher::RecognizeGuarded(std::span<const Waveform> batch,
+                                                const DecodingOptions& options) const {
+  // One batch's failure must not end the worker (and the server): an exception from the engine or
+  // a library (std::bad_alloc on a huge batch, the GPU out of memory) fails this batch with its
+  // message.
+  try {
+    return recognize_(batch, options);
+  } catch (const std::exception& e) {
+    return Internal(std::string("recognition failed: ") + e.what());
+  } catch (...) {
+    return Internal("recognition failed: unknown exception");
+  }
+}
+
 void OfflineBatcher::Execute(std::vector<Queued> batch) {
   using std::chrono::duration_cast;
   using std::chrono::nanoseconds;
@@ -220,7 +245,7 @@ void OfflineBatcher::Execute(std::vector<Queued> batch) {
     waveforms.insert(waveforms.end(), q.task.waveforms.begin(), q.task.waveforms.end());
   const DecodingOptions& options = batch.front().task.options;
   const Clock::time_point infer_start = Clock::now();
-  OfflineResults all = recognize_(waveforms, options);
+  OfflineResults all = RecognizeGuarded(waveforms, options);
   const Clock::time_point infer_end = Clock::now();
 
   const int batch_size = static_cast<int>(waveforms.size());
@@ -240,7 +265,7 @@ void OfflineBatcher::Execute(std::vector<Queued> batch) {
                                    : all.status());
   } else {
     // One bad request must not fail the others that happened to share its batch: rerun alone.
-    for (const Queued& q : batch) per_task.push_back(recognize_(q.task.waveforms, q.task.options));
+    for (const Queued& q : batch) per_task.push_back(RecognizeGuarded(q.task.waveforms, q.task.options));
   }
   const Clock::time_point end = Clock::now();
 

@@ -27,6 +27,8 @@
 
 namespace u2 {
 
+class OptionRegistry;
+
 struct OfflineBatcherConfig {
   int max_batch_size = 64;                 // utterances per Recognize() call
   int64_t max_queue_delay_us = 2000;       // longest a task waits for company before running
@@ -35,6 +37,7 @@ struct OfflineBatcherConfig {
   int max_queue_size = 1024;               // queued tasks; more are refused (ResourceExhausted)
   bool length_aware = true;                // fill batches with tasks of similar audio length
 
+  void Register(OptionRegistry* r);
   Status Validate() const;
   std::string ToString() const;
 };
@@ -99,6 +102,8 @@ class OfflineBatcher {
   // `wake` to when a batch may become due.
   std::vector<Queued> TakeBatchLocked(Clock::time_point now, Clock::time_point* wake);
   void Execute(std::vector<Queued> batch);
+  // recognize_, with any exception turned into an Internal error of this call.
+  OfflineResults RecognizeGuarded(std::span<const Waveform> batch, const DecodingOptions& options) const;
 
   OfflineBatcherConfig config_;  // preferred sizes sorted ascending
   const RecognizeFunction recognize_;

@@ -10,6 +10,7 @@
 #include "u2/decode/symbol_table.h"
 #include "u2/frontend/fbank.h"
 #include "u2/model/asr_model.h"
+#include "u2/util/option_registry.h"
 #include "u2/util/safetensors.h"
 
 namespace u2 {
@@ -97,6 +98,13 @@ std::string DecodingOptions::ToString() const {
      << ", decoding_chunk_size=" << decoding_chunk_size
      << ", num_decoding_left_chunks=" << num_decoding_left_chunks << ")";
   return os.str();
+}
+
+void RecognizerConfig::Register(OptionRegistry* r) {
+  r->Add("threads", &num_threads, "threads per inference (BLAS / backend)");
+  r->Add("beam", &beam, "default beam (unset: the model's)");
+  r->Add("ctc-weight", &ctc_weight, "default CTC weight in rescoring (unset: the model's)");
+  r->Add("reverse-weight", &reverse_weight, "default right-to-left weight (unset: the model's)");
 }
 
 Status RecognizerConfig::Validate() const {

@@ -23,6 +23,7 @@
 namespace u2 {
 
 class AsrModel;
+class OptionRegistry;
 struct ModelConfig;
 class Fbank;
 class SymbolTable;
@@ -70,6 +71,9 @@ struct RecognizerConfig {
   std::optional<int> decoding_chunk_size;
   std::optional<int> num_decoding_left_chunks;
 
+  // The settings a server or tool takes from its flags / config file: threads and the decoding
+  // defaults (the model dir, device and precision are the caller's).
+  void Register(OptionRegistry* r);
   Status Validate() const;
   std::string ToString() const;
 };

@@ -3,7 +3,18 @@
 #include <algorithm>
 #include <sstream>
 
+#include "u2/util/option_registry.h"
+
 namespace u2 {
+
+void StreamSchedulerConfig::Register(OptionRegistry* r) {
+  r->Add("max-streams", &max_streams, "live streams (sequences) per model dir; 0: no streaming_wenet");
+  r->Add("stream-idle-timeout-ms", &idle_timeout_ms, "a sequence with no request for this long is dropped");
+  r->Add("max-stream-batch", &max_batch_streams, "stream chunks per batched encoder call");
+  r->Add("stream-batch-delay-us", &max_batch_delay_us,
+         "longest a chunk waits for other streams' chunks to batch with");
+  r->Add("stream-workers", &num_workers, "concurrent batched streaming steps per model dir");
+}
 
 Status StreamSchedulerConfig::Validate() const {
   if (max_streams < 1) return InvalidArgument("max_streams must be >= 1, got " + std::to_string(max_streams));
@@ -181,7 +192,13 @@ void StreamScheduler::AdvanceFeedsLocked(Slot& slot, std::vector<std::function<v
   while (!slot.feeds.empty()) {
     PendingFeed& head = slot.feeds.front();
     if (!head.accepted) {
-      if (Status st = stream.AcceptWaveform(head.samples); !st.ok()) {
+      Status st;
+      try {
+        st = stream.AcceptWaveform(head.samples);
+      } catch (const std::exception& e) {
+        st = Internal(std::string("feature extraction failed: ") + e.what());
+      }
+      if (!st.ok()) {
         ++stats_.feed_errors;
         replies->push_back([done = std::move(head.done), st] { done(st, {}); });
         slot.feeds.pop_front();
@@ -295,7 +312,16 @@ void StreamScheduler::WorkerLoop() {
     }();
     std::vector<Status> errors;
     const auto t0 = Clock::now();
-    const Status step_status = recognizer_->DecodeStreams(streams, &errors);
+    // An exception in one step (std::bad_alloc, a library error) fails that step's streams with
+    // its message; the worker, and every other stream, goes on.
+    Status step_status;
+    try {
+      step_status = recognizer_->DecodeStreams(streams, &errors);
+    } catch (const std::exception& e) {
+      step_status = Internal(std::string("decoding step failed: ") + e.what());
+    } catch (...) {
+      step_status = Internal("decoding step failed: unknown exception");
+    }
     const auto t1 = Clock::now();
     int chunks_after = 0;
     for (RecognitionStream* s : streams) chunks_after += s->num_chunks_decoded();

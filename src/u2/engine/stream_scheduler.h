@@ -28,6 +28,8 @@
 
 namespace u2 {
 
+class OptionRegistry;
+
 struct StreamSchedulerConfig {
   int max_streams = 1024;          // live streams; Start() beyond this is ResourceExhausted
   int max_batch_streams = 64;      // chunks per batched encoder call
@@ -35,6 +37,7 @@ struct StreamSchedulerConfig {
   int64_t max_batch_delay_us = 0;  // a step may wait this long for more ready chunks to batch
   int num_workers = 1;             // concurrent steps (each on a disjoint set of streams)
 
+  void Register(OptionRegistry* r);
   Status Validate() const;
   std::string ToString() const;
 };

@@ -94,8 +94,14 @@ void FinishUnary(grpc::ServerUnaryReactor* reactor, const Status& s) { reactor->
 // request order. Inference runs in the batcher; this object only sequences reads and writes.
 class StreamReactor : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
  public:
-  StreamReactor(InferenceService* service, grpc::CallbackServerContext* context)
+  StreamReactor(InferenceService* service, grpc::CallbackServerContext* context, const Status& auth)
       : service_(service), context_(context), session_(service->NewClientSession()) {
+    if (!auth.ok()) {
+      // Refused before any request is read: the call ends with UNAUTHENTICATED.
+      finished_ = true;
+      Finish(ToGrpcStatus(auth));
+      return;
+    }
     StartRead(&request_);
   }
 
@@ -213,12 +219,24 @@ class StreamReactor : public grpc::ServerBidiReactor<ModelInferRequest, ModelStr
   bool writing_ = false, reads_done_ = false, finished_ = false, broken_ = false, done_ = false;
 };
 
+// The API key of a call (gRPC metadata "authorization: Bearer KEY"); api_keys.h.
+Status CheckCallKey(const ApiKeys* keys, grpc::CallbackServerContext* ctx) {
+  if (keys == nullptr || !keys->enabled()) return Status::Ok();
+  const auto& metadata = ctx->client_metadata();
+  auto it = metadata.find("authorization");
+  const std::string_view value =
+      it == metadata.end() ? std::string_view() : std::string_view(it->second.data(), it->second.size());
+  return keys->CheckAuthorization(value);
+}
+
 class GrpcService final : public inference::GRPCInferenceService::CallbackService {
  public:
-  explicit GrpcService(InferenceService* service) : service_(service) {}
+  GrpcService(InferenceService* service, std::shared_ptr<const ApiKeys> keys)
+      : service_(service), keys_(std::move(keys)) {}
 
   grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx, const inference::ServerLiveRequest*,
                                        inference::ServerLiveResponse* resp) override {
+    if (Status s = CheckHealthKey(ctx); !s.ok()) return Done(ctx, s);
     resp->set_live(true);
     return Done(ctx, Status::Ok());
   }
@@ -226,6 +244,7 @@ class GrpcService final : public inference::GRPCInferenceService::CallbackServic
   grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* ctx,
                                         const inference::ServerReadyRequest*,
                                         inference::ServerReadyResponse* resp) override {
+    if (Status s = CheckHealthKey(ctx); !s.ok()) return Done(ctx, s);
     resp->set_ready(service_->ready());
     return Done(ctx, Status::Ok());
   }
@@ -233,39 +252,44 @@ class GrpcService final : public inference::GRPCInferenceService::CallbackServic
   grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx,
                                        const inference::ModelReadyRequest* req,
                                        inference::ModelReadyResponse* resp) override {
-    resp->set_ready(service_->ready() && service_->Find(req->name(), req->version()).ok());
+    if (Status s = CheckHealthKey(ctx); !s.ok()) return Done(ctx, s);
+    resp->set_ready(service_->ready() && service_->models().Find(req->name(), req->version()).ok());
     return Done(ctx, Status::Ok());
   }
 
   grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* ctx,
                                            const inference::ServerMetadataRequest*,
                                            inference::ServerMetadataResponse* resp) override {
+    if (Status s = CheckCallKey(keys_.get(), ctx); !s.ok()) return Done(ctx, s);
     resp->set_name(kServerName);
     resp->set_version(kServerVersion);
-    for (const std::string& e : service_->Extensions()) resp->add_extensions(e);
+    for (const std::string& e : service_->models().Extensions()) resp->add_extensions(e);
     return Done(ctx, Status::Ok());
   }
 
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx,
                                           const inference::ModelMetadataRequest* req,
                                           inference::ModelMetadataResponse* resp) override {
-    auto m = service_->Find(req->name(), req->version());
-    if (m.ok()) *resp = service_->Metadata(**m);
+    if (Status s = CheckCallKey(keys_.get(), ctx); !s.ok()) return Done(ctx, s);
+    auto m = service_->models().Find(req->name(), req->version());
+    if (m.ok()) *resp = service_->models().Metadata(**m);
     return Done(ctx, m.status());
   }
 
   grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx,
                                         const inference::ModelConfigRequest* req,
                                         inference::ModelConfigResponse* resp) override {
-    auto m = service_->Find(req->name(), req->version());
-    if (m.ok()) *resp->mutable_config() = service_->Config(**m);
+    if (Status s = CheckCallKey(keys_.get(), ctx); !s.ok()) return Done(ctx, s);
+    auto m = service_->models().Find(req->name(), req->version());
+    if (m.ok()) *resp->mutable_config() = service_->models().Config(**m);
     return Done(ctx, m.status());
   }
 
   grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx,
                                             const inference::ModelStatisticsRequest* req,
                                             inference::ModelStatisticsResponse* resp) override {
-    auto stats = service_->Statistics(req->name(), req->version());
+    if (Status s = CheckCallKey(keys_.get(), ctx); !s.ok()) return Done(ctx, s);
+    auto stats = service_->models().Statistics(req->name(), req->version());
     if (stats.ok()) *resp = std::move(stats).value();
     return Done(ctx, stats.status());
   }
@@ -273,7 +297,8 @@ class GrpcService final : public inference::GRPCInferenceService::CallbackServic
   grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* ctx,
                                             const inference::RepositoryIndexRequest*,
                                             inference::RepositoryIndexResponse* resp) override {
-    for (ServedModel* m : service_->models()) {
+    if (Status s = CheckCallKey(keys_.get(), ctx); !s.ok()) return Done(ctx, s);
+    for (ServedModel* m : service_->models().models()) {
       auto* e = resp->add_models();
       e->set_name(m->name);
       e->set_version(kModelVersion);
@@ -285,6 +310,10 @@ class GrpcService final : public inference::GRPCInferenceService::CallbackServic
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx, const ModelInferRequest* req,
                                        ModelInferResponse* resp) override {
     auto* reactor = ctx->DefaultReactor();
+    if (Status s = CheckCallKey(keys_.get(), ctx); !s.ok()) {
+      FinishUnary(reactor, s);
+      return reactor;
+    }
     InferRequest r;
     if (Status s = FromProto(*req, &r); !s.ok()) {
       FinishUnary(reactor, s);
@@ -300,7 +329,7 @@ class GrpcService final : public inference::GRPCInferenceService::CallbackServic
 
   grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>* ModelStreamInfer(
       grpc::CallbackServerContext* ctx) override {
-    return new StreamReactor(service_, ctx);
+    return new StreamReactor(service_, ctx, CheckCallKey(keys_.get(), ctx));
   }
 
  private:
@@ -310,7 +339,12 @@ class GrpcService final : public inference::GRPCInferenceService::CallbackServic
     return reactor;
   }
 
+  Status CheckHealthKey(grpc::CallbackServerContext* ctx) const {
+    return keys_ && keys_->protects_health() ? CheckCallKey(keys_.get(), ctx) : Status::Ok();
+  }
+
   InferenceService* service_;
+  std::shared_ptr<const ApiKeys> keys_;
 };
 
 }  // namespace
@@ -341,6 +375,9 @@ grpc::Status ToGrpcStatus(const Status& s) {
       break;
     case u2::StatusCode::kInternal:
       code = StatusCode::INTERNAL;
+      break;
+    case u2::StatusCode::kUnauthenticated:
+      code = StatusCode::UNAUTHENTICATED;
       break;
     default:
       code = StatusCode::UNKNOWN;
@@ -375,13 +412,12 @@ Status FromProto(const ModelInferRequest& proto, InferRequest* out) {
         return InvalidArgument("contents field must not be specified when using raw_input_contents for '" +
                                in.name() + "' for model '" + proto.model_name() + "'");
       }
-      t.data = proto.raw_input_contents(i);
+      t.Borrow(proto.raw_input_contents(i));
     } else {
-      U2_RETURN_IF_ERROR(TypedToRaw(in, &t.owned));
+      std::string bytes;
+      U2_RETURN_IF_ERROR(TypedToRaw(in, &bytes));
+      t.Own(std::move(bytes));
     }
-  }
-  for (InputTensor& t : out->inputs) {
-    if (!raw) t.data = t.owned;
   }
   for (const auto& o : proto.outputs()) out->requested_outputs.push_back(o.name());
   return Status::Ok();
@@ -400,8 +436,9 @@ void ToProto(const InferResponse& r, ModelInferResponse* out) {
   }
 }
 
-std::unique_ptr<inference::GRPCInferenceService::CallbackService> MakeGrpcService(InferenceService* service) {
-  return std::make_unique<GrpcService>(service);
+std::unique_ptr<inference::GRPCInferenceService::CallbackService> MakeGrpcService(
+    InferenceService* service, std::shared_ptr<const ApiKeys> keys) {
+  return std::make_unique<GrpcService>(service, std::move(keys));
 }
 
 }  // namespace u2::server

@@ -7,11 +7,14 @@
 #include <memory>
 
 #include "grpc_service.grpc.pb.h"
+#include "u2/server/api_keys.h"
 #include "u2/server/inference.h"
 
 namespace u2::server {
 
-std::unique_ptr<inference::GRPCInferenceService::CallbackService> MakeGrpcService(InferenceService* service);
+// `keys` (may be null): API keys required as metadata "authorization: Bearer KEY" (api_keys.h).
+std::unique_ptr<inference::GRPCInferenceService::CallbackService> MakeGrpcService(
+    InferenceService* service, std::shared_ptr<const ApiKeys> keys = nullptr);
 
 // Converts a gRPC ModelInferRequest (raw or typed contents) into the core's request. Tensor
 // data may point into `proto`, which must outlive `out`'s use.

@@ -2,14 +2,21 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <deque>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+
+#include "u2/server/tls.h"
 
 namespace u2::server {
 
@@ -33,98 +40,240 @@ HttpResponse MakeErrorResponse(const HttpRequest& request, int status, const std
   return MakeResponse(request, status, nlohmann::json{{"error", message}}.dump());
 }
 
+void HttpServerConfig::Register(OptionRegistry* r) {
+  r->Add("http-port", &port, "HTTP/REST, OpenAI and WebSocket port (0: any free port, -1: off)");
+  r->Add("http-threads", &num_threads, "HTTP I/O threads");
+  r->Add("max-request-bytes", &max_body_bytes, "largest request body / gRPC message");
+  r->Add("http-ssl-cert", &ssl_cert, "PEM certificate chain: serve HTTPS and WSS on the HTTP port");
+  r->Add("http-ssl-key", &ssl_key, "PEM private key of --http-ssl-cert");
+  r->Add("http-request-timeout-s", &request_timeout_s,
+         "a request (or an idle keep-alive connection) must complete within this time (0: no limit)");
+}
+
+Status HttpServerConfig::Validate() const {
+  if (port < -1 || port > 65535) return InvalidArgument("http_port must be in [-1, 65535]");
+  if (num_threads < 1 || num_threads > 256) return InvalidArgument("http_threads must be in [1, 256]");
+  if (max_body_bytes < 1024) return InvalidArgument("max_request_bytes must be >= 1024");
+  if (ssl_cert.empty() != ssl_key.empty())
+    return InvalidArgument("--http-ssl-cert and --http-ssl-key go together");
+  if (request_timeout_s < 0) return InvalidArgument("http_request_timeout_s must be >= 0");
+  return Status::Ok();
+}
+
 namespace {
 
-class Session : public std::enable_shared_from_this<Session> {
+// The bytes of one chunk of a chunked body (RFC 9112 §7.1), or of the last one when empty.
+std::string ChunkBytes(std::string_view data) {
+  if (data.empty()) return "0\r\n\r\n";
+  std::ostringstream os;
+  os << std::hex << data.size() << "\r\n" << data << "\r\n";
+  return os.str();
+}
+
+struct Shared {
+  HttpServerConfig config;
+  HttpHandler handler;
+  std::shared_ptr<ConnectionUpgrader> upgrader;  // may be null
+  RequestFilter filter;                          // may be null
+};
+
+// One connection: reads requests one at a time and writes each answer (whole, or streamed in
+// chunks) before reading the next. Stream: beast::tcp_stream or TlsStream.
+template <typename Stream>
+class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(tcp::socket&& socket, const HttpHandler& handler, ConnectionUpgrader* upgrader, uint64_t max_body)
-      : stream_(std::move(socket)), handler_(handler), upgrader_(upgrader), max_body_(max_body) {}
+  Session(Stream&& stream, std::shared_ptr<const Shared> shared)
+      : stream_(std::move(stream)), shared_(std::move(shared)) {}
 
   void Run() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Read(); });
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->Start(); });
   }
 
+  // Called through net::post on the strand.
+  void WriteChunk(std::string data, bool last) {
+    if (closed_) return;
+    pending_.push_back(ChunkBytes(data));
+    if (last && !data.empty()) pending_.push_back(ChunkBytes(""));
+    if (last) stream_finished_ = true;
+    WritePending();
+  }
+  bool closed() const { return closed_; }
+
  private:
+  void Start() {
+    if constexpr (std::is_same_v<Stream, TlsStream>) {
+      SetTimer();
+      stream_.async_handshake(
+          net::ssl::stream_base::server, [self = this->shared_from_this()](beast::error_code ec) {
+            if (ec) return self->Close();  // plaintext to a TLS port, bad certificate...: just close
+            self->Read();
+          });
+    } else {
+      Read();
+    }
+  }
+
+  void SetTimer() {
+    if (shared_->config.request_timeout_s > 0) {
+      beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(shared_->config.request_timeout_s));
+    } else {
+      beast::get_lowest_layer(stream_).expires_never();
+    }
+  }
+
   void Read() {
     parser_.emplace();
-    parser_->body_limit(max_body_);
+    parser_->body_limit(shared_->config.max_body_bytes);
     parser_->header_limit(64 * 1024);
-    stream_.expires_never();
+    SetTimer();
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
     if (ec == http::error::end_of_stream || ec == net::error::eof) return Close();
     if (ec == http::error::body_limit) {
-      HttpRequest dummy;
-      dummy.version(11);
-      auto res = MakeErrorResponse(dummy, 413,
-                                   "request body exceeds the server's limit of " + std::to_string(max_body_) +
-                                       " bytes (--max-request-bytes)");
-      res.keep_alive(false);
-      return Write(std::move(res));
+      return WriteError(413, "request body exceeds the server's limit of " +
+                                 std::to_string(shared_->config.max_body_bytes) +
+                                 " bytes (--max-request-bytes)");
     }
     if (ec) {
-      if (ec == net::error::operation_aborted || ec == net::error::connection_reset) return Close();
+      if (ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+          ec == beast::error::timeout)
+        return Close();
       // A malformed request line or headers: answer 400 and close.
-      HttpRequest dummy;
-      dummy.version(11);
-      auto res = MakeErrorResponse(dummy, 400, "malformed HTTP request: " + ec.message());
-      res.keep_alive(false);
-      return Write(std::move(res));
+      return WriteError(400, "malformed HTTP request: " + ec.message());
     }
+    beast::get_lowest_layer(stream_).expires_never();  // the handler may take a while
     HttpRequest request = parser_->release();
-    if (upgrader_ != nullptr && beast::websocket::is_upgrade(request) && upgrader_->Accepts(request)) {
-      // The connection leaves this session (which ends here) for the upgrader's.
-      return upgrader_->Upgrade(std::move(request), std::move(stream_));
+    if (shared_->filter) {
+      if (std::optional<HttpResponse> refusal = shared_->filter(request)) return Write(std::move(*refusal));
     }
-    auto self = shared_from_this();
-    Responder respond = [self](HttpResponse res) {
-      net::post(self->stream_.get_executor(),
-                [self, res = std::move(res)]() mutable { self->Write(std::move(res)); });
-    };
+    if (shared_->upgrader != nullptr && beast::websocket::is_upgrade(request) &&
+        shared_->upgrader->Accepts(request)) {
+      // The connection leaves this session (which ends here) for the upgrader's.
+      return shared_->upgrader->Upgrade(std::move(request), std::move(stream_));
+    }
+    const bool keep_alive = request.keep_alive();
+    const unsigned version = request.version();
+    auto self = this->shared_from_this();
+    Responder respond(
+        [self](HttpResponse res) {
+          net::post(self->stream_.get_executor(),
+                    [self, res = std::move(res)]() mutable { self->Write(std::move(res)); });
+        },
+        [self, keep_alive, version](HttpResponse header) -> std::shared_ptr<ResponseStream> {
+          header.version(version);
+          header.keep_alive(keep_alive);
+          header.chunked(true);
+          header.body().clear();
+          std::ostringstream os;
+          os << header.base();
+          auto stream = std::make_shared<ChunkedStream>(self);
+          net::post(self->stream_.get_executor(), [self, bytes = os.str(), keep_alive]() mutable {
+            self->keep_alive_after_stream_ = keep_alive;
+            self->pending_.push_back(std::move(bytes));
+            self->WritePending();
+          });
+          return stream;
+        });
     try {
-      handler_(std::move(request), std::move(respond));
+      shared_->handler(std::move(request), std::move(respond));
     } catch (const std::exception& e) {
       // Handlers do not throw by design; this keeps a bug from taking the server down.
       spdlog::error("HTTP handler threw: {}", e.what());
-      HttpRequest dummy;
-      dummy.version(11);
-      Write(MakeErrorResponse(dummy, 500, std::string("internal error: ") + e.what()));
+      WriteError(500, std::string("internal error: ") + e.what());
     }
+  }
+
+  // The body of a streamed response: each Write is one chunk, posted to the session's strand.
+  class ChunkedStream : public ResponseStream {
+   public:
+    explicit ChunkedStream(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+    ~ChunkedStream() override { Finish(); }
+    void Write(std::string data) override {
+      if (finished_ || data.empty()) return;
+      net::post(session_->stream_.get_executor(),
+                [s = session_, data = std::move(data)]() mutable { s->WriteChunk(std::move(data), false); });
+    }
+    void Finish() override {
+      if (finished_.exchange(true)) return;
+      net::post(session_->stream_.get_executor(), [s = session_] { s->WriteChunk("", true); });
+    }
+    bool client_gone() const override { return session_->closed_; }
+
+   private:
+    std::shared_ptr<Session> session_;
+    std::atomic<bool> finished_{false};
+  };
+
+  void WriteError(int status, const std::string& message) {
+    HttpRequest dummy;
+    dummy.version(11);
+    auto res = MakeErrorResponse(dummy, status, message);
+    res.keep_alive(false);
+    Write(std::move(res));
   }
 
   void Write(HttpResponse res) {
     auto msg = std::make_shared<HttpResponse>(std::move(res));
     const bool keep_alive = msg->keep_alive();
+    SetTimer();  // a client that stops reading does not hold the connection forever
     http::async_write(stream_, *msg,
-                      [self = shared_from_this(), msg, keep_alive](beast::error_code ec, size_t) {
+                      [self = this->shared_from_this(), msg, keep_alive](beast::error_code ec, size_t) {
                         if (ec || !keep_alive) return self->Close();
                         self->Read();
                       });
   }
 
-  void Close() {
-    beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.socket().close(ec);
+  // Writes the queued bytes of a streamed response in order; after the last chunk the
+  // connection reads its next request (or closes).
+  void WritePending() {
+    if (writing_ || closed_) return;
+    if (pending_.empty()) {
+      if (stream_finished_) {
+        stream_finished_ = false;
+        if (keep_alive_after_stream_) return Read();
+        return Close();
+      }
+      return;
+    }
+    writing_ = true;
+    SetTimer();
+    net::async_write(stream_, net::buffer(pending_.front()),
+                     [self = this->shared_from_this()](beast::error_code ec, size_t) {
+                       self->writing_ = false;
+                       self->pending_.pop_front();
+                       if (ec) return self->Close();
+                       self->WritePending();
+                     });
   }
 
-  beast::tcp_stream stream_;
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    pending_.clear();
+    beast::error_code ec;
+    beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_both, ec);
+    beast::get_lowest_layer(stream_).socket().close(ec);
+  }
+
+  Stream stream_;
+  std::shared_ptr<const Shared> shared_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  const HttpHandler& handler_;
-  ConnectionUpgrader* const upgrader_;  // may be null; outlives the session (HttpServer::Impl)
-  const uint64_t max_body_;
+  std::deque<std::string> pending_;  // bytes of a streamed response
+  bool writing_ = false;
+  bool stream_finished_ = false;
+  bool keep_alive_after_stream_ = false;
+  std::atomic<bool> closed_{false};
 };
 
 }  // namespace
 
 struct HttpServer::Impl {
-  HttpServerConfig config;
-  HttpHandler handler;
-  std::shared_ptr<ConnectionUpgrader> upgrader;
+  std::shared_ptr<Shared> shared;
+  std::shared_ptr<TlsContextProvider> tls;  // null: plain HTTP
   net::io_context ioc;
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
@@ -136,8 +285,11 @@ struct HttpServer::Impl {
       if (ec) {
         if (ec == net::error::operation_aborted) return;
         spdlog::warn("HTTP accept failed: {}", ec.message());
+      } else if (tls) {
+        TlsStream stream(beast::tcp_stream(std::move(socket)), *tls->Current());
+        std::make_shared<Session<TlsStream>>(std::move(stream), shared)->Run();
       } else {
-        std::make_shared<Session>(std::move(socket), handler, upgrader.get(), config.max_body_bytes)->Run();
+        std::make_shared<Session<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)), shared)->Run();
       }
       Accept();
     });
@@ -147,11 +299,15 @@ struct HttpServer::Impl {
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerConfig& config, HttpHandler handler,
-                                                        std::shared_ptr<ConnectionUpgrader> upgrader) {
+                                                        std::shared_ptr<ConnectionUpgrader> upgrader,
+                                                        RequestFilter filter) {
+  U2_RETURN_IF_ERROR(config.Validate());
   auto impl = std::make_unique<Impl>();
-  impl->config = config;
-  impl->handler = std::move(handler);
-  impl->upgrader = std::move(upgrader);
+  impl->shared =
+      std::make_shared<Shared>(Shared{config, std::move(handler), std::move(upgrader), std::move(filter)});
+  if (config.tls()) {
+    U2_ASSIGN_OR_RETURN(impl->tls, TlsContextProvider::Create(config.ssl_cert, config.ssl_key));
+  }
   beast::error_code ec;
   const auto address = net::ip::make_address(config.bind_address, ec);
   if (ec) return InvalidArgument("bad bind address '" + config.bind_address + "': " + ec.message());
@@ -178,7 +334,7 @@ HttpServer::~HttpServer() { Stop(); }
 void HttpServer::Stop() {
   if (!impl_ || impl_->stopped) return;
   impl_->stopped = true;
-  if (impl_->upgrader) impl_->upgrader->Stop();
+  if (impl_->shared->upgrader) impl_->shared->upgrader->Stop();
   net::post(impl_->ioc, [impl = impl_.get()] {
     beast::error_code ec;
     impl->acceptor.close(ec);

@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -12,6 +13,9 @@
 #include <optional>
 #include <set>
 
+#include "u2/server/formats.h"
+#include "u2/server/http_router.h"
+#include "u2/server/request_parameters.h"
 #include "web_page_html.h"  // kWebPageHtml, generated from web/index.html (CMakeLists.txt)
 
 namespace u2::server {
@@ -21,8 +25,6 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 namespace net = boost::asio;
 using json = nlohmann::json;
-// Outgoing messages keep WeNet's field order (status, type, nbest; sentence, word_pieces).
-using ordered_json = nlohmann::ordered_json;
 
 std::string_view WebPageHtml() { return kWebPageHtml; }
 
@@ -33,115 +35,23 @@ constexpr uint64_t kMaxTextBytes = 64 * 1024;
 // Pieces the socket is read in, so an oversized message is refused before it is all buffered.
 constexpr size_t kReadPieceBytes = 64 * 1024;
 
-std::string_view TargetPath(std::string_view target) {
-  const size_t q = target.find('?');
-  return q == std::string_view::npos ? target : target.substr(0, q);
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string UrlDecode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i] == '+' ? ' ' : s[i]);
-    }
-  }
-  return out;
-}
-
-// The value of query parameter `key` in `target` ("" if absent).
-std::string QueryParameter(std::string_view target, std::string_view key) {
-  const size_t q = target.find('?');
-  if (q == std::string_view::npos) return "";
-  std::string_view query = target.substr(q + 1);
-  while (!query.empty()) {
-    const size_t amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    const size_t eq = pair.find('=');
-    if (UrlDecode(pair.substr(0, eq)) == key) {
-      return eq == std::string_view::npos ? "" : UrlDecode(pair.substr(eq + 1));
-    }
-    if (amp == std::string_view::npos) break;
-    query = query.substr(amp + 1);
-  }
-  return "";
-}
-
-template <typename Json>
-std::string Dump(const Json& j) {
-  // Token text from a model's unit table might not be valid UTF-8; never throw over it.
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-std::string FailedMessage(const std::string& message) {
-  return Dump(ordered_json{{"status", "failed"}, {"message", message}});
-}
-
-// WeNet's "nbest" value: a JSON array serialized into a string; finals carry word_pieces.
-std::string NbestString(const StreamResult& result) {
-  ordered_json nbest = ordered_json::array();
-  for (const Hypothesis& h : result.nbest) {
-    ordered_json path = {{"sentence", h.text}};
-    if (result.is_final) {
-      ordered_json pieces = ordered_json::array();
-      for (const WordPiece& w : h.words) {
-        pieces.push_back(ordered_json{{"word", w.word}, {"start", w.start_ms}, {"end", w.end_ms}});
-      }
-      path["word_pieces"] = std::move(pieces);
-    }
-    nbest.push_back(std::move(path));
-  }
-  return Dump(nbest);
-}
-
-// The stream options of a start message: the model's defaults with the message's overrides.
-// WeNet's fields are "nbest" and "continuous_decoding"; the others are u2serve's.
+// The stream options of a start message: the model's defaults with the message's overrides
+// (request_parameters.h: WeNet's nbest and continuous_decoding, and u2serve's decoding keys).
 StatusOr<StreamOptions> OptionsFromStart(const json& start, StreamOptions options) {
-  auto integer = [&](const char* key, int* out) -> Status {
-    if (!start.contains(key)) return Status::Ok();
-    const json& v = start[key];
-    if (!v.is_number_integer() || v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX) {
-      return InvalidArgument(std::string("integer is expected for ") + key + " option");
-    }
-    *out = v.get<int>();
-    return Status::Ok();
-  };
-  auto boolean = [&](const char* key, bool* out) -> Status {
-    if (!start.contains(key)) return Status::Ok();
-    if (!start[key].is_boolean())
-      return InvalidArgument(std::string("boolean true or false is expected for ") + key + " option");
-    *out = start[key].get<bool>();
-    return Status::Ok();
-  };
-  U2_RETURN_IF_ERROR(integer("nbest", &options.nbest));
-  if (options.nbest < 1) return InvalidArgument("nbest must be at least 1");
-  U2_RETURN_IF_ERROR(boolean("continuous_decoding", &options.continuous_decoding));
-  // WeNet always detects endpoints and ends the stream at the first one unless decoding is
-  // continuous; here endpointing follows continuous_decoding unless the client says otherwise,
-  // so a plain stream is decoded to its end signal as one utterance.
-  options.endpointing = options.continuous_decoding;
-  U2_RETURN_IF_ERROR(boolean("endpointing", &options.endpointing));
-  U2_RETURN_IF_ERROR(integer("decoding_chunk_size", &options.decoding_chunk_size));
-  U2_RETURN_IF_ERROR(integer("chunk_size", &options.decoding_chunk_size));
-  U2_RETURN_IF_ERROR(integer("num_decoding_left_chunks", &options.num_decoding_left_chunks));
-  U2_RETURN_IF_ERROR(integer("left_chunks", &options.num_decoding_left_chunks));
+  U2_ASSIGN_OR_RETURN(ParameterMap parameters, ParametersFromJson(start));
+  U2_RETURN_IF_ERROR(ApplyRequestParameters(parameters, &options));
   return options;
 }
 
-class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
+// One connection, one stream. NextLayer: beast::tcp_stream (ws://) or TlsStream (wss://).
+template <typename NextLayer>
+class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<NextLayer>> {
  public:
   using Shared = WebSocketFrontEnd::Shared;
+  using std::enable_shared_from_this<WebSocketSession<NextLayer>>::shared_from_this;
+  using std::enable_shared_from_this<WebSocketSession<NextLayer>>::weak_from_this;
 
-  WebSocketSession(beast::tcp_stream&& stream, std::shared_ptr<Shared> shared)
+  WebSocketSession(NextLayer&& stream, std::shared_ptr<Shared> shared)
       : ws_(std::move(stream)), shared_(std::move(shared)) {
     ++shared_->connections_open;
     ++shared_->connections_total;
@@ -269,7 +179,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
       model_name = start["model"].get<std::string>();
     }
     if (!Usable()) return Fail("the server is shutting down", websocket::close_code::going_away);
-    auto model = FindStreamingModel(*shared_->service, model_name);
+    auto model = shared_->service->models().FindStreaming(model_name);
     if (!model.ok()) return Fail(model.status().message());
     if (!shared_->service->ready())
       return Fail("the server is not ready (shutting down?)", websocket::close_code::try_again_later);
@@ -289,7 +199,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
     stream_live_ = true;
     state_ = State::kStreaming;
     ++shared_->streams_started;
-    Send(Dump(ordered_json{{"status", "ok"}, {"type", "server_ready"}}));
+    Send(WeNetStatusMessage("server_ready"));
   }
 
   void OnEnd() {
@@ -348,14 +258,12 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
     }
     for (const StreamResult& r : update.results) {
       if (!r.is_final && (r.nbest.empty() || r.best().text.empty())) continue;  // WeNet: DecodedSomething()
-      Send(Dump(ordered_json{{"status", "ok"},
-                             {"type", r.is_final ? "final_result" : "partial_result"},
-                             {"nbest", NbestString(r)}}));
+      Send(WeNetResultMessage(r));
     }
     if (update.stream_done) {
       stream_live_ = false;  // the scheduler has removed it
       ++shared_->streams_completed;
-      Send(Dump(ordered_json{{"status", "ok"}, {"type", "speech_end"}}));
+      Send(WeNetStatusMessage("speech_end"));
       return Close(websocket::close_code::normal);
     }
     ReadMore();
@@ -379,7 +287,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
     if (stream_live_) CloseStream();
     ++shared_->streams_failed;
     spdlog::debug("WebSocket {}: {}", stream_id_.empty() ? "(no stream)" : stream_id_, message);
-    Send(FailedMessage(message));
+    Send(WeNetFailedMessage(message));
     Close(code);
   }
 
@@ -423,7 +331,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
     });
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<NextLayer> ws_;
   std::shared_ptr<Shared> shared_;
   HttpRequest request_;
   std::string model_from_query_;
@@ -447,25 +355,24 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession> {
 
 }  // namespace
 
-StatusOr<ServedModel*> FindStreamingModel(const InferenceService& service, const std::string& name) {
-  std::vector<ServedModel*> streaming;
-  for (ServedModel* m : service.models()) {
-    if (m->streams != nullptr) streaming.push_back(m);
+void WebSocketConfig::Register(OptionRegistry* r) {
+  r->Add("websocket-max-message-bytes", &max_message_bytes,
+         "largest WebSocket message (audio frame) accepted");
+  r->Add("websocket-max-pending-samples", &max_pending_samples,
+         "audio samples queued per connection before reading pauses (backpressure)");
+  r->Add("websocket-max-pending-feeds", &max_pending_feeds,
+         "audio frames queued per connection before reading pauses");
+  r->Add("websocket-idle-timeout-s", &idle_timeout_s,
+         "a WebSocket connection with no traffic for this long is closed");
+}
+
+Status WebSocketConfig::Validate() const {
+  if (max_message_bytes < 1024) return InvalidArgument("websocket_max_message_bytes must be >= 1024");
+  if (max_pending_samples < 1 || max_pending_feeds < 1) {
+    return InvalidArgument("websocket_max_pending_samples and websocket_max_pending_feeds must be >= 1");
   }
-  if (streaming.empty()) return NotFound("this server serves no streaming model");
-  if (name.empty()) return streaming.front();
-  for (ServedModel* m : streaming) {
-    if (m->name == name) return m;
-  }
-  for (ServedModel* m : streaming) {
-    if (m->name.rfind(name + "-", 0) == 0 ||
-        std::filesystem::path(m->model_dir).lexically_normal().filename().string() == name) {
-      return m;
-    }
-  }
-  std::string names;
-  for (ServedModel* m : streaming) names += (names.empty() ? "" : ", ") + m->name;
-  return NotFound("no streaming model named '" + name + "' (streaming models: " + names + ")");
+  if (idle_timeout_s < 1) return InvalidArgument("websocket_idle_timeout_s must be >= 1");
+  return Status::Ok();
 }
 
 WebSocketFrontEnd::WebSocketFrontEnd(InferenceService* service, WebSocketConfig config)
@@ -477,8 +384,7 @@ WebSocketFrontEnd::WebSocketFrontEnd(InferenceService* service, WebSocketConfig 
 WebSocketFrontEnd::~WebSocketFrontEnd() { Stop(); }
 
 bool WebSocketFrontEnd::Accepts(const HttpRequest& request) const {
-  const std::string_view path =
-      TargetPath(std::string_view(request.target().data(), request.target().size()));
+  const std::string_view path = PathOf(std::string_view(request.target().data(), request.target().size()));
   return path == "/" || path == "/ws" || path == "/ws/";
 }
 
@@ -487,7 +393,15 @@ void WebSocketFrontEnd::Upgrade(HttpRequest&& request, beast::tcp_stream&& strea
     std::lock_guard<std::mutex> lock(shared_->mu);
     if (!shared_->open) return;  // the connection closes with `stream`
   }
-  std::make_shared<WebSocketSession>(std::move(stream), shared_)->Run(std::move(request));
+  std::make_shared<WebSocketSession<beast::tcp_stream>>(std::move(stream), shared_)->Run(std::move(request));
+}
+
+void WebSocketFrontEnd::Upgrade(HttpRequest&& request, TlsStream&& stream) {
+  {
+    std::lock_guard<std::mutex> lock(shared_->mu);
+    if (!shared_->open) return;
+  }
+  std::make_shared<WebSocketSession<TlsStream>>(std::move(stream), shared_)->Run(std::move(request));
 }
 
 void WebSocketFrontEnd::Stop() {
@@ -495,8 +409,8 @@ void WebSocketFrontEnd::Stop() {
   shared_->open = false;
 }
 
-WebSocketFrontEnd::Stats WebSocketFrontEnd::stats() const {
-  Stats s;
+WebSocketCounters WebSocketFrontEnd::stats() const {
+  WebSocketCounters s;
   s.connections_open = shared_->connections_open;
   s.connections_total = shared_->connections_total;
   s.streams_started = shared_->streams_started;
@@ -517,7 +431,7 @@ json StatsJsonOf(const WebSocketFrontEnd::Shared& shared) {
             {"streams_abandoned", shared.streams_abandoned.load()}};
   json schedulers = json::array();
   std::set<const StreamScheduler*> seen;
-  for (ServedModel* m : shared.service->models()) {
+  for (ServedModel* m : shared.service->models().models()) {
     if (m->streams == nullptr || !seen.insert(m->streams).second) continue;
     const StreamScheduler::Stats s = m->streams->stats();
     schedulers.push_back({{"model", m->name},
@@ -534,19 +448,20 @@ json StatsJsonOf(const WebSocketFrontEnd::Shared& shared) {
 
 }  // namespace
 
-std::string WebSocketFrontEnd::StatsJson() const { return Dump(StatsJsonOf(*shared_)); }
+std::string WebSocketFrontEnd::StatsJson() const { return StatsJsonOf(*shared_).dump(); }
 
-HttpHandler WebSocketFrontEnd::WrapHandler(HttpHandler next) {
-  return [shared = shared_, next = std::move(next)](HttpRequest&& request, Responder respond) {
-    const std::string_view path =
-        TargetPath(std::string_view(request.target().data(), request.target().size()));
-    if (request.method() == http::verb::get && (path == "/" || path == "/index.html")) {
+HttpHandler WebSocketFrontEnd::PageHandler() {
+  return [shared = shared_](HttpRequest&& request, Responder respond) {
+    const std::string_view path = PathOf(std::string_view(request.target().data(), request.target().size()));
+    if (path == "/" || path == "/index.html") {
+      if (request.method() != http::verb::get)
+        return respond(MakeErrorResponse(request, 405, "Method Not Allowed"));
       return respond(MakeResponse(request, 200, std::string(kWebPageHtml), "text/html; charset=utf-8"));
     }
-    if (request.method() == http::verb::get && path == "/ws/stats") {
-      return respond(MakeResponse(request, 200, Dump(StatsJsonOf(*shared))));
+    if (path == "/ws/stats" && request.method() == http::verb::get) {
+      return respond(MakeResponse(request, 200, StatsJsonOf(*shared).dump()));
     }
-    next(std::move(request), std::move(respond));
+    respond(MakeErrorResponse(request, 404, "Not Found"));
   };
 }
 

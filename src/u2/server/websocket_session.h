@@ -13,7 +13,7 @@
 // Anything unexpected gets {"status":"failed","message":"..."} and the connection is closed.
 // As in WeNet, "nbest" is a string holding JSON, not a JSON array.
 //
-// The audio goes to the StreamScheduler of a served streaming model (ServedModel::streams), so
+// The audio goes to the StreamScheduler of a served streaming model (ModelRepository::FindStreaming), so
 // WebSocket streams are batched with every other stream of that model.
 #pragma once
 
@@ -25,6 +25,8 @@
 
 #include "u2/server/http_server.h"
 #include "u2/server/inference.h"
+#include "u2/server/metrics.h"
+#include "u2/util/option_registry.h"
 
 namespace u2::server {
 
@@ -39,11 +41,13 @@ struct WebSocketConfig {
   int max_pending_feeds = 1024;
   // A connection with no traffic for this long (pings count) is closed.
   int idle_timeout_s = 120;
+
+  void Register(OptionRegistry* r);
+  Status Validate() const;
 };
 
-// The WebSocket front end. Takes over upgrade requests to "/ws" and "/" from the HTTP server,
-// and wraps the REST handler so that GET "/" serves the web page and GET "/ws/stats" the
-// counters below.
+// The WebSocket front end. Takes over upgrade requests to "/ws" and "/" from the HTTP server, and
+// serves the web page ("/") and its counters ("/ws/stats").
 class WebSocketFrontEnd : public ConnectionUpgrader {
  public:
   // `service` must outlive the HTTP server that uses this front end.
@@ -52,21 +56,14 @@ class WebSocketFrontEnd : public ConnectionUpgrader {
 
   bool Accepts(const HttpRequest& request) const override;
   void Upgrade(HttpRequest&& request, boost::beast::tcp_stream&& stream) override;
+  void Upgrade(HttpRequest&& request, TlsStream&& stream) override;
   void Stop() override;
 
-  // GET / (and /index.html): the web page; GET /ws/stats: Stats and the scheduler's stream
-  // counters as JSON; anything else goes to `next`.
-  HttpHandler WrapHandler(HttpHandler next);
+  // GET / (and /index.html): the web page; GET /ws/stats: the counters and the schedulers'
+  // stream counters as JSON; anything else 404.
+  HttpHandler PageHandler();
 
-  struct Stats {
-    int64_t connections_open = 0;  // WebSocket connections alive now
-    uint64_t connections_total = 0;
-    uint64_t streams_started = 0;    // start signals accepted
-    uint64_t streams_completed = 0;  // ended with speech_end
-    uint64_t streams_failed = 0;     // ended with a "failed" message
-    uint64_t streams_abandoned = 0;  // the client went away mid-stream (stream closed at once)
-  };
-  Stats stats() const;
+  WebSocketCounters stats() const;
   std::string StatsJson() const;
 
   // Shared with the sessions (which may outlive Stop() inside the dying io_context): whether
@@ -84,11 +81,6 @@ class WebSocketFrontEnd : public ConnectionUpgrader {
  private:
   std::shared_ptr<Shared> shared_;
 };
-
-// Picks the scheduler a WebSocket stream goes to: with `name` empty the first served model that
-// streams; otherwise the streaming model called `name`, or whose name starts with "`name`-", or
-// whose model directory is named `name`. NotFound with the choices otherwise.
-StatusOr<ServedModel*> FindStreamingModel(const InferenceService& service, const std::string& name);
 
 // The web page (src/u2/server/web/index.html, embedded at build time).
 std::string_view WebPageHtml();

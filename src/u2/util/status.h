@@ -19,7 +19,8 @@ enum class StatusCode {
   kUnavailable,        // shutting down, not ready
   kUnimplemented,
   kInternal,
-  kDataLoss,  // a file is truncated or corrupt
+  kDataLoss,         // a file is truncated or corrupt
+  kUnauthenticated,  // no valid credentials (API key) with the request
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -51,6 +52,7 @@ inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std
 inline Status Unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 inline Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
+inline Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
 
 // Either a value or a non-OK Status.
 template <typename T>

@@ -1,0 +1,42 @@
+// Request parameters -> decoding options: the one place where a client's per-request settings
+// are read, whatever front end they came through (KServe parameters on gRPC/HTTP, Triton
+// sequence requests, the WebSocket start message, OpenAI form fields). Each overlay only reads
+// and type-checks; the option struct's own Validate() owns the bounds, so a knob is added in one
+// place and its limits cannot disagree between front ends.
+//
+// Keys (unknown keys are custom parameters: accepted and ignored, as Triton does):
+//   decoding_mode                       string: ctc_greedy | ctc_prefix_beam_search | attention_rescoring
+//   beam, nbest                         integers
+//   ctc_weight, reverse_weight          numbers
+//   decoding_chunk_size (chunk_size)    integer
+//   num_decoding_left_chunks (left_chunks) integer
+//   streams only: rescoring (bool or 0/1), continuous_decoding (bool), endpointing (bool)
+// Triton's sequence keys (sequence_id, sequence_start, sequence_end) and its reserved "triton_"
+// prefix are checked by CheckTritonParameters.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "u2/engine/recognizer.h"
+#include "u2/engine/streaming_recognizer.h"
+#include "u2/server/kserve_types.h"
+#include "u2/util/status.h"
+
+namespace u2::server {
+
+// Overlays the decoding keys of `parameters` on `options` (offline requests). Type errors only.
+Status ApplyRequestParameters(const ParameterMap& parameters, DecodingOptions* options);
+// The same for a stream (Triton sequences, WebSocket). `beam` also caps nbest at the new beam
+// unless nbest is given; endpointing follows continuous_decoding unless given (a plain stream is
+// one utterance, decoded to its end).
+Status ApplyRequestParameters(const ParameterMap& parameters, StreamOptions* options);
+
+// Triton's own keys: sequence_id (int64 or string), sequence_start / sequence_end (bool), and no
+// other key starting with "triton_" (but triton_enable_empty_final_response).
+Status CheckTritonParameters(const ParameterMap& parameters);
+
+// A JSON object's scalar members as parameters (integers as int64, other numbers as double);
+// arrays, objects and nulls are left out. InvalidArgument if `object` is not an object.
+StatusOr<ParameterMap> ParametersFromJson(const nlohmann::json& object);
+
+}  // namespace u2::server
