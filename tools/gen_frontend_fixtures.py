@@ -7,7 +7,7 @@ tests/fixtures/frontend/fbank.safetensors holds, for each deterministic test sig
   NAME.wav      (n,)     float32 waveform in [-1, 1), 16 kHz
   NAME.fbank    (T, 80)  torchaudio.compliance.kaldi.fbank(wav * 32768, num_mel_bins=80,
                          frame_length=25, frame_shift=10, dither=0, energy_floor=0), float32
-  NAME.fbank64  (T, 80)  the same algorithm computed independently in float64 NumPy (spec §2.2),
+  NAME.fbank64  (T, 80)  the same algorithm computed independently in float64 NumPy (docs/wenet-numerics.md §2.2),
                          rounded to float32 for storage
 and once:
   povey_window_torch (400,) torch.hann_window(400, periodic=False).pow(0.85), float32: torch's

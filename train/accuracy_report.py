@@ -396,7 +396,7 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
              "--streaming --chunk-size C --left-chunks L --threads 2 --batch-size 8`\n")
     if torch_res:
         L.append("PyTorch cross-check of streaming: streaming with all left chunks equals the offline forward "
-                 "with the same chunk mask (WeNet spec §4.3, tested in `tests/cpp/test_streaming.cc` and "
+                 "with the same chunk mask (docs/wenet-numerics.md §4.3, tested in `tests/cpp/test_streaming.cc` and "
                  "`tests/python/test_demo_model.py`), so the PyTorch reference with decoding_chunk_size 16:\n")
         L.append("| | " + " | ".join(f"{s} CER" for s in SPLITS) + " | identical transcripts (C++ streaming vs PyTorch) |")
         L.append("|---|" + "---|" * len(SPLITS) + "---|")

@@ -182,7 +182,7 @@ TEST(EncoderBatch, BatchedEqualsOneByOneWithChunkMask) {
   CheckBatchInvariance(opts);
 }
 
-// Feature windows of WeNet's chunk-by-chunk decoding (spec §4.2): (C−1)·R + RC + 1 frames,
+// Feature windows of WeNet's chunk-by-chunk decoding (docs/wenet-numerics.md §4.2): (C−1)·R + RC + 1 frames,
 // stride C·R, while start <= T − (RC+1); the last window is cut at T.
 std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int num_frames, int chunk) {
   const int R = c.SubsamplingRate(), RC = c.RightContext();
@@ -194,7 +194,8 @@ std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int num_fram
   return out;
 }
 
-// Streaming (ForwardChunk) equals the chunk-masked full forward for causal-conv models (spec §4.3).
+// Streaming (ForwardChunk) equals the chunk-masked full forward for causal-conv models
+// (docs/wenet-numerics.md §4.3).
 TEST(EncoderStreaming, ChunkByChunkMatchesChunkMaskedForward) {
   const std::regex name_re(R"(u(\d+)\.chunk(\d+)_left(-?\d+)\.encoder_out)");
   int checked = 0;
@@ -203,7 +204,8 @@ TEST(EncoderStreaming, ChunkByChunkMatchesChunkMaskedForward) {
     auto model = AsrModel::Load(FixtureModelDir(variant));
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     const ModelConfig& c = (*model)->config();
-    if (c.encoder.has_conv_module() && !c.encoder.causal) continue;  // does not stream exactly (spec §4.3)
+    if (c.encoder.has_conv_module() && !c.encoder.causal)
+      continue;  // does not stream exactly (docs/wenet-numerics.md §4.3)
     auto ref = testing::OpenFixture(variant);
     ASSERT_TRUE(ref);
     const auto utts = LoadUtterances(*ref, NumUtterances(variant));

@@ -55,7 +55,8 @@ TEST(ModelConfig, DerivedConstants) {
   EXPECT_EQ(c.RightContext(), 6);
   EXPECT_EQ(c.NumEncoderFrames(6), 0);
   EXPECT_EQ(c.NumEncoderFrames(7), 1);
-  EXPECT_EQ(c.NumEncoderFrames(67), 16);  // (C−1)·R + RC + 1 frames give C outputs (spec §1.6)
+  EXPECT_EQ(c.NumEncoderFrames(67),
+            16);  // (C−1)·R + RC + 1 frames give C outputs (docs/wenet-numerics.md §1.6)
   EXPECT_EQ(c.SubsampledFeatureDim(), 19);
   c.encoder.input_layer = InputLayer::kConv2d2;
   EXPECT_EQ(c.SubsamplingRate(), 2);

@@ -1,4 +1,4 @@
-// Attention rescoring: hand-computed combinations of CTC and decoder scores (spec §5.6).
+// Attention rescoring: hand-computed combinations of CTC and decoder scores (docs/wenet-numerics.md §5.6).
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -88,10 +88,11 @@ std::vector<StreamResult> Finals(const std::vector<StreamResult>& results) {
   return out;
 }
 
-// ---- the chunked encoder over the whole grid (spec §4.3) -------------------------------------
+// ---- the chunked encoder over the whole grid (docs/wenet-numerics.md §4.3)
+// -------------------------------------
 
-// Feature windows of the streaming encoder (spec §4.2): W = (C-1)R + RC + 1 rows, stride C·R,
-// while at least RC + 1 rows remain.
+// Feature windows of the streaming encoder (docs/wenet-numerics.md §4.2): W = (C-1)R + RC + 1 rows, stride
+// C·R, while at least RC + 1 rows remain.
 std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int frames, int chunk) {
   const int R = c.SubsamplingRate(), RC = c.RightContext();
   const int window = (chunk - 1) * R + RC + 1, stride = chunk * R;
@@ -474,6 +475,34 @@ TEST(StreamScheduler, ConcurrentStreamsGetTheirOwnResultsInOrder) {
   EXPECT_EQ(stats.streams_finished, wavs.size());
   EXPECT_GT(stats.chunks, 0u);
   EXPECT_GT(stats.steps, 0u);
+}
+
+TEST(StreamScheduler, AudioAtAnotherRateIsResampledAsItArrives) {
+  // A client sending 8 kHz audio to the 16 kHz model: the scheduler resamples piece by piece and
+  // the final equals a stream fed the one-shot resampled audio (the offline path's resampling).
+  auto sched = MakeScheduler();
+  ASSERT_TRUE(sched);
+  const auto wav16 = DemoSamples().at(1);
+  auto wav8 = Resample(wav16, 16000, 8000);
+  ASSERT_TRUE(wav8.ok());
+  auto back = Resample(*wav8, 8000, 16000);
+  ASSERT_TRUE(back.ok());
+  auto s = DemoStreaming()->NewStream();
+  ASSERT_TRUE(s.ok());
+  const std::string want = Finals(RunStream(*DemoStreaming(), **s, *back, 10240)).at(0).best().text;
+  ASSERT_FALSE(want.empty());
+  ASSERT_TRUE(sched->Start("narrowband", DemoStreaming()->default_options(), 8000).ok());
+  FeedWaiter w;
+  for (size_t pos = 0; pos < wav8->size(); pos += 3331) {
+    const size_t n = std::min<size_t>(3331, wav8->size() - pos);
+    sched->Feed("narrowband", std::vector<float>(wav8->begin() + pos, wav8->begin() + pos + n),
+                pos + n == wav8->size(), w.Callback());
+    w.Wait();
+  }
+  for (auto& [st, u] : w.got) ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_TRUE(w.got.back().second.stream_done);
+  EXPECT_EQ(w.got.back().second.results.back().best().text, want);
+  EXPECT_FALSE(sched->Start("bad-rate", DemoStreaming()->default_options(), 3).ok());
 }
 
 TEST(StreamScheduler, FeedsQueuedAtOnceAreAnsweredInOrder) {

@@ -1,4 +1,4 @@
-// The token table: parsing and its errors, special ids (spec §1.4), detokenization.
+// The token table: parsing and its errors, special ids (docs/wenet-numerics.md §1.4), detokenization.
 #include <gtest/gtest.h>
 #include <unistd.h>
 

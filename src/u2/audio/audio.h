@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -43,6 +44,27 @@ StatusOr<AudioBuffer> DecodeAudio(std::span<const std::byte> encoded);
 // round(n * to_rate / from_rate) samples; equal rates return a copy. Rates must lie in
 // [kMinSampleRate, kMaxSampleRate]; NaN/Inf input is InvalidArgument.
 StatusOr<std::vector<float>> Resample(std::span<const float> in, int from_rate, int to_rate);
+
+// Resampling of audio that arrives in pieces (a live stream at the wire's rate for a model at
+// another): the same libsoxr filter as Resample, with its state carried from piece to piece, so
+// the pieces' outputs joined equal Resample of the whole (up to the last piece's flush).
+class StreamingResampler {
+ public:
+  static StatusOr<std::unique_ptr<StreamingResampler>> Create(int from_rate, int to_rate);
+  ~StreamingResampler();
+  StreamingResampler(const StreamingResampler&) = delete;
+  StreamingResampler& operator=(const StreamingResampler&) = delete;
+  // Resamples the next piece; `last`: flush the filter (no more input after it). NaN/Inf is
+  // InvalidArgument and nothing of the piece is taken.
+  StatusOr<std::vector<float>> Process(std::span<const float> in, bool last);
+
+ private:
+  StreamingResampler() = default;
+  void* soxr_ = nullptr;  // soxr_t
+  double ratio_ = 1;
+  int64_t samples_in_ = 0, samples_out_ = 0;
+  bool flushed_ = false;
+};
 
 // ReadAudioFile followed by Resample to target_rate when the file's rate differs.
 StatusOr<AudioBuffer> ReadAudioFileAs(const std::string& path, int target_rate);

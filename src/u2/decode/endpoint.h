@@ -1,5 +1,5 @@
-// CTC endpoint detection, as runtime/core's CtcEndpoint (spec §7): trailing blank frames count as
-// silence; three rules decide, once per chunk, whether the utterance has ended.
+// CTC endpoint detection, as runtime/core's CtcEndpoint (docs/wenet-numerics.md §7): trailing blank frames
+// count as silence; three rules decide, once per chunk, whether the utterance has ended.
 #pragma once
 
 #include <string>
@@ -18,7 +18,7 @@ struct EndpointRule {
 struct EndpointConfig {
   int blank_id = 0;
   // A frame is silence if P(blank) = exp(logp[blank]) > blank_threshold. (runtime/core's
-  // blank_scale is not modelled: for blank 0 it cancels out, spec §7.)
+  // blank_scale is not modelled: for blank 0 it cancels out, docs/wenet-numerics.md §7.)
   float blank_threshold = 0.8f;
   int frame_shift_ms = 40;              // per CTC frame: 10 ms feature shift x subsampling rate
   EndpointRule rule1{false, 5000, 0};   // long silence, even with nothing decoded

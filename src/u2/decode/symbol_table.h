@@ -1,4 +1,4 @@
-// The model's token table (units.txt): "token id" per line, ids 0..V-1 (spec §1.4).
+// The model's token table (units.txt): "token id" per line, ids 0..V-1 (docs/wenet-numerics.md §1.4).
 #pragma once
 
 #include <optional>

@@ -8,6 +8,7 @@
 #include "u2/decode/ctc_search.h"
 #include "u2/decode/rescoring.h"
 #include "u2/decode/symbol_table.h"
+#include "u2/engine/nbest_ranking.h"
 #include "u2/frontend/fbank.h"
 #include "u2/model/asr_model.h"
 #include "u2/util/option_registry.h"
@@ -268,37 +269,21 @@ StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const W
     }
   }
 
-  // 4. Attention rescoring: every hypothesis of every utterance in one decoder batch.
-  std::vector<std::vector<RescoredHypothesis>> ranked(encoded.size());
-  if (options.mode == DecodingMode::kAttentionRescoring && !encoded.empty()) {
-    std::vector<std::vector<std::vector<int>>> hyps(encoded.size());
-    for (size_t k = 0; k < encoded.size(); ++k) {
-      for (const CtcHypothesis& h : ctc_nbest[k]) hyps[k].push_back(h.tokens);
-    }
-    U2_ASSIGN_OR_RETURN(std::vector<HypothesisScores> scores, model_->ScoreHypotheses(enc, hyps));
-    RescoringWeights weights;
-    weights.ctc_weight = options.ctc_weight;
-    weights.reverse_weight = options.reverse_weight;
-    for (size_t k = 0; k < encoded.size(); ++k) {
-      U2_ASSIGN_OR_RETURN(ranked[k],
-                          RankByAttentionRescoring(ctc_nbest[k], scores[k].l2r, scores[k].r2l, weights));
-    }
-  } else {
-    for (size_t k = 0; k < encoded.size(); ++k) {
-      for (size_t j = 0; j < ctc_nbest[k].size(); ++j) {
-        ranked[k].push_back({j, ctc_nbest[k][j].score, 0.0f});
-      }
+  // 4. Attention rescoring (every hypothesis of every utterance in one decoder batch) or CTC
+  //    order, then text and word times: the same last step as streaming (nbest_ranking.h).
+  std::vector<RankingItem> items(encoded.size());
+  for (size_t k = 0; k < encoded.size(); ++k) {
+    items[k].ctc = &ctc_nbest[k];
+    if (options.mode == DecodingMode::kAttentionRescoring) {
+      items[k].rescoring =
+          RescoringWeights{.ctc_weight = options.ctc_weight, .reverse_weight = options.reverse_weight};
     }
   }
-
-  // 5. Text.
+  const auto ranked = RankHypotheses(*model_, enc, items);
   for (size_t k = 0; k < encoded.size(); ++k) {
-    RecognitionResult& result = results[encoded[k]];
-    const size_t n = std::min<size_t>(ranked[k].size(), static_cast<size_t>(options.nbest));
-    for (size_t j = 0; j < n; ++j) {
-      result.nbest.push_back(MakeHypothesis(ctc_nbest[k][ranked[k][j].index], ranked[k][j], *symbols_,
-                                            {.frame_shift_ms = shift_ms}));
-    }
+    if (!ranked[k].ok()) return ranked[k].status();
+    results[encoded[k]].nbest =
+        TopHypotheses(ctc_nbest[k], *ranked[k], options.nbest, *symbols_, {.frame_shift_ms = shift_ms});
   }
   for (RecognitionResult& result : results) {
     if (result.nbest.empty()) result.nbest.emplace_back();  // silence / too short: one empty hypothesis

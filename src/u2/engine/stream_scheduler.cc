@@ -63,9 +63,14 @@ void RunAll(std::vector<std::function<void()>>& replies) {
 }
 }  // namespace
 
-Status StreamScheduler::Start(const std::string& id, const StreamOptions& options) {
+Status StreamScheduler::Start(const std::string& id, const StreamOptions& options, int input_sample_rate) {
   // Made outside the lock: validation and allocation need no shared state.
   U2_ASSIGN_OR_RETURN(std::unique_ptr<RecognitionStream> stream, recognizer_->NewStream(options));
+  auto frontend = std::make_shared<Frontend>(recognizer_->recognizer().fbank());
+  const int model_rate = recognizer_->sample_rate();
+  if (input_sample_rate != 0 && input_sample_rate != model_rate) {
+    U2_ASSIGN_OR_RETURN(frontend->resampler, StreamingResampler::Create(input_sample_rate, model_rate));
+  }
   std::vector<std::function<void()>> replies;
   Status result = Status::Ok();
   {
@@ -83,6 +88,7 @@ Status StreamScheduler::Start(const std::string& id, const StreamOptions& option
       slot->id = id;
       slot->generation = next_generation_++;
       slot->stream = std::move(stream);
+      slot->frontend = std::move(frontend);
       slot->last_activity = Clock::now();
       slot->memory_bytes = slot->stream->MemoryBytes();
       slots_.emplace(id, std::move(slot));
@@ -96,19 +102,51 @@ Status StreamScheduler::Start(const std::string& id, const StreamOptions& option
 void StreamScheduler::Feed(const std::string& id, std::vector<float> samples, bool last,
                            StreamCallback done) {
   std::vector<std::function<void()>> replies;
+  auto refuse = [&](const Status& why) {
+    ++stats_.feed_errors;
+    replies.push_back([done = std::move(done), why] { done(why, {}); });
+  };
+  std::shared_ptr<Frontend> frontend;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.feeds;
     auto it = slots_.find(id);
     if (stopping_ || it == slots_.end()) {
-      ++stats_.feed_errors;
-      const Status why = stopping_
-                             ? Unavailable("the stream scheduler is shutting down")
-                             : NotFound("no live stream '" + id + "' (never started, ended or timed out)");
-      replies.push_back([done = std::move(done), why] { done(why, {}); });
+      refuse(stopping_ ? Unavailable("the stream scheduler is shutting down")
+                       : NotFound("no live stream '" + id + "' (never started, ended or timed out)"));
+    } else {
+      frontend = it->second->frontend;
+    }
+  }
+  if (frontend) {
+    // Features outside the scheduler's lock, in this stream's order (its frontend's lock is held
+    // until the feed is queued).
+    std::lock_guard<std::mutex> order(frontend->mu);
+    Status st;
+    FeatureMatrix frames;
+    try {
+      if (frontend->resampler) {
+        auto resampled = frontend->resampler->Process(samples, last);
+        st = resampled.status();
+        if (st.ok()) samples = std::move(resampled).value();
+      }
+      if (st.ok()) st = frontend->fbank.AcceptWaveform(samples);
+      if (st.ok()) frames = frontend->fbank.PopFrames();
+    } catch (const std::exception& e) {
+      st = Internal(std::string("feature extraction failed: ") + e.what());
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = slots_.find(id);
+    if (stopping_ || it == slots_.end() || it->second->frontend != frontend) {
+      // Shut down, closed, timed out or restarted while the features were computed.
+      refuse(stopping_ ? Unavailable("the stream scheduler is shutting down")
+                       : NotFound("no live stream '" + id + "' (ended, closed or restarted)"));
+    } else if (!st.ok()) {
+      refuse(st);  // bad samples: nothing of them was accepted; the stream stays usable
     } else {
       Slot& slot = *it->second;
-      slot.feeds.push_back({std::move(samples), last, std::move(done), 0, false});
+      slot.feeds.push_back(
+          {std::move(frames), static_cast<int64_t>(samples.size()), last, std::move(done), 0, false});
       slot.last_activity = Clock::now();
       if (!slot.busy) AdvanceFeedsLocked(slot, &replies);
       work_posted_ = true;
@@ -194,9 +232,9 @@ void StreamScheduler::AdvanceFeedsLocked(Slot& slot, std::vector<std::function<v
     if (!head.accepted) {
       Status st;
       try {
-        st = stream.AcceptWaveform(head.samples);
+        st = stream.AcceptFeatures(head.frames, head.num_samples);
       } catch (const std::exception& e) {
-        st = Internal(std::string("feature extraction failed: ") + e.what());
+        st = Internal(std::string("accepting features failed: ") + e.what());
       }
       if (!st.ok()) {
         ++stats_.feed_errors;
@@ -207,7 +245,7 @@ void StreamScheduler::AdvanceFeedsLocked(Slot& slot, std::vector<std::function<v
       if (head.last) stream.InputFinished();
       head.accepted = true;
       head.chunks_at_accept = stream.num_chunks_decoded();
-      std::vector<float>().swap(head.samples);
+      head.frames = FeatureMatrix{};
     }
     if (stream.IsReady()) return;  // its audio still has chunks to decode
     StreamUpdate update;

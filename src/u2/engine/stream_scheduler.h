@@ -23,7 +23,9 @@
 #include <thread>
 #include <vector>
 
+#include "u2/audio/audio.h"
 #include "u2/engine/streaming_recognizer.h"
+#include "u2/frontend/streaming_fbank.h"
 #include "u2/util/status.h"
 
 namespace u2 {
@@ -66,10 +68,12 @@ class StreamScheduler {
   // `id` is live already it is restarted: its queued feeds are answered with FailedPrecondition
   // and its state dropped (Triton's behaviour for a second START). ResourceExhausted when max_streams
   // are live; Unavailable after Shutdown.
-  Status Start(const std::string& id, const StreamOptions& options);
+  // `input_sample_rate`: the rate Feed's audio comes at (0: the model's); other rates are
+  // resampled as they arrive (audio/audio.h StreamingResampler), as offline requests are.
+  Status Start(const std::string& id, const StreamOptions& options, int input_sample_rate = 0);
   Status Start(const std::string& id) { return Start(id, recognizer_->default_options()); }
 
-  // Queues audio (model sample rate) for stream `id`; `last` = no more audio after this one. The
+  // Queues audio (at the stream's input rate) for stream `id`; `last` = no more audio after this one. The
   // callback gets the update (see StreamUpdate). NotFound (via the callback, immediately) for an
   // id that is not live; InvalidArgument for bad samples (the stream stays usable).
   void Feed(const std::string& id, std::vector<float> samples, bool last, StreamCallback done);
@@ -101,8 +105,17 @@ class StreamScheduler {
 
  private:
   using Clock = std::chrono::steady_clock;
+  // A stream's signal processing, run by Feed's caller outside the scheduler's lock (so streams'
+  // FFTs run in parallel); its mutex also keeps one stream's feeds in order.
+  struct Frontend {
+    explicit Frontend(const Fbank& fbank) : fbank(fbank) {}
+    std::mutex mu;
+    std::unique_ptr<StreamingResampler> resampler;  // null when the input is at the model's rate
+    StreamingFbank fbank;
+  };
   struct PendingFeed {
-    std::vector<float> samples;
+    FeatureMatrix frames;  // the feed's audio as features (Frontend)
+    int64_t num_samples = 0;
     bool last = false;
     StreamCallback done;
     int chunks_at_accept = 0;
@@ -112,6 +125,7 @@ class StreamScheduler {
     std::string id;
     uint64_t generation = 0;
     std::unique_ptr<RecognitionStream> stream;
+    std::shared_ptr<Frontend> frontend;
     std::deque<PendingFeed> feeds;
     std::vector<StreamResult> undelivered;  // results made while no feed was waiting
     Clock::time_point last_activity;
@@ -124,7 +138,7 @@ class StreamScheduler {
 
   StreamScheduler(std::shared_ptr<const StreamingRecognizer> recognizer, const StreamSchedulerConfig& config);
   void WorkerLoop();
-  // With the lock held: moves head feeds' audio into their streams and answers feeds that are
+  // With the lock held: moves head feeds' features into their streams and answers feeds that are
   // complete; returns the slots with a ready chunk (marked busy), at most max_batch_streams.
   std::vector<Slot*> CollectReadyLocked(std::vector<std::function<void()>>* replies);
   void AdvanceFeedsLocked(Slot& slot, std::vector<std::function<void()>>* replies);

@@ -4,13 +4,14 @@
 //
 // One chunk step, start to end (streaming_recognizer.cc follows this order):
 //   samples -> StreamingFbank (exact offline framing for any piece size; frontend/)
-//   -> a feature window of W = (C-1)·R + RC + 1 frames, stride C·R (spec §4.2)
+//   -> a feature window of W = (C-1)·R + RC + 1 frames, stride C·R (ChunkWindow, docs/streaming.md)
 //   -> AsrModel::ForwardChunk for the ready windows of MANY streams in one batch, each with its own
 //      offset, attention cache and conv cache (model/, backend/)
 //   -> incremental CTC prefix beam search per stream -> partial result (decode/)
 //   -> CtcEndpointer (decode/endpoint.h) if enabled
-//   at segment end: AsrModel::ScoreHypotheses over the segment's encoder frames (all ending
-//   streams in one decoder batch) + RankByAttentionRescoring -> final result.
+//   at segment end: RankHypotheses (engine/nbest_ranking.h): AsrModel::ScoreHypotheses over the
+//   segment's encoder frames (all ending streams in one decoder batch) + RankByAttentionRescoring
+//   -> final result, the same last step as offline recognition.
 //
 // Everything one stream knows lives in its RecognitionStream; StreamingRecognizer is stateless
 // and const, so several scheduler threads may step disjoint sets of streams concurrently.
@@ -22,16 +23,17 @@
 #include <string>
 #include <vector>
 
+#include "u2/decode/ctc_search.h"
 #include "u2/decode/endpoint.h"
+#include "u2/engine/chunk_window.h"
 #include "u2/engine/recognizer.h"
+#include "u2/frontend/fbank.h"
+#include "u2/model/asr_model.h"
 #include "u2/util/status.h"
 
 namespace u2 {
 
-class AsrModel;
-class EncoderStream;
 class StreamingFbank;
-class CtcPrefixBeamSearch;
 class CtcEndpointer;
 
 // How one stream is decoded. Defaults come from the model (StreamingRecognizer::default_options);
@@ -44,7 +46,7 @@ struct StreamOptions {
   bool rescoring = true;              // attention-rescore each segment's final result
   float ctc_weight = 0.5f;
   float reverse_weight = 0.0f;
-  bool endpointing = false;          // apply the endpoint rules (spec §7)
+  bool endpointing = false;          // apply the endpoint rules (decode/endpoint.h)
   bool continuous_decoding = false;  // after an endpoint: new segment (else the stream ends there)
   EndpointConfig endpoint;           // blank_id / frame_shift_ms are set from the model
 
@@ -74,6 +76,10 @@ class RecognitionStream {
   // absurd samples (nothing is accepted then), FailedPrecondition after InputFinished().
   // Audio given after a non-continuous stream has ended at an endpoint is ignored.
   Status AcceptWaveform(std::span<const float> samples);
+  // The same for audio whose features the caller computed with its own StreamingFbank over the
+  // stream's samples in order (the scheduler does, outside its lock): `num_samples` of audio
+  // gave `frames`. Cheap: no signal processing.
+  Status AcceptFeatures(const FeatureMatrix& frames, int64_t num_samples);
   // No more audio: the remaining features are decoded and the final result is produced.
   void InputFinished();
 
@@ -82,13 +88,13 @@ class RecognitionStream {
   bool IsReady() const;
   // True once the last final result has been produced (input finished, or a non-continuous
   // stream reached an endpoint). A done stream never becomes ready again.
-  bool IsDone() const { return done_; }
+  bool IsDone() const { return segment_ == SegmentState::kClosed; }
 
   // Results made since the last call, oldest first: finals of closed segments, then (if the
   // current segment decoded anything new) its latest partial.
   std::vector<StreamResult> TakeResults();
   // The current segment's latest partial (empty hypothesis before any chunk).
-  StreamResult CurrentPartial() const;
+  StreamResult CurrentPartial() const { return partial_; }
 
   const StreamOptions& options() const { return options_; }
   int64_t samples_accepted() const { return samples_accepted_; }
@@ -96,33 +102,59 @@ class RecognitionStream {
   // Approximate bytes of state this stream holds (features, caches, encoder history).
   size_t MemoryBytes() const;
 
- private:
-  friend class StreamingRecognizer;
-  RecognitionStream();
+  // ---- One decoding step, driven by StreamingRecognizer::DecodeStreams (which batches the
+  // model calls of many streams); each call changes only this stream ----
 
+  // The feature rows of the chunk to encode now (num_frames 0: none ready). An error if encoding
+  // them would pass the model's position table; the stream is then done.
+  StatusOr<FeatureView> NextChunk();
+  EncoderStream& encoder() { return *encoder_; }
+  const EncoderStream& encoder() const { return *encoder_; }
+  // The CTC log-probs of the chunk NextChunk() gave: prefix search, window, partial, endpointer.
+  Status AcceptChunk(const LogProbView& log_probs, int rows);
+  // Whether the current segment ends in this step: an endpoint, or the input finished with no
+  // chunk left.
+  bool SegmentEnds() const;
+  // The segment's CTC n-best and whether it is to be attention-rescored.
+  std::vector<CtcHypothesis> SegmentNBest() const;
+  bool RescoresSegment(const std::vector<CtcHypothesis>& nbest) const;
+  // Closes the segment with its final n-best (ranked); a continuous stream at an endpoint starts
+  // a new segment, anything else is done.
+  void FinishSegment(std::vector<Hypothesis> final_nbest);
+  // An error ended the stream.
+  void Fail() { segment_ = SegmentState::kClosed; }
+
+ private:
+  friend class StreamingRecognizer;  // only to construct one (NewStream)
+  // `options` are validated; the window geometry comes from the model and the chunk size.
+  RecognitionStream(std::shared_ptr<const Recognizer> recognizer, const StreamOptions& options,
+                    ChunkWindow window);
+  void UpdatePartial();
+  void StartNewSegment();
+  int64_t FeatureFramesToMs(int64_t frames) const;
+
+  // Where the input is: more audio may come, or not.
+  enum class InputState { kOpen, kFinished };
+  // Where the current segment is: decoding, at an endpoint (finalized in this step), or closed
+  // for good (the stream is done).
+  enum class SegmentState { kDecoding, kAtEndpoint, kClosed };
+
+  std::shared_ptr<const Recognizer> recognizer_;  // model, symbols, sample rate
   StreamOptions options_;
-  std::unique_ptr<StreamingFbank> fbank_;
+  std::unique_ptr<StreamingFbank> fbank_;  // made on the first AcceptWaveform
   std::unique_ptr<EncoderStream> encoder_;
   std::unique_ptr<CtcPrefixBeamSearch> search_;
   std::unique_ptr<CtcEndpointer> endpointer_;
-  std::vector<float> window_;  // features not yet consumed (first `overlap` rows: last window's tail)
-  int window_rows_ = 0;
-  int overlap_rows_ = 0;   // rows of window_ already fed to the encoder (RC + 1 - R after a chunk)
-  int window_frames_ = 0;  // W = (C - 1)·R + RC + 1: feature rows of a full chunk window
-  int stride_frames_ = 0;  // C·R: how far the window moves per chunk
-  int min_frames_ = 0;     // RC + 1: the shortest window that gives an encoder frame
-  int encoder_dim_ = 0;    // for MemoryBytes
-  int encoder_layers_ = 0;
+  ChunkWindow window_;
+  InputState input_ = InputState::kOpen;
+  SegmentState segment_ = SegmentState::kDecoding;
   int64_t segment_start_frame_ = 0;  // feature frame (10 ms) where the segment began
   int64_t frames_consumed_ = 0;      // feature frames fed to the encoder (excluding overlap repeats)
   int64_t samples_accepted_ = 0;
   int chunks_decoded_ = 0;
-  int segment_ = 0;
-  bool input_finished_ = false;
+  int segment_index_ = 0;
   bool segment_has_frames_ = false;  // the current segment decoded at least one encoder frame
-  bool endpoint_pending_ = false;    // the last chunk hit an endpoint: finalize next
-  bool done_ = false;
-  bool partial_changed_ = false;
+  bool partial_changed_ = false;     // a partial newer than the last one taken is waiting
   std::vector<StreamResult> results_;
   StreamResult partial_;
 };
@@ -156,12 +188,8 @@ class StreamingRecognizer {
 
  private:
   StreamingRecognizer() = default;
-  Status EncodeGroup(std::span<RecognitionStream* const> group, std::vector<Status>* errors,
-                     std::span<const size_t> index) const;
-  Status FinalizeSegments(std::span<RecognitionStream* const> ending, std::vector<Status>* errors,
-                          std::span<const size_t> index) const;
-  void UpdatePartial(RecognitionStream& s) const;
-  void StartNewSegment(RecognitionStream& s) const;
+  void FinalizeSegments(std::span<RecognitionStream* const> streams, std::span<const size_t> ending,
+                        std::vector<Status>* errors) const;
 
   std::shared_ptr<const Recognizer> recognizer_;
   std::shared_ptr<const AsrModel> model_;

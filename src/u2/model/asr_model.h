@@ -72,8 +72,8 @@ struct HypothesisScores {
 };
 
 struct StreamingOptions {
-  int decoding_chunk_size = 16;       // C: encoder frames per chunk (chunk windows hold
-                                      // (C−1)·R + RC + 1 feature frames, stride C·R; spec §4.2)
+  int decoding_chunk_size = 16;  // C: encoder frames per chunk (chunk windows hold
+                                 // (C−1)·R + RC + 1 feature frames, stride C·R; docs/wenet-numerics.md §4.2)
   int num_decoding_left_chunks = -1;  // attention history kept, in chunks (-1 = all)
   Status Validate() const;
   // WeNet's required_cache_size: C × left, negative = keep everything.

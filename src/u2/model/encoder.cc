@@ -583,7 +583,7 @@ Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
       p.out = att;
       p.ldo = D;
       if (use_pos) {
-        // Keys are at absolute positions offset − t1 … offset + len − 1 (spec §4.1 step 2).
+        // Keys are at absolute positions offset − t1 … offset + len − 1 (docs/wenet-numerics.md §4.1).
         float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t1 + len) * D);
         const LinearWeights& lp = layers_[layer].linear_pos;
         lp.Forward(be, pos_table_.f32() + static_cast<size_t>(st->offset_ - t1) * D, t1 + len, D, pos_proj,

@@ -5,8 +5,8 @@
 // the depthwise convolution work per utterance through row segments. Nothing is padded, so a
 // batched utterance computes exactly what it computes alone.
 //
-// Streaming (WeNet forward_chunk, spec §4.1) fits the same layer code: a chunk's rows are the
-// queries, its attention segment points at a per-stream K|V cache holding history + the chunk
+// Streaming (WeNet forward_chunk, docs/wenet-numerics.md §4.1) fits the same layer code: a chunk's rows are
+// the queries, its attention segment points at a per-stream K|V cache holding history + the chunk
 // (AttentionSegment.kv_row/k_pos), and the depthwise conv reads its K−1 frames of history from the
 // stream's conv cache (DepthwiseSegment.history, post-GLU values).
 #pragma once
@@ -33,7 +33,8 @@ struct EncoderLayerWeights {
   // Convolution module. The depthwise weight is (K, D) with BatchNorm folded in.
   LinearWeights pointwise_conv1, pointwise_conv2;
   Tensor depthwise_weight, depthwise_bias;
-  Tensor glu_of_bias;           // GLU(pointwise_conv1.bias): what causal left padding becomes (spec §3.7)
+  Tensor glu_of_bias;  // GLU(pointwise_conv1.bias): what causal left padding becomes (docs/wenet-numerics.md
+                       // §3.7)
   Tensor initial_conv_history;  // (K−1, D) rows of glu_of_bias (or zeros): a new stream's conv cache
   NormWeights conv_layer_norm;  // cnn_module_norm = layer_norm
 };
@@ -57,7 +58,7 @@ class ConformerEncoder {
   Status Forward(std::span<const FeatureView> feats, const EncodeOptions& options, Workspace& ws,
                  EncoderOutput* out) const;
 
-  // One chunk per stream (WeNet forward_chunk, spec §4.1), all streams in one packed batch.
+  // One chunk per stream (WeNet forward_chunk, docs/wenet-numerics.md §4.1), all streams in one packed batch.
   // Streams whose chunk gives no encoder frame are left untouched (length 0).
   Status ForwardChunk(std::span<EncoderStream* const> streams, std::span<const FeatureView> chunks,
                       const StreamingOptions& options, Workspace& ws, EncoderOutput* out) const;

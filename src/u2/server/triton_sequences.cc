@@ -141,7 +141,7 @@ void TritonSequences::Infer(ServedModel* m, InferRequest request, InferCallback 
     auto seq = std::make_shared<Sequence>();
     seq->stream_id =
         "triton/" + m->name + "/" + control->key + "#" + std::to_string(next_stream_generation_++);
-    if (Status s = m->streams->Start(seq->stream_id, *options); !s.ok()) {
+    if (Status s = m->streams->Start(seq->stream_id, *options, kWireSampleRate); !s.ok()) {
       if (s.code() == StatusCode::kResourceExhausted) {
         s = ResourceExhausted("cannot start sequence " + control->display + " on model '" + m->name +
                               "': " + std::to_string(m->streams->config().max_streams) +

@@ -188,7 +188,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<Ne
     auto options = OptionsFromStart(start, (*model)->stream_defaults);
     if (!options.ok()) return Fail(options.status().message());
     stream_id_ = "ws-" + std::to_string(++shared_->next_stream_number);
-    if (Status s = scheduler->Start(stream_id_, *options); !s.ok()) {
+    if (Status s = scheduler->Start(stream_id_, *options, kWireSampleRate); !s.ok()) {
       if (s.code() == StatusCode::kResourceExhausted) {
         return Fail("too many concurrent streams, try again later: " + s.message(),
                     websocket::close_code::try_again_later);
