@@ -7,6 +7,7 @@
 #include <cstring>
 #include <future>
 #include <new>
+#include <thread>
 
 #include "u2/server/inference.h"
 #include "u2/server/metrics.h"
@@ -41,6 +42,7 @@ class InferenceServiceTest : public ::testing::Test {
 
   OfflineResults Recognize(std::span<const Waveform> batch, const DecodingOptions& o) {
     last_beam_ = o.beam;
+    if (o.beam == kBlockingBeam) gate_.wait();
     if (throw_next_.exchange(false)) throw std::bad_alloc();
     std::vector<RecognitionResult> out;
     for (const Waveform& w : batch) {
@@ -84,6 +86,8 @@ class InferenceServiceTest : public ::testing::Test {
   InferenceService service_{&models_};
   std::unique_ptr<OfflineBatcher> batcher_;
   ServedModel* model_ = nullptr;
+  static constexpr int kBlockingBeam = 77;  // such a batch waits for gate_
+  std::shared_future<void> gate_;
   std::atomic<int> last_beam_{0};
   std::atomic<bool> throw_next_{false};
 };
@@ -134,6 +138,27 @@ TEST_F(InferenceServiceTest, WorkerSurvivesAnExceptionInOneBatch) {
   auto [ok, r2] = Infer(Request("ctc_prefix_beam_search", 160));
   EXPECT_TRUE(ok.ok()) << ok.ToString();
   EXPECT_EQ(r2.outputs[0].strings[0], "samples 160 at 16000");
+}
+
+TEST_F(InferenceServiceTest, QueuedRequestsPastTheirTimeoutAreRefused) {
+  std::promise<void> open;
+  gate_ = open.get_future().share();
+  // The only worker is busy with a blocked batch; a request with a 1 ms timeout waits behind it.
+  std::promise<Status> first_done;
+  service_.Infer(Request("ctc_prefix_beam_search", 160, {{"beam", int64_t{kBlockingBeam}}}),
+                 [&](const Status& s, InferResponse) { first_done.set_value(s); });
+  std::promise<Status> late_done;
+  service_.Infer(Request("ctc_prefix_beam_search", 160, {{"timeout", int64_t{1000}}}),
+                 [&](const Status& s, InferResponse) { late_done.set_value(s); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  open.set_value();
+  EXPECT_TRUE(first_done.get_future().get().ok());
+  const Status late = late_done.get_future().get();
+  EXPECT_EQ(late.code(), StatusCode::kDeadlineExceeded) << late.ToString();
+  // Without a timeout it runs; a malformed timeout is refused.
+  EXPECT_TRUE(Infer(Request("ctc_prefix_beam_search", 160)).first.ok());
+  EXPECT_EQ(Infer(Request("ctc_prefix_beam_search", 160, {{"timeout", std::string("soon")}})).first.code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST_F(InferenceServiceTest, MetricsAndStatistics) {

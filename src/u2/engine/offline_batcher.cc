@@ -16,6 +16,9 @@ void OfflineBatcherConfig::Register(OptionRegistry* r) {
   r->Add("workers", &num_workers, "concurrent batch executions per model dir");
   r->Add("max-queue-size", &max_queue_size, "queued requests before RESOURCE_EXHAUSTED / 503");
   r->Add("length-aware-batching", &length_aware, "group requests of similar audio length into a batch");
+  r->Add("request-timeout-us", &default_timeout_us,
+         "a request still queued after this long is refused with DEADLINE_EXCEEDED (0: no limit; a request's "
+         "'timeout' parameter, in microseconds as in Triton, overrides it)");
 }
 
 Status OfflineBatcherConfig::Validate() const {
@@ -26,6 +29,7 @@ Status OfflineBatcherConfig::Validate() const {
     return InvalidArgument("max_queue_delay_us must be in [0, 10000000], got " +
                            std::to_string(max_queue_delay_us));
   }
+  if (default_timeout_us < 0) return InvalidArgument("request_timeout_us must be >= 0 (0: no limit)");
   for (int p : preferred_batch_sizes) {
     if (p < 1 || p > max_batch_size) {
       return InvalidArgument("preferred batch size " + std::to_string(p) +
@@ -173,10 +177,14 @@ std::vector<OfflineBatcher::Queued> OfflineBatcher::TakeBatchLocked(Clock::time_
 void OfflineBatcher::WorkerLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    // Drop tasks whose clients have gone before they cost any compute.
+    // Drop tasks whose clients have gone, or whose deadline has passed, before they cost any compute.
     std::vector<Queued> dropped;
+    const Clock::time_point now_dropping = Clock::now();
     for (auto it = queue_.begin(); it != queue_.end();) {
-      if (it->task.cancelled && it->task.cancelled()) {
+      const bool gone = it->task.cancelled && it->task.cancelled();
+      const bool late = it->task.deadline && now_dropping >= *it->task.deadline;
+      if (gone || late) {
+        it->late = late && !gone;
         dropped.push_back(std::move(*it));
         it = queue_.erase(it);
       } else {
@@ -189,7 +197,9 @@ void OfflineBatcher::WorkerLoop() {
       for (Queued& q : dropped) {
         OfflineTaskTiming timing;
         timing.queue_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - q.arrival).count();
-        q.task.done(Unavailable("request cancelled by the client"), timing);
+        q.task.done(q.late ? DeadlineExceeded("the request waited in the queue past its deadline (timeout)")
+                           : Unavailable("request cancelled by the client"),
+                    timing);
       }
       lock.lock();
       continue;

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -36,6 +37,7 @@ struct OfflineBatcherConfig {
   int num_workers = 2;                     // concurrent Recognize() calls
   int max_queue_size = 1024;               // queued tasks; more are refused (ResourceExhausted)
   bool length_aware = true;                // fill batches with tasks of similar audio length
+  int64_t default_timeout_us = 0;          // a request queued longer is refused (0: no limit)
 
   void Register(OptionRegistry* r);
   Status Validate() const;
@@ -60,6 +62,8 @@ struct OfflineTask {
   DecodingOptions options;
   std::string batch_key;            // tasks batch together only when their keys are equal
   std::function<bool()> cancelled;  // optional: true if the client has gone (task is dropped)
+  // Optional: a task still queued at this time is dropped with DeadlineExceeded instead of run.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
   // Called exactly once, from a worker thread (or from Shutdown for tasks never run).
   std::function<void(OfflineResults results, const OfflineTaskTiming& timing)> done;
 };
@@ -94,6 +98,7 @@ class OfflineBatcher {
     Clock::time_point arrival;
     int64_t max_samples = 0;
     int utterances = 0;
+    bool late = false;  // dropped for its deadline
   };
 
   OfflineBatcher(const OfflineBatcherConfig& config, RecognizeFunction recognize);

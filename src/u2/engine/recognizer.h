@@ -4,8 +4,9 @@
 //   waveform (float, [-1, 1)) -> resample to the model rate -> fbank (frontend/)
 //   -> AsrModel::Encode: CMVN, subsampling, Conformer layers, CTC log-probs (model/, backend/)
 //   -> CTC greedy or prefix beam search (decode/)
-//   -> [attention rescoring] AsrModel::ScoreHypotheses + RankByAttentionRescoring (model/, decode/)
-//   -> SymbolTable::Detokenize -> text.
+//   -> RankHypotheses (engine/nbest_ranking.h, shared with streaming): [attention rescoring]
+//      AsrModel::ScoreHypotheses + RankByAttentionRescoring (model/, decode/)
+//   -> TopHypotheses: SymbolTable::Detokenize -> text, word times.
 #pragma once
 
 #include <memory>

@@ -379,6 +379,9 @@ grpc::Status ToGrpcStatus(const Status& s) {
     case u2::StatusCode::kUnauthenticated:
       code = StatusCode::UNAUTHENTICATED;
       break;
+    case u2::StatusCode::kDeadlineExceeded:
+      code = StatusCode::DEADLINE_EXCEEDED;
+      break;
     default:
       code = StatusCode::UNKNOWN;
       break;

@@ -295,6 +295,10 @@ int HttpStatusFor(const Status& status) {
       return 503;
     case StatusCode::kUnimplemented:
       return 501;
+    case StatusCode::kUnauthenticated:
+      return 401;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
     default:
       return 400;
   }

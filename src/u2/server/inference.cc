@@ -65,6 +65,9 @@ void InferenceService::InferOffline(ServedModel* m, InferRequest request, InferC
   auto audio = DecodeAudioInputs(request, m->name, max_batch, m->max_samples);
   if (!audio.ok()) return fail(audio.status(), ModelStats::FailReason::kOther);
   if (m->batcher == nullptr) return fail(Internal("model has no engine"), ModelStats::FailReason::kOther);
+  auto deadline =
+      RequestDeadline(request.parameters, request.received, m->batcher->config().default_timeout_us);
+  if (!deadline.ok()) return fail(deadline.status(), ModelStats::FailReason::kOther);
   pending->audio = std::move(audio).value();
   pending->response.model_version = kModelVersion;
 
@@ -73,13 +76,16 @@ void InferenceService::InferOffline(ServedModel* m, InferRequest request, InferC
   task.options = *options;
   task.batch_key = m->name + "|" + options->ToString();
   task.cancelled = request.cancelled;
+  task.deadline = *deadline;
   ++in_flight_;
   task.done = [this, m, pending](OfflineResults results, const OfflineTaskTiming& timing) {
     const int64_t request_ns = NsSince(pending->received);
     if (!results.ok()) {
-      const bool cancelled = timing.execution_batch_size == 0;
-      m->stats.RecordFailure(
-          request_ns, cancelled ? ModelStats::FailReason::kCanceled : ModelStats::FailReason::kBackend);
+      const bool never_ran = timing.execution_batch_size == 0;  // cancelled, or its deadline passed
+      m->stats.RecordFailure(request_ns, never_ran ? (results.status().code() == StatusCode::kDeadlineExceeded
+                                                          ? ModelStats::FailReason::kRejected
+                                                          : ModelStats::FailReason::kCanceled)
+                                                   : ModelStats::FailReason::kBackend);
       pending->done(results.status(), std::move(pending->response));
     } else {
       OutputTensor out;

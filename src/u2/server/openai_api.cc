@@ -151,6 +151,9 @@ void Transcribe(InferenceService* service, HttpRequest&& req, Responder respond)
   task.options = *options;
   task.batch_key = m->name + "|" + options->ToString();
   if (pending->events) task.cancelled = [events = pending->events] { return events->client_gone(); };
+  if (const int64_t us = m->batcher->config().default_timeout_us; us > 0) {
+    task.deadline = received + std::chrono::microseconds(us);
+  }
   service->BeginRequest();
   task.done = [service, m, pending, request_header, respond, received](OfflineResults results,
                                                                        const OfflineTaskTiming& timing) {

@@ -149,6 +149,21 @@ Status CheckTritonParameters(const ParameterMap& parameters) {
   return Status::Ok();
 }
 
+StatusOr<std::optional<std::chrono::steady_clock::time_point>> RequestDeadline(
+    const ParameterMap& parameters, std::chrono::steady_clock::time_point received, int64_t default_us) {
+  int64_t us = default_us;
+  if (auto it = parameters.find("timeout"); it != parameters.end()) {
+    const auto* i = std::get_if<int64_t>(&it->second);
+    const auto* u = std::get_if<uint64_t>(&it->second);
+    if ((!i && !u) || (i && *i < 0)) {
+      return InvalidArgument("parameter 'timeout' must be a non-negative integer (microseconds)");
+    }
+    us = i ? *i : static_cast<int64_t>(std::min<uint64_t>(*u, uint64_t{1} << 62));
+  }
+  if (us <= 0) return std::optional<std::chrono::steady_clock::time_point>();
+  return std::optional<std::chrono::steady_clock::time_point>(received + std::chrono::microseconds(us));
+}
+
 StatusOr<ParameterMap> ParametersFromJson(const nlohmann::json& object) {
   ParameterMap out;
   if (!object.is_object()) return InvalidArgument("parameters must be a JSON object");

@@ -15,7 +15,9 @@
 // prefix are checked by CheckTritonParameters.
 #pragma once
 
+#include <chrono>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 
 #include "u2/engine/recognizer.h"
 #include "u2/engine/streaming_recognizer.h"
@@ -34,6 +36,11 @@ Status ApplyRequestParameters(const ParameterMap& parameters, StreamOptions* opt
 // Triton's own keys: sequence_id (int64 or string), sequence_start / sequence_end (bool), and no
 // other key starting with "triton_" (but triton_enable_empty_final_response).
 Status CheckTritonParameters(const ParameterMap& parameters);
+
+// Triton's per-request queue timeout: the "timeout" parameter in microseconds (> 0), else
+// `default_us` (0: none). The deadline is counted from `received`.
+StatusOr<std::optional<std::chrono::steady_clock::time_point>> RequestDeadline(
+    const ParameterMap& parameters, std::chrono::steady_clock::time_point received, int64_t default_us);
 
 // A JSON object's scalar members as parameters (integers as int64, other numbers as double);
 // arrays, objects and nulls are left out. InvalidArgument if `object` is not an object.

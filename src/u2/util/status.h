@@ -19,8 +19,9 @@ enum class StatusCode {
   kUnavailable,        // shutting down, not ready
   kUnimplemented,
   kInternal,
-  kDataLoss,         // a file is truncated or corrupt
-  kUnauthenticated,  // no valid credentials (API key) with the request
+  kDataLoss,          // a file is truncated or corrupt
+  kUnauthenticated,   // no valid credentials (API key) with the request
+  kDeadlineExceeded,  // the request's time ran out before it could run
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -53,6 +54,7 @@ inline Status Unimplemented(std::string m) { return {StatusCode::kUnimplemented,
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 inline Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
+inline Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
 
 // Either a value or a non-OK Status.
 template <typename T>
