@@ -46,7 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from text_norm import normalize  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: remarks in parentheses are not speech ("(4 seconds of silence)")
 SOUNDS_PACKAGE = "asterisk-core-sounds-en-g722"
 TEXT_PACKAGE = "asterisk-core-sounds-en"
 SOUNDS_DIR = "usr/share/asterisk/sounds/en-g722"

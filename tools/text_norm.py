@@ -4,7 +4,9 @@ so everything a speaker says has to be written with those.
 normalize(text) returns the spoken form, or None when the text cannot be written down with
 certainty (non-speech markers such as "[beep tone]", or a number whose reading is ambiguous):
 
-  * a trailing "[x]" that shows which symbol a spoken name stands for goes ("dollar [$]")
+  * a trailing "[x]" that shows which symbol a spoken name stands for goes ("dollar [$]"), and so
+    do remarks in parentheses ("... press pound. (simple tone sound plays)"); a text that is only
+    a remark ("(4 seconds of silence)") is not speech
   * lower case; "-", "/" and the other separators become spaces; sentence punctuation goes
   * numbers of one or two digits become cardinal words ("press 9" -> "press nine");
     longer numbers and decimals are ambiguous when read aloud ("1234" is "one two three four"
@@ -44,6 +46,7 @@ def _spell_abbreviation(match):
 def normalize(text):
     """The spoken form of text in the model's alphabet, or None if it cannot be known."""
     text = re.sub(r"\s*\[.\]$", "", text.strip())  # "dollar [$]": the name is spoken, not the symbol
+    text = re.sub(r"\([^()]*\)", " ", text).strip()  # remarks: "(simple tone sound plays)"
     if not text or re.search(r"[\[\]<>]", text):  # "[beep tone]", "<beep ascending>": not speech
         return None
     if re.search(r"\d[.,:]\d|\d{3,}", text):  # decimals, times, long numbers: ambiguous reading

@@ -28,7 +28,7 @@ CHANNELS = ["g722", "ulaw", "alaw", "gsm", "amr-nb", "band8k"]
 def sox_effects(samples, effects, rate=SAMPLE_RATE):
     """Samples through a sox effects chain; the result is resampled to 16 kHz."""
     raw = subprocess.run(
-        ["sox", "-V1", "-t", "raw", "-r", str(rate), "-e", "signed-integer", "-b", "16", "-c", "1", "-",
+        ["sox", "-R", "-V1", "-t", "raw", "-r", str(rate), "-e", "signed-integer", "-b", "16", "-c", "1", "-",
          "-t", "raw", "-r", str(SAMPLE_RATE), "-e", "signed-integer", "-b", "16", "-c", "1", "-"] + effects,
         input=samples.astype(np.int16).tobytes(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         check=True).stdout
@@ -38,10 +38,10 @@ def sox_effects(samples, effects, rate=SAMPLE_RATE):
 def sox_codec_round_trip(samples, file_type, extra=()):
     """Through an 8 kHz telephone codec file (sox encodes and decodes), back at 16 kHz."""
     with tempfile.NamedTemporaryFile(suffix="." + file_type) as coded:
-        subprocess.run(["sox", "-V1", "-t", "raw", "-r", str(SAMPLE_RATE), "-e", "signed-integer", "-b", "16",
+        subprocess.run(["sox", "-R", "-V1", "-t", "raw", "-r", str(SAMPLE_RATE), "-e", "signed-integer", "-b", "16",
                         "-c", "1", "-", *extra, "-r", "8000", "-c", "1", "-t", file_type, coded.name],
                        input=samples.astype(np.int16).tobytes(), stderr=subprocess.DEVNULL, check=True)
-        raw = subprocess.run(["sox", "-V1", "-t", file_type, coded.name, "-t", "raw", "-r", str(SAMPLE_RATE),
+        raw = subprocess.run(["sox", "-R", "-V1", "-t", file_type, coded.name, "-t", "raw", "-r", str(SAMPLE_RATE),
                               "-e", "signed-integer", "-b", "16", "-c", "1", "-"],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
     return np.frombuffer(raw, dtype=np.int16).copy()

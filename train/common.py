@@ -290,10 +290,12 @@ def read_table(path, limit=0):
 
 
 def write_subset_scp(wav_scp, keys, out_path):
-    """Writes the wav.scp lines of `keys` (in their order) to out_path."""
+    """Writes the wav.scp lines of `keys` (in their order) to out_path, with relative paths made
+    absolute (they are relative to the list's own folder)."""
     wavs = read_table(wav_scp)
+    base = os.path.dirname(os.path.abspath(wav_scp))
     with open(out_path, "w") as f:
-        f.writelines(f"{k} {wavs[k]}\n" for k in keys)
+        f.writelines(f"{k} {os.path.normpath(os.path.join(base, wavs[k]))}\n" for k in keys)
 
 
 def run_u2recognize(binary, model_dir, wav_scp, result, threads, extra):

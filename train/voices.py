@@ -42,7 +42,7 @@ FLITE_F0 = {"kal": 105, "kal16": 105, "awb": 110, "rms": 105, "slt": 180}
 def to_pcm16k(wav_bytes):
     """Any WAV (e.g. 8 or 32 kHz) as 16 kHz mono int16 samples, resampled by sox."""
     raw = subprocess.run(
-        ["sox", "-V1", "-t", "wav", "-", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
+        ["sox", "-R", "-V1", "-t", "wav", "-", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
          "-t", "raw", "-"], input=wav_bytes, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
     return np.frombuffer(raw, dtype=np.int16).copy()
 

@@ -55,18 +55,20 @@ def tokens_to_text(tokens, doc, units):
     return "".join(units[t] for t in tokens if t not in special).replace("\u2581", " ").strip()
 
 
-def sample_features():
-    for utt, rel in read_table(SAMPLES / "wav.scp").items():
-        wav, rate = torchaudio.load(str(SAMPLES / rel))
+def sample_features(list_dir=SAMPLES, limit=0):
+    """(utt, fbank) of a wav.scp list (relative paths: to the list's folder), as the engine computes it."""
+    items = list(read_table(list_dir / "wav.scp").items())
+    for utt, rel in items[:limit] if limit else items:
+        wav, rate = torchaudio.load(str(list_dir / rel))
         assert rate == 16000
         yield utt, torchaudio.compliance.kaldi.fbank(wav * 32768, num_mel_bins=80, frame_length=25,
                                                       frame_shift=10, dither=0.0, energy_floor=0.0)
 
 
-def run_u2recognize(*args):
+def run_u2recognize(*args, list_dir=SAMPLES):
     assert U2RECOGNIZE.exists(), f"{U2RECOGNIZE} is not built"
     proc = subprocess.run([str(U2RECOGNIZE), "--model-dir", str(MODEL), "--wav-scp",
-                           str(SAMPLES / "wav.scp"), "--text", str(SAMPLES / "text"), *args],
+                           str(list_dir / "wav.scp"), "--text", str(list_dir / "text"), *args],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     got = {}

@@ -208,6 +208,63 @@ def test_live_recognition_from_the_microphone(demo_server, driver, expected, tmp
     assert not logs, logs
 
 
+REAL = ROOT / "data" / "real_speech" / "asterisk_en" / "test"
+
+
+def cer(ref, hyp):
+    sys_path = str(ROOT / "train")
+    import sys
+    if sys_path not in sys.path:
+        sys.path.insert(0, sys_path)
+    import common
+    errors, n = common.char_errors(ref, hyp)
+    return 100.0 * errors / max(1, n)
+
+
+@pytest.fixture(scope="module")
+def real_clip():
+    """A real recording of the test half (the one closest to 5 s) and its transcript."""
+    if not (REAL / "wav.scp").exists():
+        pytest.fail(f"{REAL} is missing: scripts/setup.sh builds it (tools/fetch_real_speech.py)")
+    table = lambda name: dict(l.split(" ", 1) for l in (REAL / name).read_text().splitlines() if " " in l)
+    durations = {k: float(v) for k, v in table("utt2dur").items()}
+    key = min(durations, key=lambda k: (abs(durations[k] - 5.0), k))
+    return REAL / table("wav.scp")[key].strip(), table("text")[key].strip()
+
+
+def test_live_recognition_of_a_real_recording(demo_server, real_clip, tmp_path):
+    """A real person's recording through the fake microphone: the live final's CER must be within
+    what the model measures on the real test half when streamed (u2recognize, chunk 16), plus a
+    margin for one clip and the page's own resampling."""
+    from selenium.webdriver.common.by import By
+    path, reference = real_clip
+    r = subprocess.run([str(APPS / "u2recognize"), "--model-dir", str(DEMO_MODEL), "--wav-scp", str(REAL / "wav.scp"),
+                        "--text", str(REAL / "text"), "--streaming", "--chunk-size", "16"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    measured = float(r.stderr.split("CER ")[-1].split(" %")[0])
+    samples, rate = read_wav(path)
+    padded = np.concatenate([room_noise(rate // 2, 3), samples, room_noise(2 * rate, 4)])
+    upsampled = np.interp(np.arange(len(padded) * 3) / 3.0, np.arange(len(padded)), padded)
+    capture = tmp_path / "real_mic.wav"
+    write_wav(capture, upsampled, rate=48000)
+    driver = make_driver(capture, tmp_path / "profile")
+    try:
+        driver.get(f"http://{demo_server.http_url}/")
+        driver.find_element(By.ID, "start").click()
+        wait_until(lambda: "Listening" in text_of(driver, "live-status"), 20, "server_ready")
+        final = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#finals p.final"), 60, "a final result")
+        line = final[0].get_attribute("textContent")
+        time_span = final[0].find_element(By.CLASS_NAME, "time").get_attribute("textContent")
+        sentence = line[len(time_span):]
+        driver.find_element(By.ID, "stop").click()
+    finally:
+        driver.quit()
+    got = cer(reference, sentence)
+    print(f"real clip {path.name}: {sentence!r} vs {reference!r}: CER {got:.1f} % (measured on the set {measured:.1f} %)")
+    assert got <= max(measured * 1.5, measured + 20.0), (sentence, reference, got, measured)
+
+
 def test_file_recognition(demo_server, driver, expected, tmp_path):
     from selenium.webdriver.common.by import By
     driver.get(f"http://{demo_server.http_url}/")
