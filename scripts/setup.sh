@@ -55,6 +55,11 @@ if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonc
 else
   echo "[setup] .venv: all present"
 fi
+# silero-vad's ONNX model is the VAD tests' oracle (tools/convert_silero_vad.py made models/silero_vad
+# from it); --no-deps: it would pull a second torch.
+if ! .venv/bin/python -c 'import silero_vad' 2>/dev/null; then
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps silero-vad==6.2.3
+fi
 ./scripts/install_perf_analyzer.sh
 # Real human speech for measuring (never for training): data/real_speech/asterisk_en/{dev,test}.
 .venv/bin/python tools/fetch_real_speech.py

@@ -66,6 +66,34 @@ class StreamingResampler {
   bool flushed_ = false;
 };
 
+// Reads an audio file a block at a time, mono, resampled to `target_rate` as it goes: memory
+// follows the block, not the file, so recordings of hours are fine (no kMaxAudioFrames limit).
+class AudioFileReader {
+ public:
+  // Errors as ReadAudioFile's, found at open (format, channels, rate, a truncated data chunk).
+  static StatusOr<std::unique_ptr<AudioFileReader>> Open(const std::string& path, int target_rate);
+  ~AudioFileReader();
+  AudioFileReader(const AudioFileReader&) = delete;
+  AudioFileReader& operator=(const AudioFileReader&) = delete;
+
+  // The next samples (about max_frames of the source, at the target rate); empty at the end.
+  // DataLoss if the file ends before its header says; InvalidArgument for NaN/Inf.
+  StatusOr<std::vector<float>> Read(int64_t max_frames = 1 << 16);
+  int source_rate() const { return source_rate_; }
+  int64_t source_frames_read() const { return frames_read_; }
+
+ private:
+  AudioFileReader() = default;
+  void* file_ = nullptr;  // SNDFILE*
+  int channels_ = 1;
+  int source_rate_ = 0;
+  int64_t declared_frames_ = 0;
+  int64_t frames_read_ = 0;
+  bool done_ = false;
+  std::string path_;
+  std::unique_ptr<StreamingResampler> resampler_;  // null when the rates agree
+};
+
 // ReadAudioFile followed by Resample to target_rate when the file's rate differs.
 StatusOr<AudioBuffer> ReadAudioFileAs(const std::string& path, int target_rate);
 

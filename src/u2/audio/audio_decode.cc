@@ -196,6 +196,69 @@ StatusOr<AudioBuffer> ReadAudioFile(const std::string& path) {
   return decoded;
 }
 
+StatusOr<std::unique_ptr<AudioFileReader>> AudioFileReader::Open(const std::string& path, int target_rate) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return NotFound("audio file not found: " + path);
+  if (std::filesystem::is_directory(path, ec))
+    return InvalidArgument("not an audio file (a directory): " + path);
+  SF_INFO info{};
+  std::unique_ptr<SNDFILE, SndfileCloser> file(sf_open(path.c_str(), SFM_READ, &info));
+  if (!file) return OpenError(sf_error(nullptr), sf_strerror(nullptr)).WithContext(path);
+  if (info.channels < 1 || info.channels > kMaxAudioChannels) {
+    return InvalidArgument(path + ": " + std::to_string(info.channels) + " channels (supported: 1.." +
+                           std::to_string(kMaxAudioChannels) + ")");
+  }
+  if (info.samplerate < kMinSampleRate || info.samplerate > kMaxSampleRate) {
+    return InvalidArgument(path + ": sample rate " + std::to_string(info.samplerate) +
+                           " Hz is not supported");
+  }
+  if (info.frames <= 0) return InvalidArgument(path + ": the file holds no samples");
+  if (auto truncated = TruncatedDataChunk(file.get())) return DataLoss(path + ": " + *truncated);
+  sf_command(file.get(), SFC_SET_NORM_FLOAT, nullptr, SF_TRUE);
+  std::unique_ptr<AudioFileReader> r(new AudioFileReader());
+  if (info.samplerate != target_rate) {
+    U2_ASSIGN_OR_RETURN(r->resampler_, StreamingResampler::Create(info.samplerate, target_rate));
+  }
+  r->file_ = file.release();
+  r->channels_ = info.channels;
+  r->source_rate_ = info.samplerate;
+  r->declared_frames_ = info.frames;
+  r->path_ = path;
+  return r;
+}
+
+AudioFileReader::~AudioFileReader() {
+  if (file_) sf_close(static_cast<SNDFILE*>(file_));
+}
+
+StatusOr<std::vector<float>> AudioFileReader::Read(int64_t max_frames) {
+  if (done_) return std::vector<float>();
+  auto* file = static_cast<SNDFILE*>(file_);
+  std::vector<float> block(static_cast<size_t>(std::max<int64_t>(max_frames, 1) * channels_));
+  const sf_count_t got = sf_readf_float(file, block.data(), std::max<int64_t>(max_frames, 1));
+  std::vector<float> mono(static_cast<size_t>(std::max<sf_count_t>(got, 0)));
+  for (sf_count_t i = 0; i < got; ++i) {
+    float sum = 0.0f;
+    for (int c = 0; c < channels_; ++c) sum += block[i * channels_ + c];
+    const float v = channels_ == 1 ? sum : sum / static_cast<float>(channels_);
+    if (!std::isfinite(v)) {
+      return InvalidArgument(path_ + ": sample " + std::to_string(frames_read_ + i) + " is NaN or infinite");
+    }
+    mono[static_cast<size_t>(i)] = v;
+  }
+  frames_read_ += std::max<sf_count_t>(got, 0);
+  if (got <= 0) {
+    done_ = true;
+    if (int err = sf_error(file); err != SF_ERR_NO_ERROR) return DataLoss(path_ + ": " + sf_strerror(file));
+    if (declared_frames_ != SF_COUNT_MAX && frames_read_ < declared_frames_) {
+      return DataLoss(path_ + ": truncated (header announces " + std::to_string(declared_frames_) +
+                      " frames, only " + std::to_string(frames_read_) + " could be read)");
+    }
+  }
+  if (!resampler_) return mono;
+  return resampler_->Process(mono, done_);
+}
+
 StatusOr<AudioBuffer> ReadAudioFileAs(const std::string& path, int target_rate) {
   U2_ASSIGN_OR_RETURN(AudioBuffer audio, ReadAudioFile(path));
   if (audio.sample_rate == target_rate) return audio;

@@ -67,6 +67,9 @@ void OptionRegistry::Add(const std::string& name, uint64_t* value, const std::st
 void OptionRegistry::Add(const std::string& name, double* value, const std::string& help) {
   AddScalar(name, value, help);
 }
+void OptionRegistry::Add(const std::string& name, float* value, const std::string& help) {
+  AddScalar(name, value, help);
+}
 void OptionRegistry::Add(const std::string& name, bool* value, const std::string& help) {
   AddScalar(name, value, help);
 }

@@ -33,6 +33,7 @@ class OptionRegistry {
   void Add(const std::string& name, int64_t* value, const std::string& help);
   void Add(const std::string& name, uint64_t* value, const std::string& help);
   void Add(const std::string& name, double* value, const std::string& help);
+  void Add(const std::string& name, float* value, const std::string& help);
   void Add(const std::string& name, bool* value, const std::string& help);
   void Add(const std::string& name, std::string* value, const std::string& help);
   void Add(const std::string& name, std::vector<int>* value, const std::string& help);
