@@ -7,7 +7,13 @@
 // --streaming decodes each file as a live stream would be (pieces of --piece-ms, chunk by chunk,
 // --batch-size streams batched together) and prints the final result of each.
 //
-// stdout: "utt text" per utterance (input order); stderr: progress, CER/WER and RTF.
+// Recordings longer than the model takes whole (about 200 s for the demo model) are read block by
+// block and cut into speech segments by the VAD (--segment auto; `always` segments every file,
+// `never` refuses them), and the segments are recognised --long-audio-batch at a time.
+//
+// stdout: "utt text" per utterance (input order), or --format json (one object per line: text,
+// segments with times, words with times and confidence), srt or vtt (captions; with several
+// files, one KEY.srt / KEY.vtt each in --output-dir); stderr: progress, CER/WER and RTF.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -19,9 +25,12 @@
 #include <vector>
 
 #include "u2/audio/audio.h"
+#include "u2/engine/long_audio.h"
 #include "u2/engine/recognizer.h"
 #include "u2/engine/streaming_recognizer.h"
+#include "u2/engine/transcript.h"
 #include "u2/engine/transcript_scorer.h"
+#include "u2/util/option_registry.h"
 #include "u2/util/table_file.h"
 
 namespace {
@@ -29,7 +38,9 @@ namespace {
 struct Utterance {
   std::string key;
   std::string path;
-  u2::AudioBuffer audio;
+  u2::AudioBuffer audio;  // empty for a long recording (read block by block instead)
+  bool segmented = false;
+  double seconds = 0;
 };
 
 int Fail(const u2::Status& status) {
@@ -131,6 +142,19 @@ int main(int argc, char** argv) {
                "--batch-size streams run batched");
   app.add_option("--piece-ms", piece_ms, "--streaming: audio arrives in pieces of this many ms")
       ->check(CLI::Range(1, 600000));
+  std::string segment_mode = "auto", format = "text", output_dir;
+  app.add_option("--segment", segment_mode,
+                 "VAD segmentation: auto (recordings longer than the model takes), always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str();
+  app.add_option("--format", format, "text | json | srt | vtt")
+      ->check(CLI::IsMember({"text", "json", "srt", "vtt"}))
+      ->capture_default_str();
+  app.add_option("--output-dir", output_dir, "srt/vtt with several files: write KEY.srt / KEY.vtt here");
+  u2::LongAudioConfig long_audio_config;
+  u2::OptionRegistry long_audio_options;
+  long_audio_config.Register(&long_audio_options);
+  long_audio_options.AddTo(&app);
   CLI11_PARSE(app, argc, argv);
 
   {
@@ -199,13 +223,35 @@ int main(int argc, char** argv) {
                  recognizer.default_options().ToString().c_str());
   }
 
-  // Read all audio first so the timing below is recognition only.
+  if ((format == "srt" || format == "vtt") && utts.size() > 1 && output_dir.empty()) {
+    return Fail(u2::InvalidArgument("--format " + format + " with several files needs --output-dir"));
+  }
+  // Read the audio first so the timing below is recognition only, except recordings too long for
+  // the model (or all, with --segment always): those are segmented as they are read.
+  const double model_max_seconds = static_cast<double>(recognizer.max_samples()) / recognizer.sample_rate();
+  std::unique_ptr<u2::LongAudioRecognizer> long_audio;
   double audio_seconds = 0;
   for (auto& u : utts) {
+    if (segment_mode != "never") {
+      auto reader = u2::AudioFileReader::Open(u.path, recognizer.sample_rate());
+      if (!reader.ok()) return Fail(reader.status().WithContext(u.key));
+      u.segmented = segment_mode == "always" || (*reader)->declared_seconds() > model_max_seconds;
+    }
+    if (u.segmented) {
+      if (streaming)
+        return Fail(u2::InvalidArgument(u.key + ": --streaming decodes whole files; use --segment never"));
+      if (!long_audio) {
+        auto made = u2::LongAudioRecognizer::Create(long_audio_config);
+        if (!made.ok()) return Fail(made.status().WithContext("segmenting " + u.key));
+        long_audio = std::move(*made);
+      }
+      continue;
+    }
     auto audio = u2::ReadAudioFile(u.path);
     if (!audio.ok()) return Fail(audio.status().WithContext(u.key));
     u.audio = std::move(*audio);
-    audio_seconds += u.audio.seconds();
+    u.seconds = u.audio.seconds();
+    audio_seconds += u.seconds;
   }
 
   // Batches of similar length, so padding stays small; results are printed in input order.
@@ -215,8 +261,25 @@ int main(int argc, char** argv) {
     std::stable_sort(order.begin(), order.end(),
                      [&](size_t a, size_t b) { return utts[a].audio.seconds() < utts[b].audio.seconds(); });
   }
+  std::erase_if(order, [&](size_t i) { return utts[i].segmented; });
+  std::vector<std::vector<u2::TimedResult>> stretches(utts.size());
   std::vector<u2::RecognitionResult> results(utts.size());
   const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < utts.size(); ++i) {
+    if (!utts[i].segmented) continue;
+    const auto recognize = [&](std::span<const u2::Waveform> batch) { return recognizer.Recognize(batch); };
+    double shown = 0;
+    const auto progress = [&](double seconds) {
+      if (quiet || seconds - shown < 60) return;
+      shown = seconds;
+      std::fprintf(stderr, "\ru2recognize: %s: %.0f s read", utts[i].key.c_str(), seconds);
+    };
+    auto timed = long_audio->RecognizeFile(utts[i].path, recognize, progress, &utts[i].seconds);
+    if (!quiet) std::fprintf(stderr, "\n");
+    if (!timed.ok()) return Fail(timed.status().WithContext(utts[i].key));
+    stretches[i] = std::move(*timed);
+    audio_seconds += utts[i].seconds;
+  }
   for (size_t begin = 0; begin < order.size(); begin += batch_size) {
     const size_t end = std::min(order.size(), begin + static_cast<size_t>(batch_size));
     if (streaming) {
@@ -259,8 +322,27 @@ int main(int argc, char** argv) {
   }
   int unscored = 0;
   for (size_t i = 0; i < utts.size(); ++i) {
+    if (!utts[i].segmented) stretches[i].push_back({0.0, utts[i].seconds, results[i]});
+    const u2::Transcript transcript = u2::MakeTranscript(stretches[i], utts[i].seconds);
+    if (utts[i].segmented) {  // the stitched text stands for the whole recording below
+      results[i].nbest.assign(1, u2::Hypothesis{});
+      results[i].nbest[0].text = transcript.text;
+    }
     const auto& r = results[i];
-    if (r.nbest.size() == 1) {
+    if (format != "text") {
+      std::string body = format == "json"  ? u2::FormatTranscriptJson(transcript, utts[i].key) + "\n"
+                         : format == "srt" ? u2::FormatSrt(transcript)
+                                           : u2::FormatVtt(transcript);
+      if (output_dir.empty()) {
+        std::fputs(body.c_str(), stdout);
+      } else {
+        const std::string path = output_dir + "/" + utts[i].key + "." + format;
+        FILE* f = std::fopen(path.c_str(), "w");
+        if (f == nullptr) return Fail(u2::InvalidArgument("cannot write " + path));
+        std::fputs(body.c_str(), f);
+        std::fclose(f);
+      }
+    } else if (r.nbest.size() == 1) {
       std::printf("%s %s\n", utts[i].key.c_str(), r.best().text.c_str());
     } else {
       for (size_t k = 0; k < r.nbest.size(); ++k) {

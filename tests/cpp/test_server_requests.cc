@@ -199,12 +199,13 @@ RecognitionResult ResultWithWords() {
   h.tokens = {5, 6, 7};
   h.ctc_score = -3.0f;
   h.words = {{"one", 100, 400}, {"two", 500, 900}, {"three", 2000, 2400}, {"four", 2500, 11900}};
+  for (WordPiece& w : h.words) w.confidence = 0.5f;
   r.nbest.push_back(h);
   return r;
 }
 
 TEST(Formats, TranscriptSegmentsAndCaptions) {
-  const Transcript t = MakeTranscript(ResultWithWords(), "en", /*pause_s=*/0.6, /*max_segment_s=*/8.0);
+  const Transcript t = MakeTranscript(ResultWithWords(), CaptionRules{.pause_s = 0.6, .max_segment_s = 8.0});
   ASSERT_EQ(t.segments.size(), 3u);  // a pause after "two", and "four" alone passes 8 s
   EXPECT_EQ(t.segments[0].text, "one two");
   EXPECT_DOUBLE_EQ(t.segments[0].start, 0.1);
@@ -212,15 +213,16 @@ TEST(Formats, TranscriptSegmentsAndCaptions) {
   EXPECT_EQ(t.segments[2].text, "four");
   EXPECT_EQ(SrtTime(3723.4567), "01:02:03,457");
   EXPECT_EQ(VttTime(0.0), "00:00:00.000");
-  EXPECT_EQ(FormatTranscript(t, TranscriptFormat::kSrt),
+  EXPECT_EQ(FormatTranscript(t, TranscriptFormat::kSrt, "en"),
             "1\n00:00:00,100 --> 00:00:00,900\none two\n\n2\n00:00:02,000 --> 00:00:02,400\nthree\n\n"
             "3\n00:00:02,500 --> 00:00:11,900\nfour\n\n");
-  EXPECT_EQ(FormatTranscript(t, TranscriptFormat::kText), "one two three four\n");
-  auto v = nlohmann::json::parse(FormatTranscript(t, TranscriptFormat::kVerboseJson, true, true));
+  EXPECT_EQ(FormatTranscript(t, TranscriptFormat::kText, "en"), "one two three four\n");
+  auto v = nlohmann::json::parse(FormatTranscript(t, TranscriptFormat::kVerboseJson, "en", true, true));
   EXPECT_EQ(v["words"].size(), 4u);
   EXPECT_EQ(v["segments"].size(), 3u);
   EXPECT_DOUBLE_EQ(v["duration"].get<double>(), 12.5);
-  auto j = nlohmann::json::parse(FormatTranscript(t, TranscriptFormat::kJson));
+  EXPECT_EQ(v["language"], "en");
+  auto j = nlohmann::json::parse(FormatTranscript(t, TranscriptFormat::kJson, "en"));
   EXPECT_EQ(j["text"], "one two three four");
   EXPECT_FALSE(ParseTranscriptFormat("docx").ok());
   auto e = nlohmann::json::parse(OpenAiError("bad", "invalid_request_error", "file"));
@@ -228,15 +230,34 @@ TEST(Formats, TranscriptSegmentsAndCaptions) {
   EXPECT_TRUE(e["error"]["code"].is_null());
 }
 
+TEST(Formats, StretchesOfALongRecordingKeepTheirTimes) {
+  RecognitionResult a = ResultWithWords(), b = ResultWithWords();
+  ShiftTimes(&b, 60000);  // a second stretch one minute in
+  std::vector<TimedResult> stretches = {{0.0, 12.5, a}, {60.0, 72.5, b}};
+  const Transcript t = MakeTranscript(stretches, 80.0);
+  EXPECT_EQ(t.text, "one two three four one two three four");
+  ASSERT_EQ(t.segments.size(), 6u);
+  EXPECT_DOUBLE_EQ(t.segments[3].start, 60.1);
+  EXPECT_EQ(t.words.size(), 8u);
+  auto j = nlohmann::json::parse(FormatTranscriptJson(t, "utt"));
+  EXPECT_EQ(j["key"], "utt");
+  EXPECT_EQ(j["segments"][3]["words"][0]["start"], 60.1);
+  EXPECT_DOUBLE_EQ(j["duration"].get<double>(), 80.0);
+}
+
 TEST(Formats, WeNetMessages) {
   StreamResult r;
   r.is_final = true;
   r.nbest = ResultWithWords().nbest;
-  auto m = nlohmann::json::parse(WeNetResultMessage(r));
+  EXPECT_EQ(nlohmann::json::parse(nlohmann::json::parse(WeNetResultMessage(r))["nbest"].get<std::string>())[0]
+                .count("confidence"),
+            0u);  // WeNet's exact fields unless asked
+  auto m = nlohmann::json::parse(WeNetResultMessage(r, /*confidence=*/true));
   EXPECT_EQ(m["type"], "final_result");
   auto nbest = nlohmann::json::parse(m["nbest"].get<std::string>());  // a string holding JSON, as WeNet
   EXPECT_EQ(nbest[0]["sentence"], "one two three four");
   EXPECT_EQ(nbest[0]["word_pieces"][2]["start"], 2000);
+  EXPECT_EQ(nbest[0]["word_pieces"][2]["confidence"], 0.5);
 }
 
 TEST(ApiKeys, FileIsCheckedAndReread) {

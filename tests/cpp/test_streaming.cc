@@ -477,6 +477,45 @@ TEST(StreamScheduler, ConcurrentStreamsGetTheirOwnResultsInOrder) {
   EXPECT_GT(stats.steps, 0u);
 }
 
+TEST(StreamingRecognizer, AnHourLongStreamGoesOnWithFlatMemory) {
+  // A stream far longer than the model's positions (the fixture model has 256: about 10 s): each
+  // segment ends where the positions run out and the next goes on; nothing fails and the state
+  // stays the size of one segment, however long the stream runs (fed much faster than real time).
+  RecognizerConfig config;
+  config.model_dir = std::string(U2_FIXTURES_DIR) + "/conformer_u2pp_causal_ln/model";
+  auto recognizer = Recognizer::Create(config);
+  ASSERT_TRUE(recognizer.ok()) << recognizer.status().ToString();
+  auto sr = StreamingRecognizer::Create(std::shared_ptr<const Recognizer>(std::move(*recognizer)));
+  ASSERT_TRUE(sr.ok());
+  auto s = (*sr)->NewStream();
+  ASSERT_TRUE(s.ok());
+  std::vector<float> second(16000);
+  uint32_t seed = 7;
+  size_t first_minute_peak = 0, later_peak = 0;
+  int finals = 0;
+  for (int t = 0; t < 3600; ++t) {
+    for (size_t i = 0; i < second.size(); ++i) {
+      seed = seed * 1664525u + 1013904223u;
+      second[i] =
+          0.1f * std::sin(0.05f * static_cast<float>(i + t)) + ((seed >> 9) / 8388608.0f - 0.5f) * 0.02f;
+    }
+    ASSERT_TRUE((*s)->AcceptWaveform(second).ok());
+    while ((*s)->IsReady()) {
+      RecognitionStream* p = s->get();
+      std::vector<Status> errors;
+      ASSERT_TRUE((*sr)->DecodeStreams({&p, 1}, &errors).ok());
+      ASSERT_TRUE(errors.at(0).ok()) << "at " << t << " s: " << errors[0].ToString();
+    }
+    for (const StreamResult& r : (*s)->TakeResults()) finals += r.is_final;
+    (t < 60 ? first_minute_peak : later_peak) =
+        std::max(t < 60 ? first_minute_peak : later_peak, (*s)->MemoryBytes());
+  }
+  EXPECT_GT(finals, 300);  // ~10 s segments
+  EXPECT_FALSE((*s)->IsDone());
+  EXPECT_LE(later_peak, first_minute_peak + first_minute_peak / 4)
+      << first_minute_peak << " -> " << later_peak;
+}
+
 TEST(StreamScheduler, AudioAtAnotherRateIsResampledAsItArrives) {
   // A client sending 8 kHz audio to the 16 kHz model: the scheduler resamples piece by piece and
   // the final equals a stream fed the one-shot resampled audio (the offline path's resampling).

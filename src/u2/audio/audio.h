@@ -81,6 +81,8 @@ class AudioFileReader {
   StatusOr<std::vector<float>> Read(int64_t max_frames = 1 << 16);
   int source_rate() const { return source_rate_; }
   int64_t source_frames_read() const { return frames_read_; }
+  // The length the header declares (streamed WAVs of unknown length: a huge number).
+  double declared_seconds() const { return static_cast<double>(declared_frames_) / source_rate_; }
 
  private:
   AudioFileReader() = default;

@@ -16,9 +16,12 @@ bool IsAscii(std::string_view s) {
 }  // namespace
 
 std::vector<WordPiece> AlignWords(std::span<const int> tokens, std::span<const int> token_frames,
-                                  const SymbolTable& symbols, const WordTimingConfig& config) {
+                                  const SymbolTable& symbols, const WordTimingConfig& config,
+                                  std::span<const float> token_confidence) {
   std::vector<WordPiece> words;
   if (tokens.size() != token_frames.size()) return words;
+  const bool scored = token_confidence.size() == tokens.size();
+  std::vector<int> pieces_per_word;
   const int64_t shift = config.frame_shift_ms;
   const int64_t gap = config.gap_ms;
   const size_t n = tokens.size();
@@ -45,14 +48,19 @@ std::vector<WordPiece> AlignWords(std::span<const int> tokens, std::span<const i
     }
     // Non-ASCII pieces (e.g. Chinese characters) are words of their own, as WeNet shows them.
     const bool joins = open && !starts_word && IsAscii(piece) && IsAscii(words.back().word);
+    const float confidence = scored ? token_confidence[j] : 1.0f;
     if (joins) {
       words.back().word += piece;
       words.back().end_ms = end;
+      words.back().confidence += confidence;
+      ++pieces_per_word.back();
     } else {
-      words.push_back({piece, start, end});
+      words.push_back({piece, start, end, confidence});
+      pieces_per_word.push_back(1);
     }
     open = true;
   }
+  for (size_t w = 0; w < words.size(); ++w) words[w].confidence /= static_cast<float>(pieces_per_word[w]);
   return words;
 }
 

@@ -18,6 +18,7 @@ struct WordPiece {
   std::string word;
   int64_t start_ms = 0;
   int64_t end_ms = 0;
+  float confidence = 1.0f;  // mean of its tokens' confidences (1 when none were given)
 };
 
 struct WordTimingConfig {
@@ -27,7 +28,9 @@ struct WordTimingConfig {
 };
 
 // tokens[i] peaks at encoder frame token_frames[i]. Sizes must match (else: no words).
+// token_confidence (optional, one per token): each word's confidence is its tokens' mean.
 std::vector<WordPiece> AlignWords(std::span<const int> tokens, std::span<const int> token_frames,
-                                  const SymbolTable& symbols, const WordTimingConfig& config);
+                                  const SymbolTable& symbols, const WordTimingConfig& config,
+                                  std::span<const float> token_confidence = {});
 
 }  // namespace u2

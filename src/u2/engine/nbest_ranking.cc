@@ -37,7 +37,8 @@ std::vector<StatusOr<std::vector<RescoredHypothesis>>> RankHypotheses(
 
 std::vector<Hypothesis> TopHypotheses(const std::vector<CtcHypothesis>& ctc,
                                       const std::vector<RescoredHypothesis>& ranked, int n,
-                                      const SymbolTable& symbols, const WordTimingConfig& timing) {
+                                      const SymbolTable& symbols, const WordTimingConfig& timing,
+                                      const TokenLogProb& logp_at) {
   std::vector<Hypothesis> out;
   const size_t count = std::min<size_t>(ranked.size(), static_cast<size_t>(std::max(n, 0)));
   for (size_t j = 0; j < count; ++j)

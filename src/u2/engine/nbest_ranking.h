@@ -29,9 +29,11 @@ struct RankingItem {
 std::vector<StatusOr<std::vector<RescoredHypothesis>>> RankHypotheses(
     const AsrModel& model, const EncoderOutput& rescored_encoder_output, std::span<const RankingItem> items);
 
-// The first `n` ranked hypotheses as API hypotheses (at least one: an empty one if none).
+// The first `n` ranked hypotheses as API hypotheses (at least one: an empty one if none), with
+// confidences when `logp_at` is given.
 std::vector<Hypothesis> TopHypotheses(const std::vector<CtcHypothesis>& ctc,
                                       const std::vector<RescoredHypothesis>& ranked, int n,
-                                      const SymbolTable& symbols, const WordTimingConfig& timing);
+                                      const SymbolTable& symbols, const WordTimingConfig& timing,
+                                      const TokenLogProb& logp_at = {});
 
 }  // namespace u2

@@ -25,7 +25,8 @@ StatusOr<DecodingMode> ParseDecodingMode(std::string_view name) {
 }
 
 Hypothesis MakeHypothesis(const CtcHypothesis& ctc, const RescoredHypothesis& rank,
-                          const SymbolTable& symbols, const WordTimingConfig& timing) {
+                          const SymbolTable& symbols, const WordTimingConfig& timing,
+                          const TokenLogProb& logp_at) {
   Hypothesis out;
   out.tokens = ctc.tokens;
   out.token_frames = ctc.times;
@@ -33,7 +34,17 @@ Hypothesis MakeHypothesis(const CtcHypothesis& ctc, const RescoredHypothesis& ra
   out.score = rank.final_score;
   out.ctc_score = ctc.score;
   out.attention_score = rank.attention_score;
-  out.words = AlignWords(out.tokens, out.token_frames, symbols, timing);
+  if (logp_at && out.token_frames.size() == out.tokens.size()) {
+    for (size_t j = 0; j < out.tokens.size(); ++j) {
+      out.token_confidence.push_back(std::exp(logp_at(out.token_frames[j], out.tokens[j])));
+    }
+  }
+  out.words = AlignWords(out.tokens, out.token_frames, symbols, timing, out.token_confidence);
+  if (!out.words.empty()) {
+    float sum = 0.0f;
+    for (const WordPiece& w : out.words) sum += w.confidence;
+    out.confidence = sum / static_cast<float>(out.words.size());
+  }
   return out;
 }
 
@@ -282,8 +293,14 @@ StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const W
   const auto ranked = RankHypotheses(*model_, enc, items);
   for (size_t k = 0; k < encoded.size(); ++k) {
     if (!ranked[k].ok()) return ranked[k].status();
-    results[encoded[k]].nbest =
-        TopHypotheses(ctc_nbest[k], *ranked[k], options.nbest, *symbols_, {.frame_shift_ms = shift_ms});
+    const LogProbView logp{enc.ctc_log_probs[k].data(), enc.lengths[k], mc.vocab_size};
+    const TokenLogProb logp_at = [&logp](int frame, int token) {
+      return frame >= 0 && frame < logp.num_frames && token >= 0 && token < logp.vocab
+                 ? logp.Row(frame)[token]
+                 : -INFINITY;
+    };
+    results[encoded[k]].nbest = TopHypotheses(ctc_nbest[k], *ranked[k], options.nbest, *symbols_,
+                                              {.frame_shift_ms = shift_ms}, logp_at);
   }
   for (RecognitionResult& result : results) {
     if (result.nbest.empty()) result.nbest.emplace_back();  // silence / too short: one empty hypothesis

@@ -9,6 +9,7 @@
 //   -> TopHypotheses: SymbolTable::Detokenize -> text, word times.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -86,15 +87,24 @@ struct Hypothesis {
   float score = 0;                // the score the hypotheses are ranked by (mode-dependent)
   float ctc_score = 0;            // CTC prefix log-probability (greedy: best-path log-prob)
   float attention_score = 0;      // (1 - rw) * L2R + rw * R2L decoder log-prob (rescoring only)
-  std::vector<WordPiece> words;   // per word: text and start/end in ms from the audio's start
+  std::vector<WordPiece> words;   // per word: text, start/end in ms from the audio's start, confidence
+  // Confidence (docs/server.md, "Confidence"): each token's CTC posterior at its spike frame;
+  // a word's is its tokens' mean, the hypothesis's the mean of its words' (1 when empty).
+  std::vector<float> token_confidence;
+  float confidence = 1.0f;
 };
+
+// The CTC log-probability of `token` at encoder frame `frame` of the utterance (or segment), for
+// confidences; empty when not available.
+using TokenLogProb = std::function<float(int frame, int token)>;
 
 struct CtcHypothesis;
 struct RescoredHypothesis;
 // A search result as the API returns it: tokens, CTC peak frames, text, scores (from `rank`) and
 // word times. Shared by the offline and the streaming recognizers.
 Hypothesis MakeHypothesis(const CtcHypothesis& ctc, const RescoredHypothesis& rank,
-                          const SymbolTable& symbols, const WordTimingConfig& timing);
+                          const SymbolTable& symbols, const WordTimingConfig& timing,
+                          const TokenLogProb& logp_at = {});
 
 struct RecognitionResult {
   std::vector<Hypothesis> nbest;  // best first; empty audio gives one empty hypothesis

@@ -109,7 +109,7 @@ std::vector<StreamResult> RecognitionStream::TakeResults() {
 
 size_t RecognitionStream::MemoryBytes() const {
   const ModelConfig& mc = recognizer_->model_config();
-  size_t bytes = sizeof(*this) + window_.capacity_bytes();
+  size_t bytes = sizeof(*this) + window_.capacity_bytes() + frame_top_.capacity() * sizeof(FrameTop);
   if (encoder_) {
     bytes += encoder_->encoder_frames().capacity() * sizeof(float);
     bytes += static_cast<size_t>(encoder_->cached_frames()) * 2 *
@@ -121,13 +121,22 @@ size_t RecognitionStream::MemoryBytes() const {
 
 StatusOr<FeatureView> RecognitionStream::NextChunk() {
   const int rows = window_.ReadyRows(input_ == InputState::kFinished);
-  if (rows == 0 || IsDone()) return FeatureView{window_.data(), 0, window_.dim()};
+  if (rows == 0 || IsDone() || segment_ == SegmentState::kAtEndpoint)
+    return FeatureView{window_.data(), 0, window_.dim()};
   const ModelConfig& mc = recognizer_->model_config();
   if (encoder_->offset() + mc.NumEncoderFrames(rows) > mc.MaxEncoderFrames()) {
-    Fail();
-    return InvalidArgument("the stream's segment is longer than this model's position table allows (" +
-                           std::to_string(mc.MaxEncoderFrames()) +
-                           " encoder frames); enable endpointing or segment the audio");
+    if (encoder_->offset() == 0) {  // not even one chunk fits: nothing to split
+      Fail();
+      return InvalidArgument("a chunk of " + std::to_string(rows) +
+                             " feature frames is longer than this model's position table (" +
+                             std::to_string(mc.MaxEncoderFrames()) + " encoder frames)");
+    }
+    // The segment is as long as the model's positions reach: it ends here, as at an endpoint, and
+    // the stream goes on in a new segment whatever continuous_decoding says (a stream may run for
+    // hours; docs/streaming.md).
+    segment_ = SegmentState::kAtEndpoint;
+    position_limit_split_ = true;
+    return FeatureView{window_.data(), 0, window_.dim()};
   }
   return FeatureView{window_.data(), rows, window_.dim()};
 }
@@ -138,6 +147,23 @@ Status RecognitionStream::AcceptChunk(const LogProbView& log_probs, int rows) {
     return st;
   }
   if (log_probs.num_frames > 0) segment_has_frames_ = true;
+  for (int t = 0; t < log_probs.num_frames; ++t) {
+    const float* row = log_probs.Row(t);
+    FrameTop top;
+    std::fill(std::begin(top.token), std::end(top.token), -1);
+    std::fill(std::begin(top.logp), std::end(top.logp), -INFINITY);
+    for (int v = 0; v < log_probs.vocab; ++v) {
+      if (row[v] <= top.logp[kTopPerFrame - 1]) continue;
+      int k = kTopPerFrame - 1;
+      for (; k > 0 && row[v] > top.logp[k - 1]; --k) {
+        top.logp[k] = top.logp[k - 1];
+        top.token[k] = top.token[k - 1];
+      }
+      top.logp[k] = row[v];
+      top.token[k] = v;
+    }
+    frame_top_.push_back(top);
+  }
   ++chunks_decoded_;
   frames_consumed_ += window_.Consume(rows);
   UpdatePartial();
@@ -160,6 +186,19 @@ bool RecognitionStream::SegmentEnds() const {
 }
 
 std::vector<CtcHypothesis> RecognitionStream::SegmentNBest() const { return search_->NBest(); }
+
+float RecognitionStream::TokenLogProbAt(int frame, int token) const {
+  if (frame < 0 || frame >= static_cast<int>(frame_top_.size())) return -INFINITY;
+  const FrameTop& top = frame_top_[frame];
+  for (int k = 0; k < kTopPerFrame; ++k) {
+    if (top.token[k] == token) return top.logp[k];
+  }
+  return top.logp[kTopPerFrame - 1];
+}
+
+TokenLogProb RecognitionStream::SegmentLogProbs() const {
+  return [this](int frame, int token) { return TokenLogProbAt(frame, token); };
+}
 
 bool RecognitionStream::RescoresSegment(const std::vector<CtcHypothesis>& nbest) const {
   const bool has_tokens =
@@ -196,7 +235,8 @@ void RecognitionStream::FinishSegment(std::vector<Hypothesis> final_nbest) {
   if (final_result.nbest.empty()) final_result.nbest.emplace_back();
   results_.push_back(std::move(final_result));
   partial_changed_ = false;  // the final supersedes the segment's partial
-  if (at_endpoint && options_.continuous_decoding) {
+  if (at_endpoint && (options_.continuous_decoding || position_limit_split_)) {
+    position_limit_split_ = false;
     StartNewSegment();
     // With the input finished, what remains is decoded in later steps (IsReady stays true);
     // if nothing remains, the stream ends without an extra empty segment.
@@ -215,6 +255,7 @@ void RecognitionStream::StartNewSegment() {
   window_.DropOverlap();
   segment_start_frame_ = frames_consumed_;
   segment_has_frames_ = false;
+  frame_top_.clear();
   segment_ = SegmentState::kDecoding;
   ++segment_index_;
   partial_ = StreamResult{};

@@ -105,8 +105,9 @@ class RecognitionStream {
   // ---- One decoding step, driven by StreamingRecognizer::DecodeStreams (which batches the
   // model calls of many streams); each call changes only this stream ----
 
-  // The feature rows of the chunk to encode now (num_frames 0: none ready). An error if encoding
-  // them would pass the model's position table; the stream is then done.
+  // The feature rows of the chunk to encode now (num_frames 0: none ready). If encoding them would
+  // pass the model's position table, the segment ends here instead (a new one continues after
+  // it) and nothing is encoded in this step.
   StatusOr<FeatureView> NextChunk();
   EncoderStream& encoder() { return *encoder_; }
   const EncoderStream& encoder() const { return *encoder_; }
@@ -117,6 +118,8 @@ class RecognitionStream {
   bool SegmentEnds() const;
   // The segment's CTC n-best and whether it is to be attention-rescored.
   std::vector<CtcHypothesis> SegmentNBest() const;
+  // Confidences for the segment's hypotheses (TopHypotheses).
+  TokenLogProb SegmentLogProbs() const;
   bool RescoresSegment(const std::vector<CtcHypothesis>& nbest) const;
   // Closes the segment with its final n-best (ranked); a continuous stream at an endpoint starts
   // a new segment, anything else is done.
@@ -132,6 +135,17 @@ class RecognitionStream {
   void UpdatePartial();
   void StartNewSegment();
   int64_t FeatureFramesToMs(int64_t frames) const;
+  // The segment's CTC log-probability of `token` at `frame` from the kept top entries (below the
+  // smallest kept one: that one, an upper bound), for confidences.
+  float TokenLogProbAt(int frame, int token) const;
+
+  // Each decoded frame's few most probable tokens: enough for the confidence of the tokens the
+  // search keeps, without holding the segment's whole (T x vocabulary) posterior matrix.
+  static constexpr int kTopPerFrame = 4;
+  struct FrameTop {
+    int token[kTopPerFrame];
+    float logp[kTopPerFrame];
+  };
 
   // Where the input is: more audio may come, or not.
   enum class InputState { kOpen, kFinished };
@@ -153,10 +167,12 @@ class RecognitionStream {
   int64_t samples_accepted_ = 0;
   int chunks_decoded_ = 0;
   int segment_index_ = 0;
-  bool segment_has_frames_ = false;  // the current segment decoded at least one encoder frame
-  bool partial_changed_ = false;     // a partial newer than the last one taken is waiting
+  bool segment_has_frames_ = false;    // the current segment decoded at least one encoder frame
+  bool partial_changed_ = false;       // a partial newer than the last one taken is waiting
+  bool position_limit_split_ = false;  // the segment ends because the positions ran out
   std::vector<StreamResult> results_;
   StreamResult partial_;
+  std::vector<FrameTop> frame_top_;  // the current segment's frames
 };
 
 class StreamingRecognizer {

@@ -100,7 +100,7 @@ StatusOr<std::vector<std::vector<float>>> DecodeAudioInputs(const InferRequest& 
 
 Status CheckRequestedOutputs(const InferRequest& request, const std::string& model) {
   for (const std::string& out : request.requested_outputs) {
-    if (out != "TRANSCRIPTS") {
+    if (out != "TRANSCRIPTS" && out != "SEGMENTS") {
       return InvalidArgument("unexpected inference output '" + out + "' for model '" + model + "'");
     }
   }

@@ -18,7 +18,7 @@ StatusOr<std::vector<std::vector<float>>> DecodeAudioInputs(const InferRequest& 
                                                             const std::string& model, int max_batch_size,
                                                             int64_t max_samples);
 
-// Refuses outputs other than TRANSCRIPTS.
+// Refuses outputs other than TRANSCRIPTS and SEGMENTS (offline: the timed transcript as JSON).
 Status CheckRequestedOutputs(const InferRequest& request, const std::string& model);
 
 }  // namespace u2::server

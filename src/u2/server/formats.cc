@@ -1,7 +1,6 @@
 #include "u2/server/formats.h"
 
 #include <cmath>
-#include <cstdio>
 #include <nlohmann/json.hpp>
 
 namespace u2::server {
@@ -15,15 +14,6 @@ template <typename Json>
 std::string Dump(const Json& j) {
   // Token text from a model's unit table might not be valid UTF-8; never throw over it.
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-std::string Clock(double seconds, char fraction_separator) {
-  const int64_t ms = std::max<int64_t>(0, std::llround(seconds * 1000.0));
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%02lld:%02lld:%02lld%c%03lld", static_cast<long long>(ms / 3600000),
-                static_cast<long long>(ms / 60000 % 60), static_cast<long long>(ms / 1000 % 60),
-                fraction_separator, static_cast<long long>(ms % 1000));
-  return buf;
 }
 
 double Round3(double v) { return std::round(v * 1000.0) / 1000.0; }
@@ -69,16 +59,20 @@ std::string WeNetFailedMessage(const std::string& message) {
   return Dump(ordered_json{{"status", "failed"}, {"message", message}});
 }
 
-std::string WeNetResultMessage(const StreamResult& result) {
+std::string WeNetResultMessage(const StreamResult& result, bool confidence) {
   ordered_json nbest = ordered_json::array();
   for (const Hypothesis& h : result.nbest) {
     ordered_json path = {{"sentence", h.text}};
     if (result.is_final) {
       ordered_json pieces = ordered_json::array();
       for (const WordPiece& w : h.words) {
-        pieces.push_back(ordered_json{{"word", w.word}, {"start", w.start_ms}, {"end", w.end_ms}});
+        pieces.push_back(ordered_json{{"word", w.word},
+                                      {"start", w.start_ms},
+                                      {"end", w.end_ms},
+                                      {"confidence", Round3(w.confidence)}});
       }
       path["word_pieces"] = std::move(pieces);
+      if (confidence) path["confidence"] = Round3(h.confidence);
     }
     nbest.push_back(std::move(path));
   }
@@ -114,55 +108,8 @@ const char* ContentTypeOf(TranscriptFormat format) {
   return "application/json";
 }
 
-std::string SrtTime(double seconds) { return Clock(seconds, ','); }
-std::string VttTime(double seconds) { return Clock(seconds, '.'); }
-
-Transcript MakeTranscript(const RecognitionResult& result, const std::string& language, double pause_s,
-                          double max_segment_s) {
-  Transcript t;
-  t.language = language;
-  t.duration = result.audio_seconds;
-  if (result.nbest.empty()) return t;
-  const Hypothesis& best = result.best();
-  t.text = best.text;
-  for (const WordPiece& w : best.words) t.words.push_back({w.word, w.start_ms / 1000.0, w.end_ms / 1000.0});
-  const double avg_logprob = best.ctc_score / std::max<size_t>(1, best.tokens.size());
-  auto add_segment = [&](size_t first, size_t last) {  // words [first, last)
-    TranscriptSegment s;
-    s.id = static_cast<int>(t.segments.size());
-    s.start = t.words[first].start;
-    s.end = t.words[last - 1].end;
-    for (size_t i = first; i < last; ++i) s.text += (i > first ? " " : "") + t.words[i].word;
-    s.avg_logprob = avg_logprob;
-    t.segments.push_back(std::move(s));
-  };
-  if (t.words.empty()) {
-    // Text without word times (or no speech): one segment over the whole audio.
-    TranscriptSegment s;
-    s.end = t.duration;
-    s.text = t.text;
-    s.tokens = best.tokens;
-    s.avg_logprob = avg_logprob;
-    s.no_speech_prob = t.text.empty() ? 1.0 : 0.0;
-    t.segments.push_back(std::move(s));
-    return t;
-  }
-  size_t first = 0;
-  for (size_t i = 1; i < t.words.size(); ++i) {
-    const bool pause = t.words[i].start - t.words[i - 1].end >= pause_s;
-    const bool too_long = t.words[i].end - t.words[first].start > max_segment_s;
-    if (pause || too_long) {
-      add_segment(first, i);
-      first = i;
-    }
-  }
-  add_segment(first, t.words.size());
-  // Token ids go with the segment their word is in; the unit table's word marker starts words.
-  if (t.segments.size() == 1) t.segments[0].tokens = best.tokens;
-  return t;
-}
-
-std::string FormatTranscript(const Transcript& t, TranscriptFormat format, bool segments, bool words) {
+std::string FormatTranscript(const Transcript& t, TranscriptFormat format, const std::string& language,
+                             bool segments, bool words) {
   switch (format) {
     case TranscriptFormat::kJson:
       return Dump(
@@ -170,21 +117,12 @@ std::string FormatTranscript(const Transcript& t, TranscriptFormat format, bool 
     case TranscriptFormat::kText:
       return t.text + "\n";
     case TranscriptFormat::kSrt:
-    case TranscriptFormat::kVtt: {
-      const bool srt = format == TranscriptFormat::kSrt;
-      std::string out = srt ? "" : "WEBVTT\n\n";
-      int cue = 0;
-      for (const TranscriptSegment& s : t.segments) {
-        if (s.text.empty()) continue;
-        if (srt) out += std::to_string(++cue) + "\n";
-        out += (srt ? SrtTime(s.start) : VttTime(s.start)) + " --> " +
-               (srt ? SrtTime(s.end) : VttTime(s.end)) + "\n" + s.text + "\n\n";
-      }
-      return out;
-    }
+      return FormatSrt(t);
+    case TranscriptFormat::kVtt:
+      return FormatVtt(t);
     case TranscriptFormat::kVerboseJson: {
       json j = {{"task", "transcribe"},
-                {"language", t.language},
+                {"language", language},
                 {"duration", Round3(t.duration)},
                 {"text", t.text},
                 {"usage", {{"type", "duration"}, {"seconds", std::ceil(t.duration)}}}};
@@ -200,14 +138,18 @@ std::string FormatTranscript(const Transcript& t, TranscriptFormat format, bool 
                           {"temperature", 0.0},
                           {"avg_logprob", s.avg_logprob},
                           {"compression_ratio", 1.0},
-                          {"no_speech_prob", s.no_speech_prob}});
+                          {"no_speech_prob", s.text.empty() ? 1.0 : 0.0},
+                          {"confidence", Round3(s.confidence)}});
         }
         j["segments"] = std::move(list);
       }
       if (words) {
         json list = json::array();
         for (const TranscriptWord& w : t.words) {
-          list.push_back({{"word", w.word}, {"start", Round3(w.start)}, {"end", Round3(w.end)}});
+          list.push_back({{"word", w.word},
+                          {"start", Round3(w.start)},
+                          {"end", Round3(w.end)},
+                          {"confidence", Round3(w.confidence)}});
         }
         j["words"] = std::move(list);
       }

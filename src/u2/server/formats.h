@@ -12,6 +12,7 @@
 
 #include "u2/engine/recognizer.h"
 #include "u2/engine/streaming_recognizer.h"
+#include "u2/engine/transcript.h"
 #include "u2/server/kserve_http.h"
 #include "u2/server/kserve_types.h"
 #include "u2/util/status.h"
@@ -32,8 +33,9 @@ KServeHttpBody FormatKServeHttpResponse(const InferResponse& response, const Htt
 std::string WeNetStatusMessage(const std::string& type);  // {"status":"ok","type":TYPE}
 std::string WeNetFailedMessage(const std::string& message);
 // {"status":"ok","type":"partial_result"|"final_result","nbest":"[...]"}: as in WeNet, "nbest"
-// is a string holding JSON; finals carry word_pieces.
-std::string WeNetResultMessage(const StreamResult& result);
+// is a string holding JSON; finals carry word_pieces. With `confidence` (the start message's
+// "confidence": true) each path and word piece also carries its confidence.
+std::string WeNetResultMessage(const StreamResult& result, bool confidence = false);
 
 // ---- OpenAI transcriptions --------------------------------------------------------------------
 
@@ -41,36 +43,11 @@ enum class TranscriptFormat { kJson, kText, kSrt, kVtt, kVerboseJson };
 StatusOr<TranscriptFormat> ParseTranscriptFormat(const std::string& name);
 const char* ContentTypeOf(TranscriptFormat format);
 
-struct TranscriptWord {
-  std::string word;
-  double start = 0, end = 0;  // seconds from the audio's start
-};
-struct TranscriptSegment {
-  int id = 0;
-  double start = 0, end = 0;
-  std::string text;
-  std::vector<int> tokens;  // the model's unit ids
-  double avg_logprob = 0;   // CTC log-probability per token of the best path
-  double no_speech_prob = 0;
-};
-struct Transcript {
-  std::string text;
-  std::string language;
-  double duration = 0;  // seconds of audio
-  std::vector<TranscriptSegment> segments;
-  std::vector<TranscriptWord> words;
-};
-
-// A recognition result as a timed transcript. Segments (caption cues) are cut from the word
-// times at pauses of at least `pause_s` and before a segment would pass `max_segment_s`.
-Transcript MakeTranscript(const RecognitionResult& result, const std::string& language, double pause_s = 0.6,
-                          double max_segment_s = 8.0);
-// The body for `format`. verbose_json carries segments and/or words as asked
-// (timestamp_granularities[]; segments by default).
-std::string FormatTranscript(const Transcript& t, TranscriptFormat format, bool segments = true,
-                             bool words = false);
-std::string SrtTime(double seconds);  // 00:01:02,345
-std::string VttTime(double seconds);  // 00:01:02.345
+// The body for `format` (engine/transcript.h builds the transcript). verbose_json carries
+// segments and/or words as asked (timestamp_granularities[]; segments by default) and echoes
+// `language`.
+std::string FormatTranscript(const Transcript& t, TranscriptFormat format, const std::string& language,
+                             bool segments = true, bool words = false);
 
 // Server-sent events of a streamed transcription: one data line per event.
 std::string SseTextDelta(const std::string& delta);

@@ -11,6 +11,7 @@
 
 #include "grpc_service.pb.h"
 #include "model_config.pb.h"
+#include "u2/engine/long_audio.h"
 #include "u2/engine/offline_batcher.h"
 #include "u2/engine/recognizer.h"
 #include "u2/engine/stream_scheduler.h"
@@ -32,8 +33,11 @@ struct ServedModel {
   // parameters may override them).
   StreamScheduler* streams = nullptr;
   StreamOptions stream_defaults;
-  // Longest audio accepted at kWireSampleRate: an utterance (offline) or one request (streaming).
+  // Longest audio the model takes whole, at kWireSampleRate: an utterance (offline) or one request
+  // (streaming). Offline recordings longer than this are segmented by `long_audio`'s VAD when
+  // the server has one, else refused.
   int64_t max_samples = 0;
+  const LongAudioRecognizer* long_audio = nullptr;
   ModelStats stats;
 
   bool streaming() const { return streams != nullptr; }

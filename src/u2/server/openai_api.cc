@@ -11,6 +11,7 @@
 #include "u2/server/formats.h"
 #include "u2/server/http_api.h"
 #include "u2/server/http_router.h"
+#include "u2/server/long_audio_job.h"
 #include "u2/server/multipart.h"
 
 namespace u2::server {
@@ -115,26 +116,32 @@ void Transcribe(InferenceService* service, HttpRequest&& req, Responder respond)
         req, 400, "cannot decode the uploaded file as audio: " + audio.status().message(), "file"));
   }
   const double seconds = audio->seconds();
-  if (seconds * kWireSampleRate > static_cast<double>(m->max_samples)) {
-    return respond(OpenAiErrorResponse(
-        req, 400,
-        std::to_string(static_cast<int>(seconds)) + " s of audio exceeds this model's limit of " +
-            std::to_string(m->max_samples / kWireSampleRate) + " s; segment the audio first",
-        "file"));
+  const bool long_recording = seconds * kWireSampleRate > static_cast<double>(m->max_samples);
+  if (long_recording && m->long_audio == nullptr) {
+    return respond(OpenAiErrorResponse(req, 400,
+                                       std::to_string(static_cast<int>(seconds)) +
+                                           " s of audio exceeds this model's limit of " +
+                                           std::to_string(m->max_samples / kWireSampleRate) +
+                                           " s and the server has no VAD to segment it (--vad-model-dir)",
+                                       "file"));
   }
   auto options = OfflineOptionsFor(*m, {});
   if (!options.ok()) return respond(ErrorFor(req, options.status()));
 
+  // Everything the answer needs, shared by the task (or long-audio job) that produces it.
   struct Pending {
     std::shared_ptr<std::string> body;
     AudioBuffer audio;
     TranscriptionRequest form;
     std::shared_ptr<ResponseStream> events;  // stream=true
+    HttpRequest header;
+    Responder respond;
+    int segments_sent = 0;
   };
-  auto pending = std::make_shared<Pending>();
-  pending->body = body;
-  pending->audio = std::move(audio).value();
-  pending->form = *form;
+  auto pending =
+      std::make_shared<Pending>(Pending{body, std::move(audio).value(), *form, nullptr, {}, respond, 0});
+  pending->header.version(req.version());
+  pending->header.keep_alive(req.keep_alive());
   if (form->stream) {
     HttpResponse header = MakeResponse(req, 200, "", "text/event-stream");
     header.set(http::field::cache_control, "no-cache");
@@ -142,63 +149,83 @@ void Transcribe(InferenceService* service, HttpRequest&& req, Responder respond)
     if (!pending->events)
       return respond(OpenAiErrorResponse(req, 400, "streaming is not available here", "stream"));
   }
-  auto request_header = std::make_shared<HttpRequest>();
-  request_header->version(req.version());
-  request_header->keep_alive(req.keep_alive());
-
-  OfflineTask task;
-  task.waveforms.push_back({pending->audio.samples, pending->audio.sample_rate});
-  task.options = *options;
-  task.batch_key = m->name + "|" + options->ToString();
-  if (pending->events) task.cancelled = [events = pending->events] { return events->client_gone(); };
+  std::optional<Clock::time_point> deadline;
   if (const int64_t us = m->batcher->config().default_timeout_us; us > 0) {
-    task.deadline = received + std::chrono::microseconds(us);
+    deadline = received + std::chrono::microseconds(us);
   }
-  service->BeginRequest();
-  task.done = [service, m, pending, request_header, respond, received](OfflineResults results,
-                                                                       const OfflineTaskTiming& timing) {
-    const HttpRequest& hreq = *request_header;
+  std::function<bool()> cancelled;
+  if (pending->events) cancelled = [events = pending->events] { return events->client_gone(); };
+
+  // The answer: the transcript in the asked format, or the rest of the event stream.
+  auto finish = [service, m, pending, received](StatusOr<std::vector<TimedResult>> stretches, bool ran) {
     const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - received).count();
-    if (!results.ok()) {
-      m->stats.RecordFailure(ns, timing.execution_batch_size == 0 ? ModelStats::FailReason::kCanceled
-                                                                  : ModelStats::FailReason::kBackend);
+    if (!stretches.ok()) {
+      m->stats.RecordFailure(ns, ran ? ModelStats::FailReason::kBackend : ModelStats::FailReason::kCanceled);
       if (pending->events) {
-        pending->events->Write("data: " + OpenAiError(results.status().message(), "server_error") + "\n\n");
+        pending->events->Write("data: " + OpenAiError(stretches.status().message(), "server_error") + "\n\n");
         pending->events->Finish();
       } else {
-        respond(ErrorFor(hreq, results.status()));
+        pending->respond(ErrorFor(pending->header, stretches.status()));
       }
       service->EndRequest();
       return;
     }
-    const RecognitionResult& result = results->front();
-    m->stats.RecordSuccess(ns, timing, 1, result.audio_seconds);
-    const Transcript t = MakeTranscript(result, pending->form.language);
+    const Transcript t = MakeTranscript(*stretches, pending->audio.seconds());
+    m->stats.RecordSuccess(ns, OfflineTaskTiming{}, 1, pending->audio.seconds());
     if (pending->events) {
-      for (size_t i = 0; i < t.segments.size(); ++i) {
-        const std::string& text = t.segments[i].text;
-        if (!text.empty()) pending->events->Write(SseTextDelta(i == 0 ? text : " " + text));
+      if (pending->segments_sent == 0) {  // a clip recognised whole: its caption segments now
+        for (size_t i = 0; i < t.segments.size(); ++i) {
+          pending->events->Write(SseTextDelta(i == 0 ? t.segments[i].text : " " + t.segments[i].text));
+        }
       }
       pending->events->Write(SseTextDone(t.text, t.duration));
       pending->events->Finish();
     } else {
       const TranscriptFormat format = pending->form.format;
-      respond(MakeResponse(hreq, 200,
-                           FormatTranscript(t, format, pending->form.segments, pending->form.words),
-                           ContentTypeOf(format)));
+      pending->respond(MakeResponse(
+          pending->header, 200,
+          FormatTranscript(t, format, pending->form.language, pending->form.segments, pending->form.words),
+          ContentTypeOf(format)));
     }
     service->EndRequest();
   };
-  if (Status s = m->batcher->Submit(std::move(task)); !s.ok()) {
-    service->EndRequest();
-    m->stats.RecordFailure(0, s.code() == StatusCode::kResourceExhausted ? ModelStats::FailReason::kRejected
-                                                                         : ModelStats::FailReason::kOther);
+
+  service->BeginRequest();
+  if (long_recording) {
+    // Segmented by the VAD; with stream=true each segment's text goes out as soon as it (and every
+    // earlier one) is recognised.
+    LongAudioRequest job;
+    job.model = m;
+    job.segmenter = m->long_audio;
+    auto resampled = pending->audio.sample_rate == kWireSampleRate
+                         ? StatusOr<std::vector<float>>(pending->audio.samples)
+                         : Resample(pending->audio.samples, pending->audio.sample_rate, kWireSampleRate);
+    if (!resampled.ok()) return finish(resampled.status(), false);
+    job.samples = std::move(resampled).value();
+    job.options = *options;
+    job.deadline = deadline;
+    job.cancelled = cancelled;
     if (pending->events) {
-      pending->events->Write("data: " + OpenAiError(s.message(), "server_error") + "\n\n");
-      return pending->events->Finish();
+      job.on_segment = [pending](const TimedResult& r) {
+        if (r.result.nbest.empty() || r.result.best().text.empty()) return;
+        pending->events->Write(SseTextDelta((pending->segments_sent++ ? " " : "") + r.result.best().text));
+      };
     }
-    respond(ErrorFor(*request_header, s));
+    job.done = [finish](StatusOr<std::vector<TimedResult>> stretches) { finish(std::move(stretches), true); };
+    return StartLongAudioJob(std::move(job));
   }
+  OfflineTask task;
+  task.waveforms.push_back({pending->audio.samples, pending->audio.sample_rate});
+  task.options = *options;
+  task.batch_key = m->name + "|" + options->ToString();
+  task.cancelled = cancelled;
+  task.deadline = deadline;
+  task.done = [finish, pending](OfflineResults results, const OfflineTaskTiming& timing) {
+    if (!results.ok()) return finish(results.status(), timing.execution_batch_size > 0);
+    std::vector<TimedResult> whole = {{0.0, pending->audio.seconds(), std::move(results->front())}};
+    finish(std::move(whole), true);
+  };
+  if (Status s = m->batcher->Submit(std::move(task)); !s.ok()) finish(s, false);
 }
 
 json ModelList(const ModelRepository& models) {

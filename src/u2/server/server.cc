@@ -82,6 +82,7 @@ struct Server::Impl {
   std::vector<std::unique_ptr<OfflineBatcher>> batchers;
   std::vector<std::unique_ptr<StreamScheduler>> schedulers;
   ModelRepository models;
+  std::unique_ptr<LongAudioRecognizer> long_audio;  // null: no VAD, long recordings refused
   std::unique_ptr<InferenceService> service;
   std::shared_ptr<ApiKeys> keys;
   std::unique_ptr<grpc::Service> grpc_service;
@@ -100,6 +101,14 @@ struct Server::Impl {
 };
 
 Status Server::Impl::LoadModels() {
+  if (std::filesystem::exists(config.long_audio.vad_model_dir)) {
+    U2_ASSIGN_OR_RETURN(long_audio, LongAudioRecognizer::Create(config.long_audio));
+    spdlog::info("long recordings: segmented by the VAD in {} ({})", config.long_audio.vad_model_dir,
+                 config.long_audio.vad.ToString());
+  } else {
+    spdlog::warn("no VAD at {} (--vad-model-dir): recordings longer than a model takes whole are refused",
+                 config.long_audio.vad_model_dir);
+  }
   U2_ASSIGN_OR_RETURN(auto dirs, NamedModelDirs(config.model_dirs));
   for (const auto& [name, path] : dirs) U2_RETURN_IF_ERROR(AddModelDir(name, path, dirs.size() > 1));
   return Status::Ok();
@@ -145,6 +154,7 @@ Status Server::Impl::AddModelDir(const std::string& dir_name, const std::string&
     m->defaults.nbest = 1;
     m->batcher = raw_batcher;
     m->max_samples = max_samples;
+    m->long_audio = long_audio.get();
     if (mode == DecodingMode::kAttentionRescoring && !m->model_config.HasDecoder()) {
       spdlog::warn("{}: no attention decoder, not serving {}", dir_name, m->name);
       continue;

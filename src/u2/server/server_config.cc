@@ -61,6 +61,7 @@ void ServerConfig::Register(OptionRegistry* r) {
   grpc.Register(r);
   metrics.Register(r);
   websocket.Register(r);
+  long_audio.Register(r);
   auth.Register(r);
 }
 
@@ -81,6 +82,7 @@ Status ServerConfig::Validate() const {
   U2_RETURN_IF_ERROR(http.Validate());
   U2_RETURN_IF_ERROR(grpc.Validate());
   U2_RETURN_IF_ERROR(websocket.Validate());
+  U2_RETURN_IF_ERROR(long_audio.Validate());
   return Status::Ok();
 }
 

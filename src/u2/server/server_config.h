@@ -11,6 +11,7 @@
 //   ├─ grpc         GrpcConfig            --grpc-port --grpc-use-ssl[-mutual] --grpc-server-cert ...
 //   ├─ metrics      MetricsConfig         --metrics-port
 //   ├─ websocket    WebSocketConfig       --websocket-*
+//   ├─ long_audio   LongAudioConfig       --vad-model-dir --vad-* --long-audio-batch
 //   └─ auth         AuthConfig            --api-keys-file --auth-health
 //
 // A YAML file (--config) sets any of them by the same names ('-' or '_'); flags win.
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "u2/engine/long_audio.h"
 #include "u2/engine/offline_batcher.h"
 #include "u2/engine/recognizer.h"
 #include "u2/engine/stream_scheduler.h"
@@ -70,6 +72,7 @@ struct ServerConfig {
   GrpcConfig grpc;
   MetricsConfig metrics;
   WebSocketConfig websocket;
+  LongAudioConfig long_audio;  // recordings longer than a model takes whole (VAD segmentation)
   AuthConfig auth;
 
   // Every option of every component (call once per ServerConfig: it holds pointers into it).

@@ -56,15 +56,19 @@ Status MissingStart(const SequenceControl& c, const std::string& model) {
                          "' must specify the START flag on the first request of the sequence");
 }
 
-// The transcript a sequence request answers with: on END the segment's final (rescored) result,
-// otherwise the best partial so far.
-std::string SequenceTranscript(const StreamUpdate& update, bool end) {
-  if (end) {
-    for (auto it = update.results.rbegin(); it != update.results.rend(); ++it) {
-      if (it->is_final && !it->nbest.empty()) return it->best().text;
-    }
+// The transcript a sequence request answers with: the text of the segments closed so far (a
+// sequence longer than the model's positions, or with endpointing and continuous decoding, has
+// several), then on END nothing more (the last final is among them), otherwise the best partial
+// of the open segment. `closed` gathers the finals of every response of the sequence.
+std::string SequenceTranscript(const StreamUpdate& update, bool end, std::string* closed) {
+  for (const StreamResult& r : update.results) {
+    if (!r.is_final || r.nbest.empty() || r.best().text.empty()) continue;
+    *closed += (closed->empty() ? "" : " ") + r.best().text;
   }
-  return update.partial.nbest.empty() ? std::string() : update.partial.best().text;
+  if (end) return *closed;
+  const std::string partial = update.partial.nbest.empty() ? std::string() : update.partial.best().text;
+  if (closed->empty() || partial.empty()) return closed->empty() ? partial : *closed;
+  return *closed + " " + partial;
 }
 
 // The stream options of a sequence: the model's defaults with the request's parameters.
@@ -183,7 +187,10 @@ void TritonSequences::Infer(ServedModel* m, InferRequest request, InferCallback 
           OutputTensor out;
           out.name = "TRANSCRIPTS";
           out.datatype = "BYTES";
-          out.strings.push_back(SequenceTranscript(update, pending->end));
+          {
+            std::lock_guard<std::mutex> text_lock(seq->text_mu);
+            out.strings.push_back(SequenceTranscript(update, pending->end, &seq->closed_text));
+          }
           out.shape = {1};
           pending->response.outputs.push_back(std::move(out));
           OfflineTaskTiming timing;

@@ -37,6 +37,8 @@ class TritonSequences {
     std::string stream_id;
     std::atomic<int> pending{0};  // requests fed, not yet answered
     uint64_t client_session = 0;  // the session that fed it last (0: none)
+    std::mutex text_mu;
+    std::string closed_text;  // the finals of its closed segments, joined
   };
   using SequenceKey = std::pair<const ServedModel*, std::string>;
 

@@ -173,6 +173,11 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<Ne
                       ? "a stream is already in progress on this connection (second start)"
                       : "start after the end signal");
     }
+    if (start.contains("confidence")) {
+      if (!start["confidence"].is_boolean())
+        return Fail("boolean true or false is expected for confidence option");
+      confidence_ = start["confidence"].get<bool>();
+    }
     std::string model_name = model_from_query_;
     if (start.contains("model")) {
       if (!start["model"].is_string()) return Fail("string is expected for model option");
@@ -258,7 +263,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<Ne
     }
     for (const StreamResult& r : update.results) {
       if (!r.is_final && (r.nbest.empty() || r.best().text.empty())) continue;  // WeNet: DecodedSomething()
-      Send(WeNetResultMessage(r));
+      Send(WeNetResultMessage(r, confidence_));
     }
     if (update.stream_done) {
       stream_live_ = false;  // the scheduler has removed it
@@ -340,6 +345,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<Ne
   StreamScheduler* scheduler_ = nullptr;
   std::string stream_id_;
   bool stream_live_ = false;     // started in the scheduler and not yet ended or closed
+  bool confidence_ = false;      // the client asked for confidences (start message)
   int64_t pending_samples_ = 0;  // fed to the scheduler, not yet answered
   int pending_feeds_ = 0;
   bool reading_ = false;
