@@ -88,8 +88,10 @@ struct Hypothesis {
   float ctc_score = 0;            // CTC prefix log-probability (greedy: best-path log-prob)
   float attention_score = 0;      // (1 - rw) * L2R + rw * R2L decoder log-prob (rescoring only)
   std::vector<WordPiece> words;   // per word: text, start/end in ms from the audio's start, confidence
-  // Confidence (docs/server.md, "Confidence"): each token's CTC posterior at its spike frame;
-  // a word's is its tokens' mean, the hypothesis's the mean of its words' (1 when empty).
+  // Confidence (docs/long-audio.md, "Confidence"): each token's CTC posterior at its spike frame;
+  // a word's is the n-best's posterior of the word (the share of the CTC n-best's probability
+  // whose hypotheses have it at that time; engine/nbest_ranking.h), the hypothesis's the mean of
+  // its words' (1 when empty).
   std::vector<float> token_confidence;
   float confidence = 1.0f;
 };
