@@ -3,6 +3,7 @@
 //   u2recognize --model-dir models/demo a.wav b.flac
 //   u2recognize --model-dir models/demo --wav-scp wav.scp --text text --mode attention_rescoring
 //   u2recognize --model-dir models/demo --wav-scp wav.scp --streaming --chunk-size 8 --left-chunks 4
+//   u2recognize --model-dir models/demo --lm lm.arpa --lm-weight 0.5 --hotwords names.txt a.wav
 //
 // --streaming decodes each file as a live stream would be (pieces of --piece-ms, chunk by chunk,
 // --batch-size streams batched together) and prints the final result of each.
@@ -127,6 +128,13 @@ int main(int argc, char** argv) {
   app.add_option("--left-chunks", config.num_decoding_left_chunks,
                  "left chunks visible with --chunk-size (-1: all)");
   app.add_option("--threads", config.num_threads, "CPU threads")->check(CLI::Range(1, 256));
+  app.add_option("--lm", config.lm,
+                 "ARPA n-gram LM fused into the search (default: the model dir's lm.arpa; none)");
+  app.add_option("--lm-weight", config.lm_weight, "LM weight alpha: alpha * ln P(word) per word");
+  app.add_option("--word-bonus", config.word_bonus, "bonus beta per word with an LM");
+  app.add_option("--hotwords", config.hotwords.file, "hotword list: one 'phrase[:boost]' per line");
+  app.add_option("--hotwords-boost", config.hotwords.boost, "bonus per token for phrases without their own")
+      ->capture_default_str();
   std::string device_name = "cpu";
   app.add_option("--device", device_name, "cpu | cuda (where the model runs)")->capture_default_str();
   std::string precision_name = "fp32";

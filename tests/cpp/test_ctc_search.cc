@@ -50,8 +50,16 @@ LogProbs RandomLogProbs(std::mt19937& rng, int frames, int vocab, float spread =
   return lp;
 }
 
+CtcPrefixBeamSearchConfig Config(int beam = 10, int first_beam = 10, int blank_id = 0) {
+  CtcPrefixBeamSearchConfig c;
+  c.beam = beam;
+  c.first_beam = first_beam;
+  c.blank_id = blank_id;
+  return c;
+}
+
 std::vector<CtcHypothesis> RunSearch(const LogProbs& lp, int beam, int first_beam) {
-  CtcPrefixBeamSearch search({.beam = beam, .first_beam = first_beam, .blank_id = 0});
+  CtcPrefixBeamSearch search(Config(beam, first_beam));
   EXPECT_TRUE(search.Search(lp.View()).ok());
   return search.NBest();
 }
@@ -216,15 +224,15 @@ TEST(CtcPrefixBeamSearch, StartStateAndReset) {
 
 TEST(CtcPrefixBeamSearch, RejectsBadConfigAndInput) {
   const LogProbs lp = FromProbs({{0.5, 0.5}});
-  EXPECT_FALSE((CtcPrefixBeamSearchConfig{.beam = 0}).Validate().ok());
-  EXPECT_FALSE((CtcPrefixBeamSearchConfig{.first_beam = 0}).Validate().ok());
-  EXPECT_FALSE((CtcPrefixBeamSearchConfig{.blank_id = -1}).Validate().ok());
+  EXPECT_FALSE(Config(0).Validate().ok());
+  EXPECT_FALSE(Config(10, 0).Validate().ok());
+  EXPECT_FALSE(Config(10, 10, -1).Validate().ok());
   EXPECT_NE(CtcPrefixBeamSearchConfig{}.ToString().find("beam=10"), std::string::npos);
 
-  CtcPrefixBeamSearch bad_config({.beam = 0});
+  CtcPrefixBeamSearch bad_config(Config(0));
   EXPECT_EQ(bad_config.Search(lp.View()).code(), StatusCode::kInvalidArgument);
 
-  CtcPrefixBeamSearch search({.blank_id = 2});
+  CtcPrefixBeamSearch search(Config(10, 10, 2));
   EXPECT_EQ(search.Search(lp.View()).code(), StatusCode::kInvalidArgument);  // blank outside vocab
   CtcPrefixBeamSearch ok({});
   EXPECT_EQ(ok.Search(LogProbView{nullptr, 2, 2}).code(), StatusCode::kInvalidArgument);
@@ -308,7 +316,7 @@ TEST(CtcPrefixBeamSearch, ChunkedEqualsWhole) {
   std::mt19937 rng(99);
   const LogProbs lp = RandomLogProbs(rng, 40, 7, 2.0f);
   const auto whole = RunSearch(lp, 4, 3);
-  CtcPrefixBeamSearch chunked({.beam = 4, .first_beam = 3, .blank_id = 0});
+  CtcPrefixBeamSearch chunked(Config(4, 3));
   const int cuts[] = {0, 1, 6, 6, 19, 33, 40};
   for (size_t i = 0; i + 1 < std::size(cuts); ++i)
     ASSERT_TRUE(chunked.Search(lp.Slice(cuts[i], cuts[i + 1])).ok());

@@ -80,13 +80,16 @@ Status CtcPrefixBeamSearchConfig::Validate() const {
   if (blank_id < 0) {
     return InvalidArgument("prefix beam search: blank_id must be >= 0, got " + std::to_string(blank_id));
   }
-  return Status::Ok();
+  return lm_weights.Validate().WithContext("prefix beam search");
 }
 
 std::string CtcPrefixBeamSearchConfig::ToString() const {
   std::ostringstream os;
   os << "CtcPrefixBeamSearchConfig{beam=" << beam << ", first_beam=" << first_beam
-     << ", blank_id=" << blank_id << "}";
+     << ", blank_id=" << blank_id;
+  if (lm) os << ", lm_weight=" << lm_weights.lm_weight << ", word_bonus=" << lm_weights.word_bonus;
+  if (context) os << ", hotword_phrases=" << context->num_phrases();
+  os << "}";
   return os.str();
 }
 
@@ -94,6 +97,9 @@ float CtcPrefixBeamSearch::Prefix::Score() const { return LogAdd(pb, pnb); }
 
 CtcPrefixBeamSearch::CtcPrefixBeamSearch(const CtcPrefixBeamSearchConfig& config)
     : config_(config), config_status_(config.Validate()) {
+  if (config_.lm && config_.lm_weights.lm_weight == 0 && config_.lm_weights.word_bonus == 0)
+    config_.lm = nullptr;
+  fused_ = config_.lm != nullptr || config_.context != nullptr;
   Reset();
 }
 
@@ -108,6 +114,8 @@ void CtcPrefixBeamSearch::Reset() {
   empty.viterbi_b = 0;
   empty.viterbi_nb = kLogZero;
   empty.last_token_peak = kLogZero;
+  if (config_.lm) empty.fusion.lm_state = config_.lm->Start();
+  if (config_.context) empty.fusion.context_state = config_.context->start();
   beam_.push_back(std::move(empty));
 }
 
@@ -153,6 +161,18 @@ int CtcPrefixBeamSearch::FindOrAdd(int base, int token) {
   Candidate c;
   c.base = base;
   c.token = token;
+  const Prefix& from = beam_[base];
+  c.fusion = from.fusion;
+  if (fused_ && token >= 0) {
+    if (config_.lm) {
+      c.fusion.lm_score += config_.lm->Extend(from.fusion.lm_state, from.tokens, token, config_.lm_weights,
+                                              &c.fusion.lm_state);
+    }
+    if (config_.context) {
+      c.fusion.context_score +=
+          config_.context->Step(from.fusion.context_state, token, &c.fusion.context_state);
+    }
+  }
   *value = static_cast<int>(candidates_.size());
   candidates_.push_back(c);
   return *value;
@@ -197,6 +217,7 @@ CtcPrefixBeamSearch::Prefix CtcPrefixBeamSearch::Materialize(const Candidate& c,
   p.viterbi_b = c.viterbi_b;
   p.viterbi_nb = c.viterbi_nb;
   p.last_token_peak = c.last_token_peak;
+  p.fusion = c.fusion;
   if (c.times_b_from >= 0) p.times_b = beam_[c.times_b_from].Times();
   if (c.times_nb_from >= 0) {
     const Prefix& src = beam_[c.times_nb_from];
@@ -320,7 +341,8 @@ void CtcPrefixBeamSearch::SearchFrame(const float* logp, int vocab) {
   order_.resize(candidates_.size());
   std::iota(order_.begin(), order_.end(), 0);
   scores_.resize(candidates_.size());
-  for (size_t i = 0; i < candidates_.size(); ++i) scores_[i] = SortKey(candidates_[i].Score());
+  for (size_t i = 0; i < candidates_.size(); ++i)
+    scores_[i] = SortKey(candidates_[i].Score() + candidates_[i].fusion.Total());
   std::partial_sort(order_.begin(), order_.begin() + keep, order_.end(), [&](int a, int b) {
     return scores_[a] > scores_[b] || (scores_[a] == scores_[b] && a < b);
   });
@@ -340,7 +362,17 @@ std::vector<CtcHypothesis> CtcPrefixBeamSearch::NBest() const {
     h.score = p.Score();
     h.viterbi_score = p.ViterbiScore();
     h.times = p.Times();
+    h.lm_score = p.fusion.lm_score;
+    h.context_score = p.fusion.context_score;
+    if (config_.lm) h.lm_score += config_.lm->End(p.fusion.lm_state, p.tokens, config_.lm_weights);
+    if (config_.context) h.context_score += config_.context->FinalScore(p.fusion.context_state);
     out.push_back(std::move(h));
+  }
+  // Ending here scores the open words and takes back unfinished hotwords, which can reorder.
+  if (fused_) {
+    std::stable_sort(out.begin(), out.end(), [](const CtcHypothesis& a, const CtcHypothesis& b) {
+      return SortKey(a.FusedScore()) > SortKey(b.FusedScore());
+    });
   }
   return out;
 }

@@ -4,9 +4,12 @@
 
 #include <cfloat>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "u2/decode/context_graph.h"
+#include "u2/decode/word_lm.h"
 #include "u2/util/status.h"
 
 namespace u2 {
@@ -33,12 +36,21 @@ struct CtcHypothesis {
   float score = 0;          // log P(prefix) = logadd(pb, pnb): all alignments that collapse to it
   float viterbi_score = 0;  // log-prob of the single best alignment (for confidence)
   std::vector<int> times;   // per token, the absolute frame where it peaks on the Viterbi path
+  // Fused scores, as if the utterance ended here (0 without an LM / hotwords):
+  float lm_score = 0;       // sum over its words of lm_weight * ln P + word_bonus, "</s>" included
+  float context_score = 0;  // hotword bonus of complete phrases (an unfinished match gives its back)
+  float FusedScore() const { return score + lm_score + context_score; }
 };
 
 struct CtcPrefixBeamSearchConfig {
   int beam = 10;        // prefixes kept after each frame (runtime/core: second_beam_size)
   int first_beam = 10;  // candidate tokens per frame, the top-k of its log-probs
   int blank_id = 0;
+  // Scores fused into each prefix (null: none). Beams are pruned and the n-best is ranked by
+  // score + lm_score + context_score; the acoustic score itself is left as it is.
+  std::shared_ptr<const WordLm> lm;
+  LmFusionWeights lm_weights;
+  std::shared_ptr<const ContextGraph> context;
 
   Status Validate() const;
   std::string ToString() const;
@@ -61,12 +73,19 @@ class CtcPrefixBeamSearch {
   // Consumes the frames of `chunk`. Fails (and changes nothing) if the configuration is invalid,
   // the view is malformed, blank_id >= vocab, or vocab differs from earlier chunks since Reset().
   Status Search(LogProbView chunk);
-  // Best first, at most `beam`. Before any frame: the empty hypothesis with score 0.
+  // Best first (by FusedScore), at most `beam`. Before any frame: the empty hypothesis.
   std::vector<CtcHypothesis> NBest() const;
   int num_frames_decoded() const { return num_frames_decoded_; }
   const CtcPrefixBeamSearchConfig& config() const { return config_; }
 
  private:
+  // The fused scores of a prefix and the states they continue from; a function of its tokens.
+  struct Fusion {
+    WordLm::State lm_state;
+    int32_t context_state = 0;  // set to the graph's start() at Reset()
+    float lm_score = 0, context_score = 0;
+    float Total() const { return lm_score + context_score; }
+  };
   // One prefix in the beam. -FLT_MAX stands for log(0).
   struct Prefix {
     std::vector<int> tokens;
@@ -78,6 +97,7 @@ class CtcPrefixBeamSearch {
     float viterbi_nb = -FLT_MAX;       // best single alignment ending in the last token
     float last_token_peak = -FLT_MAX;  // the last token's best frame log-prob on the viterbi_nb path
     std::vector<int> times_b, times_nb;
+    Fusion fusion;
     float Score() const;
     float ViterbiScore() const { return viterbi_b > viterbi_nb ? viterbi_b : viterbi_nb; }
     const std::vector<int>& Times() const { return viterbi_b > viterbi_nb ? times_b : times_nb; }
@@ -95,6 +115,7 @@ class CtcPrefixBeamSearch {
     int times_b_from = -1;   // times_b = beam_[times_b_from].Times()
     int times_nb_from = -1;  // times_nb = edit(beam_[times_nb_from])
     TimesEdit times_nb_edit = TimesEdit::kCopyNb;
+    Fusion fusion;
     float Score() const;
   };
 
@@ -108,7 +129,8 @@ class CtcPrefixBeamSearch {
 
   CtcPrefixBeamSearchConfig config_;
   Status config_status_;
-  int vocab_ = -1;  // fixed by the first chunk after Reset()
+  bool fused_ = false;  // an LM (with lm_weight > 0) or hotwords are fused in
+  int vocab_ = -1;      // fixed by the first chunk after Reset()
   int num_frames_decoded_ = 0;
   std::vector<Prefix> beam_;  // sorted best first
   // Scratch, reused across frames.

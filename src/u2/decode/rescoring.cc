@@ -51,6 +51,8 @@ StatusOr<std::vector<RescoredHypothesis>> RankByAttentionRescoring(std::span<con
     float final_score = 0;
     if (weights.rescoring_weight != 0) final_score += weights.rescoring_weight * att;
     if (weights.ctc_weight != 0) final_score += weights.ctc_weight * hyps[i].score;
+    // LM and hotword scores enter with their own weights (already applied), not ctc_weight.
+    final_score += hyps[i].lm_score + hyps[i].context_score;
     out[i] = {i, final_score, att};
   }
   auto key = [](float x) { return std::isnan(x) ? -INFINITY : x; };

@@ -23,8 +23,10 @@ struct RescoringWeights {
 };
 
 struct RescoredHypothesis {
-  size_t index = 0;           // into the hypotheses passed in
-  float final_score = 0;      // rescoring_weight * attention_score + ctc_weight * ctc score
+  size_t index = 0;  // into the hypotheses passed in
+  // rescoring_weight * attention_score + ctc_weight * ctc score + lm_score + context_score (the
+  // fused scores carry their own weights: lm_weight, word_bonus, hotword boosts)
+  float final_score = 0;
   float attention_score = 0;  // L2R, or (1 - rw) * L2R + rw * R2L when reverse_weight > 0
 };
 

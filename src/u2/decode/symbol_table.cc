@@ -1,5 +1,6 @@
 #include "u2/decode/symbol_table.h"
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -91,6 +92,18 @@ StatusOr<SymbolTable> SymbolTable::FromLines(std::span<const std::string> lines,
   table.blank_id_ = table.Id("<blank>").value_or(0);
   table.unk_id_ = table.Id("<unk>").value_or(-1);
   table.sos_eos_id_ = table.Id("<sos/eos>").value_or(size - 1);
+  bool has_upper = false, has_prefixed = false;
+  for (const std::string& t : table.tokens_) {
+    table.longest_unit_ = std::max(table.longest_unit_, t.size());
+    for (char c : t) has_upper |= c >= 'A' && c <= 'Z';
+    has_prefixed |= t.size() > kWordMarker.size() && t.compare(0, kWordMarker.size(), kWordMarker) == 0;
+  }
+  table.lower_case_ = !has_upper;
+  if (table.ids_.count(std::string(kWordMarker))) {
+    table.word_marking_ = WordMarking::kMarkerUnit;
+  } else if (has_prefixed) {
+    table.word_marking_ = WordMarking::kMarkerPrefix;
+  }
   return table;
 }
 
@@ -134,6 +147,68 @@ std::string SymbolTable::Detokenize(std::span<const int> ids) const {
   if (first == std::string::npos) return {};
   const size_t last = text.find_last_not_of(' ');
   return text.substr(first, last - first + 1);
+}
+
+namespace {
+
+// Length in bytes of the UTF-8 character starting with byte `c` (1 for a stray continuation byte).
+size_t Utf8Length(unsigned char c) {
+  if (c >= 0xF0) return 4;
+  if (c >= 0xE0) return 3;
+  if (c >= 0xC0) return 2;
+  return 1;
+}
+
+}  // namespace
+
+StatusOr<std::vector<int>> SymbolTable::Tokenize(std::string_view text) const {
+  std::string normalized(text);
+  if (lower_case_) {
+    for (char& c : normalized)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  const auto words = SplitFields(normalized);
+  if (words.empty()) return InvalidArgument("nothing to tokenize in '" + std::string(text) + "'");
+  std::vector<int> ids;
+  // Spells `s` with the longest matching units, never cutting a UTF-8 character.
+  auto spell = [&](std::string_view s) -> Status {
+    size_t i = 0;
+    while (i < s.size()) {
+      size_t len = std::min(longest_unit_, s.size() - i);
+      int found = -1;
+      for (; len > 0; --len) {
+        if (i + len < s.size() && (static_cast<unsigned char>(s[i + len]) & 0xC0) == 0x80) continue;
+        const auto it = ids_.find(std::string(s.substr(i, len)));
+        if (it != ids_.end() && it->second != blank_id_ && it->second != sos_eos_id_) {
+          found = it->second;
+          break;
+        }
+      }
+      if (found < 0) {
+        const std::string ch(
+            s.substr(i, std::min(Utf8Length(static_cast<unsigned char>(s[i])), s.size() - i)));
+        return InvalidArgument("'" + ch + "' in '" + std::string(text) + "' is not in the model's units");
+      }
+      ids.push_back(found);
+      i += len;
+    }
+    return Status::Ok();
+  };
+  for (size_t w = 0; w < words.size(); ++w) {
+    switch (word_marking_) {
+      case WordMarking::kMarkerUnit:
+        if (w > 0) ids.push_back(ids_.at(std::string(kWordMarker)));
+        U2_RETURN_IF_ERROR(spell(words[w]));
+        break;
+      case WordMarking::kMarkerPrefix:
+        U2_RETURN_IF_ERROR(spell(std::string(kWordMarker) + std::string(words[w])));
+        break;
+      case WordMarking::kNone:
+        U2_RETURN_IF_ERROR(spell(words[w]));
+        break;
+    }
+  }
+  return ids;
 }
 
 }  // namespace u2

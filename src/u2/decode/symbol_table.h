@@ -45,12 +45,26 @@ class SymbolTable {
   // Char models without "▁" thus come out exactly as Triton's plain concatenation.
   std::string Detokenize(std::span<const int> ids) const;
 
+  // text -> ids, the inverse for phrases a user types (hotwords) and an LM's words: the text is
+  // split at whitespace and each word spelled with the longest units that match, left to right.
+  // Words are joined the way the units mark them: a lone "▁" unit between words (character models
+  // with a word marker), "▁" before each word (BPE units that start with "▁"), or nothing (units
+  // without a marker, e.g. Chinese characters). A table without upper-case ASCII letters gets the
+  // text in lower case. InvalidArgument names a character no unit covers, and empty text.
+  StatusOr<std::vector<int>> Tokenize(std::string_view text) const;
+  // How this table marks word boundaries (see Tokenize).
+  enum class WordMarking { kMarkerUnit, kMarkerPrefix, kNone };
+  WordMarking word_marking() const { return word_marking_; }
+
  private:
   std::vector<std::string> tokens_;
   std::unordered_map<std::string, int> ids_;
   int blank_id_ = 0;
   int unk_id_ = -1;
   int sos_eos_id_ = -1;
+  WordMarking word_marking_ = WordMarking::kNone;
+  bool lower_case_ = false;  // no unit has an upper-case ASCII letter
+  size_t longest_unit_ = 0;  // in bytes
 };
 
 }  // namespace u2

@@ -21,7 +21,7 @@ std::vector<StatusOr<std::vector<RescoredHypothesis>>> RankHypotheses(
       hyps.push_back(std::move(h));
     } else {
       std::vector<RescoredHypothesis> ranked;
-      for (size_t j = 0; j < ctc.size(); ++j) ranked.push_back({j, ctc[j].score, 0.0f});
+      for (size_t j = 0; j < ctc.size(); ++j) ranked.push_back({j, ctc[j].FusedScore(), 0.0f});
       out[k] = std::move(ranked);
     }
   }

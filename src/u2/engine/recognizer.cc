@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "u2/audio/audio.h"
 #include "u2/decode/ctc_search.h"
+#include "u2/decode/ngram_lm.h"
 #include "u2/decode/rescoring.h"
 #include "u2/decode/symbol_table.h"
 #include "u2/engine/nbest_ranking.h"
@@ -100,7 +103,7 @@ Status DecodingOptions::Validate(const ModelConfig& model) const {
     return InvalidArgument("num_decoding_left_chunks must be >= -1, got " +
                            std::to_string(num_decoding_left_chunks));
   }
-  return Status::Ok();
+  return lm.Validate();
 }
 
 std::string DecodingOptions::ToString() const {
@@ -108,7 +111,13 @@ std::string DecodingOptions::ToString() const {
   os << "DecodingOptions(mode=" << DecodingModeName(mode) << ", beam=" << beam << ", nbest=" << nbest
      << ", ctc_weight=" << ctc_weight << ", reverse_weight=" << reverse_weight
      << ", decoding_chunk_size=" << decoding_chunk_size
-     << ", num_decoding_left_chunks=" << num_decoding_left_chunks << ")";
+     << ", num_decoding_left_chunks=" << num_decoding_left_chunks << ", lm_weight=" << lm.lm_weight
+     << ", word_bonus=" << lm.word_bonus;
+  // The graph's address names the list: equal lists share one cached graph, so requests with the
+  // same hotwords batch together and others do not.
+  if (hotwords)
+    os << ", hotwords=" << hotwords->num_phrases() << "@" << static_cast<const void*>(hotwords.get());
+  os << ")";
   return os.str();
 }
 
@@ -117,6 +126,11 @@ void RecognizerConfig::Register(OptionRegistry* r) {
   r->Add("beam", &beam, "default beam (unset: the model's)");
   r->Add("ctc-weight", &ctc_weight, "default CTC weight in rescoring (unset: the model's)");
   r->Add("reverse-weight", &reverse_weight, "default right-to-left weight (unset: the model's)");
+  r->Add("lm", &lm,
+         "ARPA n-gram LM fused into the search ('': the model dir's lm.arpa if any; 'none': no LM)");
+  r->Add("lm-weight", &lm_weight, "LM weight alpha: alpha * ln P(word) per word (unset: the model's)");
+  r->Add("word-bonus", &word_bonus, "bonus beta per word with an LM (unset: the model's)");
+  hotwords.Register(r);
 }
 
 Status RecognizerConfig::Validate() const {
@@ -124,13 +138,14 @@ Status RecognizerConfig::Validate() const {
   if (num_threads < 1 || num_threads > 256) {
     return InvalidArgument("num_threads must be in [1, 256], got " + std::to_string(num_threads));
   }
-  return Status::Ok();
+  return hotwords.Validate();
 }
 
 std::string RecognizerConfig::ToString() const {
   std::ostringstream os;
   os << "RecognizerConfig(model_dir=" << model_dir << ", num_threads=" << num_threads
-     << ", device=" << DeviceTypeName(device) << ", precision=" << PrecisionName(precision) << ")";
+     << ", device=" << DeviceTypeName(device) << ", precision=" << PrecisionName(precision)
+     << ", lm=" << (lm.empty() ? "(model's)" : lm) << ", " << hotwords.ToString() << ")";
   return os.str();
 }
 
@@ -188,8 +203,54 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
   if (config.reverse_weight) d.reverse_weight = *config.reverse_weight;
   if (config.decoding_chunk_size) d.decoding_chunk_size = *config.decoding_chunk_size;
   if (config.num_decoding_left_chunks) d.num_decoding_left_chunks = *config.num_decoding_left_chunks;
-  U2_RETURN_IF_ERROR(d.Validate(mc).WithContext("decoding options"));
+
+  // The LM: the one named, else the model's own (lm.arpa beside the weights), if any.
+  std::string lm_path = config.lm;
+  if (lm_path.empty() && std::filesystem::exists(config.model_dir + "/lm.arpa"))
+    lm_path = config.model_dir + "/lm.arpa";
+  if (!lm_path.empty() && lm_path != "none") {
+    U2_ASSIGN_OR_RETURN(std::shared_ptr<const NgramLm> ngram, NgramLm::LoadArpa(lm_path));
+    U2_ASSIGN_OR_RETURN(r->lm_, WordLm::Create(std::move(ngram), *r->symbols_));
+    d.lm.lm_weight = mc.decoding.lm_weight;
+    d.lm.word_bonus = mc.decoding.word_bonus;
+  }
+  if (config.lm_weight) d.lm.lm_weight = *config.lm_weight;
+  if (config.word_bonus) d.lm.word_bonus = *config.word_bonus;
+  r->hotwords_ = std::make_unique<HotwordCompiler>(*r->symbols_, config.hotwords);
+  if (!config.hotwords.file.empty()) {
+    std::ifstream in(config.hotwords.file, std::ios::binary);
+    if (!in) return NotFound("cannot open hotwords file '" + config.hotwords.file + "'");
+    std::ostringstream text;
+    text << in.rdbuf();
+    auto graph = r->hotwords_->Compile(text.str());
+    if (!graph.ok()) return graph.status().WithContext(config.hotwords.file);
+    d.hotwords = *graph;
+  }
+  U2_RETURN_IF_ERROR(r->ValidateOptions(d).WithContext("decoding options"));
   return r;
+}
+
+Status Recognizer::ValidateOptions(const DecodingOptions& options) const {
+  U2_RETURN_IF_ERROR(options.Validate(model_->config()));
+  if (!lm_ && options.lm.lm_weight > 0) {
+    return InvalidArgument("lm_weight " + std::to_string(options.lm.lm_weight) +
+                           " given, but no language model is loaded for this model");
+  }
+  return Status::Ok();
+}
+
+CtcPrefixBeamSearchConfig Recognizer::SearchConfig(
+    int beam, const LmFusionWeights& lm, const std::shared_ptr<const ContextGraph>& hotwords) const {
+  CtcPrefixBeamSearchConfig c;
+  c.beam = beam;
+  c.first_beam = beam;
+  c.blank_id = model_->config().blank_id;
+  if (lm_ && (lm.lm_weight > 0 || lm.word_bonus != 0)) {
+    c.lm = lm_;
+    c.lm_weights = lm;
+  }
+  c.context = hotwords;
+  return c;
 }
 
 const ModelConfig& Recognizer::model_config() const { return model_->config(); }
@@ -210,7 +271,7 @@ StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const W
 StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const Waveform> batch,
                                                                const DecodingOptions& options) const {
   const ModelConfig& mc = model_->config();
-  U2_RETURN_IF_ERROR(options.Validate(mc).WithContext("decoding options"));
+  U2_RETURN_IF_ERROR(ValidateOptions(options).WithContext("decoding options"));
   const int model_rate = mc.frontend.sample_rate;
   const int shift_ms = static_cast<int>(std::lround(mc.frontend.frame_shift_ms)) * mc.SubsamplingRate();
 
@@ -270,11 +331,7 @@ StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const W
       h.score = h.viterbi_score = best_path;
       ctc_nbest[k].push_back(std::move(h));
     } else {
-      CtcPrefixBeamSearchConfig search_config;
-      search_config.beam = options.beam;
-      search_config.first_beam = options.beam;
-      search_config.blank_id = mc.blank_id;
-      CtcPrefixBeamSearch search(search_config);
+      CtcPrefixBeamSearch search(SearchConfig(options.beam, options.lm, options.hotwords));
       U2_RETURN_IF_ERROR(search.Search(logp));
       ctc_nbest[k] = search.NBest();
     }

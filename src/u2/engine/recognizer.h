@@ -19,7 +19,11 @@
 
 #include "u2/backend/ops.h"
 #include "u2/backend/tensor.h"
+#include "u2/decode/context_graph.h"
+#include "u2/decode/ctc_search.h"
+#include "u2/decode/word_lm.h"
 #include "u2/decode/word_timing.h"
+#include "u2/engine/hotwords.h"
 #include "u2/util/status.h"
 
 namespace u2 {
@@ -45,6 +49,11 @@ struct DecodingOptions {
   float reverse_weight = 0.0f;        // attention rescoring: weight of the right-to-left decoder
   int decoding_chunk_size = -1;       // -1: full context; > 0: chunk mask (dynamic-chunk models)
   int num_decoding_left_chunks = -1;  // -1: all left chunks
+  // Shallow fusion of the recognizer's n-gram LM (decode/word_lm.h), when it has one, and hotword
+  // biasing (engine/hotwords.h; null: none). Both act in the prefix beam search, so in
+  // ctc_prefix_beam_search and attention_rescoring; ctc_greedy has no search to bias.
+  LmFusionWeights lm;
+  std::shared_ptr<const ContextGraph> hotwords;
 
   Status Validate(const ModelConfig& model) const;
   std::string ToString() const;
@@ -72,6 +81,12 @@ struct RecognizerConfig {
   std::optional<float> reverse_weight;
   std::optional<int> decoding_chunk_size;
   std::optional<int> num_decoding_left_chunks;
+  // An ARPA n-gram LM fused into the search: empty: the model directory's lm.arpa if it has one;
+  // "none": no LM. Its weights default to model.json's decoding.lm_weight / word_bonus.
+  std::string lm;
+  std::optional<float> lm_weight;
+  std::optional<float> word_bonus;
+  HotwordsConfig hotwords;
 
   // The settings a server or tool takes from its flags / config file: threads and the decoding
   // defaults (the model dir, device and precision are the caller's).
@@ -136,6 +151,15 @@ class Recognizer {
                                                      const DecodingOptions& options) const;
 
   const DecodingOptions& default_options() const { return defaults_; }
+  // options.Validate plus what only the recognizer knows (an LM weight needs an LM).
+  Status ValidateOptions(const DecodingOptions& options) const;
+  // The LM fused into searches (null: none) and the compiler of hotword lists for this model.
+  const std::shared_ptr<const WordLm>& lm() const { return lm_; }
+  const HotwordCompiler& hotwords() const { return *hotwords_; }
+  // A prefix beam search configured for `beam` with `lm` weights and `hotwords`: the one place
+  // offline and streaming decoding build their searches.
+  CtcPrefixBeamSearchConfig SearchConfig(int beam, const LmFusionWeights& lm,
+                                         const std::shared_ptr<const ContextGraph>& hotwords) const;
   const ModelConfig& model_config() const;
   const SymbolTable& symbols() const { return *symbols_; }
   // The parts the streaming recognizer shares (engine/streaming_recognizer.h).
@@ -152,6 +176,8 @@ class Recognizer {
   std::shared_ptr<const AsrModel> model_;
   std::unique_ptr<Fbank> fbank_;
   std::unique_ptr<SymbolTable> symbols_;
+  std::shared_ptr<const WordLm> lm_;
+  std::unique_ptr<HotwordCompiler> hotwords_;
 };
 
 }  // namespace u2

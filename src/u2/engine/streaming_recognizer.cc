@@ -34,7 +34,7 @@ Status StreamOptions::Validate(const ModelConfig& model) const {
     return InvalidArgument("continuous_decoding needs endpointing (segments end at endpoints)");
   }
   if (endpointing) U2_RETURN_IF_ERROR(endpoint.Validate().WithContext("endpoint"));
-  return Status::Ok();
+  return lm.Validate();
 }
 
 std::string StreamOptions::ToString() const {
@@ -44,6 +44,8 @@ std::string StreamOptions::ToString() const {
      << ", rescoring=" << rescoring << ", ctc_weight=" << ctc_weight << ", reverse_weight=" << reverse_weight
      << ", endpointing=" << endpointing << ", continuous_decoding=" << continuous_decoding;
   if (endpointing) os << ", endpoint=" << endpoint.ToString();
+  os << ", lm_weight=" << lm.lm_weight << ", word_bonus=" << lm.word_bonus;
+  if (hotwords) os << ", hotwords=" << hotwords->num_phrases();
   os << ")";
   return os.str();
 }
@@ -54,13 +56,9 @@ std::string StreamOptions::ToString() const {
 RecognitionStream::RecognitionStream(std::shared_ptr<const Recognizer> recognizer,
                                      const StreamOptions& options, ChunkWindow window)
     : recognizer_(std::move(recognizer)), options_(options), window_(std::move(window)) {
-  const ModelConfig& mc = recognizer_->model_config();
   encoder_ = recognizer_->model()->NewStream();
-  CtcPrefixBeamSearchConfig search_config;
-  search_config.beam = options_.beam;
-  search_config.first_beam = options_.beam;
-  search_config.blank_id = mc.blank_id;
-  search_ = std::make_unique<CtcPrefixBeamSearch>(search_config);
+  search_ = std::make_unique<CtcPrefixBeamSearch>(
+      recognizer_->SearchConfig(options_.beam, options_.lm, options_.hotwords));
   endpointer_ = std::make_unique<CtcEndpointer>(options_.endpoint);
   partial_.nbest.emplace_back();
 }
@@ -286,6 +284,8 @@ StatusOr<std::unique_ptr<StreamingRecognizer>> StreamingRecognizer::Create(
   o.nbest = 1;
   o.ctc_weight = d.ctc_weight;
   o.reverse_weight = d.reverse_weight;
+  o.lm = d.lm;
+  o.hotwords = d.hotwords;
   o.rescoring = mc.HasDecoder();
   o.endpoint.blank_id = mc.blank_id;
   o.endpoint.frame_shift_ms =
@@ -311,6 +311,9 @@ StatusOr<std::unique_ptr<RecognitionStream>> StreamingRecognizer::NewStream(
   o.endpoint.blank_id = mc.blank_id;
   o.endpoint.frame_shift_ms = defaults_.endpoint.frame_shift_ms;
   U2_RETURN_IF_ERROR(o.Validate(mc).WithContext("stream options"));
+  if (!recognizer_->lm() && o.lm.lm_weight > 0) {
+    return InvalidArgument("stream options: lm_weight given, but no language model is loaded for this model");
+  }
   ChunkWindow window(WindowFrames(o), StrideFrames(o), mc.RightContext() + 1, recognizer_->fbank().dim());
   return std::unique_ptr<RecognitionStream>(new RecognitionStream(recognizer_, o, std::move(window)));
 }

@@ -49,6 +49,10 @@ struct StreamOptions {
   bool endpointing = false;          // apply the endpoint rules (decode/endpoint.h)
   bool continuous_decoding = false;  // after an endpoint: new segment (else the stream ends there)
   EndpointConfig endpoint;           // blank_id / frame_shift_ms are set from the model
+  // LM fusion and hotword biasing in the stream's search (as DecodingOptions); a hotword match
+  // still open at a segment's end is taken back in that segment's final result.
+  LmFusionWeights lm;
+  std::shared_ptr<const ContextGraph> hotwords;
 
   Status Validate(const ModelConfig& model) const;
   std::string ToString() const;

@@ -285,6 +285,8 @@ StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
     U2_RETURN_IF_ERROR(r.Int("beam_size", false, &d.beam_size));
     U2_RETURN_IF_ERROR(r.Int("decoding_chunk_size", false, &d.decoding_chunk_size));
     U2_RETURN_IF_ERROR(r.Int("num_decoding_left_chunks", false, &d.num_decoding_left_chunks));
+    U2_RETURN_IF_ERROR(r.Float("lm_weight", false, &d.lm_weight));
+    U2_RETURN_IF_ERROR(r.Float("word_bonus", false, &d.word_bonus));
   }
   U2_RETURN_IF_ERROR(c.Validate());
   return c;
@@ -394,6 +396,13 @@ Status ModelConfig::Validate() const {
                     "must be in [0, 1], got " + std::to_string(decoding.reverse_weight));
   }
   U2_RETURN_IF_ERROR(range("decoding.beam_size", decoding.beam_size, 1, 1000));
+  if (!std::isfinite(decoding.lm_weight) || decoding.lm_weight < 0 || decoding.lm_weight > 10) {
+    return KeyError("decoding.lm_weight", "must be in [0, 10], got " + std::to_string(decoding.lm_weight));
+  }
+  if (!std::isfinite(decoding.word_bonus) || std::fabs(decoding.word_bonus) > 20) {
+    return KeyError("decoding.word_bonus",
+                    "must be in [-20, 20], got " + std::to_string(decoding.word_bonus));
+  }
   if (decoding.decoding_chunk_size == 0 || decoding.decoding_chunk_size < -1) {
     return KeyError("decoding.decoding_chunk_size",
                     "must be -1 (full context) or > 0, got " + std::to_string(decoding.decoding_chunk_size));

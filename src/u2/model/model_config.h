@@ -71,6 +71,9 @@ struct DecodingDefaults {
   int beam_size = 10;
   int decoding_chunk_size = -1;
   int num_decoding_left_chunks = -1;
+  // Shallow fusion, when an LM is used with the model (decode/word_lm.h).
+  float lm_weight = 0.5f;
+  float word_bonus = 0.0f;
 };
 
 struct ModelConfig {

@@ -22,8 +22,10 @@ int64_t NsSince(Clock::time_point t) {
 StatusOr<DecodingOptions> OfflineOptionsFor(const ServedModel& m, const ParameterMap& parameters) {
   DecodingOptions o = m.defaults;
   U2_RETURN_IF_ERROR(CheckTritonParameters(parameters));
-  U2_RETURN_IF_ERROR(ApplyRequestParameters(parameters, &o));
-  U2_RETURN_IF_ERROR(o.Validate(m.model_config).WithContext("decoding parameters"));
+  U2_RETURN_IF_ERROR(
+      ApplyRequestParameters(parameters, &o, m.recognizer ? &m.recognizer->hotwords() : nullptr));
+  const Status valid = m.recognizer ? m.recognizer->ValidateOptions(o) : o.Validate(m.model_config);
+  U2_RETURN_IF_ERROR(valid.WithContext("decoding parameters"));
   return o;
 }
 

@@ -29,6 +29,7 @@ struct TranscriptionRequest {
   bool segments = false, words = false;  // timestamp_granularities[]
   bool stream = false;
   std::span<const std::byte> file;
+  std::string keywords;  // keywords[]: one hotword per line
 };
 
 HttpResponse OpenAiErrorResponse(const HttpRequest& req, int status, const std::string& message,
@@ -85,8 +86,11 @@ StatusOr<TranscriptionRequest> ParseTranscriptionForm(const std::vector<FormPart
       } catch (const std::exception&) {
         return InvalidArgument("'temperature' must be a number in [0, 1], got '" + value + "'");
       }
+    } else if (p.name == "keywords[]" || p.name == "keywords") {
+      // OpenAI's keywords: each one a hotword (a "phrase[:boost]" line of engine/hotwords.h).
+      if (!value.empty()) r.keywords += value + "\n";
     }
-    // prompt, keywords[], include[], chunking_strategy and unknown fields: accepted, not used.
+    // prompt, include[], chunking_strategy and unknown fields: accepted, not used.
   }
   if (!have_file) return InvalidArgument("the form has no 'file' part (the audio to transcribe)");
   if (r.file.empty()) return InvalidArgument("the uploaded 'file' is empty");
@@ -125,7 +129,9 @@ void Transcribe(InferenceService* service, HttpRequest&& req, Responder respond)
                                            " s and the server has no VAD to segment it (--vad-model-dir)",
                                        "file"));
   }
-  auto options = OfflineOptionsFor(*m, {});
+  ParameterMap parameters;
+  if (!form->keywords.empty()) parameters["hotwords"] = form->keywords;
+  auto options = OfflineOptionsFor(*m, parameters);
   if (!options.ok()) return respond(ErrorFor(req, options.status()));
 
   // Everything the answer needs, shared by the task (or long-audio job) that produces it.

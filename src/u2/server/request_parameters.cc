@@ -54,9 +54,19 @@ bool IsLeftChunksKey(const std::string& key) {
 
 // The keys both option structs share; *handled says whether `key` was one of them.
 template <typename Options>
-Status ApplySearchKey(const std::string& key, const Parameter& value, Options* o, bool* handled) {
+Status ApplySearchKey(const std::string& key, const Parameter& value, const HotwordCompiler* hotwords,
+                      Options* o, bool* handled) {
   *handled = true;
-  if (key == "beam") {
+  if (key == "lm_weight") {
+    U2_ASSIGN_OR_RETURN(o->lm.lm_weight, Number(key, value));
+  } else if (key == "word_bonus") {
+    U2_ASSIGN_OR_RETURN(o->lm.word_bonus, Number(key, value));
+  } else if (key == "hotwords") {
+    const auto* list = std::get_if<std::string>(&value);
+    if (list == nullptr) return InvalidArgument("string is expected for hotwords, got " + Shown(value));
+    if (hotwords == nullptr) return InvalidArgument("this model does not take hotwords");
+    U2_ASSIGN_OR_RETURN(o->hotwords, hotwords->Compile(*list));
+  } else if (key == "beam") {
     U2_ASSIGN_OR_RETURN(o->beam, Integer(key, value));
   } else if (key == "nbest") {
     U2_ASSIGN_OR_RETURN(o->nbest, Integer(key, value));
@@ -76,11 +86,12 @@ Status ApplySearchKey(const std::string& key, const Parameter& value, Options* o
 
 }  // namespace
 
-Status ApplyRequestParameters(const ParameterMap& parameters, DecodingOptions* options) {
+Status ApplyRequestParameters(const ParameterMap& parameters, DecodingOptions* options,
+                              const HotwordCompiler* hotwords) {
   DecodingOptions o = *options;
   for (const auto& [key, value] : parameters) {
     bool handled = false;
-    U2_RETURN_IF_ERROR(ApplySearchKey(key, value, &o, &handled));
+    U2_RETURN_IF_ERROR(ApplySearchKey(key, value, hotwords, &o, &handled));
     if (!handled && key == "decoding_mode") {
       U2_ASSIGN_OR_RETURN(o.mode, Mode(key, value));
     }
@@ -91,11 +102,12 @@ Status ApplyRequestParameters(const ParameterMap& parameters, DecodingOptions* o
   return Status::Ok();
 }
 
-Status ApplyRequestParameters(const ParameterMap& parameters, StreamOptions* options) {
+Status ApplyRequestParameters(const ParameterMap& parameters, StreamOptions* options,
+                              const HotwordCompiler* hotwords) {
   StreamOptions o = *options;
   for (const auto& [key, value] : parameters) {
     bool handled = false;
-    U2_RETURN_IF_ERROR(ApplySearchKey(key, value, &o, &handled));
+    U2_RETURN_IF_ERROR(ApplySearchKey(key, value, hotwords, &o, &handled));
     if (handled) continue;
     if (key == "rescoring") {
       if (std::holds_alternative<bool>(value)) {

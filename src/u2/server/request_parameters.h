@@ -10,6 +10,10 @@
 //   ctc_weight, reverse_weight          numbers
 //   decoding_chunk_size (chunk_size)    integer
 //   num_decoding_left_chunks (left_chunks) integer
+//   lm_weight, word_bonus               numbers (LM shallow fusion; lm_weight 0 turns the LM off)
+//   hotwords                            string: a hotword list (engine/hotwords.h: one
+//                                       "phrase[:boost]" per line, or a JSON array of them); it
+//                                       replaces the server's default list, "" turns biasing off
 //   streams only: rescoring (bool or 0/1), continuous_decoding (bool), endpointing (bool)
 // Triton's sequence keys (sequence_id, sequence_start, sequence_end) and its reserved "triton_"
 // prefix are checked by CheckTritonParameters.
@@ -26,12 +30,16 @@
 
 namespace u2::server {
 
-// Overlays the decoding keys of `parameters` on `options` (offline requests). Type errors only.
-Status ApplyRequestParameters(const ParameterMap& parameters, DecodingOptions* options);
+// Overlays the decoding keys of `parameters` on `options` (offline requests). Type errors, and a
+// hotword list `hotwords` cannot compile (unknown characters, too many phrases; null: the model
+// takes no hotwords).
+Status ApplyRequestParameters(const ParameterMap& parameters, DecodingOptions* options,
+                              const HotwordCompiler* hotwords = nullptr);
 // The same for a stream (Triton sequences, WebSocket). `beam` also caps nbest at the new beam
 // unless nbest is given; endpointing follows continuous_decoding unless given (a plain stream is
 // one utterance, decoded to its end).
-Status ApplyRequestParameters(const ParameterMap& parameters, StreamOptions* options);
+Status ApplyRequestParameters(const ParameterMap& parameters, StreamOptions* options,
+                              const HotwordCompiler* hotwords = nullptr);
 
 // Triton's own keys: sequence_id (int64 or string), sequence_start / sequence_end (bool), and no
 // other key starting with "triton_" (but triton_enable_empty_final_response).

@@ -75,8 +75,13 @@ std::string SequenceTranscript(const StreamUpdate& update, bool end, std::string
 StatusOr<StreamOptions> StreamOptionsFor(const ServedModel& m, const ParameterMap& parameters) {
   StreamOptions o = m.stream_defaults;
   U2_RETURN_IF_ERROR(CheckTritonParameters(parameters));
-  U2_RETURN_IF_ERROR(ApplyRequestParameters(parameters, &o));
+  U2_RETURN_IF_ERROR(
+      ApplyRequestParameters(parameters, &o, m.recognizer ? &m.recognizer->hotwords() : nullptr));
   U2_RETURN_IF_ERROR(o.Validate(m.model_config).WithContext("streaming parameters"));
+  if (m.recognizer && !m.recognizer->lm() && o.lm.lm_weight > 0) {
+    return InvalidArgument(
+        "streaming parameters: lm_weight given, but no language model is loaded for this model");
+  }
   return o;
 }
 

@@ -37,9 +37,18 @@ constexpr size_t kReadPieceBytes = 64 * 1024;
 
 // The stream options of a start message: the model's defaults with the message's overrides
 // (request_parameters.h: WeNet's nbest and continuous_decoding, and u2serve's decoding keys).
-StatusOr<StreamOptions> OptionsFromStart(const json& start, StreamOptions options) {
+// "hotwords" may be a JSON array of "phrase[:boost]" strings, or one string with a phrase per line.
+StatusOr<StreamOptions> OptionsFromStart(const json& start, const ServedModel& model) {
+  StreamOptions options = model.stream_defaults;
   U2_ASSIGN_OR_RETURN(ParameterMap parameters, ParametersFromJson(start));
-  U2_RETURN_IF_ERROR(ApplyRequestParameters(parameters, &options));
+  if (const auto it = start.find("hotwords"); it != start.end() && it->is_array()) {
+    parameters["hotwords"] = it->dump();
+  }
+  const HotwordCompiler* hotwords = model.recognizer ? &model.recognizer->hotwords() : nullptr;
+  U2_RETURN_IF_ERROR(ApplyRequestParameters(parameters, &options, hotwords));
+  if (model.recognizer && !model.recognizer->lm() && options.lm.lm_weight > 0) {
+    return InvalidArgument("lm_weight given, but no language model is loaded for this model");
+  }
   return options;
 }
 
@@ -190,7 +199,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<Ne
       return Fail("the server is not ready (shutting down?)", websocket::close_code::try_again_later);
     StreamScheduler* scheduler = (*model)->streams;
     // The model's streaming defaults (the server's --stream-* flags) with the client's overrides.
-    auto options = OptionsFromStart(start, (*model)->stream_defaults);
+    auto options = OptionsFromStart(start, **model);
     if (!options.ok()) return Fail(options.status().message());
     stream_id_ = "ws-" + std::to_string(++shared_->next_stream_number);
     if (Status s = scheduler->Start(stream_id_, *options, kWireSampleRate); !s.ok()) {
