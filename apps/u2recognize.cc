@@ -4,6 +4,7 @@
 //   u2recognize --model-dir models/demo --wav-scp wav.scp --text text --mode attention_rescoring
 //   u2recognize --model-dir models/demo --wav-scp wav.scp --streaming --chunk-size 8 --left-chunks 4
 //   u2recognize --model-dir models/demo --lm lm.arpa --lm-weight 0.5 --hotwords names.txt a.wav
+//   u2recognize --model-dir models/demo --tlg graph_dir --lm-weight 0.5 a.wav
 //
 // --streaming decodes each file as a live stream would be (pieces of --piece-ms, chunk by chunk,
 // --batch-size streams batched together) and prints the final result of each.
@@ -132,6 +133,11 @@ int main(int argc, char** argv) {
                  "ARPA n-gram LM fused into the search (default: the model dir's lm.arpa; none)");
   app.add_option("--lm-weight", config.lm_weight, "LM weight alpha: alpha * ln P(word) per word");
   app.add_option("--word-bonus", config.word_bonus, "bonus beta per word with an LM");
+  app.add_option("--tlg", config.tlg,
+                 "TLG decoding graph folder (tools/build_tlg.py; default: the model dir's tlg/; none)");
+  u2::OptionRegistry wfst_options;
+  config.wfst.Register(&wfst_options);
+  wfst_options.AddTo(&app);
   app.add_option("--hotwords", config.hotwords.file, "hotword list: one 'phrase[:boost]' per line");
   app.add_option("--hotwords-boost", config.hotwords.boost, "bonus per token for phrases without their own")
       ->capture_default_str();

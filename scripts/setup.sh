@@ -15,6 +15,8 @@ DEB_PACKAGES=(
   libopenblas-dev libopenblas0-pthread libfftw3-dev libsndfile1-dev libsoxr-dev
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # OpenFst: TLG decoding graphs (the library reads them, the tools build them: tools/build_tlg.py)
+  libfst-dev libfst-tools
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libboost-dev libboost-system-dev libssl-dev
   # Python reference model, converter, fixtures, training data
   python3-torch python3-torchaudio python3-numpy python3-yaml python3-venv python3-pip
@@ -49,7 +51,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 NUMPY_VERSION=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
 echo "numpy==${NUMPY_VERSION}" > .venv/constraints.txt
-if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonclient.http, onnxruntime, onnx, selenium, websocket, G722, openai, pocketsphinx, kenlm, kaldingram' 2>/dev/null; then
+if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonclient.http, onnxruntime, onnx, selenium, websocket, G722, openai, pocketsphinx, kenlm, kaldingram, kaldilm, kaldi_decoder, kaldifst' 2>/dev/null; then
   echo "[setup] installing PyPI tools into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -c .venv/constraints.txt -r scripts/requirements.txt
 else

@@ -9,38 +9,18 @@
 #include <vector>
 
 #include "u2/decode/context_graph.h"
+#include "u2/decode/ctc_hypothesis.h"
+#include "u2/decode/ctc_search_interface.h"
 #include "u2/decode/word_lm.h"
 #include "u2/util/status.h"
 
 namespace u2 {
-
-// A view of per-frame CTC log-probabilities, row-major [num_frames x vocab]. Does not own data.
-struct LogProbView {
-  const float* data = nullptr;
-  int num_frames = 0;
-  int vocab = 0;
-
-  const float* Row(int t) const { return data + static_cast<int64_t>(t) * vocab; }
-  // OK when the shape is non-negative and data is non-null whenever there is something to read.
-  Status Validate() const;
-};
 
 // Greedy search: per frame the arg-max token (the lowest id among equal maxima), then collapse
 // consecutive repeats and drop blanks. If `times` is given it receives, for each output token,
 // the frame within the token's run where its log-prob peaks (first such frame on ties).
 // An invalid view (null data with frames, negative sizes) yields no tokens.
 std::vector<int> CtcGreedySearch(LogProbView logp, int blank_id, std::vector<int>* times = nullptr);
-
-struct CtcHypothesis {
-  std::vector<int> tokens;
-  float score = 0;          // log P(prefix) = logadd(pb, pnb): all alignments that collapse to it
-  float viterbi_score = 0;  // log-prob of the single best alignment (for confidence)
-  std::vector<int> times;   // per token, the absolute frame where it peaks on the Viterbi path
-  // Fused scores, as if the utterance ended here (0 without an LM / hotwords):
-  float lm_score = 0;       // sum over its words of lm_weight * ln P + word_bonus, "</s>" included
-  float context_score = 0;  // hotword bonus of complete phrases (an unfinished match gives its back)
-  float FusedScore() const { return score + lm_score + context_score; }
-};
 
 struct CtcPrefixBeamSearchConfig {
   int beam = 10;        // prefixes kept after each frame (runtime/core: second_beam_size)
@@ -64,18 +44,18 @@ struct CtcPrefixBeamSearchConfig {
 // id first); prefixes are expanded token-major, then in current-beam order, and the next beam is
 // ordered by score with ties broken by first appearance. This is the order WeNet's Python
 // search produces (stable sort over dict insertion order); runtime/core leaves ties unspecified.
-class CtcPrefixBeamSearch {
+class CtcPrefixBeamSearch : public CtcSearch {
  public:
   explicit CtcPrefixBeamSearch(const CtcPrefixBeamSearchConfig& config);
 
   // Back to the start state: the empty prefix with probability 1, frame counter 0.
-  void Reset();
+  void Reset() override;
   // Consumes the frames of `chunk`. Fails (and changes nothing) if the configuration is invalid,
   // the view is malformed, blank_id >= vocab, or vocab differs from earlier chunks since Reset().
-  Status Search(LogProbView chunk);
+  Status Search(LogProbView chunk) override;
   // Best first (by FusedScore), at most `beam`. Before any frame: the empty hypothesis.
-  std::vector<CtcHypothesis> NBest() const;
-  int num_frames_decoded() const { return num_frames_decoded_; }
+  std::vector<CtcHypothesis> NBest() const override;
+  int num_frames_decoded() const override { return num_frames_decoded_; }
   const CtcPrefixBeamSearchConfig& config() const { return config_; }
 
  private:

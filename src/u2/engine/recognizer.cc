@@ -130,6 +130,9 @@ void RecognizerConfig::Register(OptionRegistry* r) {
          "ARPA n-gram LM fused into the search ('': the model dir's lm.arpa if any; 'none': no LM)");
   r->Add("lm-weight", &lm_weight, "LM weight alpha: alpha * ln P(word) per word (unset: the model's)");
   r->Add("word-bonus", &word_bonus, "bonus beta per word with an LM (unset: the model's)");
+  r->Add("tlg", &tlg,
+         "TLG decoding graph folder (tools/build_tlg.py; '': the model dir's tlg/ if any; 'none': no graph)");
+  wfst.Register(r);
   hotwords.Register(r);
 }
 
@@ -138,6 +141,7 @@ Status RecognizerConfig::Validate() const {
   if (num_threads < 1 || num_threads > 256) {
     return InvalidArgument("num_threads must be in [1, 256], got " + std::to_string(num_threads));
   }
+  U2_RETURN_IF_ERROR(wfst.Validate());
   return hotwords.Validate();
 }
 
@@ -145,7 +149,8 @@ std::string RecognizerConfig::ToString() const {
   std::ostringstream os;
   os << "RecognizerConfig(model_dir=" << model_dir << ", num_threads=" << num_threads
      << ", device=" << DeviceTypeName(device) << ", precision=" << PrecisionName(precision)
-     << ", lm=" << (lm.empty() ? "(model's)" : lm) << ", " << hotwords.ToString() << ")";
+     << ", lm=" << (lm.empty() ? "(model's)" : lm) << ", tlg=" << (tlg.empty() ? "(model's)" : tlg) << ", "
+     << wfst.ToString() << ", " << hotwords.ToString() << ")";
   return os.str();
 }
 
@@ -214,6 +219,19 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
     d.lm.lm_weight = mc.decoding.lm_weight;
     d.lm.word_bonus = mc.decoding.word_bonus;
   }
+  // The TLG graph: the one named, else the model's own (tlg/ beside the weights), if any.
+  std::string tlg_path = config.tlg;
+  if (tlg_path.empty() && std::filesystem::exists(config.model_dir + "/tlg/TLG.fst"))
+    tlg_path = config.model_dir + "/tlg";
+  if (!tlg_path.empty() && tlg_path != "none") {
+    if (r->lm_) {
+      return InvalidArgument("both an n-gram LM (" + lm_path + ") and a TLG graph (" + tlg_path +
+                             ") are given; the graph holds its LM: use one (--lm none or --tlg none)");
+    }
+    U2_ASSIGN_OR_RETURN(r->graph_, DecodingGraph::Load(tlg_path, *r->symbols_));
+    d.lm.lm_weight = mc.decoding.lm_weight;
+    d.lm.word_bonus = mc.decoding.word_bonus;
+  }
   if (config.lm_weight) d.lm.lm_weight = *config.lm_weight;
   if (config.word_bonus) d.lm.word_bonus = *config.word_bonus;
   r->hotwords_ = std::make_unique<HotwordCompiler>(*r->symbols_, config.hotwords);
@@ -232,25 +250,42 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
 
 Status Recognizer::ValidateOptions(const DecodingOptions& options) const {
   U2_RETURN_IF_ERROR(options.Validate(model_->config()));
-  if (!lm_ && options.lm.lm_weight > 0) {
-    return InvalidArgument("lm_weight " + std::to_string(options.lm.lm_weight) +
+  return CheckSearchOptions(options.lm, options.hotwords);
+}
+
+Status Recognizer::CheckSearchOptions(const LmFusionWeights& lm,
+                                      const std::shared_ptr<const ContextGraph>& hotwords) const {
+  if (!lm_ && !graph_ && lm.lm_weight > 0) {
+    return InvalidArgument("lm_weight " + std::to_string(lm.lm_weight) +
                            " given, but no language model is loaded for this model");
+  }
+  if (graph_ && hotwords) {
+    return InvalidArgument("hotwords need the prefix beam search, and this model decodes with a TLG graph");
   }
   return Status::Ok();
 }
 
-CtcPrefixBeamSearchConfig Recognizer::SearchConfig(
-    int beam, const LmFusionWeights& lm, const std::shared_ptr<const ContextGraph>& hotwords) const {
+std::unique_ptr<CtcSearch> Recognizer::MakeSearch(int beam, const LmFusionWeights& lm,
+                                                  const std::shared_ptr<const ContextGraph>& hotwords) const {
+  const int blank_id = model_->config().blank_id;
+  if (graph_) {
+    CtcWfstSearchConfig c = config_.wfst;
+    c.nbest = beam;
+    c.blank_id = blank_id;
+    c.lm_weight = lm.lm_weight;
+    c.word_bonus = lm.word_bonus;
+    return std::make_unique<CtcWfstSearch>(graph_, c);
+  }
   CtcPrefixBeamSearchConfig c;
   c.beam = beam;
   c.first_beam = beam;
-  c.blank_id = model_->config().blank_id;
+  c.blank_id = blank_id;
   if (lm_ && (lm.lm_weight > 0 || lm.word_bonus != 0)) {
     c.lm = lm_;
     c.lm_weights = lm;
   }
   c.context = hotwords;
-  return c;
+  return std::make_unique<CtcPrefixBeamSearch>(c);
 }
 
 const ModelConfig& Recognizer::model_config() const { return model_->config(); }
@@ -331,9 +366,9 @@ StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const W
       h.score = h.viterbi_score = best_path;
       ctc_nbest[k].push_back(std::move(h));
     } else {
-      CtcPrefixBeamSearch search(SearchConfig(options.beam, options.lm, options.hotwords));
-      U2_RETURN_IF_ERROR(search.Search(logp));
-      ctc_nbest[k] = search.NBest();
+      const std::unique_ptr<CtcSearch> search = MakeSearch(options.beam, options.lm, options.hotwords);
+      U2_RETURN_IF_ERROR(search->Search(logp));
+      ctc_nbest[k] = search->NBest();
     }
   }
 

@@ -21,6 +21,8 @@
 #include "u2/backend/tensor.h"
 #include "u2/decode/context_graph.h"
 #include "u2/decode/ctc_search.h"
+#include "u2/decode/ctc_wfst_search.h"
+#include "u2/decode/decoding_graph.h"
 #include "u2/decode/word_lm.h"
 #include "u2/decode/word_timing.h"
 #include "u2/engine/hotwords.h"
@@ -84,6 +86,11 @@ struct RecognizerConfig {
   // An ARPA n-gram LM fused into the search: empty: the model directory's lm.arpa if it has one;
   // "none": no LM. Its weights default to model.json's decoding.lm_weight / word_bonus.
   std::string lm;
+  // A TLG decoding graph folder (tools/build_tlg.py): empty: the model directory's tlg/ if it
+  // has one; "none": no graph. With a graph, beam searches decode over it (its LM) instead of
+  // the prefix beam search; lm_weight and word_bonus scale its weights.
+  std::string tlg;
+  CtcWfstSearchConfig wfst;
   std::optional<float> lm_weight;
   std::optional<float> word_bonus;
   HotwordsConfig hotwords;
@@ -151,15 +158,22 @@ class Recognizer {
                                                      const DecodingOptions& options) const;
 
   const DecodingOptions& default_options() const { return defaults_; }
-  // options.Validate plus what only the recognizer knows (an LM weight needs an LM).
+  // options.Validate plus CheckSearchOptions.
   Status ValidateOptions(const DecodingOptions& options) const;
-  // The LM fused into searches (null: none) and the compiler of hotword lists for this model.
+  // What only the recognizer knows about the search settings of a request: LM weights need an
+  // LM (an ARPA LM or a TLG graph), hotwords need the prefix beam search (not a TLG graph).
+  Status CheckSearchOptions(const LmFusionWeights& lm,
+                            const std::shared_ptr<const ContextGraph>& hotwords) const;
+  // The LM fused into prefix searches (null: none), the TLG graph (null: none) and the compiler
+  // of hotword lists for this model.
   const std::shared_ptr<const WordLm>& lm() const { return lm_; }
+  const std::shared_ptr<const DecodingGraph>& graph() const { return graph_; }
   const HotwordCompiler& hotwords() const { return *hotwords_; }
-  // A prefix beam search configured for `beam` with `lm` weights and `hotwords`: the one place
-  // offline and streaming decoding build their searches.
-  CtcPrefixBeamSearchConfig SearchConfig(int beam, const LmFusionWeights& lm,
-                                         const std::shared_ptr<const ContextGraph>& hotwords) const;
+  // The search for `beam` (the n-best size) with `lm` weights and `hotwords`: the WFST search
+  // when the model decodes with a TLG graph, else the prefix beam search. The one place offline
+  // and streaming decoding build their searches.
+  std::unique_ptr<CtcSearch> MakeSearch(int beam, const LmFusionWeights& lm,
+                                        const std::shared_ptr<const ContextGraph>& hotwords) const;
   const ModelConfig& model_config() const;
   const SymbolTable& symbols() const { return *symbols_; }
   // The parts the streaming recognizer shares (engine/streaming_recognizer.h).
@@ -177,6 +191,7 @@ class Recognizer {
   std::unique_ptr<Fbank> fbank_;
   std::unique_ptr<SymbolTable> symbols_;
   std::shared_ptr<const WordLm> lm_;
+  std::shared_ptr<const DecodingGraph> graph_;
   std::unique_ptr<HotwordCompiler> hotwords_;
 };
 

@@ -57,8 +57,7 @@ RecognitionStream::RecognitionStream(std::shared_ptr<const Recognizer> recognize
                                      const StreamOptions& options, ChunkWindow window)
     : recognizer_(std::move(recognizer)), options_(options), window_(std::move(window)) {
   encoder_ = recognizer_->model()->NewStream();
-  search_ = std::make_unique<CtcPrefixBeamSearch>(
-      recognizer_->SearchConfig(options_.beam, options_.lm, options_.hotwords));
+  search_ = recognizer_->MakeSearch(options_.beam, options_.lm, options_.hotwords);
   endpointer_ = std::make_unique<CtcEndpointer>(options_.endpoint);
   partial_.nbest.emplace_back();
 }
@@ -311,9 +310,7 @@ StatusOr<std::unique_ptr<RecognitionStream>> StreamingRecognizer::NewStream(
   o.endpoint.blank_id = mc.blank_id;
   o.endpoint.frame_shift_ms = defaults_.endpoint.frame_shift_ms;
   U2_RETURN_IF_ERROR(o.Validate(mc).WithContext("stream options"));
-  if (!recognizer_->lm() && o.lm.lm_weight > 0) {
-    return InvalidArgument("stream options: lm_weight given, but no language model is loaded for this model");
-  }
+  U2_RETURN_IF_ERROR(recognizer_->CheckSearchOptions(o.lm, o.hotwords).WithContext("stream options"));
   ChunkWindow window(WindowFrames(o), StrideFrames(o), mc.RightContext() + 1, recognizer_->fbank().dim());
   return std::unique_ptr<RecognitionStream>(new RecognitionStream(recognizer_, o, std::move(window)));
 }

@@ -161,7 +161,7 @@ class RecognitionStream {
   StreamOptions options_;
   std::unique_ptr<StreamingFbank> fbank_;  // made on the first AcceptWaveform
   std::unique_ptr<EncoderStream> encoder_;
-  std::unique_ptr<CtcPrefixBeamSearch> search_;
+  std::unique_ptr<CtcSearch> search_;
   std::unique_ptr<CtcEndpointer> endpointer_;
   ChunkWindow window_;
   InputState input_ = InputState::kOpen;

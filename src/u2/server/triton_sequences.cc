@@ -78,9 +78,9 @@ StatusOr<StreamOptions> StreamOptionsFor(const ServedModel& m, const ParameterMa
   U2_RETURN_IF_ERROR(
       ApplyRequestParameters(parameters, &o, m.recognizer ? &m.recognizer->hotwords() : nullptr));
   U2_RETURN_IF_ERROR(o.Validate(m.model_config).WithContext("streaming parameters"));
-  if (m.recognizer && !m.recognizer->lm() && o.lm.lm_weight > 0) {
-    return InvalidArgument(
-        "streaming parameters: lm_weight given, but no language model is loaded for this model");
+  if (m.recognizer) {
+    U2_RETURN_IF_ERROR(
+        m.recognizer->CheckSearchOptions(o.lm, o.hotwords).WithContext("streaming parameters"));
   }
   return o;
 }

@@ -46,9 +46,8 @@ StatusOr<StreamOptions> OptionsFromStart(const json& start, const ServedModel& m
   }
   const HotwordCompiler* hotwords = model.recognizer ? &model.recognizer->hotwords() : nullptr;
   U2_RETURN_IF_ERROR(ApplyRequestParameters(parameters, &options, hotwords));
-  if (model.recognizer && !model.recognizer->lm() && options.lm.lm_weight > 0) {
-    return InvalidArgument("lm_weight given, but no language model is loaded for this model");
-  }
+  if (model.recognizer)
+    U2_RETURN_IF_ERROR(model.recognizer->CheckSearchOptions(options.lm, options.hotwords));
   return options;
 }
 

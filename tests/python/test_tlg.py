@@ -1,0 +1,179 @@
+"""TLG (WFST) decoding: tools/build_tlg.py builds T, L and G with OpenFst's tools and kaldilm, and
+u2serve's token-passing search over the graph finds the same best path as Kaldi's FasterDecoder
+(PyPI kaldi-decoder, the oracle, used only here) on the same graph and log-probabilities; then
+the graph in u2recognize (offline and streaming) and u2serve, and clear errors for broken graphs."""
+import subprocess
+
+import kaldi_decoder
+import kaldifst
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from conftest import APPS, BUILD_DIR as BUILD, DEMO_MODEL, ROOT, ServerProcess, read_wav
+
+SAMPLES = ROOT / "tests" / "data" / "samples"
+PY = str(ROOT / ".venv" / "bin" / "python")
+UNITS = DEMO_MODEL / "units.txt"
+
+
+def sentences():
+    return [line.partition(" ")[2] for line in (SAMPLES / "text").read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def tlg(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tlg")
+    text = d / "text.txt"
+    text.write_text("".join(s + "\n" for s in sentences()))
+    arpa = d / "lm.arpa"
+    r = subprocess.run([PY, str(ROOT / "tools" / "build_lm.py"), "--text", str(text), "--order", "2",
+                        "--units", str(UNITS), "--out", str(arpa)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = d / "graph"
+    r = subprocess.run([PY, str(ROOT / "tools" / "build_tlg.py"), "--units", str(UNITS), "--lm", str(arpa),
+                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "TLG.fst:" in r.stderr and (out / "TLG.fst").exists() and (out / "words.txt").exists()
+    return out
+
+
+def noisy_posteriors(text, seed, noise=1.0, peak=4.0):
+    """Log-probabilities that spell `text` (runs of each character, blanks between) under noise."""
+    units = [line.split()[0] for line in UNITS.read_text().splitlines()]
+    ids = {u: i for i, u in enumerate(units)}
+    rng = np.random.default_rng(seed)
+    frames = []
+    for c in text:
+        frames += [ids["\u2581" if c == " " else c]] * int(rng.integers(1, 3)) + [0] * int(rng.integers(0, 3))
+    logits = rng.normal(0.0, noise, (len(frames), len(units))).astype(np.float32)
+    logits[np.arange(len(frames)), frames] += peak
+    logits -= np.log(np.exp(logits).sum(1, keepdims=True))
+    return logits.astype(np.float32)
+
+
+def kaldi_best(graph_dir, logp):
+    fst = kaldifst.StdVectorFst.read(str(graph_dir / "TLG.fst"))
+    dec = kaldi_decoder.FasterDecoder(fst, kaldi_decoder.FasterDecoderOptions(beam=50, max_active=1000000,
+                                                                              min_active=0))
+    dec.decode(kaldi_decoder.DecodableCtc(logp))
+    ok, best = dec.get_best_path()
+    assert ok
+    _, ilabels, _, weight = kaldifst.get_linear_symbol_sequence(best)
+    tokens, prev = [], 1
+    for label in ilabels:  # CTC collapse of the frame labels (blank = 1)
+        if label != 1 and label != prev:
+            tokens.append(label - 1)
+        prev = label
+    return tokens, weight.value1 + weight.value2
+
+
+def ours(graph_dir, logp, tmp_path, beam=50, blank_skip=2.0):
+    path = tmp_path / "logp.f32"
+    logp.tofile(path)
+    r = subprocess.run([str(BUILD / "tests" / "cpp" / "wfst_decode"), str(graph_dir), str(UNITS), str(path),
+                        str(logp.shape[1]), str(beam), str(blank_skip)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    score, _, tokens = r.stdout.splitlines()[0].partition("\t")
+    return [int(t) for t in tokens.split()], -float(score)
+
+
+def test_best_path_equals_kaldis_decoder(tlg, tmp_path):
+    for seed, text in enumerate(sentences() * 3):
+        logp = noisy_posteriors(text, seed, noise=0.8 + 0.2 * (seed % 3))
+        want_tokens, want_cost = kaldi_best(tlg, logp)
+        tokens, cost = ours(tlg, logp, tmp_path)
+        assert tokens == want_tokens, (seed, text)
+        assert abs(cost - want_cost) < 1e-3 * max(1.0, abs(want_cost)), (seed, cost, want_cost)
+        # The default beam (16) finds the same path on these.
+        assert ours(tlg, logp, tmp_path, beam=16)[0] == want_tokens
+
+
+def test_blank_skipping_keeps_the_result_on_peaky_posteriors(tlg, tmp_path):
+    for seed, text in enumerate(sentences()):
+        logp = noisy_posteriors(text, 100 + seed, noise=0.3, peak=9.0)
+        assert ours(tlg, logp, tmp_path, beam=16, blank_skip=0.98)[0] == kaldi_best(tlg, logp)[0]
+
+
+def recognize(*extra):
+    r = subprocess.run([str(APPS / "u2recognize"), "--model-dir", str(DEMO_MODEL), "--wav-scp",
+                        str(SAMPLES / "wav.scp"), "--text", str(SAMPLES / "text"), *extra],
+                       capture_output=True, text=True, timeout=300)
+    return r
+
+
+def wer_of(stderr):
+    line = next(line for line in stderr.splitlines() if "WER" in line)
+    return float(line.split("WER")[1].split("%")[0])
+
+
+def test_u2recognize_decodes_with_the_graph(tlg):
+    plain = recognize()
+    fused = recognize("--tlg", str(tlg), "--lm-weight", "0.5", "--word-bonus", "1")
+    assert plain.returncode == 0 and fused.returncode == 0, plain.stderr + fused.stderr
+    assert wer_of(fused.stderr) <= 0.6 * wer_of(plain.stderr)
+    vocabulary = {line.split()[0] for line in (tlg / "words.txt").read_text().splitlines()}
+    for line in fused.stdout.splitlines():
+        assert set(line.split()[1:]) <= vocabulary, line  # only the graph's words come out
+    # Streaming decodes over the same graph chunk by chunk: equal to chunk-masked offline decoding.
+    offline = recognize("--tlg", str(tlg), "--lm-weight", "0.5", "--chunk-size", "16", "--quiet")
+    streaming = recognize("--tlg", str(tlg), "--lm-weight", "0.5", "--streaming", "--quiet")
+    assert offline.returncode == 0 and streaming.returncode == 0, offline.stderr + streaming.stderr
+    assert streaming.stdout == offline.stdout
+
+
+def test_broken_graphs_are_clear_errors(tlg, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "words.txt").write_text((tlg / "words.txt").read_text())
+    data = (tlg / "TLG.fst").read_bytes()
+    (broken / "TLG.fst").write_bytes(data[: len(data) // 2])
+    r = recognize("--tlg", str(broken))
+    assert r.returncode == 1 and "OpenFst could not read it" in r.stderr, r.stderr
+    (broken / "TLG.fst").write_bytes(b"not a graph")
+    r = recognize("--tlg", str(broken))
+    assert r.returncode == 1 and "not an OpenFst binary file" in r.stderr, r.stderr
+    r = recognize("--tlg", str(tmp_path / "missing"))
+    assert r.returncode == 1 and "cannot open" in r.stderr, r.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("TLG.fst", "words.txt"):
+        (other / name).write_bytes((tlg / name).read_bytes())
+    (other / "units.txt").write_text(UNITS.read_text().replace("\na ", "\nA "))
+    r = recognize("--tlg", str(other))
+    assert r.returncode == 1 and "built for another model" in r.stderr, r.stderr
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1\t<s>\n-1\t</s>\n-1\tsee\n\n\\end\\\n")
+    r = recognize("--tlg", str(tlg), "--lm", str(arpa))
+    assert r.returncode == 1 and "use one" in r.stderr, r.stderr
+    hot = tmp_path / "hot.txt"
+    hot.write_text("paragraph\n")
+    r = recognize("--tlg", str(tlg), "--hotwords", str(hot))
+    assert r.returncode == 1 and "TLG graph" in r.stderr, r.stderr
+
+
+def test_server_decodes_with_the_graph(tlg, tmp_path):
+    want = recognize("--tlg", str(tlg), "--lm-weight", "0.5", "--quiet").stdout
+    want = {line.partition(" ")[0]: line.partition(" ")[2] for line in want.splitlines()}
+    s = ServerProcess(["--model-dir", str(DEMO_MODEL), "--workers", "1", "--tlg", str(tlg), "--lm-weight", "0.5"],
+                      tmp_path / "u2serve.log")
+    try:
+        s.wait_ready()
+        client = grpcclient.InferenceServerClient(s.grpc_url)
+        for line in (SAMPLES / "wav.scp").read_text().splitlines():
+            utt, _, rel = line.partition(" ")
+            x, _ = read_wav(SAMPLES / rel.strip())
+            wav = grpcclient.InferInput("WAV", [1, len(x)], "FP32")
+            wav.set_data_from_numpy(x[np.newaxis, :].astype(np.float32))
+            lens = grpcclient.InferInput("WAV_LENS", [1, 1], "INT32")
+            lens.set_data_from_numpy(np.array([[len(x)]], dtype=np.int32))
+            out = [grpcclient.InferRequestedOutput("TRANSCRIPTS")]
+            text = client.infer("attention_rescoring", [wav, lens], outputs=out).as_numpy("TRANSCRIPTS")[0]
+            assert text.decode() == want[utt], utt
+        # Hotwords need the prefix search: a clear error, and the server keeps serving.
+        with pytest.raises(Exception) as e:
+            client.infer("attention_rescoring", [wav, lens], outputs=out, parameters={"hotwords": "linux"})
+        assert "TLG graph" in str(e.value)
+        assert client.infer("attention_rescoring", [wav, lens], outputs=out).as_numpy("TRANSCRIPTS")[0]
+    finally:
+        assert s.stop() == 0, s.log_text()
