@@ -335,3 +335,54 @@ TEST(DecodingGraph, LoadRefusesMissingOrForeignFiles) {
 
 }  // namespace
 }  // namespace u2
+
+namespace u2 {
+namespace {
+
+// Frame 0 is "c" (0.3) or blank (0.7), then a clear "a", "b": without hotwords "ab" wins.
+std::vector<float> AmbiguousCab() {
+  const float other = std::log(0.0005f);
+  std::vector<float> x = {std::log(0.7f), other, other, std::log(0.3f),  //
+                          other, std::log(0.999f), other, other,         //
+                          other, other, std::log(0.999f), other};
+  return x;
+}
+
+std::vector<CtcHypothesis> DecodeWith(std::shared_ptr<const ContextGraph> context) {
+  CtcWfstSearchConfig c = ExactConfig();
+  c.context = std::move(context);
+  CtcWfstSearch search(Graph(), c);
+  const auto logp = AmbiguousCab();
+  EXPECT_TRUE(search.Search({logp.data(), 3, 4}).ok());
+  return search.NBest();
+}
+
+TEST(WfstSearch, AHotwordFlipsTheBestPath) {
+  const auto plain = DecodeWith(nullptr);
+  ASSERT_FALSE(plain.empty());
+  EXPECT_EQ(plain[0].tokens, (std::vector<int>{1, 2}));  // "ab"
+  const std::vector<ContextPhrase> phrases = {{{3, 1, 2}, 1.0f}};
+  auto graph = ContextGraph::Build(phrases);
+  ASSERT_TRUE(graph.ok());
+  const auto biased = DecodeWith(*graph);
+  ASSERT_FALSE(biased.empty());
+  EXPECT_EQ(biased[0].tokens, (std::vector<int>{3, 1, 2}));  // "cab"
+  EXPECT_NEAR(biased[0].context_score, 3.0f, 1e-5);
+  EXPECT_NEAR(biased[0].FusedScore(), biased[0].score + biased[0].lm_score + 3.0f, 1e-5);
+}
+
+TEST(WfstSearch, AnUnfinishedHotwordLeavesTheResultAlone) {
+  const auto plain = DecodeWith(nullptr);
+  // "c b" is never completed on these frames: its bonus on "c" is given back.
+  const std::vector<ContextPhrase> phrases = {{{3, 2}, 5.0f}};
+  auto graph = ContextGraph::Build(phrases);
+  ASSERT_TRUE(graph.ok());
+  const auto biased = DecodeWith(*graph);
+  ASSERT_FALSE(biased.empty());
+  EXPECT_EQ(biased[0].tokens, plain[0].tokens);
+  EXPECT_NEAR(biased[0].FusedScore(), plain[0].FusedScore(), 1e-4);
+  EXPECT_NEAR(biased[0].context_score, 0.0f, 1e-5);
+}
+
+}  // namespace
+}  // namespace u2

@@ -18,8 +18,9 @@ inline uint64_t ExtendHistory(uint64_t history, int32_t word) {
   return h ^ (h >> 29);
 }
 
-inline uint64_t Key(int32_t state, uint64_t history) {
+inline uint64_t Key(int32_t state, uint64_t history, int32_t context_state) {
   uint64_t h = history ^ (static_cast<uint64_t>(static_cast<uint32_t>(state)) * 0xC2B2AE3D27D4EB4FULL);
+  h ^= static_cast<uint64_t>(static_cast<uint32_t>(context_state)) * 0x165667B19E3779F9ULL;
   return h ^ (h >> 31);
 }
 
@@ -81,14 +82,16 @@ void CtcWfstSearch::Reset() {
   if (!config_status_.ok()) return;
   next_.clear();
   index_.clear();
-  Relax({graph_->start(), config_.blank_id + 1, -1, 0, 0, 0.0f, 0.0f, 0.0f});
+  const int32_t context_start = config_.context ? config_.context->start() : 0;
+  Relax({graph_->start(), config_.blank_id + 1, -1, 0, 0, context_start, 0.0f, 0.0f, 0.0f, 0.0f});
   ProcessEpsilons(kInf);
   LimitPerState();
   tokens_.swap(next_);
 }
 
 bool CtcWfstSearch::Relax(const Token& t) {
-  const auto [it, inserted] = index_.try_emplace(Key(t.state, t.history), static_cast<int32_t>(next_.size()));
+  const auto [it, inserted] =
+      index_.try_emplace(Key(t.state, t.history, t.context_state), static_cast<int32_t>(next_.size()));
   if (inserted) {
     next_.push_back(t);
     return true;
@@ -127,7 +130,7 @@ void CtcWfstSearch::ProcessEpsilons(float cutoff) {
       } else if (n.cost > cutoff) {
         continue;
       }
-      if (Relax(n)) queue_.push_back(index_.find(Key(n.state, n.history))->second);
+      if (Relax(n)) queue_.push_back(index_.find(Key(n.state, n.history, n.context_state))->second);
     }
   }
 }
@@ -201,6 +204,12 @@ void CtcWfstSearch::Step(const float* logp, bool certain_blank) {
       n.am += acoustic;
       n.last_label = a->ilabel;
       const bool emits = a->ilabel != blank_label && a->ilabel != t.last_label;
+      if (emits && config_.context) {
+        const float bonus = config_.context->Step(t.context_state, a->ilabel - 1, &n.context_state);
+        n.context += bonus;
+        n.cost -= bonus;
+        if (!(n.cost <= next_cutoff)) continue;
+      }
       if (emits || a->olabel != 0) {
         trace_.push_back({t.trace, emits ? a->ilabel - 1 : -1, a->olabel, frame});
         n.trace = static_cast<int32_t>(trace_.size()) - 1;
@@ -293,6 +302,7 @@ CtcHypothesis CtcWfstSearch::Trace(const Token& t, float final_cost) const {
   h.viterbi_score = t.am;
   h.lm_score =
       -config_.lm_weight * (t.graph + final_cost) + config_.word_bonus * static_cast<float>(t.num_words);
+  h.context_score = t.context + (config_.context ? config_.context->FinalScore(t.context_state) : 0.0f);
   return h;
 }
 
@@ -303,12 +313,16 @@ std::vector<CtcHypothesis> CtcWfstSearch::NBest() const {
     float total;
   };
   std::vector<Candidate> candidates;
+  // Ending here also takes back an unfinished hotword match.
+  auto end_cost = [&](const Token& t) {
+    return config_.context ? -config_.context->FinalScore(t.context_state) : 0.0f;
+  };
   for (const Token& t : tokens_) {
     const float f = graph_ ? graph_->Final(t.state) : kInf;
-    if (std::isfinite(f)) candidates.push_back({&t, f, t.cost + config_.lm_weight * f});
+    if (std::isfinite(f)) candidates.push_back({&t, f, t.cost + config_.lm_weight * f + end_cost(t)});
   }
   if (candidates.empty()) {
-    for (const Token& t : tokens_) candidates.push_back({&t, 0.0f, t.cost});
+    for (const Token& t : tokens_) candidates.push_back({&t, 0.0f, t.cost + end_cost(t)});
   }
   std::stable_sort(candidates.begin(), candidates.end(),
                    [](const Candidate& a, const Candidate& b) { return a.total < b.total; });

@@ -16,9 +16,14 @@
 //   survives); a state keeps the `nbest` cheapest distinct histories, so the n-best list has
 //   distinct word sequences (an approximation of lattice n-best, exact for the best path).
 //
-// Scores of a hypothesis: `score` (= viterbi_score) is the acoustic log-prob of its path, and
-// `lm_score` = lm_weight * (-graph cost) + word_bonus * words, so FusedScore() is minus the cost
-// it was ranked by and attention rescoring combines the scores as with shallow fusion.
+// Hotwords: with a context graph every token also carries its state in it; each emitted token
+// steps it (cost -= the bonus change), and the end of the utterance takes back an unfinished
+// match (ContextGraph::FinalScore), exactly as in the prefix beam search.
+//
+// Scores of a hypothesis: `score` (= viterbi_score) is the acoustic log-prob of its path,
+// `lm_score` = lm_weight * (-graph cost) + word_bonus * words and `context_score` its hotword
+// bonus, so FusedScore() is minus the cost it was ranked by and attention rescoring combines the
+// scores as with shallow fusion.
 // `times` are the frames where each token was emitted.
 #pragma once
 
@@ -28,6 +33,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "u2/decode/context_graph.h"
 #include "u2/decode/ctc_hypothesis.h"
 #include "u2/decode/ctc_search_interface.h"
 #include "u2/decode/decoding_graph.h"
@@ -44,8 +50,9 @@ struct CtcWfstSearchConfig {
   float blank_skip_threshold = 0.98f;  // skip frames whose blank probability is above; >= 1: never
   int nbest = 10;                      // hypotheses returned (and distinct histories kept per state)
   int blank_id = 0;
-  float lm_weight = 1.0f;   // scale of the graph's weights
-  float word_bonus = 0.0f;  // per word, natural log
+  float lm_weight = 1.0f;                       // scale of the graph's weights
+  float word_bonus = 0.0f;                      // per word, natural log
+  std::shared_ptr<const ContextGraph> context;  // hotwords (null: none)
 
   void Register(OptionRegistry* r);  // --wfst-beam, --max-active, --min-active, --blank-skip-threshold
   Status Validate() const;
@@ -78,10 +85,12 @@ class CtcWfstSearch : public CtcSearch {
     int32_t last_label;  // the input label of the last frame it consumed (token id + 1)
     int32_t trace;       // -1: empty path
     int32_t num_words;
-    uint64_t history;  // hash of the word sequence
-    float cost;        // lm_weight * graph - acoustic - word_bonus * words
-    float am;          // acoustic log-prob (negated cost part)
-    float graph;       // graph cost (unscaled)
+    uint64_t history;       // hash of the word sequence
+    int32_t context_state;  // in the hotword graph
+    float cost;             // lm_weight * graph - acoustic - word_bonus * words - hotword bonus
+    float am;               // acoustic log-prob (negated cost part)
+    float graph;            // graph cost (unscaled)
+    float context;          // hotword bonus so far
   };
 
   // Adds `t` to next_, or replaces a costlier token of the same state and history; true if so.

@@ -30,8 +30,8 @@ class OptionRegistry;
 class SymbolTable;
 
 struct HotwordsConfig {
-  std::string file;            // a default list (one phrase[:boost] per line); empty: none
-  float boost = 3.0f;          // per token, for phrases without their own
+  std::string file;    // a default list (one phrase[:boost] per line); empty: none
+  float boost = 2.0f;  // per token, for phrases without their own (chosen on dev: docs/language-models.md)
   int max_phrases = 1024;      // per list
   int max_phrase_tokens = 64;  // per phrase, in model tokens
   int cache_size = 64;         // compiled lists kept

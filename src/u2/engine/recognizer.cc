@@ -259,9 +259,6 @@ Status Recognizer::CheckSearchOptions(const LmFusionWeights& lm,
     return InvalidArgument("lm_weight " + std::to_string(lm.lm_weight) +
                            " given, but no language model is loaded for this model");
   }
-  if (graph_ && hotwords) {
-    return InvalidArgument("hotwords need the prefix beam search, and this model decodes with a TLG graph");
-  }
   return Status::Ok();
 }
 
@@ -274,6 +271,7 @@ std::unique_ptr<CtcSearch> Recognizer::MakeSearch(int beam, const LmFusionWeight
     c.blank_id = blank_id;
     c.lm_weight = lm.lm_weight;
     c.word_bonus = lm.word_bonus;
+    c.context = hotwords;
     return std::make_unique<CtcWfstSearch>(graph_, c);
   }
   CtcPrefixBeamSearchConfig c;

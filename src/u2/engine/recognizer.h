@@ -161,7 +161,7 @@ class Recognizer {
   // options.Validate plus CheckSearchOptions.
   Status ValidateOptions(const DecodingOptions& options) const;
   // What only the recognizer knows about the search settings of a request: LM weights need an
-  // LM (an ARPA LM or a TLG graph), hotwords need the prefix beam search (not a TLG graph).
+  // LM (an ARPA LM or a TLG graph).
   Status CheckSearchOptions(const LmFusionWeights& lm,
                             const std::shared_ptr<const ContextGraph>& hotwords) const;
   // The LM fused into prefix searches (null: none), the TLG graph (null: none) and the compiler
