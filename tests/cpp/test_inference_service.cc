@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <future>
 #include <new>
@@ -104,6 +105,11 @@ TEST_F(InferenceServiceTest, OfflineRequestEndToEnd) {
   EXPECT_EQ(s.success.count, 1u);
   EXPECT_EQ(s.inference_count, 1u);
   EXPECT_DOUBLE_EQ(s.audio_seconds, 0.05);
+  // The request leaves in_flight only after its reply callback returns (a drain must not end
+  // while a reply is being written), so the count may lag the response by a moment.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (service_.in_flight() != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_EQ(service_.in_flight(), 0);
 }
 
