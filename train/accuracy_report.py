@@ -54,8 +54,10 @@ def u2recognize(a, split, refs, extra, tag):
     scp = os.path.join(a.work, f"{split}.{len(refs)}.scp")
     common.write_subset_scp(os.path.join(list_dir(a, split), "wav.scp"), refs, scp)
     t0 = time.time()
+    # The acoustic model's own accuracy: without the model folder's LM (docs/language-models.md
+    # measures it), so these numbers compare with the PyTorch reference and earlier models.
     hyps, speed = common.run_u2recognize(a.u2recognize, a.model, scp, os.path.join(a.work, f"{split}.{tag}.hyp"),
-                                         a.threads, extra)
+                                         a.threads, ["--lm", "none"] + list(extra))
     er = common.ErrorRate()
     for k, ref in refs.items():
         er.add(ref, hyps.get(k, ""))
@@ -78,7 +80,7 @@ def through_server(a, refs):
     log = open(os.path.join(a.work, "u2serve.log"), "w")
     server = subprocess.Popen([os.path.join(common.REPO, a.build, "apps", "u2serve"), "--model-dir", a.model,
                                "--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port", "-1",
-                               "--threads", str(a.threads)], stdout=log, stderr=subprocess.STDOUT)
+                               "--threads", str(a.threads), "--lm", "none"], stdout=log, stderr=subprocess.STDOUT)
     out = {}
     try:
         for _ in range(600):
@@ -423,7 +425,7 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
     L.append(f"\nC++ speed (attention rescoring): {speed:.0f}x real time on the shared 2-core machine (an "
              "indication, not a benchmark; docs/benchmarks.md).\n")
     L.append("Command: `build/apps/u2recognize --model-dir models/demo --wav-scp <set>/wav.scp --mode <mode> "
-             "--threads 2`; pocketsphinx: `.venv/bin/python train/peer_pocketsphinx.py --list <set>`.\n")
+             "--threads 2 --lm none`; pocketsphinx: `.venv/bin/python train/peer_pocketsphinx.py --list <set>`.\n")
 
     if torch_res:
         L.append("### The engine equals PyTorch\n")
@@ -453,7 +455,7 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
                     + " | ".join(f"{cpp_stream[(s, chunk, left)][0].cer():.2f} %" for s in SPLITS) + " |")
     L.extend(table("| chunk (frames / ms) | left chunks | " + " | ".join(SPLITS) + " |", rows))
     L.append("\nCommand: `build/apps/u2recognize --model-dir models/demo --wav-scp <set>/wav.scp --streaming "
-             "--chunk-size C --left-chunks L --threads 2`\n")
+             "--chunk-size C --left-chunks L --threads 2 --lm none`\n")
 
     if server_res:
         L.append("## Through the server\n")

@@ -342,9 +342,18 @@ namespace {
 // Frame 0 is "c" (0.3) or blank (0.7), then a clear "a", "b": without hotwords "ab" wins.
 std::vector<float> AmbiguousCab() {
   const float other = std::log(0.0005f);
-  std::vector<float> x = {std::log(0.7f), other, other, std::log(0.3f),  //
-                          other, std::log(0.999f), other, other,         //
-                          other, other, std::log(0.999f), other};
+  std::vector<float> x = {std::log(0.7f),
+                          other,
+                          other,
+                          std::log(0.3f),  //
+                          other,
+                          std::log(0.999f),
+                          other,
+                          other,  //
+                          other,
+                          other,
+                          std::log(0.999f),
+                          other};
   return x;
 }
 

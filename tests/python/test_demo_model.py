@@ -66,9 +66,10 @@ def sample_features(list_dir=SAMPLES, limit=0):
 
 
 def run_u2recognize(*args, list_dir=SAMPLES):
+    """u2recognize without the demo model's LM: the PyTorch reference has none."""
     assert U2RECOGNIZE.exists(), f"{U2RECOGNIZE} is not built"
     proc = subprocess.run([str(U2RECOGNIZE), "--model-dir", str(MODEL), "--wav-scp",
-                           str(list_dir / "wav.scp"), "--text", str(list_dir / "text"), *args],
+                           str(list_dir / "wav.scp"), "--text", str(list_dir / "text"), "--lm", "none", *args],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     got = {}

@@ -1,7 +1,7 @@
 """Per-request hotwords (context biasing) on every front end of u2serve, on the shipped demo model.
 
-The demo samples have words the plain decode misspells ("par agraphfor", "dependin", "note buck");
-given as hotwords they come out right. Each front end must give exactly what u2recognize gives
+The demo samples have words the plain decode (with the demo model's LM) misspells ("dependin",
+"note buck"); given as hotwords they come out right. Each front end must give exactly what u2recognize gives
 with the same list (offline: the same search; streams: chunk-masked offline decoding with the
 model's chunk of 16 equals streaming), requests with different lists must not leak into each other
 when they are batched together, and broken lists are clear 400/INVALID_ARGUMENT errors that leave
@@ -23,7 +23,7 @@ from tritonclient.utils import InferenceServerException
 from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess, read_wav
 
 SAMPLES = ROOT / "tests" / "data" / "samples"
-TARGETS = ["paragraph", "depending", "notebook"]
+TARGETS = ["depending", "notebook"]
 
 
 def sample_paths():
@@ -101,8 +101,8 @@ def test_concurrent_requests_with_different_lists_do_not_mix(demo_server, audio,
     """Eight clients at once, each its own list (batched together by the dynamic batcher, which must
     keep requests with different lists apart), each must get its list's sequential result."""
     names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
-    lists = [TARGETS[:i % 4] + [names[i]] for i in range(8)]
-    utt = sorted(audio)[0]  # "see the next paragraph ...": only lists with "paragraph" fix it
+    lists = [TARGETS[:i % 3] + [names[i]] for i in range(8)]
+    utt = "test_000004"  # "source of the notebook to execute": only lists with "notebook" fix it
     want = [u2recognize(tmp_path, hw)[utt] for hw in lists]
     assert len(set(want)) > 1  # the lists make a difference
     results = [None] * len(lists)
@@ -204,7 +204,7 @@ def test_triton_sequence_start_hotwords(demo_server, audio, tmp_path):
     ({"hotwords": 7}, "string is expected for hotwords"),
     ({"hotwords": "paragraph:500"}, "boost must be in [-20, 20]"),
     ({"hotwords": "x" * 70}, "64"),                                      # a phrase over the token limit
-    ({"lm_weight": 0.5}, "no language model is loaded"),                # the demo model ships none
+    ({"lm_weight": 50}, "lm_weight must be in [0, 10]"),
     ({"word_bonus": 1e9}, "word_bonus"),
 ])
 def test_bad_lists_are_clear_errors_and_the_server_keeps_serving(demo_server, audio, tmp_path, params, fragment):

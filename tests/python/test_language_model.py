@@ -121,7 +121,7 @@ def sample_lm(tmp_path_factory):
 
 @pytest.mark.parametrize("mode", ["attention_rescoring", "ctc_prefix_beam_search"])
 def test_an_in_domain_lm_fixes_the_samples(sample_lm, mode):
-    plain = recognize("--mode", mode)
+    plain = recognize("--mode", mode, "--lm", "none")
     assert plain.returncode == 0, plain.stderr
     # The weights the synthetic dev set chose for an in-domain LM (docs/language-models.md).
     fused = recognize("--mode", mode, "--lm", str(sample_lm), "--lm-weight", "0.3", "--word-bonus", "1")
@@ -137,7 +137,7 @@ def test_an_in_domain_lm_fixes_the_samples(sample_lm, mode):
 
 
 def test_streaming_uses_the_lm_too(sample_lm):
-    plain = recognize("--streaming")
+    plain = recognize("--streaming", "--lm", "none")
     fused = recognize("--streaming", "--lm", str(sample_lm), "--lm-weight", "0.3", "--word-bonus", "1")
     assert plain.returncode == 0 and fused.returncode == 0, plain.stderr + fused.stderr
     assert wer_of(fused.stderr) <= 0.6 * wer_of(plain.stderr)
@@ -162,7 +162,17 @@ def test_broken_lms_are_clear_errors(tmp_path, content, message):
 
 
 def test_lm_weight_without_an_lm_is_refused():
-    r = recognize("--lm-weight", "0.5")
+    r = recognize("--lm", "none", "--lm-weight", "0.5")
     assert r.returncode == 1 and "no language model is loaded" in r.stderr
     r = recognize("--lm", "none", "--lm-weight", "20")
     assert r.returncode == 1 and "lm_weight must be in [0, 10]" in r.stderr
+
+
+def test_the_demo_model_uses_its_lm_by_default():
+    """models/demo ships lm.arpa (chosen on the dev sets, docs/language-models.md): loaded with
+    model.json's weights unless --lm none."""
+    default, none = recognize(), recognize("--lm", "none")
+    assert default.returncode == 0 and none.returncode == 0, default.stderr + none.stderr
+    assert "lm_weight=0.3, word_bonus=1" in default.stderr
+    assert default.stdout != none.stdout
+    assert wer_of(default.stderr) <= wer_of(none.stderr)

@@ -209,9 +209,11 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
   if (config.decoding_chunk_size) d.decoding_chunk_size = *config.decoding_chunk_size;
   if (config.num_decoding_left_chunks) d.num_decoding_left_chunks = *config.num_decoding_left_chunks;
 
-  // The LM: the one named, else the model's own (lm.arpa beside the weights), if any.
+  // The LM: the one named, else the model's own (lm.arpa beside the weights), if any, unless a
+  // TLG graph is named (it brings its own LM).
+  const bool tlg_named = !config.tlg.empty() && config.tlg != "none";
   std::string lm_path = config.lm;
-  if (lm_path.empty() && std::filesystem::exists(config.model_dir + "/lm.arpa"))
+  if (lm_path.empty() && !tlg_named && std::filesystem::exists(config.model_dir + "/lm.arpa"))
     lm_path = config.model_dir + "/lm.arpa";
   if (!lm_path.empty() && lm_path != "none") {
     U2_ASSIGN_OR_RETURN(std::shared_ptr<const NgramLm> ngram, NgramLm::LoadArpa(lm_path));

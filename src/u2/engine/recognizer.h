@@ -87,8 +87,9 @@ struct RecognizerConfig {
   // "none": no LM. Its weights default to model.json's decoding.lm_weight / word_bonus.
   std::string lm;
   // A TLG decoding graph folder (tools/build_tlg.py): empty: the model directory's tlg/ if it
-  // has one; "none": no graph. With a graph, beam searches decode over it (its LM) instead of
-  // the prefix beam search; lm_weight and word_bonus scale its weights.
+  // has one; "none": no graph. A graph named here replaces the model directory's lm.arpa. With a graph, beam
+  // searches decode over it (its LM) instead of the prefix beam search; lm_weight and word_bonus scale its
+  // weights.
   std::string tlg;
   CtcWfstSearchConfig wfst;
   std::optional<float> lm_weight;
