@@ -343,3 +343,50 @@ TEST(SearchFusion, AbsurdWeightsAreRefused) {
 
 }  // namespace
 }  // namespace u2
+
+namespace u2 {
+namespace {
+
+// BPE-style units: a "▁"-prefixed piece starts a word. Walking WordLm over any token sequence
+// (Extend per token, End at the end) must give the LM score of the detokenized sentence plus a
+// bonus per word, look-aheads included and taken back.
+TEST(SearchFusion, BpeWordBoundariesScoreLikeTheSentence) {
+  const char* units =
+      "<blank> 0\n<unk> 1\n\xE2\x96\x81"
+      "a 2\n\xE2\x96\x81"
+      "b 3\nb 4\na 5\n<sos/eos> 6\n";
+  auto symbols = SymbolTable::FromText(units);
+  ASSERT_TRUE(symbols.ok());
+  ASSERT_EQ(symbols->word_marking(), SymbolTable::WordMarking::kMarkerPrefix);
+  auto lm = WordLm::Create(F().ngram, *symbols);
+  ASSERT_TRUE(lm.ok()) << lm.status().ToString();
+  const LmFusionWeights weights{0.7f, 0.4f};
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 500; ++trial) {
+    std::vector<int> tokens;
+    const int n = static_cast<int>(rng() % 7);
+    for (int i = 0; i < n; ++i) tokens.push_back(2 + static_cast<int>(rng() % 4));
+    if (!tokens.empty() && tokens[0] >= 4) tokens[0] -= 2;  // a sentence starts with a word start
+    WordLm::State state = (*lm)->Start();
+    float total = 0;
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      WordLm::State next;
+      total += (*lm)->Extend(state, std::span<const int>(tokens.data(), i), tokens[i], weights, &next);
+      state = next;
+    }
+    total += (*lm)->End(state, tokens, weights);
+    const std::string text = symbols->Detokenize(tokens);
+    int words = 0;
+    bool in_word = false;
+    for (char c : text) {
+      if (c != ' ' && !in_word) ++words;
+      in_word = c != ' ';
+    }
+    const float want =
+        weights.lm_weight * kLn10 * F().ngram->ScoreSentence(text) + weights.word_bonus * words;
+    EXPECT_NEAR(total, want, 1e-3) << "'" << text << "'";
+  }
+}
+
+}  // namespace
+}  // namespace u2

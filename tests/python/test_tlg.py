@@ -180,3 +180,35 @@ def test_server_decodes_with_the_graph(tlg, tmp_path):
             assert text.decode() == want_hot[utt], utt
     finally:
         assert s.stop() == 0, s.log_text()
+
+
+def test_bpe_units_graph_equals_kaldis_decoder(tlg, tmp_path):
+    """A BPE-style unit table ("▁"-prefixed pieces start words): build_tlg.py's lexicon spells the
+    LM's words with them, and the search still finds Kaldi's best path."""
+    words = sorted({w for s in sentences() for w in s.split()})
+    pieces = sorted({"\u2581" + w[:2] for w in words} | {w[2:] for w in words if len(w) > 2})
+    units = ["<blank>", "<unk>"] + pieces + ["<sos/eos>"]
+    (tmp_path / "units.txt").write_text("".join(f"{u} {i}\n" for i, u in enumerate(units)))
+    out = tmp_path / "bpe_graph"
+    r = subprocess.run([PY, str(ROOT / "tools" / "build_tlg.py"), "--units", str(tmp_path / "units.txt"), "--lm",
+                        str(tlg.parent / "lm.arpa"), "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    ids = {u: i for i, u in enumerate(units)}
+    rng = np.random.default_rng(7)
+    for seed in range(10):
+        frames = []
+        for w in rng.choice(words, size=6):
+            for p in ["\u2581" + w[:2]] + ([w[2:]] if len(w) > 2 else []):
+                frames += [ids[p]] * int(rng.integers(1, 3)) + [0] * int(rng.integers(0, 2))
+        logits = rng.normal(0.0, 1.0, (len(frames), len(units))).astype(np.float32)
+        logits[np.arange(len(frames)), frames] += 4.0
+        logp = (logits - np.log(np.exp(logits).sum(1, keepdims=True))).astype(np.float32)
+        want_tokens, want_cost = kaldi_best(out, logp)
+        path = tmp_path / "logp.f32"
+        logp.tofile(path)
+        r = subprocess.run([str(BUILD / "tests" / "cpp" / "wfst_decode"), str(out), str(tmp_path / "units.txt"),
+                            str(path), str(len(units)), "50", "2"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        score, _, tokens = r.stdout.splitlines()[0].partition("\t")
+        assert [int(t) for t in tokens.split()] == want_tokens, seed
+        assert abs(-float(score) - want_cost) < 1e-3 * max(1.0, abs(want_cost)), seed
