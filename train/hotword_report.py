@@ -23,19 +23,12 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def edit_distance(a, b):
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
+sys.path.insert(0, os.path.join(ROOT, "train"))
+from common import edit_distance  # noqa: E402
 
 
 def error_rates(refs, hyps):
+    """CER over the characters without spaces (a hotword fixes letters, not word gaps) and WER."""
     ce = sum(edit_distance(r.replace(" ", ""), h.replace(" ", "")) for r, h in zip(refs, hyps))
     cn = sum(len(r.replace(" ", "")) for r in refs)
     we = sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps))

@@ -169,7 +169,7 @@ CtcWfstSearchConfig ExactConfig() {
   c.min_active = 0;
   c.blank_skip_threshold = 2.0f;  // never skip
   c.nbest = 5;
-  c.lm_weight = 1.0f;
+  c.lm.lm_weight = 1.0f;
   return c;
 }
 

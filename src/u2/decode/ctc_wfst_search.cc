@@ -50,20 +50,15 @@ Status CtcWfstSearchConfig::Validate() const {
   if (nbest < 1 || nbest > 1000)
     return InvalidArgument("nbest must be in [1, 1000], got " + std::to_string(nbest));
   if (blank_id < 0) return InvalidArgument("blank_id must be >= 0");
-  if (!std::isfinite(lm_weight) || lm_weight < 0 || lm_weight > 10) {
-    return InvalidArgument("lm_weight must be in [0, 10], got " + std::to_string(lm_weight));
-  }
-  if (!std::isfinite(word_bonus) || word_bonus < -20 || word_bonus > 20) {
-    return InvalidArgument("word_bonus must be in [-20, 20], got " + std::to_string(word_bonus));
-  }
+  U2_RETURN_IF_ERROR(lm.Validate());
   return Status::Ok();
 }
 
 std::string CtcWfstSearchConfig::ToString() const {
   std::ostringstream os;
   os << "CtcWfstSearchConfig{beam=" << beam << ", max_active=" << max_active << ", min_active=" << min_active
-     << ", blank_skip_threshold=" << blank_skip_threshold << ", nbest=" << nbest
-     << ", lm_weight=" << lm_weight << ", word_bonus=" << word_bonus << "}";
+     << ", blank_skip_threshold=" << blank_skip_threshold << ", nbest=" << nbest << ", " << lm.ToString()
+     << "}";
   return os.str();
 }
 
@@ -119,9 +114,9 @@ void CtcWfstSearch::ProcessEpsilons(float cutoff) {
       Token n = t;
       n.state = a->next;
       n.graph += a->weight;
-      n.cost += config_.lm_weight * a->weight;
+      n.cost += config_.lm.lm_weight * a->weight;
       if (a->olabel != 0) {
-        n.cost -= config_.word_bonus;
+        n.cost -= config_.lm.word_bonus;
         if (n.cost > cutoff) continue;
         trace_.push_back({t.trace, -1, a->olabel, frame});
         n.trace = static_cast<int32_t>(trace_.size()) - 1;
@@ -196,8 +191,8 @@ void CtcWfstSearch::Step(const float* logp, bool certain_blank) {
         acoustic = logp[a->ilabel - 1];
       }
       Token n = t;
-      n.cost = t.cost + config_.lm_weight * a->weight - acoustic;
-      if (a->olabel != 0) n.cost -= config_.word_bonus;
+      n.cost = t.cost + config_.lm.lm_weight * a->weight - acoustic;
+      if (a->olabel != 0) n.cost -= config_.lm.word_bonus;
       if (!(n.cost <= next_cutoff)) continue;
       n.state = a->next;
       n.graph += a->weight;
@@ -300,8 +295,8 @@ CtcHypothesis CtcWfstSearch::Trace(const Token& t, float final_cost) const {
   std::reverse(h.times.begin(), h.times.end());
   h.score = t.am;
   h.viterbi_score = t.am;
-  h.lm_score =
-      -config_.lm_weight * (t.graph + final_cost) + config_.word_bonus * static_cast<float>(t.num_words);
+  h.lm_score = -config_.lm.lm_weight * (t.graph + final_cost) +
+               config_.lm.word_bonus * static_cast<float>(t.num_words);
   h.context_score = t.context + (config_.context ? config_.context->FinalScore(t.context_state) : 0.0f);
   return h;
 }
@@ -319,7 +314,7 @@ std::vector<CtcHypothesis> CtcWfstSearch::NBest() const {
   };
   for (const Token& t : tokens_) {
     const float f = graph_ ? graph_->Final(t.state) : kInf;
-    if (std::isfinite(f)) candidates.push_back({&t, f, t.cost + config_.lm_weight * f + end_cost(t)});
+    if (std::isfinite(f)) candidates.push_back({&t, f, t.cost + config_.lm.lm_weight * f + end_cost(t)});
   }
   if (candidates.empty()) {
     for (const Token& t : tokens_) candidates.push_back({&t, 0.0f, t.cost + end_cost(t)});

@@ -37,6 +37,7 @@
 #include "u2/decode/ctc_hypothesis.h"
 #include "u2/decode/ctc_search_interface.h"
 #include "u2/decode/decoding_graph.h"
+#include "u2/decode/word_lm.h"
 #include "u2/util/status.h"
 
 namespace u2 {
@@ -50,8 +51,7 @@ struct CtcWfstSearchConfig {
   float blank_skip_threshold = 0.98f;  // skip frames whose blank probability is above; >= 1: never
   int nbest = 10;                      // hypotheses returned (and distinct histories kept per state)
   int blank_id = 0;
-  float lm_weight = 1.0f;                       // scale of the graph's weights
-  float word_bonus = 0.0f;                      // per word, natural log
+  LmFusionWeights lm{1.0f, 0.0f};               // lm_weight scales the graph's weights; word_bonus per word
   std::shared_ptr<const ContextGraph> context;  // hotwords (null: none)
 
   void Register(OptionRegistry* r);  // --wfst-beam, --max-active, --min-active, --blank-skip-threshold

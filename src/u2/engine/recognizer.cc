@@ -271,8 +271,7 @@ std::unique_ptr<CtcSearch> Recognizer::MakeSearch(int beam, const LmFusionWeight
     CtcWfstSearchConfig c = config_.wfst;
     c.nbest = beam;
     c.blank_id = blank_id;
-    c.lm_weight = lm.lm_weight;
-    c.word_bonus = lm.word_bonus;
+    c.lm = lm;
     c.context = hotwords;
     return std::make_unique<CtcWfstSearch>(graph_, c);
   }
