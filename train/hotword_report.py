@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--boosts", default="1,2,3,5")
     ap.add_argument("--mode", default="attention_rescoring")
     ap.add_argument("--beam", type=int, default=10)
+    ap.add_argument("--lm", default="none", help="u2recognize --lm ('none': without the model's LM, as the docs' tables)")
     ap.add_argument("--plot", help="draw recall / false insertions / CER against boost into this PNG")
     a = ap.parse_args()
 
@@ -67,7 +68,7 @@ def main():
     exe = os.path.join(a.build, "apps", "u2recognize")
 
     def recognize(ks, hotwords=None, boost=None):
-        cmd = [exe, "--model-dir", a.model_dir, "--quiet", "--mode", a.mode, "--beam", str(a.beam)]
+        cmd = [exe, "--model-dir", a.model_dir, "--quiet", "--mode", a.mode, "--beam", str(a.beam), "--lm", a.lm]
         if hotwords is not None:
             cmd += ["--hotwords", hotwords, "--hotwords-boost", str(boost)]
         r = subprocess.run(cmd + [wav[k] for k in ks], capture_output=True, text=True)
