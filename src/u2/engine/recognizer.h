@@ -3,7 +3,8 @@
 // One inference, start to end (recognizer.cc follows this order):
 //   waveform (float, [-1, 1)) -> resample to the model rate -> fbank (frontend/)
 //   -> AsrModel::Encode: CMVN, subsampling, Conformer layers, CTC log-probs (model/, backend/)
-//   -> CTC greedy or prefix beam search (decode/)
+//   -> CTC greedy search, or a beam search from MakeSearch (decode/ctc_search_interface.h): the
+//      prefix beam search (with n-gram LM fusion and hotwords) or, with a TLG graph, the WFST search
 //   -> RankHypotheses (engine/nbest_ranking.h, shared with streaming): [attention rescoring]
 //      AsrModel::ScoreHypotheses + RankByAttentionRescoring (model/, decode/)
 //   -> TopHypotheses: SymbolTable::Detokenize -> text, word times.
@@ -51,9 +52,10 @@ struct DecodingOptions {
   float reverse_weight = 0.0f;        // attention rescoring: weight of the right-to-left decoder
   int decoding_chunk_size = -1;       // -1: full context; > 0: chunk mask (dynamic-chunk models)
   int num_decoding_left_chunks = -1;  // -1: all left chunks
-  // Shallow fusion of the recognizer's n-gram LM (decode/word_lm.h), when it has one, and hotword
-  // biasing (engine/hotwords.h; null: none). Both act in the prefix beam search, so in
-  // ctc_prefix_beam_search and attention_rescoring; ctc_greedy has no search to bias.
+  // The weights of the recognizer's LM (an n-gram fused into the prefix search, decode/word_lm.h,
+  // or the graph of the WFST search), when it has one, and hotword biasing (engine/hotwords.h;
+  // null: none). Both act in the beam search, so in ctc_prefix_beam_search and
+  // attention_rescoring; ctc_greedy has no search to bias.
   LmFusionWeights lm;
   std::shared_ptr<const ContextGraph> hotwords;
 

@@ -7,7 +7,8 @@
 //   -> a feature window of W = (C-1)·R + RC + 1 frames, stride C·R (ChunkWindow, docs/streaming.md)
 //   -> AsrModel::ForwardChunk for the ready windows of MANY streams in one batch, each with its own
 //      offset, attention cache and conv cache (model/, backend/)
-//   -> incremental CTC prefix beam search per stream -> partial result (decode/)
+//   -> incremental CTC beam search per stream (prefix search, or WFST over a TLG graph; decode/)
+//      -> partial result
 //   -> CtcEndpointer (decode/endpoint.h) if enabled
 //   at segment end: RankHypotheses (engine/nbest_ranking.h): AsrModel::ScoreHypotheses over the
 //   segment's encoder frames (all ending streams in one decoder batch) + RankByAttentionRescoring
