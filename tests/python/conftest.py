@@ -4,6 +4,7 @@ The server runs build/apps/u2serve (env U2_BUILD_DIR overrides the build dir) on
 ports. "Right transcript" means: identical to what u2recognize prints for the same audio and mode.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -192,3 +193,26 @@ def stub(server):
     from tritonclient.grpc import service_pb2_grpc
     opts = [("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1)]
     return service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc_url, options=opts))
+
+
+def parse_cues(text, vtt):
+    """(start s, end s, text) of each SRT (vtt False) or WebVTT cue."""
+    sep = r"\." if vtt else ","
+    pattern = rf"(\d\d):(\d\d):(\d\d){sep}(\d\d\d) --> (\d\d):(\d\d):(\d\d){sep}(\d\d\d)\n(.*)\n"
+    cues = []
+    for m in re.finditer(pattern, text):
+        g = [int(x) for x in m.groups()[:8]]
+        cues.append((g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000, g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000,
+                     m.group(9)))
+    return cues
+
+
+def sample_table():
+    """{utt: path} of the shipped demo samples (tests/data/samples/wav.scp)."""
+    samples = ROOT / "tests" / "data" / "samples"
+    out = {}
+    for line in (samples / "wav.scp").read_text().splitlines():
+        if line.strip():
+            utt, _, rel = line.strip().partition(" ")
+            out[utt] = samples / rel
+    return out

@@ -20,19 +20,10 @@ import websocket
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess, read_wav
+from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess, read_wav, sample_table
 
 SAMPLES = ROOT / "tests" / "data" / "samples"
 TARGETS = ["depending", "notebook"]
-
-
-def sample_paths():
-    out = {}
-    for line in (SAMPLES / "wav.scp").read_text().splitlines():
-        if line.strip():
-            utt, _, rel = line.strip().partition(" ")
-            out[utt] = SAMPLES / rel
-    return out
 
 
 def u2recognize(tmp_path, hotwords, *extra):
@@ -42,7 +33,7 @@ def u2recognize(tmp_path, hotwords, *extra):
         path = tmp_path / f"hotwords_{abs(hash(tuple(hotwords)))}.txt"
         path.write_text("".join(h + "\n" for h in hotwords))
         cmd += ["--hotwords", str(path)]
-    paths = sample_paths()
+    paths = sample_table()
     r = subprocess.run(cmd + [str(p) for p in paths.values()], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     by_stem = dict(line.partition(" ")[::2] for line in r.stdout.splitlines())
@@ -52,7 +43,7 @@ def u2recognize(tmp_path, hotwords, *extra):
 @pytest.fixture(scope="module")
 def audio():
     out = {}
-    for utt, path in sample_paths().items():
+    for utt, path in sample_table().items():
         x, rate = read_wav(path)
         assert rate == 16000
         out[utt] = x.astype(np.float32)
@@ -128,7 +119,7 @@ def test_concurrent_requests_with_different_lists_do_not_mix(demo_server, audio,
 def test_openai_keywords(demo_server, tmp_path):
     biased, plain = u2recognize(tmp_path, TARGETS), u2recognize(tmp_path, None)
     url = f"http://{demo_server.http_url}/v1/audio/transcriptions"
-    for utt, path in sample_paths().items():
+    for utt, path in sample_table().items():
         with open(path, "rb") as f:
             r = requests.post(url, files={"file": (path.name, f, "audio/wav")},
                               data=[("model", "attention_rescoring")] + [("keywords[]", w) for w in TARGETS],

@@ -3,7 +3,6 @@ known pauses and background noise is cut where the pauses are and transcribed as
 one by one; a 2-hour file runs in flat memory; the timed formats parse back; silence and broken
 files behave; and the server takes long recordings on its KServe and OpenAI paths."""
 import json
-import re
 import resource
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess, read_wav, room_noise, write_wav
+from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess, parse_cues, read_wav, room_noise, write_wav
 
 REAL = ROOT / "data" / "real_speech" / "asterisk_en" / "test"
 sys.path.insert(0, str(ROOT / "train"))
@@ -98,17 +97,6 @@ def test_segments_follow_the_pauses_and_the_text_matches_the_clips(long_recordin
     print(f"CER stitched {cer(refs, doc['text']):.2f} %, one by one {cer(refs, joined):.2f} %")
     assert cer(refs, doc["text"]) <= cer(refs, joined) + 1.0
     assert abs(len(doc["text"].split()) - len(joined.split())) <= 2
-
-
-def parse_cues(text, vtt):
-    sep = r"\." if vtt else ","
-    pattern = rf"(\d\d):(\d\d):(\d\d){sep}(\d\d\d) --> (\d\d):(\d\d):(\d\d){sep}(\d\d\d)\n(.*)\n"
-    cues = []
-    for m in re.finditer(pattern, text):
-        g = [int(x) for x in m.groups()[:8]]
-        cues.append((g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000, g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000,
-                     m.group(9)))
-    return cues
 
 
 def test_timed_formats_parse_back(long_recording, tmp_path):

@@ -4,12 +4,11 @@ shipped samples and of real recordings, SSE streaming works, and malformed uploa
 4xx errors while the server keeps serving."""
 import http.client
 import json
-import re
 import subprocess
 
 import pytest
 
-from conftest import APPS, DEMO_MODEL, ROOT
+from conftest import APPS, DEMO_MODEL, ROOT, parse_cues
 
 SAMPLES = ROOT / "tests" / "data" / "samples"
 REAL = ROOT / "data" / "real_speech" / "asterisk_en" / "test"
@@ -43,18 +42,6 @@ def expected():
 def client(demo_server):
     from openai import OpenAI
     return OpenAI(base_url=f"http://{demo_server.http_url}/v1", api_key="unused", max_retries=0)
-
-
-def parse_cues(text, vtt):
-    """(start, end, text) of each SRT / VTT cue."""
-    sep = r"\." if vtt else ","
-    pattern = rf"(\d\d):(\d\d):(\d\d){sep}(\d\d\d) --> (\d\d):(\d\d):(\d\d){sep}(\d\d\d)\n(.*)\n"
-    cues = []
-    for m in re.finditer(pattern, text):
-        g = [int(x) for x in m.groups()[:8]]
-        cues.append((g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000, g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000,
-                     m.group(9)))
-    return cues
 
 
 def test_every_response_format_gives_u2recognizes_transcript(client, expected):

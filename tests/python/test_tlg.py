@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from conftest import APPS, BUILD_DIR as BUILD, DEMO_MODEL, ROOT, ServerProcess, read_wav
+from conftest import BUILD_DIR as BUILD, DEMO_MODEL, ROOT, ServerProcess, read_wav
+from test_language_model import recognize, wer_of
 
 SAMPLES = ROOT / "tests" / "data" / "samples"
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -93,18 +94,6 @@ def test_blank_skipping_keeps_the_result_on_peaky_posteriors(tlg, tmp_path):
     for seed, text in enumerate(sentences()):
         logp = noisy_posteriors(text, 100 + seed, noise=0.3, peak=9.0)
         assert ours(tlg, logp, tmp_path, beam=16, blank_skip=0.98)[0] == kaldi_best(tlg, logp)[0]
-
-
-def recognize(*extra):
-    r = subprocess.run([str(APPS / "u2recognize"), "--model-dir", str(DEMO_MODEL), "--wav-scp",
-                        str(SAMPLES / "wav.scp"), "--text", str(SAMPLES / "text"), *extra],
-                       capture_output=True, text=True, timeout=300)
-    return r
-
-
-def wer_of(stderr):
-    line = next(line for line in stderr.splitlines() if "WER" in line)
-    return float(line.split("WER")[1].split("%")[0])
 
 
 def test_u2recognize_decodes_with_the_graph(tlg):

@@ -18,19 +18,10 @@ import numpy as np
 import pytest
 import websocket
 
-from conftest import DEMO_MODEL, APPS, ROOT, ServerProcess, read_wav, room_noise, write_wav
+from conftest import DEMO_MODEL, APPS, ROOT, ServerProcess, read_wav, room_noise, sample_table, write_wav
 
 SAMPLES = ROOT / "tests" / "data" / "samples"
 CHUNK = 16  # models/demo/model.json decoding_chunk_size
-
-
-def sample_table():
-    out = {}
-    for line in (SAMPLES / "wav.scp").read_text().splitlines():
-        if line.strip():
-            utt, _, rel = line.strip().partition(" ")
-            out[utt] = SAMPLES / rel
-    return out
 
 
 def pcm16(samples):

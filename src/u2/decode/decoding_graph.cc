@@ -100,10 +100,13 @@ StatusOr<std::shared_ptr<const DecodingGraph>> DecodingGraph::Load(const std::st
   }
   openfst::Fst raw;
   std::string error;
-  if (!openfst::Read(fst_path, &raw, &error)) {
-    return raw.arcs.empty() && error.rfind("cannot open", 0) == 0
-               ? NotFound("cannot open decoding graph '" + fst_path + "'")
-               : InvalidArgument(error);
+  switch (openfst::Read(fst_path, &raw, &error)) {
+    case openfst::ReadResult::kOk:
+      break;
+    case openfst::ReadResult::kCannotOpen:
+      return NotFound("cannot open decoding graph '" + fst_path + "'");
+    case openfst::ReadResult::kInvalid:
+      return InvalidArgument(error);
   }
   auto out = std::shared_ptr<DecodingGraph>(new DecodingGraph());
   out->words_ = std::move(words);

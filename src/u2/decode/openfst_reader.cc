@@ -15,18 +15,18 @@ constexpr int32_t kFstMagic = 2125659606;
 
 }  // namespace
 
-bool Read(const std::string& path, Fst* out, std::string* error) {
+ReadResult Read(const std::string& path, Fst* out, std::string* error) {
   {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
       *error = "cannot open '" + path + "'";
-      return false;
+      return ReadResult::kCannotOpen;
     }
     int32_t magic = 0;
     in.read(reinterpret_cast<char*>(&magic), sizeof(magic));
     if (!in || magic != kFstMagic) {
       *error = path + ": not an OpenFst binary file";
-      return false;
+      return ReadResult::kInvalid;
     }
     // The header's two strings (FST type, arc type), length-prefixed. OpenFst would allocate
     // whatever length a damaged file claims; check them first.
@@ -36,19 +36,19 @@ bool Read(const std::string& path, Fst* out, std::string* error) {
       in.read(reinterpret_cast<char*>(&length), sizeof(length));
       if (!in || length <= 0 || length > 64) {
         *error = path + ": damaged OpenFst header";
-        return false;
+        return ReadResult::kInvalid;
       }
       t.resize(static_cast<size_t>(length));
       in.read(t.data(), length);
       if (!in) {
         *error = path + ": damaged OpenFst header";
-        return false;
+        return ReadResult::kInvalid;
       }
     }
     if ((types[0] != "vector" && types[0] != "const") || types[1] != "standard") {
       *error = path + ": a '" + types[0] + "' FST of '" + types[1] +
                "' arcs; expected a vector or const FST of standard (tropical) arcs";
-      return false;
+      return ReadResult::kInvalid;
     }
   }
   // OpenFst's errors abort the process unless told otherwise; a bad graph must be an error.
@@ -56,7 +56,7 @@ bool Read(const std::string& path, Fst* out, std::string* error) {
   std::unique_ptr<fst::StdFst> graph(fst::StdFst::Read(path));
   if (!graph || graph->Properties(fst::kError, false)) {
     *error = path + ": OpenFst could not read it (truncated, or not a standard-arc FST)";
-    return false;
+    return ReadResult::kInvalid;
   }
   out->start = static_cast<int32_t>(graph->Start());
   out->finals.clear();
@@ -65,7 +65,7 @@ bool Read(const std::string& path, Fst* out, std::string* error) {
     const auto s = it.Value();
     if (s < 0 || s >= std::numeric_limits<int32_t>::max()) {
       *error = path + ": too many states";
-      return false;
+      return ReadResult::kInvalid;
     }
     const size_t i = static_cast<size_t>(s);
     if (i >= out->arcs.size()) {
@@ -81,9 +81,9 @@ bool Read(const std::string& path, Fst* out, std::string* error) {
   }
   if (graph->Properties(fst::kError, false)) {
     *error = path + ": OpenFst reported an error while reading it";
-    return false;
+    return ReadResult::kInvalid;
   }
-  return true;
+  return ReadResult::kOk;
 }
 
 }  // namespace u2::openfst

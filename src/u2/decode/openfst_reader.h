@@ -22,7 +22,9 @@ struct Fst {
   std::vector<std::vector<Arc>> arcs;  // per state
 };
 
-// False with `error` set if the file cannot be read as a standard-arc FST (never aborts).
-bool Read(const std::string& path, Fst* out, std::string* error);
+enum class ReadResult { kOk, kCannotOpen, kInvalid };
+// kCannotOpen / kInvalid with `error` set if the file cannot be read as a standard-arc FST
+// (never aborts).
+ReadResult Read(const std::string& path, Fst* out, std::string* error);
 
 }  // namespace u2::openfst

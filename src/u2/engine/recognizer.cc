@@ -279,7 +279,8 @@ std::unique_ptr<CtcSearch> Recognizer::MakeSearch(int beam, const LmFusionWeight
   c.beam = beam;
   c.first_beam = beam;
   c.blank_id = blank_id;
-  if (lm_ && (lm.lm_weight > 0 || lm.word_bonus != 0)) {
+  // The search itself leaves the LM out when both weights are 0.
+  if (lm_) {
     c.lm = lm_;
     c.lm_weights = lm;
   }
