@@ -7,7 +7,9 @@
 //   u2recognize --model-dir models/demo --tlg graph_dir --lm-weight 0.5 a.wav
 //
 // --streaming decodes each file as a live stream would be (pieces of --piece-ms, chunk by chunk,
-// --batch-size streams batched together) and prints the final result of each.
+// --batch-size streams batched together) and prints the final result of each; with --vad-gate the
+// streams skip silence and end a segment at each pause the VAD hears (the segments' results are
+// stitched, with their times, as a long recording's are).
 //
 // Recordings longer than the model takes whole (about 200 s for the demo model) are read block by
 // block and cut into speech segments by the VAD (--segment auto; `always` segments every file,
@@ -34,6 +36,7 @@
 #include "u2/engine/transcript_scorer.h"
 #include "u2/util/option_registry.h"
 #include "u2/util/table_file.h"
+#include "u2/vad/silero_vad.h"
 
 namespace {
 
@@ -51,10 +54,11 @@ int Fail(const u2::Status& status) {
 }
 
 // Streams utts[members] side by side: each gets its audio in pieces of piece_ms, and after every
-// round of pieces all streams with a ready chunk are decoded in one batched step.
+// round of pieces all streams with a ready chunk are decoded in one batched step. Each stream's
+// final results (one per segment), with their times.
 u2::Status DecodeAsStreams(const u2::StreamingRecognizer& sr, const u2::StreamOptions& options,
                            const std::vector<Utterance>& utts, const std::vector<size_t>& members,
-                           int piece_ms, std::vector<u2::RecognitionResult>* results) {
+                           int piece_ms, std::vector<std::vector<u2::TimedResult>>* finals) {
   const int rate = sr.sample_rate();
   std::vector<std::vector<float>> audio(members.size());
   std::vector<std::unique_ptr<u2::RecognitionStream>> streams;
@@ -69,7 +73,7 @@ u2::Status DecodeAsStreams(const u2::StreamingRecognizer& sr, const u2::StreamOp
     streams.push_back(std::move(s));
   }
   const size_t piece = std::max<size_t>(1, static_cast<size_t>(rate) * piece_ms / 1000);
-  results->assign(members.size(), {});
+  finals->assign(members.size(), {});
   for (size_t pos = 0;; pos += piece) {
     bool any_left = false;
     for (size_t k = 0; k < members.size(); ++k) {
@@ -93,9 +97,10 @@ u2::Status DecodeAsStreams(const u2::StreamingRecognizer& sr, const u2::StreamOp
     for (size_t k = 0; k < members.size(); ++k) {
       for (u2::StreamResult& r : streams[k]->TakeResults()) {
         if (!r.is_final) continue;
-        u2::RecognitionResult& out = (*results)[k];
-        out.nbest = std::move(r.nbest);
-        out.audio_seconds = static_cast<double>(audio[k].size()) / rate;
+        u2::TimedResult timed{r.start_ms / 1000.0, r.end_ms / 1000.0, {}};
+        timed.result.nbest = std::move(r.nbest);
+        timed.result.audio_seconds = static_cast<double>(audio[k].size()) / rate;
+        (*finals)[k].push_back(std::move(timed));
       }
     }
     if (!any_left) break;
@@ -113,6 +118,7 @@ int main(int argc, char** argv) {
   int batch_size = 1;
   bool quiet = false;
   bool streaming = false;
+  bool vad_gate = false;
   int piece_ms = 640;
   app.add_option("--model-dir", config.model_dir, "converted model directory (tools/convert.py)")->required();
   app.add_option("wavs", wav_files, "audio files (WAV, FLAC, OGG; any rate)");
@@ -156,6 +162,9 @@ int main(int argc, char** argv) {
                "--batch-size streams run batched");
   app.add_option("--piece-ms", piece_ms, "--streaming: audio arrives in pieces of this many ms")
       ->check(CLI::Range(1, 600000));
+  app.add_flag("--vad-gate", vad_gate,
+               "--streaming: the VAD (--vad-model-dir, --vad-* settings) skips silence and ends a "
+               "segment at each pause");
   std::string segment_mode = "auto", format = "text", output_dir;
   app.add_option("--segment", segment_mode,
                  "VAD segmentation: auto (recordings longer than the model takes), always, never")
@@ -213,7 +222,13 @@ int main(int argc, char** argv) {
   std::unique_ptr<u2::StreamingRecognizer> streaming_recognizer;
   u2::StreamOptions stream_options;
   if (streaming) {
-    auto made = u2::StreamingRecognizer::Create(recognizer_ptr);
+    std::shared_ptr<const u2::SileroVad> vad;
+    if (vad_gate) {
+      auto loaded = u2::SileroVad::Load(long_audio_config.vad_model_dir);
+      if (!loaded.ok()) return Fail(loaded.status().WithContext("--vad-gate"));
+      vad = std::move(*loaded);
+    }
+    auto made = u2::StreamingRecognizer::Create(recognizer_ptr, vad);
     if (!made.ok()) return Fail(made.status());
     streaming_recognizer = std::move(*made);
     const u2::DecodingOptions& d = recognizer.default_options();
@@ -228,6 +243,8 @@ int main(int argc, char** argv) {
     if (config.num_decoding_left_chunks)
       stream_options.num_decoding_left_chunks = *config.num_decoding_left_chunks;
     stream_options.nbest = d.nbest;
+    stream_options.vad_gate = vad_gate;
+    stream_options.vad = long_audio_config.vad;
     if (auto st = stream_options.Validate(recognizer.model_config()); !st.ok()) return Fail(st);
     if (!quiet) std::fprintf(stderr, "u2recognize: streaming, %s\n", stream_options.ToString().c_str());
   }
@@ -298,12 +315,19 @@ int main(int argc, char** argv) {
     const size_t end = std::min(order.size(), begin + static_cast<size_t>(batch_size));
     if (streaming) {
       std::vector<size_t> members(order.begin() + begin, order.begin() + end);
-      std::vector<u2::RecognitionResult> out;
+      std::vector<std::vector<u2::TimedResult>> out;
       if (auto st = DecodeAsStreams(*streaming_recognizer, stream_options, utts, members, piece_ms, &out);
           !st.ok()) {
         return Fail(st);
       }
-      for (size_t k = 0; k < members.size(); ++k) results[members[k]] = std::move(out[k]);
+      for (size_t k = 0; k < members.size(); ++k) {
+        // One segment is the whole file's result; several are stitched as a long recording's.
+        if (out[k].size() == 1) {
+          results[members[k]] = std::move(out[k][0].result);
+        } else {
+          stretches[members[k]] = std::move(out[k]);
+        }
+      }
       if (!quiet && utts.size() >= 20) {
         std::fprintf(stderr, "\ru2recognize: %zu/%zu utterances", end, utts.size());
         if (end == utts.size()) std::fprintf(stderr, "\n");
@@ -336,9 +360,10 @@ int main(int argc, char** argv) {
   }
   int unscored = 0;
   for (size_t i = 0; i < utts.size(); ++i) {
-    if (!utts[i].segmented) stretches[i].push_back({0.0, utts[i].seconds, results[i]});
+    const bool stitched = utts[i].segmented || !stretches[i].empty();
+    if (!stitched) stretches[i].push_back({0.0, utts[i].seconds, results[i]});
     const u2::Transcript transcript = u2::MakeTranscript(stretches[i], utts[i].seconds);
-    if (utts[i].segmented) {  // the stitched text stands for the whole recording below
+    if (stitched) {  // the stitched text stands for the whole recording below
       results[i].nbest.assign(1, u2::Hypothesis{});
       results[i].nbest[0].text = transcript.text;
     }

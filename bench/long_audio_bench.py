@@ -29,8 +29,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL = os.path.join(ROOT, "data", "real_speech", "asterisk_en", "all")
 
 
-def build_recording(path, minutes, seed=3):
-    """Real clips (repeated) with pauses, written a clip at a time."""
+def build_recording(path, minutes, seed=3, keys=None):
+    """Real clips (repeated) with pauses, written a clip at a time; the clips' keys, in order, are
+    appended to `keys` if given (a clip cut at the end counts)."""
     lines = open(os.path.join(REAL, "wav.scp")).read().splitlines()
     rng = np.random.default_rng(seed)
     total, target = 0, int(minutes * 60 * 16000)
@@ -46,6 +47,8 @@ def build_recording(path, minutes, seed=3):
                 pause = np.round(rng.uniform(-3, 3, int(16000 * rng.uniform(0.3, 3.0)))).astype(np.int16)
                 piece = np.concatenate([clip, pause])[: target - total]
                 out.writeframes(piece.tobytes())
+                if keys is not None:
+                    keys.append(key)
                 total += len(piece)
                 if total >= target:
                     break

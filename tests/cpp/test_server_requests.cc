@@ -156,6 +156,17 @@ TEST(RequestParameters, StreamOverlayAndWeNetStartKeys) {
             std::string::npos);
   EXPECT_FALSE(ApplyRequestParameters({{"decoding_mode", std::string("ctc_greedy")}}, &o).ok());
   EXPECT_FALSE(ApplyRequestParameters({{"rescoring", int64_t{2}}}, &o).ok());
+  // The VAD gate's keys; a new threshold moves the negative threshold with it.
+  o.vad.neg_threshold = 0.2f;
+  ASSERT_TRUE(ApplyRequestParameters(
+                  {{"vad_gate", true}, {"vad_threshold", 0.7}, {"vad_min_silence_ms", int64_t{800}}}, &o)
+                  .ok());
+  EXPECT_TRUE(o.vad_gate);
+  EXPECT_FLOAT_EQ(o.vad.threshold, 0.7f);
+  EXPECT_FLOAT_EQ(o.vad.negative_threshold(), 0.55f);
+  EXPECT_EQ(o.vad.min_silence_ms, 800);
+  EXPECT_FALSE(ApplyRequestParameters({{"vad_gate", int64_t{1}}}, &o).ok());
+  EXPECT_FALSE(ApplyRequestParameters({{"vad_min_silence_ms", 0.5}}, &o).ok());
 }
 
 TEST(RequestParameters, TritonReservedKeys) {

@@ -1,7 +1,7 @@
 // Streaming recognition: the chunked encoder against the chunk-masked full forward over the whole
 // (chunk size x left chunks) grid, the streaming recognizer against the offline recognizer with
-// the same chunk mask, batching across streams, endpointing / continuous decoding, and the
-// stream scheduler (ordering, errors, limits, idle timeout, memory).
+// the same chunk mask, batching across streams, endpointing / continuous decoding, the VAD gate,
+// and the stream scheduler (ordering, errors, limits, idle timeout, memory).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -18,6 +18,8 @@
 #include "u2/frontend/fbank.h"
 #include "u2/model/asr_model.h"
 #include "u2/util/table_file.h"
+#include "u2/vad/silero_vad.h"
+#include "u2/vad/vad_gate.h"
 
 namespace u2 {
 namespace {
@@ -343,6 +345,113 @@ TEST(StreamingRecognizer, EndpointingSplitsTwoSentencesWithAPause) {
   EXPECT_TRUE((*one)->IsDone());
 }
 
+// Faint noise (about 3 int16 units), as a room or a microphone gives between sentences.
+std::vector<float> QuietNoise(size_t n, uint32_t seed) {
+  std::vector<float> q(n);
+  for (float& v : q) {
+    seed = seed * 1664525u + 1013904223u;
+    v = (static_cast<float>(seed >> 8) / 16777216.0f - 0.5f) * 6.0f / 32768.0f;
+  }
+  return q;
+}
+
+std::shared_ptr<const StreamingRecognizer> DemoStreamingWithVad() {
+  static std::shared_ptr<const StreamingRecognizer> s = [] {
+    auto vad = SileroVad::Load(std::string(U2_MODELS_DIR) + "/silero_vad");
+    EXPECT_TRUE(vad.ok()) << vad.status().ToString();
+    if (!vad.ok()) return std::shared_ptr<const StreamingRecognizer>();
+    auto made = StreamingRecognizer::Create(DemoRecognizer(), std::move(*vad));
+    EXPECT_TRUE(made.ok()) << made.status().ToString();
+    return made.ok() ? std::shared_ptr<const StreamingRecognizer>(std::move(*made)) : nullptr;
+  }();
+  return s;
+}
+
+// Two sentences between long pauses: 3 s, sentence, 3 s, sentence, 2 s.
+std::vector<float> TwoSentencesWithLongPauses() {
+  const auto wavs = DemoSamples();
+  std::vector<float> audio = QuietNoise(48000, 1);
+  audio.insert(audio.end(), wavs[1].begin(), wavs[1].end());
+  const auto pause = QuietNoise(48000, 2);
+  audio.insert(audio.end(), pause.begin(), pause.end());
+  audio.insert(audio.end(), wavs[3].begin(), wavs[3].end());
+  const auto tail = QuietNoise(32000, 3);
+  audio.insert(audio.end(), tail.begin(), tail.end());
+  return audio;
+}
+
+// The gate's runs over `audio` fed in pieces of `piece` (the stream's VAD sees the same pieces).
+std::vector<GatedAudio> GateRuns(std::span<const float> audio, size_t piece, const VadConfig& config) {
+  auto vad = SileroVad::Load(std::string(U2_MODELS_DIR) + "/silero_vad");
+  EXPECT_TRUE(vad.ok());
+  VadGate gate(vad->get(), config);
+  std::vector<GatedAudio> runs;
+  auto collect = [&runs](std::vector<GatedAudio> pieces) {
+    for (GatedAudio& a : pieces) {
+      if (a.starts || runs.empty()) {
+        runs.push_back(std::move(a));
+      } else {
+        runs.back().samples.insert(runs.back().samples.end(), a.samples.begin(), a.samples.end());
+        runs.back().ends = a.ends;
+      }
+    }
+  };
+  for (size_t pos = 0; pos < audio.size(); pos += piece)
+    collect(gate.Accept(audio.subspan(pos, std::min(piece, audio.size() - pos))));
+  collect(gate.Finish());
+  return runs;
+}
+
+// With the VAD gate, silence is never decoded, each pause ends a segment, and each segment's final
+// equals a stream of exactly the audio the gate let through (times counted from the stream's start).
+TEST(StreamingRecognizer, VadGateSkipsSilenceAndEndsSegmentsAtPauses) {
+  auto sr = DemoStreamingWithVad();
+  ASSERT_TRUE(sr);
+  const auto audio = TwoSentencesWithLongPauses();
+  StreamOptions so = sr->default_options();
+  so.vad_gate = true;
+  auto gated = sr->NewStream(so);
+  ASSERT_TRUE(gated.ok()) << gated.status().ToString();
+  const auto finals = Finals(RunStream(*sr, **gated, audio, 10240));
+
+  const auto runs = GateRuns(audio, 10240, so.vad);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_GT(runs[0].start, 48000 - 3200 - 512 * 2);  // the speech starts after the 3 s lead-in
+  ASSERT_EQ(finals.size(), 2u);
+  for (size_t k = 0; k < runs.size(); ++k) {
+    auto alone = sr->NewStream(sr->default_options());
+    ASSERT_TRUE(alone.ok());
+    const auto expected = Finals(RunStream(*sr, **alone, runs[k].samples, 10240));
+    ASSERT_EQ(expected.size(), 1u);
+    EXPECT_FALSE(expected[0].best().text.empty());
+    EXPECT_EQ(finals[k].best().text, expected[0].best().text) << "segment " << k;
+    EXPECT_EQ(finals[k].segment, static_cast<int>(k));
+    EXPECT_EQ(finals[k].start_ms, runs[k].start / 160 * 10);
+    EXPECT_LE(finals[k].end_ms, (runs[k].start + static_cast<int64_t>(runs[k].samples.size())) / 16);
+    ASSERT_FALSE(finals[k].best().words.empty());
+    EXPECT_GE(finals[k].best().words.front().start_ms, finals[k].start_ms);  // stream times
+    EXPECT_LE(finals[k].best().words.back().end_ms, finals[k].end_ms);
+  }
+  // The pauses were skipped: far fewer chunks than the whole stream needs.
+  auto whole = sr->NewStream(sr->default_options());
+  ASSERT_TRUE(whole.ok());
+  RunStream(*sr, **whole, audio, 10240);
+  EXPECT_LT((*gated)->num_chunks_decoded(), (*whole)->num_chunks_decoded() * 3 / 4);
+
+  // Silence alone decodes nothing and ends with one empty final.
+  auto quiet = sr->NewStream(so);
+  ASSERT_TRUE(quiet.ok());
+  const auto silent = Finals(RunStream(*sr, **quiet, QuietNoise(16000 * 20, 4), 16000));
+  ASSERT_EQ(silent.size(), 1u);
+  EXPECT_TRUE(silent[0].best().text.empty());
+  EXPECT_EQ((*quiet)->num_chunks_decoded(), 0);
+
+  // A recognizer without a VAD refuses the gate.
+  auto refused = DemoStreaming()->NewStream(so);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+}
+
 TEST(StreamingRecognizer, WordTimesAreOrderedAndInsideTheAudio) {
   auto sr = DemoStreaming();
   ASSERT_TRUE(sr);
@@ -657,6 +766,48 @@ TEST(StreamScheduler, ThousandStreamsOpenedAndClosedLeaveNothingBehind) {
   EXPECT_EQ(stats.state_bytes, 0u);
   EXPECT_EQ(stats.streams_started, 1000u);
   EXPECT_EQ(stats.streams_finished + stats.streams_closed, 1000u);
+}
+
+// The scheduler computes a gated stream's features outside its lock (its own StreamFrontend): the
+// results equal the stream decoded directly.
+TEST(StreamScheduler, VadGatedStreamsEqualTheStreamDecodedDirectly) {
+  auto sr = DemoStreamingWithVad();
+  ASSERT_TRUE(sr);
+  auto made = StreamScheduler::Create(sr, StreamSchedulerConfig{});
+  ASSERT_TRUE(made.ok());
+  auto& sched = *made;
+  const auto audio = TwoSentencesWithLongPauses();
+  StreamOptions so = sr->default_options();
+  so.vad_gate = true;
+  auto direct = sr->NewStream(so);
+  ASSERT_TRUE(direct.ok());
+  const auto expected = Finals(RunStream(*sr, **direct, audio, 10240));
+  ASSERT_EQ(expected.size(), 2u);
+
+  ASSERT_TRUE(sched->Start("gated", so).ok());
+  FeedWaiter w;
+  std::vector<StreamResult> finals;
+  // 200 ms pieces, and the end as an empty last feed (as the WebSocket's "end" signal gives).
+  for (size_t pos = 0; pos < audio.size(); pos += 3200) {
+    const size_t n = std::min<size_t>(3200, audio.size() - pos);
+    sched->Feed("gated", std::vector<float>(audio.begin() + pos, audio.begin() + pos + n), false,
+                w.Callback());
+    w.Wait();
+  }
+  sched->Feed("gated", {}, true, w.Callback());
+  w.Wait();
+  for (auto& [st, u] : w.got) {
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    for (const StreamResult& r : u.results)
+      if (r.is_final) finals.push_back(r);
+  }
+  ASSERT_EQ(finals.size(), expected.size());
+  for (size_t k = 0; k < finals.size(); ++k) {
+    EXPECT_EQ(finals[k].best().text, expected[k].best().text);
+    EXPECT_EQ(finals[k].start_ms, expected[k].start_ms);
+    EXPECT_EQ(finals[k].end_ms, expected[k].end_ms);
+  }
+  EXPECT_TRUE(w.got.back().second.stream_done);
 }
 
 TEST(StreamScheduler, ShutdownAnswersEveryQueuedFeed) {

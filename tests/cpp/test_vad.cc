@@ -1,10 +1,11 @@
 // Speech segmentation (VadSegmenter) on hand-made probability sequences: hysteresis, the minimum
 // speech and silence, padding that never overlaps, the forced split at the quietest window, and
-// bounded memory in SpeechSegmenter. (The network itself is checked against onnxruntime in
-// tests/python/test_vad.py.)
+// bounded memory in SpeechSegmenter; the live VadGate on the same kind of sequences. (The network itself is
+// checked against onnxruntime in tests/python/test_vad.py.)
 #include <gtest/gtest.h>
 
 #include "u2/vad/speech_segmenter.h"
+#include "u2/vad/vad_gate.h"
 #include "u2/vad/vad_segmenter.h"
 
 namespace u2 {
@@ -112,6 +113,105 @@ TEST(SpeechSegmenter, SilenceGivesNoSegmentAndMemoryStaysBounded) {
   EXPECT_TRUE(seg.Finish().empty());
   EXPECT_LT(most, 16000u * 3);  // a few seconds at most, not ten minutes
   EXPECT_EQ(seg.samples_seen(), 600 * 16000);
+}
+
+// ---- VadGate: windows whose samples all hold the window's index, so the test can tell which
+// audio went through.
+
+struct GateRun {
+  int64_t start = 0;
+  std::vector<float> samples;
+  bool ended = false;
+};
+
+// Feeds `n` windows of probability `p` and collects the runs the gate lets through.
+void FeedGate(VadGate& gate, float p, int n, int* window_index, std::vector<GateRun>* runs) {
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> window(kW, static_cast<float>((*window_index)++));
+    gate.AcceptWindow(window, p);
+    for (GatedAudio& a : gate.Take()) {
+      if (a.starts) {
+        ASSERT_TRUE(runs->empty() || runs->back().ended) << "a run started inside another";
+        runs->push_back({a.start, {}, false});
+      }
+      ASSERT_FALSE(runs->empty()) << "audio before any run started";
+      GateRun& run = runs->back();
+      ASSERT_FALSE(run.ended);
+      ASSERT_EQ(a.start, run.start + static_cast<int64_t>(run.samples.size())) << "a gap inside a run";
+      run.samples.insert(run.samples.end(), a.samples.begin(), a.samples.end());
+      run.ended = a.ends;
+    }
+    EXPECT_LE(gate.held_samples(), size_t{3200 + 4000 + kW});  // padding + min speech + a window
+  }
+}
+
+TEST(VadGate, OpensAfterMinimumSpeechWithPaddingAndClosesAfterMinimumSilence) {
+  VadConfig c;  // pad 200 ms (3200 samples), min speech 250 ms (4000), min silence 500 ms (8000)
+  VadGate gate(nullptr, c);
+  int w = 0;
+  std::vector<GateRun> runs;
+  FeedGate(gate, 0.1f, 20, &w, &runs);
+  FeedGate(gate, 0.9f, 30, &w, &runs);   // speech from window 20 (sample 10240)
+  FeedGate(gate, 0.05f, 20, &w, &runs);  // silence from window 50 (sample 25600)
+  FeedGate(gate, 0.1f, 10, &w, &runs);
+  ASSERT_EQ(runs.size(), 1u);
+  // Opened once 4096 >= 4000 samples of speech were heard (after window 27), reaching back 200 ms
+  // before the speech; closed after 16 windows (8192 >= 8000 samples) of silence.
+  EXPECT_EQ(runs[0].start, 10240 - 3200);
+  EXPECT_EQ(runs[0].start + static_cast<int64_t>(runs[0].samples.size()), 66 * kW);
+  EXPECT_TRUE(runs[0].ended);
+  EXPECT_EQ(runs[0].samples.front(), static_cast<float>((10240 - 3200) / kW));
+  EXPECT_EQ(runs[0].samples.back(), 65.0f);
+  EXPECT_FALSE(gate.is_open());
+}
+
+TEST(VadGate, ClicksStayOutAndTheBandBetweenThresholdsKeepsARunOpen) {
+  VadConfig c;
+  c.speech_pad_ms = 0;
+  VadGate gate(nullptr, c);
+  int w = 0;
+  std::vector<GateRun> runs;
+  FeedGate(gate, 0.9f, 5, &w, &runs);  // 160 ms: shorter than min speech
+  FeedGate(gate, 0.0f, 10, &w, &runs);
+  EXPECT_TRUE(runs.empty());
+  FeedGate(gate, 0.9f, 10, &w, &runs);  // opens at window 15 + 8
+  FeedGate(gate, 0.4f, 40, &w, &runs);  // between neg (0.35) and threshold: still speech
+  FeedGate(gate, 0.1f, 10, &w, &runs);  // 320 ms of silence: not enough
+  EXPECT_TRUE(gate.is_open());
+  FeedGate(gate, 0.9f, 3, &w, &runs);
+  FeedGate(gate, 0.1f, 16, &w, &runs);  // 512 ms: the run ends
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].start, 15 * kW);
+  EXPECT_TRUE(runs[0].ended);
+  // A second run starts where the next speech does, not earlier than the first one's end.
+  c.speech_pad_ms = 10000;
+  VadGate padded(nullptr, c);
+  w = 0;
+  runs.clear();
+  FeedGate(padded, 0.9f, 10, &w, &runs);
+  FeedGate(padded, 0.1f, 16, &w, &runs);
+  FeedGate(padded, 0.9f, 10, &w, &runs);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[1].start, runs[0].start + static_cast<int64_t>(runs[0].samples.size()));
+}
+
+TEST(VadGate, FinishEndsAnOpenRunWithTheLastSamples) {
+  VadConfig c;
+  c.min_speech_ms = 0;
+  auto vad = SileroVad::Load(std::string(U2_MODELS_DIR) + "/silero_vad");
+  ASSERT_TRUE(vad.ok()) << vad.status().ToString();
+  VadGate gate(vad->get(), c);
+  int w = 0;
+  std::vector<GateRun> runs;
+  FeedGate(gate, 0.9f, 3, &w, &runs);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(gate.Accept(std::vector<float>(100, 0.0f)).size(), 0u);  // part of a window: held
+  const auto last = gate.Finish();
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_TRUE(last[0].ends);
+  EXPECT_EQ(last[0].start, 3 * kW);
+  EXPECT_EQ(last[0].samples.size(), 100u);
+  EXPECT_TRUE(gate.Finish().empty());  // nothing more
 }
 
 }  // namespace

@@ -99,6 +99,26 @@ def test_segments_follow_the_pauses_and_the_text_matches_the_clips(long_recordin
     assert abs(len(doc["text"].split()) - len(joined.split())) <= 2
 
 
+def test_a_live_stream_with_the_vad_gate_reads_like_the_clips(long_recording):
+    """u2recognize --streaming --vad-gate decodes the recording as one live stream: the pauses are
+    skipped, each ends a segment, and the stitched text reads like the clips streamed one by one."""
+    gated = u2recognize("--streaming", "--vad-gate", "--vad-min-silence-ms", "200", "--segment", "never",
+                        "--format", "json", long_recording["path"])
+    assert gated.returncode == 0, gated.stderr
+    doc = json.loads(gated.stdout)
+    starts = [s["start"] for s in doc["segments"]]
+    assert starts == sorted(starts) and starts[0] >= 0.3, starts  # times from the stream's start
+    clips = u2recognize("--streaming", "--wav-scp", long_recording["dir"] / "clips.scp")
+    assert clips.returncode == 0, clips.stderr
+    hyps = dict(line.partition(" ")[::2] for line in clips.stdout.splitlines())
+    joined = " ".join(hyps[k] for k in long_recording["clips"])
+    refs = long_recording["refs"]
+    print(f"CER gated stream {cer(refs, doc['text']):.2f} %, clips streamed one by one {cer(refs, joined):.2f} %")
+    assert cer(refs, doc["text"]) <= cer(refs, joined) + 2.0
+    # Nothing lost or doubled (the demo model's words on real speech are too garbled to count).
+    assert abs(len(doc["text"]) - len(joined)) <= 0.1 * len(joined)
+
+
 def test_timed_formats_parse_back(long_recording, tmp_path):
     plain = u2recognize("--segment", "always", long_recording["path"])
     assert plain.returncode == 0, plain.stderr

@@ -273,6 +273,55 @@ def test_continuous_decoding_splits_at_a_pause(demo_server, samples, streaming_r
     assert SequenceMatcher(None, finals_of(messages)[0][0]["sentence"], streaming_reference[first]).ratio() > 0.8
 
 
+def test_vad_gate_skips_silence_and_splits_at_pauses(demo_server, samples, streaming_reference):
+    """vad_gate in the start message: the VAD lets only speech through (the 3 s pauses are never
+    decoded) and ends a segment at each pause, with times counted from the stream's start."""
+    (first, a), (second, b) = list(samples.items())[:2]
+
+    def noise(n, seed):
+        return np.round(room_noise(n, seed=seed) * 32768).astype("<i2")
+
+    pcm = np.concatenate([noise(48000, 1), a, noise(48000, 2), b, noise(32000, 3)])
+    messages = stream(demo_server, pcm, 200, vad_gate=True)
+    assert [m["type"] for m in messages][-1] == "speech_end"
+    finals = [f[0] for f in finals_of(messages)]
+    assert len(finals) == 2, finals
+    a_start_ms, b_start_ms = 3000, 3000 + len(a) / 16 + 3000
+    assert a_start_ms - 500 <= finals[0]["word_pieces"][0]["start"] <= a_start_ms + 1500, finals
+    assert finals[0]["word_pieces"][-1]["end"] <= a_start_ms + len(a) / 16 + 500, finals
+    assert b_start_ms - 500 <= finals[1]["word_pieces"][0]["start"] <= b_start_ms + 1500, finals
+    assert SequenceMatcher(None, finals[0]["sentence"], streaming_reference[first]).ratio() > 0.8, finals
+    assert SequenceMatcher(None, finals[1]["sentence"], streaming_reference[second]).ratio() > 0.8, finals
+    # A bad gate setting is refused like any other key.
+    for options, fragment in [({"vad_gate": "yes"}, "boolean true or false is expected for vad_gate"),
+                              ({"vad_gate": True, "vad_threshold": 1.5}, "vad threshold must be in (0, 1)"),
+                              ({"vad_gate": True, "vad_min_silence_ms": -1}, "min_silence_ms")]:
+        ws = connect(demo_server)
+        ws.send(json.dumps({"signal": "start", **options}))
+        expect_failure(ws, fragment)
+
+
+def test_server_default_vad_gate(samples, tmp_path):
+    """stream_vad_gate in the server's YAML gates every stream unless a client turns it off; the
+    flag without a VAD stops the server at start with a clear message."""
+    (_, a), (_, b) = list(samples.items())[:2]
+    quiet = np.round(room_noise(48000, seed=5) * 32768).astype("<i2")
+    pcm = np.concatenate([quiet, a, quiet, b, quiet])
+    config = tmp_path / "server.yaml"
+    config.write_text(f"model_dir: {DEMO_MODEL}\nstream_vad_gate: true\nthreads: 2\n")
+    s = ServerProcess(["--config", str(config)], tmp_path / "gate.log")
+    try:
+        s.wait_ready()
+        assert len(finals_of(stream(s, pcm, 200))) == 2
+        assert len(finals_of(stream(s, pcm, 200, vad_gate=False))) == 1
+    finally:
+        assert s.stop() == 0
+    r = subprocess.run([str(APPS / "u2serve"), "--model-dir", str(DEMO_MODEL), "--stream-vad-gate", "true",
+                        "--vad-model-dir", str(tmp_path / "nothing"), "--http-port", "0", "--grpc-port", "0",
+                        "--metrics-port", "-1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "--stream-vad-gate needs the VAD" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: a "failed" message, the connection closed, the server unharmed
 

@@ -57,6 +57,15 @@ class ChunkWindow {
     overlap_rows_ = 0;
   }
 
+  // A gated run ended (engine/stream_frontend.h): its leftover rows, too few for a chunk, are
+  // dropped with the overlap; the next run's rows start a new window.
+  void Clear() {
+    rows_.clear();
+    num_rows_ = 0;
+    overlap_rows_ = 0;
+  }
+
+  int num_rows() const { return num_rows_; }
   // Whether rows remain that a new segment could start from (at least RC + 1 of them).
   bool HasSegmentStart() const { return num_rows_ >= min_frames_; }
   size_t capacity_bytes() const { return rows_.capacity() * sizeof(float); }

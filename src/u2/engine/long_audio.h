@@ -51,6 +51,7 @@ class LongAudioRecognizer {
                                                       const RecognizeBatch& recognize) const;
 
   const SileroVad& vad() const { return *vad_; }
+  std::shared_ptr<const SileroVad> shared_vad() const { return vad_; }
   const LongAudioConfig& config() const { return config_; }
 
  private:

@@ -66,7 +66,7 @@ void RunAll(std::vector<std::function<void()>>& replies) {
 Status StreamScheduler::Start(const std::string& id, const StreamOptions& options, int input_sample_rate) {
   // Made outside the lock: validation and allocation need no shared state.
   U2_ASSIGN_OR_RETURN(std::unique_ptr<RecognitionStream> stream, recognizer_->NewStream(options));
-  auto frontend = std::make_shared<Frontend>(recognizer_->recognizer().fbank());
+  auto frontend = std::make_shared<Frontend>(recognizer_->NewFrontend(stream->options()));
   const int model_rate = recognizer_->sample_rate();
   if (input_sample_rate != 0 && input_sample_rate != model_rate) {
     U2_ASSIGN_OR_RETURN(frontend->resampler, StreamingResampler::Create(input_sample_rate, model_rate));
@@ -123,15 +123,21 @@ void StreamScheduler::Feed(const std::string& id, std::vector<float> samples, bo
     // until the feed is queued).
     std::lock_guard<std::mutex> order(frontend->mu);
     Status st;
-    FeatureMatrix frames;
+    std::vector<FeaturePiece> pieces;
     try {
       if (frontend->resampler) {
         auto resampled = frontend->resampler->Process(samples, last);
         st = resampled.status();
         if (st.ok()) samples = std::move(resampled).value();
       }
-      if (st.ok()) st = frontend->fbank.AcceptWaveform(samples);
-      if (st.ok()) frames = frontend->fbank.PopFrames();
+      if (st.ok()) {
+        auto accepted = frontend->features->Accept(samples);
+        st = accepted.status();
+        if (st.ok()) pieces = std::move(accepted).value();
+      }
+      if (st.ok() && last) {
+        for (FeaturePiece& piece : frontend->features->Finish()) pieces.push_back(std::move(piece));
+      }
     } catch (const std::exception& e) {
       st = Internal(std::string("feature extraction failed: ") + e.what());
     }
@@ -146,7 +152,7 @@ void StreamScheduler::Feed(const std::string& id, std::vector<float> samples, bo
     } else {
       Slot& slot = *it->second;
       slot.feeds.push_back(
-          {std::move(frames), static_cast<int64_t>(samples.size()), last, std::move(done), 0, false});
+          {std::move(pieces), static_cast<int64_t>(samples.size()), last, std::move(done), 0, false});
       slot.last_activity = Clock::now();
       if (!slot.busy) AdvanceFeedsLocked(slot, &replies);
       work_posted_ = true;
@@ -232,7 +238,7 @@ void StreamScheduler::AdvanceFeedsLocked(Slot& slot, std::vector<std::function<v
     if (!head.accepted) {
       Status st;
       try {
-        st = stream.AcceptFeatures(head.frames, head.num_samples);
+        st = stream.AcceptFeatures(std::move(head.pieces), head.num_samples);
       } catch (const std::exception& e) {
         st = Internal(std::string("accepting features failed: ") + e.what());
       }
@@ -245,7 +251,7 @@ void StreamScheduler::AdvanceFeedsLocked(Slot& slot, std::vector<std::function<v
       if (head.last) stream.InputFinished();
       head.accepted = true;
       head.chunks_at_accept = stream.num_chunks_decoded();
-      head.frames = FeatureMatrix{};
+      head.pieces = {};
     }
     if (stream.IsReady()) return;  // its audio still has chunks to decode
     StreamUpdate update;

@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "u2/audio/audio.h"
+#include "u2/engine/stream_frontend.h"
 #include "u2/engine/streaming_recognizer.h"
-#include "u2/frontend/streaming_fbank.h"
 #include "u2/util/status.h"
 
 namespace u2 {
@@ -108,13 +108,13 @@ class StreamScheduler {
   // A stream's signal processing, run by Feed's caller outside the scheduler's lock (so streams'
   // FFTs run in parallel); its mutex also keeps one stream's feeds in order.
   struct Frontend {
-    explicit Frontend(const Fbank& fbank) : fbank(fbank) {}
+    explicit Frontend(std::unique_ptr<StreamFrontend> features) : features(std::move(features)) {}
     std::mutex mu;
     std::unique_ptr<StreamingResampler> resampler;  // null when the input is at the model's rate
-    StreamingFbank fbank;
+    std::unique_ptr<StreamFrontend> features;       // fbank, behind the VAD gate if asked for
   };
   struct PendingFeed {
-    FeatureMatrix frames;  // the feed's audio as features (Frontend)
+    std::vector<FeaturePiece> pieces;  // the feed's audio as features (Frontend)
     int64_t num_samples = 0;
     bool last = false;
     StreamCallback done;

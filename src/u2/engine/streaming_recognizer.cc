@@ -14,6 +14,7 @@
 #include "u2/frontend/fbank.h"
 #include "u2/frontend/streaming_fbank.h"
 #include "u2/model/asr_model.h"
+#include "u2/vad/silero_vad.h"
 
 namespace u2 {
 
@@ -34,6 +35,7 @@ Status StreamOptions::Validate(const ModelConfig& model) const {
     return InvalidArgument("continuous_decoding needs endpointing (segments end at endpoints)");
   }
   if (endpointing) U2_RETURN_IF_ERROR(endpoint.Validate().WithContext("endpoint"));
+  if (vad_gate) U2_RETURN_IF_ERROR(vad.Validate().WithContext("vad gate"));
   return lm.Validate();
 }
 
@@ -46,6 +48,7 @@ std::string StreamOptions::ToString() const {
   if (endpointing) os << ", endpoint=" << endpoint.ToString();
   os << ", lm_weight=" << lm.lm_weight << ", word_bonus=" << lm.word_bonus;
   if (hotwords) os << ", hotwords=" << hotwords->num_phrases();
+  if (vad_gate) os << ", vad_gate=" << vad.ToString();
   os << ")";
   return os.str();
 }
@@ -54,8 +57,12 @@ std::string StreamOptions::ToString() const {
 // RecognitionStream
 
 RecognitionStream::RecognitionStream(std::shared_ptr<const Recognizer> recognizer,
-                                     const StreamOptions& options, ChunkWindow window)
-    : recognizer_(std::move(recognizer)), options_(options), window_(std::move(window)) {
+                                     const StreamOptions& options, ChunkWindow window,
+                                     std::shared_ptr<const SileroVad> vad)
+    : recognizer_(std::move(recognizer)),
+      options_(options),
+      vad_(std::move(vad)),
+      window_(std::move(window)) {
   encoder_ = recognizer_->model()->NewStream();
   search_ = recognizer_->MakeSearch(options_.beam, options_.lm, options_.hotwords);
   endpointer_ = std::make_unique<CtcEndpointer>(options_.endpoint);
@@ -71,28 +78,61 @@ int64_t RecognitionStream::FeatureFramesToMs(int64_t frames) const {
 Status RecognitionStream::AcceptWaveform(std::span<const float> samples) {
   if (input_ == InputState::kFinished) return FailedPrecondition("audio after the end of the stream's input");
   if (IsDone()) return Status::Ok();  // ended at an endpoint without continuous decoding: ignored
-  if (!fbank_) fbank_ = std::make_unique<StreamingFbank>(recognizer_->fbank());
-  U2_RETURN_IF_ERROR(fbank_->AcceptWaveform(samples));
-  return AcceptFeatures(fbank_->PopFrames(), static_cast<int64_t>(samples.size()));
+  if (!frontend_) frontend_ = std::make_unique<StreamFrontend>(recognizer_->fbank(), vad_, options_.vad);
+  U2_ASSIGN_OR_RETURN(std::vector<FeaturePiece> pieces, frontend_->Accept(samples));
+  return AcceptFeatures(std::move(pieces), static_cast<int64_t>(samples.size()));
 }
 
-Status RecognitionStream::AcceptFeatures(const FeatureMatrix& frames, int64_t num_samples) {
+Status RecognitionStream::AcceptFeatures(std::vector<FeaturePiece> pieces, int64_t num_samples) {
   if (input_ == InputState::kFinished) return FailedPrecondition("audio after the end of the stream's input");
   if (IsDone()) return Status::Ok();
-  if (frames.num_frames > 0 && frames.dim != window_.dim()) {
-    return InvalidArgument("features of dimension " + std::to_string(frames.dim) +
-                           " for a model that takes " + std::to_string(window_.dim()));
+  for (const FeaturePiece& piece : pieces) {
+    if (piece.frames.num_frames > 0 && piece.frames.dim != window_.dim()) {
+      return InvalidArgument("features of dimension " + std::to_string(piece.frames.dim) +
+                             " for a model that takes " + std::to_string(window_.dim()));
+    }
   }
   samples_accepted_ += num_samples;
-  if (frames.num_frames > 0) window_.Append(frames.data, frames.num_frames);
+  for (FeaturePiece& piece : pieces) {
+    // A new run cannot join a segment that has features already: that segment ends first.
+    if (piece.starts_run && (window_.num_rows() > 0 || segment_has_frames_)) run_ended_ = true;
+    if (run_ended_) {
+      queued_.push_back(std::move(piece));
+    } else {
+      TakePiece(piece);
+    }
+  }
   return Status::Ok();
 }
 
-void RecognitionStream::InputFinished() { input_ = InputState::kFinished; }
+void RecognitionStream::TakePiece(FeaturePiece& piece) {
+  if (piece.starts_run) {
+    // The audio before this run was skipped: the (fresh) segment starts at the run's place.
+    frames_consumed_ = segment_start_frame_ = piece.first_frame;
+    partial_.start_ms = partial_.end_ms = FeatureFramesToMs(segment_start_frame_);
+  }
+  if (piece.frames.num_frames > 0) window_.Append(piece.frames.data, piece.frames.num_frames);
+  if (piece.ends_run) run_ended_ = true;
+}
+
+void RecognitionStream::InputFinished() {
+  if (input_ == InputState::kFinished) return;
+  if (frontend_ && !IsDone()) {
+    for (FeaturePiece& piece : frontend_->Finish()) {
+      if (run_ended_) {
+        queued_.push_back(std::move(piece));
+      } else {
+        TakePiece(piece);
+      }
+    }
+  }
+  input_ = InputState::kFinished;
+}
 
 bool RecognitionStream::IsReady() const {
   if (IsDone()) return false;
-  if (input_ == InputState::kFinished) return true;  // at least the final result is due
+  // At the input's end at least the final result is due; at a run's end its segment's.
+  if (input_ == InputState::kFinished || run_ended_) return true;
   return window_.HasFullWindow();
 }
 
@@ -107,6 +147,7 @@ std::vector<StreamResult> RecognitionStream::TakeResults() {
 size_t RecognitionStream::MemoryBytes() const {
   const ModelConfig& mc = recognizer_->model_config();
   size_t bytes = sizeof(*this) + window_.capacity_bytes() + frame_top_.capacity() * sizeof(FrameTop);
+  for (const FeaturePiece& piece : queued_) bytes += piece.frames.data.capacity() * sizeof(float);
   if (encoder_) {
     bytes += encoder_->encoder_frames().capacity() * sizeof(float);
     bytes += static_cast<size_t>(encoder_->cached_frames()) * 2 *
@@ -117,7 +158,7 @@ size_t RecognitionStream::MemoryBytes() const {
 }
 
 StatusOr<FeatureView> RecognitionStream::NextChunk() {
-  const int rows = window_.ReadyRows(input_ == InputState::kFinished);
+  const int rows = window_.ReadyRows(input_ == InputState::kFinished || run_ended_);
   if (rows == 0 || IsDone() || segment_ == SegmentState::kAtEndpoint)
     return FeatureView{window_.data(), 0, window_.dim()};
   const ModelConfig& mc = recognizer_->model_config();
@@ -179,7 +220,7 @@ Status RecognitionStream::AcceptChunk(const LogProbView& log_probs, int rows) {
 bool RecognitionStream::SegmentEnds() const {
   if (IsDone()) return false;
   if (segment_ == SegmentState::kAtEndpoint) return true;
-  return input_ == InputState::kFinished && window_.ReadyRows(/*input_finished=*/true) == 0;
+  return (input_ == InputState::kFinished || run_ended_) && window_.ReadyRows(/*input_finished=*/true) == 0;
 }
 
 std::vector<CtcHypothesis> RecognitionStream::SegmentNBest() const { return search_->NBest(); }
@@ -220,12 +261,18 @@ void RecognitionStream::UpdatePartial() {
 void RecognitionStream::FinishSegment(std::vector<Hypothesis> final_nbest) {
   const bool at_endpoint = segment_ == SegmentState::kAtEndpoint;
   const bool input_finished = input_ == InputState::kFinished;
+  if (vad_ && input_finished && !at_endpoint && segment_index_ > 0 && !segment_has_frames_) {
+    // A gated stream ended in silence after its last run: no empty segment for the silence.
+    segment_ = SegmentState::kClosed;
+    return;
+  }
   StreamResult final_result;
   final_result.segment = segment_index_;
   final_result.is_final = true;
   final_result.start_ms = FeatureFramesToMs(segment_start_frame_);
-  // At the input's end the segment runs to the last sample; at an endpoint to the last frame.
-  final_result.end_ms = input_finished && !at_endpoint
+  // At the input's end the segment runs to the last sample (without a gate: with one, the audio
+  // after the last run was skipped); at an endpoint or a run's end to the last frame.
+  final_result.end_ms = input_finished && !at_endpoint && !run_ended_ && !vad_
                             ? samples_accepted_ * 1000 / std::max(1, recognizer_->sample_rate())
                             : FeatureFramesToMs(frames_consumed_);
   final_result.nbest = std::move(final_nbest);
@@ -235,11 +282,29 @@ void RecognitionStream::FinishSegment(std::vector<Hypothesis> final_nbest) {
   if (at_endpoint && (options_.continuous_decoding || position_limit_split_)) {
     position_limit_split_ = false;
     StartNewSegment();
+    // The rest of a run that ended is decoded in later steps (IsReady stays true); too little of
+    // it for a chunk, and the next run starts now instead of an empty segment.
+    if (run_ended_ && !window_.HasSegmentStart()) StartNextRun();
     // With the input finished, what remains is decoded in later steps (IsReady stays true);
     // if nothing remains, the stream ends without an extra empty segment.
     if (input_finished && !window_.HasSegmentStart()) segment_ = SegmentState::kClosed;
+  } else if (!at_endpoint && run_ended_) {
+    // The VAD gate ended the run: the stream goes on with the next one (whatever
+    // continuous_decoding says; a pause is not the end of a live stream).
+    StartNewSegment();
+    StartNextRun();
+    if (input_finished && !window_.HasSegmentStart()) segment_ = SegmentState::kClosed;
   } else {
     segment_ = SegmentState::kClosed;
+  }
+}
+
+void RecognitionStream::StartNextRun() {
+  window_.Clear();
+  run_ended_ = false;
+  while (!queued_.empty() && !run_ended_) {
+    TakePiece(queued_.front());
+    queued_.pop_front();
   }
 }
 
@@ -267,10 +332,12 @@ void RecognitionStream::StartNewSegment() {
 StreamingRecognizer::~StreamingRecognizer() = default;
 
 StatusOr<std::unique_ptr<StreamingRecognizer>> StreamingRecognizer::Create(
-    std::shared_ptr<const Recognizer> recognizer) {
+    std::shared_ptr<const Recognizer> recognizer, std::shared_ptr<const SileroVad> vad) {
   if (!recognizer) return InvalidArgument("StreamingRecognizer needs a recognizer");
   std::unique_ptr<StreamingRecognizer> r(new StreamingRecognizer());
   r->recognizer_ = std::move(recognizer);
+  // The gate hears the model's audio: a model at another rate cannot have one.
+  if (vad && r->recognizer_->sample_rate() == SileroVad::kSampleRate) r->vad_ = std::move(vad);
   r->model_ = r->recognizer_->model();
   const ModelConfig& mc = r->model_->config();
   const DecodingOptions& d = r->recognizer_->default_options();
@@ -311,8 +378,19 @@ StatusOr<std::unique_ptr<RecognitionStream>> StreamingRecognizer::NewStream(
   o.endpoint.frame_shift_ms = defaults_.endpoint.frame_shift_ms;
   U2_RETURN_IF_ERROR(o.Validate(mc).WithContext("stream options"));
   U2_RETURN_IF_ERROR(recognizer_->CheckSearchOptions(o.lm, o.hotwords).WithContext("stream options"));
+  if (o.vad_gate && !vad_) {
+    return FailedPrecondition(
+        "stream options: vad_gate needs a VAD, and this recognizer has none (the server's "
+        "--vad-model-dir, a 16 kHz model)");
+  }
   ChunkWindow window(WindowFrames(o), StrideFrames(o), mc.RightContext() + 1, recognizer_->fbank().dim());
-  return std::unique_ptr<RecognitionStream>(new RecognitionStream(recognizer_, o, std::move(window)));
+  return std::unique_ptr<RecognitionStream>(
+      new RecognitionStream(recognizer_, o, std::move(window), o.vad_gate ? vad_ : nullptr));
+}
+
+std::unique_ptr<StreamFrontend> StreamingRecognizer::NewFrontend(const StreamOptions& options) const {
+  return std::make_unique<StreamFrontend>(recognizer_->fbank(), options.vad_gate ? vad_ : nullptr,
+                                          options.vad);
 }
 
 Status StreamingRecognizer::DecodeStreams(std::span<RecognitionStream* const> streams,

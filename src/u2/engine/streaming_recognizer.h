@@ -3,7 +3,9 @@
 // endpointing, at every endpoint (continuous decoding then starts a new segment and keeps going).
 //
 // One chunk step, start to end (streaming_recognizer.cc follows this order):
-//   samples -> StreamingFbank (exact offline framing for any piece size; frontend/)
+//   samples -> StreamFrontend: StreamingFbank (exact offline framing for any piece size;
+//      frontend/), behind the optional VAD gate (vad/vad_gate.h: silence is never decoded, and a
+//      pause the VAD hears ends the segment; times stay those of the whole stream)
 //   -> a feature window of W = (C-1)·R + RC + 1 frames, stride C·R (ChunkWindow, docs/streaming.md)
 //   -> AsrModel::ForwardChunk for the ready windows of MANY streams in one batch, each with its own
 //      offset, attention cache and conv cache (model/, backend/)
@@ -19,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -28,14 +31,16 @@
 #include "u2/decode/endpoint.h"
 #include "u2/engine/chunk_window.h"
 #include "u2/engine/recognizer.h"
+#include "u2/engine/stream_frontend.h"
 #include "u2/frontend/fbank.h"
 #include "u2/model/asr_model.h"
 #include "u2/util/status.h"
+#include "u2/vad/vad_segmenter.h"
 
 namespace u2 {
 
-class StreamingFbank;
 class CtcEndpointer;
+class SileroVad;
 
 // How one stream is decoded. Defaults come from the model (StreamingRecognizer::default_options);
 // a client may override them per stream (WebSocket start message, request parameters).
@@ -54,6 +59,12 @@ struct StreamOptions {
   // still open at a segment's end is taken back in that segment's final result.
   LmFusionWeights lm;
   std::shared_ptr<const ContextGraph> hotwords;
+  // The VAD gate (needs a recognizer made with a VAD, and a 16 kHz model): silence is skipped,
+  // and a pause of vad.min_silence_ms ends the segment (a new one starts with the next speech,
+  // whatever continuous_decoding says), in addition to the endpoint rules. vad.max_segment_s is
+  // not used (a segment still ends at the position table).
+  bool vad_gate = false;
+  VadConfig vad;
 
   Status Validate(const ModelConfig& model) const;
   std::string ToString() const;
@@ -81,10 +92,11 @@ class RecognitionStream {
   // absurd samples (nothing is accepted then), FailedPrecondition after InputFinished().
   // Audio given after a non-continuous stream has ended at an endpoint is ignored.
   Status AcceptWaveform(std::span<const float> samples);
-  // The same for audio whose features the caller computed with its own StreamingFbank over the
-  // stream's samples in order (the scheduler does, outside its lock): `num_samples` of audio
-  // gave `frames`. Cheap: no signal processing.
-  Status AcceptFeatures(const FeatureMatrix& frames, int64_t num_samples);
+  // The same for audio whose features the caller computed with its own StreamFrontend over the
+  // stream's samples in order (StreamingRecognizer::NewFrontend; the scheduler does, outside its
+  // lock): `num_samples` of audio gave `pieces` (with the input's end, the frontend's Finish()
+  // pieces too). Cheap: no signal processing.
+  Status AcceptFeatures(std::vector<FeaturePiece> pieces, int64_t num_samples);
   // No more audio: the remaining features are decoded and the final result is produced.
   void InputFinished();
 
@@ -136,9 +148,13 @@ class RecognitionStream {
   friend class StreamingRecognizer;  // only to construct one (NewStream)
   // `options` are validated; the window geometry comes from the model and the chunk size.
   RecognitionStream(std::shared_ptr<const Recognizer> recognizer, const StreamOptions& options,
-                    ChunkWindow window);
+                    ChunkWindow window, std::shared_ptr<const SileroVad> vad);
   void UpdatePartial();
   void StartNewSegment();
+  // Takes one piece into the window (a run's first piece re-bases the fresh segment's times).
+  void TakePiece(FeaturePiece& piece);
+  // The gated run's segment is finished: the next run's queued pieces become the window.
+  void StartNextRun();
   int64_t FeatureFramesToMs(int64_t frames) const;
   // The segment's CTC log-probability of `token` at `frame` from the kept top entries (below the
   // smallest kept one: that one, an upper bound), for confidences.
@@ -160,7 +176,8 @@ class RecognitionStream {
 
   std::shared_ptr<const Recognizer> recognizer_;  // model, symbols, sample rate
   StreamOptions options_;
-  std::unique_ptr<StreamingFbank> fbank_;  // made on the first AcceptWaveform
+  std::shared_ptr<const SileroVad> vad_;      // the gate's network (null: no gate)
+  std::unique_ptr<StreamFrontend> frontend_;  // made on the first AcceptWaveform
   std::unique_ptr<EncoderStream> encoder_;
   std::unique_ptr<CtcSearch> search_;
   std::unique_ptr<CtcEndpointer> endpointer_;
@@ -175,6 +192,10 @@ class RecognitionStream {
   bool segment_has_frames_ = false;    // the current segment decoded at least one encoder frame
   bool partial_changed_ = false;       // a partial newer than the last one taken is waiting
   bool position_limit_split_ = false;  // the segment ends because the positions ran out
+  // VAD gate: the current run ended (its segment ends once its frames are decoded); the pieces of
+  // runs after it wait in queued_ until then.
+  bool run_ended_ = false;
+  std::deque<FeaturePiece> queued_;
   std::vector<StreamResult> results_;
   StreamResult partial_;
   std::vector<FrameTop> frame_top_;  // the current segment's frames
@@ -182,13 +203,19 @@ class RecognitionStream {
 
 class StreamingRecognizer {
  public:
-  // Shares the recognizer's model, fbank and symbols (no copy of the weights).
-  static StatusOr<std::unique_ptr<StreamingRecognizer>> Create(std::shared_ptr<const Recognizer> recognizer);
+  // Shares the recognizer's model, fbank and symbols (no copy of the weights). `vad`: the network
+  // for streams that ask for the VAD gate (null: such streams are refused).
+  static StatusOr<std::unique_ptr<StreamingRecognizer>> Create(
+      std::shared_ptr<const Recognizer> recognizer, std::shared_ptr<const SileroVad> vad = nullptr);
   ~StreamingRecognizer();
 
   // A new stream; InvalidArgument if the options do not suit the model.
   StatusOr<std::unique_ptr<RecognitionStream>> NewStream(const StreamOptions& options) const;
   StatusOr<std::unique_ptr<RecognitionStream>> NewStream() const { return NewStream(defaults_); }
+  // The frontend for a stream with these (validated) options, for callers that compute features
+  // themselves and give them to RecognitionStream::AcceptFeatures.
+  std::unique_ptr<StreamFrontend> NewFrontend(const StreamOptions& options) const;
+  bool has_vad() const { return vad_ != nullptr; }
 
   // One step: every ready stream among `streams` decodes its next chunk (streams with the same
   // chunk size and left chunks share one batched encoder call), and every stream whose segment
@@ -214,6 +241,7 @@ class StreamingRecognizer {
 
   std::shared_ptr<const Recognizer> recognizer_;
   std::shared_ptr<const AsrModel> model_;
+  std::shared_ptr<const SileroVad> vad_;
   StreamOptions defaults_;
 };
 

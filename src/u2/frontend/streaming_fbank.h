@@ -28,6 +28,7 @@ class StreamingFbank {
   void Reset();
 
   int dim() const { return fbank_.dim(); }
+  int frame_shift() const { return fbank_.frame_shift(); }  // samples
   int64_t num_samples_accepted() const { return num_samples_accepted_; }
   int64_t num_frames_popped() const { return num_frames_popped_; }
 

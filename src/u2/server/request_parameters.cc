@@ -130,6 +130,13 @@ Status ApplyRequestParameters(const ParameterMap& parameters, StreamOptions* opt
       U2_ASSIGN_OR_RETURN(o.continuous_decoding, Boolean(key, value));
     } else if (key == "endpointing") {
       U2_ASSIGN_OR_RETURN(o.endpointing, Boolean(key, value));
+    } else if (key == "vad_gate") {
+      U2_ASSIGN_OR_RETURN(o.vad_gate, Boolean(key, value));
+    } else if (key == "vad_threshold") {
+      U2_ASSIGN_OR_RETURN(o.vad.threshold, Number(key, value));
+      o.vad.neg_threshold.reset();  // follows the new threshold
+    } else if (key == "vad_min_silence_ms") {
+      U2_ASSIGN_OR_RETURN(o.vad.min_silence_ms, Integer(key, value));
     }
   }
   if (parameters.count("beam") && !parameters.count("nbest")) o.nbest = std::min(o.nbest, o.beam);

@@ -14,7 +14,9 @@
 //   hotwords                            string: a hotword list (engine/hotwords.h: one
 //                                       "phrase[:boost]" per line, or a JSON array of them); it
 //                                       replaces the server's default list, "" turns biasing off
-//   streams only: rescoring (bool or 0/1), continuous_decoding (bool), endpointing (bool)
+//   streams only: rescoring (bool or 0/1), continuous_decoding (bool), endpointing (bool),
+//                 vad_gate (bool: skip silence, end segments at pauses), vad_threshold (number),
+//                 vad_min_silence_ms (integer: the pause that ends a segment)
 // Triton's sequence keys (sequence_id, sequence_start, sequence_end) and its reserved "triton_"
 // prefix are checked by CheckTritonParameters.
 #pragma once

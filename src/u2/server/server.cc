@@ -165,7 +165,11 @@ Status Server::Impl::AddModelDir(const std::string& dir_name, const std::string&
   }
   if (config.streams.max_streams == 0) return Status::Ok();
   const std::string name = name_of("streaming_wenet");
-  auto streaming = StreamingRecognizer::Create(rec);
+  if (config.stream_defaults.vad_gate && !long_audio) {
+    return FailedPrecondition("--stream-vad-gate needs the VAD (--vad-model-dir " +
+                              config.long_audio.vad_model_dir + " does not exist)");
+  }
+  auto streaming = StreamingRecognizer::Create(rec, long_audio ? long_audio->shared_vad() : nullptr);
   StatusOr<std::unique_ptr<StreamScheduler>> scheduler =
       streaming.ok() ? StreamScheduler::Create(
                            std::shared_ptr<const StreamingRecognizer>(std::move(*streaming)), config.streams)
@@ -185,6 +189,8 @@ Status Server::Impl::AddModelDir(const std::string& dir_name, const std::string&
   m->stream_defaults = (*scheduler)->recognizer().default_options();
   m->stream_defaults.decoding_chunk_size = config.stream_defaults.chunk_size;
   m->stream_defaults.num_decoding_left_chunks = config.stream_defaults.left_chunks;
+  m->stream_defaults.vad_gate = config.stream_defaults.vad_gate;
+  m->stream_defaults.vad = config.long_audio.vad;
   if (config.recognizer.beam) m->stream_defaults.beam = *config.recognizer.beam;
   if (config.recognizer.ctc_weight) m->stream_defaults.ctc_weight = *config.recognizer.ctc_weight;
   if (config.recognizer.reverse_weight) m->stream_defaults.reverse_weight = *config.recognizer.reverse_weight;

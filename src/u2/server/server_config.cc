@@ -39,6 +39,9 @@ void StreamDefaults::Register(OptionRegistry* r) {
   r->Add("stream-chunk-size", &chunk_size,
          "default decoding chunk size of streams (encoder frames; WeNet's 16)");
   r->Add("stream-left-chunks", &left_chunks, "default left chunks of attention history of streams (-1: all)");
+  r->Add("stream-vad-gate", &vad_gate,
+         "streams skip silence and end segments at pauses by default (the VAD of --vad-model-dir, "
+         "with the --vad-* settings; clients may turn it on or off per stream: vad_gate)");
 }
 
 Status StreamDefaults::Validate() const {

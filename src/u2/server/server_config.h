@@ -52,8 +52,9 @@ struct MetricsConfig {
 
 // The decoding defaults of the streaming names (request parameters may override them).
 struct StreamDefaults {
-  int chunk_size = 16;   // encoder frames per chunk (WeNet's 16)
-  int left_chunks = -1;  // chunks of attention history (-1: all)
+  int chunk_size = 16;    // encoder frames per chunk (WeNet's 16)
+  int left_chunks = -1;   // chunks of attention history (-1: all)
+  bool vad_gate = false;  // streams skip silence and end segments at pauses (needs the VAD)
   void Register(OptionRegistry* r);
   Status Validate() const;
 };
