@@ -313,6 +313,33 @@ TEST(OfflineBatcher, ABadRequestDoesNotFailItsBatchMates) {
   EXPECT_EQ(o2.texts[0], "n=500");
 }
 
+// An exception from the engine or a library inside one batch (std::bad_alloc here, injected by the
+// recognize function) fails that batch's requests with a clear error; the worker lives on and the
+// next batch succeeds.
+TEST(OfflineBatcher, AnExceptionInOneBatchFailsOnlyThatBatch) {
+  FakeRecognizer fake;
+  std::atomic<int> calls{0};
+  auto made = OfflineBatcher::Create(
+      Cfg(64, 0, 1, 1024, {}), [&](std::span<const Waveform> w, const DecodingOptions& o) -> OfflineResults {
+        if (calls++ == 0) throw std::bad_alloc();
+        return fake(w, o);
+      });
+  ASSERT_TRUE(made.ok());
+  auto& batcher = *made;
+  Request doomed({400});
+  ASSERT_TRUE(batcher->Submit(doomed.MakeTask()).ok());
+  const Outcome failed = doomed.Wait();
+  EXPECT_EQ(failed.status.code(), StatusCode::kInternal);
+  EXPECT_NE(failed.status.message().find("recognition failed"), std::string::npos)
+      << failed.status.ToString();
+  EXPECT_NE(failed.status.message().find("bad_alloc"), std::string::npos) << failed.status.ToString();
+  Request next({500});
+  ASSERT_TRUE(batcher->Submit(next.MakeTask()).ok());
+  const Outcome ok = next.Wait();
+  ASSERT_TRUE(ok.status.ok()) << ok.status.ToString();
+  EXPECT_EQ(ok.texts.at(0), "n=500");
+}
+
 TEST(OfflineBatcher, ShutdownFinishesQueuedWorkThenRefuses) {
   FakeRecognizer fake;
   auto batcher = MakeBatcher(fake, Cfg(64, 2'000'000, 1, 1024, {}));

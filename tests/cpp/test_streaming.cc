@@ -810,6 +810,42 @@ TEST(StreamScheduler, VadGatedStreamsEqualTheStreamDecodedDirectly) {
   EXPECT_TRUE(w.got.back().second.stream_done);
 }
 
+// An exception inside one decoding step (injected by the test hook, as std::bad_alloc) fails that
+// step's streams with a clear error; the worker lives on and a stream started after it decodes
+// normally.
+TEST(StreamScheduler, AnExceptionInOneStepFailsOnlyThatStepsStreams) {
+  auto sched = MakeScheduler();
+  ASSERT_TRUE(sched);
+  std::atomic<int> steps{0};
+  sched->SetStepHookForTesting([&steps] {
+    if (steps++ == 0) throw std::bad_alloc();
+  });
+  const auto wav = DemoSamples().at(0);
+  auto expected_stream = DemoStreaming()->NewStream();
+  ASSERT_TRUE(expected_stream.ok());
+  const std::string expected =
+      Finals(RunStream(*DemoStreaming(), **expected_stream, wav, 10240)).at(0).best().text;
+
+  ASSERT_TRUE(sched->Start("doomed").ok());
+  FeedWaiter doomed;
+  sched->Feed("doomed", wav, true, doomed.Callback());
+  doomed.Wait();
+  ASSERT_EQ(doomed.got.size(), 1u);
+  EXPECT_EQ(doomed.got[0].first.code(), StatusCode::kInternal);
+  EXPECT_NE(doomed.got[0].first.message().find("bad_alloc"), std::string::npos)
+      << doomed.got[0].first.ToString();
+  EXPECT_FALSE(sched->IsLive("doomed"));
+
+  ASSERT_TRUE(sched->Start("next").ok());
+  FeedWaiter next;
+  sched->Feed("next", wav, true, next.Callback());
+  next.Wait();
+  ASSERT_EQ(next.got.size(), 1u);
+  ASSERT_TRUE(next.got[0].first.ok()) << next.got[0].first.ToString();
+  ASSERT_TRUE(next.got[0].second.stream_done);
+  EXPECT_EQ(next.got[0].second.results.back().best().text, expected);
+}
+
 TEST(StreamScheduler, ShutdownAnswersEveryQueuedFeed) {
   auto sched = MakeScheduler();
   ASSERT_TRUE(sched);

@@ -360,6 +360,7 @@ void StreamScheduler::WorkerLoop() {
     // its message; the worker, and every other stream, goes on.
     Status step_status;
     try {
+      if (step_hook_) step_hook_();
       step_status = recognizer_->DecodeStreams(streams, &errors);
     } catch (const std::exception& e) {
       step_status = Internal(std::string("decoding step failed: ") + e.what());

@@ -101,6 +101,11 @@ class StreamScheduler {
   };
   Stats stats() const;
   const StreamSchedulerConfig& config() const { return config_; }
+
+  // Tests only: runs before every decoding step, inside the step's guard, so a test can make one
+  // step throw (as std::bad_alloc or a library would) and see what the other streams get. Set it
+  // before feeding.
+  void SetStepHookForTesting(std::function<void()> hook) { step_hook_ = std::move(hook); }
   const StreamingRecognizer& recognizer() const { return *recognizer_; }
 
  private:
@@ -157,6 +162,7 @@ class StreamScheduler {
   bool stopping_ = false;
   bool work_posted_ = false;  // a Feed arrived since a worker last scanned for ready streams
   Stats stats_;
+  std::function<void()> step_hook_;
   std::vector<std::thread> workers_;
 };
 

@@ -16,6 +16,7 @@
 #include <optional>
 #include <sstream>
 
+#include "u2/server/refusals.h"
 #include "u2/server/tls.h"
 
 namespace u2::server {
@@ -31,6 +32,8 @@ HttpResponse MakeResponse(const HttpRequest& request, int status, std::string bo
   res.set(http::field::server, "u2serve");
   if (!content_type.empty()) res.set(http::field::content_type, content_type);
   res.keep_alive(request.keep_alive());
+  // 503 is always "busy or draining, come back": say when (RFC 9110 §10.2.3).
+  if (status == 503) res.set(http::field::retry_after, "1");
   res.body() = std::move(body);
   res.prepare_payload();
   return res;
@@ -48,6 +51,8 @@ void HttpServerConfig::Register(OptionRegistry* r) {
   r->Add("http-ssl-key", &ssl_key, "PEM private key of --http-ssl-cert");
   r->Add("http-request-timeout-s", &request_timeout_s,
          "a request (or an idle keep-alive connection) must complete within this time (0: no limit)");
+  r->Add("http-max-connections", &max_connections,
+         "HTTP connections open at once; more get 503 and are closed");
 }
 
 Status HttpServerConfig::Validate() const {
@@ -57,6 +62,7 @@ Status HttpServerConfig::Validate() const {
   if (ssl_cert.empty() != ssl_key.empty())
     return InvalidArgument("--http-ssl-cert and --http-ssl-key go together");
   if (request_timeout_s < 0) return InvalidArgument("http_request_timeout_s must be >= 0");
+  if (max_connections < 1) return InvalidArgument("http_max_connections must be >= 1");
   return Status::Ok();
 }
 
@@ -75,6 +81,7 @@ struct Shared {
   HttpHandler handler;
   std::shared_ptr<ConnectionUpgrader> upgrader;  // may be null
   RequestFilter filter;                          // may be null
+  mutable std::atomic<int> open_connections{0};  // sessions alive (until upgraded or closed)
 };
 
 // One connection: reads requests one at a time and writes each answer (whole, or streamed in
@@ -83,7 +90,10 @@ template <typename Stream>
 class Session : public std::enable_shared_from_this<Session<Stream>> {
  public:
   Session(Stream&& stream, std::shared_ptr<const Shared> shared)
-      : stream_(std::move(stream)), shared_(std::move(shared)) {}
+      : stream_(std::move(stream)), shared_(std::move(shared)) {
+    ++shared_->open_connections;
+  }
+  ~Session() { --shared_->open_connections; }
 
   void Run() {
     net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->Start(); });
@@ -133,11 +143,16 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   void OnRead(beast::error_code ec) {
     if (ec == http::error::end_of_stream || ec == net::error::eof) return Close();
     if (ec == http::error::body_limit) {
+      CountRefusal(RefusalCause::kRequestTooLarge);
       return WriteError(413, "request body exceeds the server's limit of " +
                                  std::to_string(shared_->config.max_body_bytes) +
                                  " bytes (--max-request-bytes)");
     }
     if (ec) {
+      // A request begun and not finished in time (a slow or stalled sender) is cut off; an idle
+      // keep-alive connection timing out between requests is not a refusal.
+      if (ec == beast::error::timeout && parser_ && parser_->got_some())
+        CountRefusal(RefusalCause::kRequestTimeout);
       if (ec == net::error::operation_aborted || ec == net::error::connection_reset ||
           ec == beast::error::timeout)
         return Close();
@@ -271,6 +286,28 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
 }  // namespace
 
+namespace {
+
+// Over --http-max-connections: a plain-HTTP client gets a bare 503 (written without waiting: a
+// fresh socket's buffer takes it), a TLS one just the close; either way the descriptor is freed
+// at once.
+void RefuseConnection(tcp::socket socket, bool tls) {
+  CountRefusal(RefusalCause::kTooManyConnections);
+  beast::error_code ec;
+  if (!tls) {
+    static constexpr std::string_view kBusy =
+        "HTTP/1.1 503 Service Unavailable\r\nServer: u2serve\r\nRetry-After: 1\r\nContent-Type: "
+        "application/json\r\nContent-Length: 57\r\nConnection: close\r\n\r\n"
+        "{\"error\":\"too many connections (--http-max-connections)\"}";
+    socket.non_blocking(true, ec);
+    if (!ec) socket.write_some(net::buffer(kBusy), ec);
+  }
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  socket.close(ec);
+}
+
+}  // namespace
+
 struct HttpServer::Impl {
   std::shared_ptr<Shared> shared;
   std::shared_ptr<TlsContextProvider> tls;  // null: plain HTTP
@@ -285,6 +322,8 @@ struct HttpServer::Impl {
       if (ec) {
         if (ec == net::error::operation_aborted) return;
         spdlog::warn("HTTP accept failed: {}", ec.message());
+      } else if (shared->open_connections.load() >= shared->config.max_connections) {
+        RefuseConnection(std::move(socket), tls != nullptr);
       } else if (tls) {
         TlsStream stream(beast::tcp_stream(std::move(socket)), *tls->Current());
         std::make_shared<Session<TlsStream>>(std::move(stream), shared)->Run();
@@ -303,8 +342,11 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerConfig& 
                                                         RequestFilter filter) {
   U2_RETURN_IF_ERROR(config.Validate());
   auto impl = std::make_unique<Impl>();
-  impl->shared =
-      std::make_shared<Shared>(Shared{config, std::move(handler), std::move(upgrader), std::move(filter)});
+  impl->shared = std::make_shared<Shared>();
+  impl->shared->config = config;
+  impl->shared->handler = std::move(handler);
+  impl->shared->upgrader = std::move(upgrader);
+  impl->shared->filter = std::move(filter);
   if (config.tls()) {
     U2_ASSIGN_OR_RETURN(impl->tls, TlsContextProvider::Create(config.ssl_cert, config.ssl_key));
   }

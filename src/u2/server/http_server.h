@@ -70,6 +70,9 @@ struct HttpServerConfig {
   // A request must arrive whole within this time once its first byte has (0: no limit); slow
   // or stalled senders are cut off instead of holding a connection forever.
   int request_timeout_s = 300;
+  // Connections open at once; more are answered 503 (Retry-After) and closed at once, so a flood
+  // of idle or slow connections cannot take every file descriptor.
+  int max_connections = 4096;
 
   // The main HTTP port's options (the metrics port is configured by MetricsConfig).
   void Register(OptionRegistry* r);

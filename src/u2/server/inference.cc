@@ -6,6 +6,7 @@
 
 #include "u2/server/audio_inputs.h"
 #include "u2/server/long_audio_job.h"
+#include "u2/server/refusals.h"
 #include "u2/server/request_parameters.h"
 
 namespace u2::server {
@@ -36,7 +37,10 @@ void InferenceService::Infer(InferRequest request, InferCallback done) {
     r.model_name = request.model_name;
     done(s, std::move(r));
   };
-  if (draining_ || !ready_) return refuse(Unavailable("the server is shutting down"));
+  if (draining_ || !ready_) {
+    CountRefusal(RefusalCause::kShuttingDown);
+    return refuse(Unavailable("the server is shutting down"));
+  }
   auto found = models_->Find(request.model_name, request.model_version);
   if (!found.ok()) return refuse(found.status());
   ServedModel* m = *found;
@@ -76,6 +80,8 @@ struct OfflineRequest {
       } else if (error.code() == StatusCode::kResourceExhausted ||
                  error.code() == StatusCode::kDeadlineExceeded) {
         reason = ModelStats::FailReason::kRejected;  // queue full, or waited past its timeout
+        CountRefusal(error.code() == StatusCode::kResourceExhausted ? RefusalCause::kQueueFull
+                                                                    : RefusalCause::kDeadlineExceeded);
       } else if (error.code() == StatusCode::kUnavailable) {
         reason = ModelStats::FailReason::kCanceled;  // the client went away, or shutdown
       }

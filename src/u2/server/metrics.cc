@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "u2/server/kserve_types.h"
+#include "u2/server/refusals.h"
 
 namespace u2::server {
 
@@ -136,6 +137,13 @@ std::string PrometheusText(const ModelRepository& models, const WebSocketCounter
             "WebSocket streams that ended with a failed message", websocket->streams_failed);
     counter("u2_websocket_streams_abandoned_total", "counter",
             "WebSocket streams whose client went away mid-stream", websocket->streams_abandoned);
+  }
+  os << "# HELP u2_refusals_total Work turned away because the server was full, late or abused, by "
+        "cause (server/refusals.h)\n# TYPE u2_refusals_total counter\n";
+  for (int c = 0; c < kNumRefusalCauses; ++c) {
+    const auto cause = static_cast<RefusalCause>(c);
+    os << "u2_refusals_total{cause=\"" << RefusalCauseName(cause) << "\"} "
+       << RefusalCounters::Global().count(cause) << "\n";
   }
   return os.str();
 }

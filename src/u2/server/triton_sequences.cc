@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "u2/server/audio_inputs.h"
+#include "u2/server/refusals.h"
 #include "u2/server/request_parameters.h"
 
 namespace u2::server {
@@ -152,6 +153,7 @@ void TritonSequences::Infer(ServedModel* m, InferRequest request, InferCallback 
         "triton/" + m->name + "/" + control->key + "#" + std::to_string(next_stream_generation_++);
     if (Status s = m->streams->Start(seq->stream_id, *options, kWireSampleRate); !s.ok()) {
       if (s.code() == StatusCode::kResourceExhausted) {
+        CountRefusal(RefusalCause::kTooManyStreams);
         s = ResourceExhausted("cannot start sequence " + control->display + " on model '" + m->name +
                               "': " + std::to_string(m->streams->config().max_streams) +
                               " sequences are live (the server's --max-streams); retry later");

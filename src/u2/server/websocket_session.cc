@@ -15,6 +15,7 @@
 
 #include "u2/server/formats.h"
 #include "u2/server/http_router.h"
+#include "u2/server/refusals.h"
 #include "u2/server/request_parameters.h"
 #include "web_page_html.h"  // kWebPageHtml, generated from web/index.html (CMakeLists.txt)
 
@@ -203,6 +204,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<Ne
     stream_id_ = "ws-" + std::to_string(++shared_->next_stream_number);
     if (Status s = scheduler->Start(stream_id_, *options, kWireSampleRate); !s.ok()) {
       if (s.code() == StatusCode::kResourceExhausted) {
+        CountRefusal(RefusalCause::kTooManyStreams);
         return Fail("too many concurrent streams, try again later: " + s.message(),
                     websocket::close_code::try_again_later);
       }
@@ -311,8 +313,33 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<Ne
   }
 
   void Send(std::string text) {
+    if (write_failed_) return;
+    outbox_bytes_ += text.size();
     outbox_.push_back(std::move(text));
+    if (outbox_bytes_ > shared_->config.max_send_queue_bytes) return DropSlowReader();
     if (!writing_) WriteNext();
+  }
+
+  // The client keeps sending but does not read what it is sent: its results would pile up here
+  // without bound. Its stream ends now and the socket closes (a close frame could not get through
+  // either); a write still in flight fails and frees the queue.
+  void DropSlowReader() {
+    CountRefusal(RefusalCause::kSlowReader);
+    spdlog::info("WebSocket {}: the client does not read its results ({} bytes unsent); closing",
+                 stream_id_.empty() ? "(no stream)" : stream_id_, outbox_bytes_);
+    write_failed_ = true;
+    state_ = State::kClosing;
+    if (stream_live_) {
+      ++shared_->streams_abandoned;
+      CloseStream();
+    }
+    if (!writing_) {
+      outbox_.clear();
+      outbox_bytes_ = 0;
+    }
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().shutdown(net::socket_base::shutdown_both, ec);
+    beast::get_lowest_layer(ws_).socket().close(ec);
   }
 
   void WriteNext() {
@@ -330,10 +357,12 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<Ne
     ws_.text(true);
     ws_.async_write(net::buffer(outbox_.front()), [self = shared_from_this()](beast::error_code ec, size_t) {
       self->writing_ = false;
+      self->outbox_bytes_ -= self->outbox_.front().size();
       self->outbox_.pop_front();
-      if (ec) {
+      if (ec || self->write_failed_) {
         self->write_failed_ = true;
         self->outbox_.clear();
+        self->outbox_bytes_ = 0;
         if (self->stream_live_) {
           ++self->shared_->streams_abandoned;
           self->CloseStream();
@@ -361,6 +390,7 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<Ne
   // Set while reading is paused for backpressure (see ReadMore).
   std::shared_ptr<WebSocketSession> paused_self_;
   std::deque<std::string> outbox_;
+  uint64_t outbox_bytes_ = 0;  // of outbox_
   bool writing_ = false;
   bool write_failed_ = false;
   std::optional<websocket::close_code> close_code_;
@@ -378,6 +408,8 @@ void WebSocketConfig::Register(OptionRegistry* r) {
          "audio frames queued per connection before reading pauses");
   r->Add("websocket-idle-timeout-s", &idle_timeout_s,
          "a WebSocket connection with no traffic for this long is closed");
+  r->Add("websocket-max-send-queue-bytes", &max_send_queue_bytes,
+         "results queued for a client that does not read them, above which it is disconnected");
 }
 
 Status WebSocketConfig::Validate() const {
@@ -386,6 +418,7 @@ Status WebSocketConfig::Validate() const {
     return InvalidArgument("websocket_max_pending_samples and websocket_max_pending_feeds must be >= 1");
   }
   if (idle_timeout_s < 1) return InvalidArgument("websocket_idle_timeout_s must be >= 1");
+  if (max_send_queue_bytes < 1024) return InvalidArgument("websocket_max_send_queue_bytes must be >= 1024");
   return Status::Ok();
 }
 

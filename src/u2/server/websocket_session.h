@@ -41,6 +41,9 @@ struct WebSocketConfig {
   int max_pending_feeds = 1024;
   // A connection with no traffic for this long (pings count) is closed.
   int idle_timeout_s = 120;
+  // Results written and not yet taken by the client, per connection, above which the client is
+  // taken for one that does not read: its stream is dropped and the connection closed.
+  uint64_t max_send_queue_bytes = 1 << 20;
 
   void Register(OptionRegistry* r);
   Status Validate() const;
