@@ -98,6 +98,30 @@ def test_a_full_queue_is_refused_fast_and_retryably(busy_server, audio_set, refe
     assert refusals(busy_server)["queue_full"] - before == len(refused)
 
 
+def test_a_full_queue_refuses_openai_uploads_and_counts_them(busy_server, audio_set):
+    """OpenAI uploads go through the same queue: the refused ones get 503 + Retry-After and are
+    counted in u2_refusals_total{cause="queue_full"} like KServe's (the soak test found them
+    uncounted)."""
+    from test_openai_api import form
+    body = form([("model", None, b"attention_rescoring"), ("file", "a.wav", audio_set["double"][0].read_bytes())])
+    before = refusals(busy_server).get("queue_full", 0)
+    n = 16
+    barrier = threading.Barrier(n)
+
+    def one(_):
+        barrier.wait()
+        return http_post(busy_server, "/v1/audio/transcriptions", body,
+                         {"Content-Type": "multipart/form-data; boundary=XyZ"})
+
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(one, range(n)))
+    refused = [(code, resp, headers) for code, resp, headers in results if code != 200]
+    assert refused, f"{n} simultaneous uploads never overflowed a queue of 2"
+    for code, resp, headers in refused:
+        assert code == 503 and headers.get("retry-after") == "1", (code, resp)
+        assert "queue is full" in json.loads(resp)["error"]["message"]
+    assert refusals(busy_server)["queue_full"] - before == len(refused)
+
 def test_an_expired_deadline_is_answered_as_such(busy_server, audio_set):
     samples = audio_set["speech"][1]
     before = refusals(busy_server).get("deadline_exceeded", 0)

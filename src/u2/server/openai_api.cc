@@ -13,6 +13,7 @@
 #include "u2/server/http_router.h"
 #include "u2/server/long_audio_job.h"
 #include "u2/server/multipart.h"
+#include "u2/server/refusals.h"
 
 namespace u2::server {
 namespace {
@@ -166,7 +167,15 @@ void Transcribe(InferenceService* service, HttpRequest&& req, Responder respond)
   auto finish = [service, m, pending, received](StatusOr<std::vector<TimedResult>> stretches, bool ran) {
     const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - received).count();
     if (!stretches.ok()) {
-      m->stats.RecordFailure(ns, ran ? ModelStats::FailReason::kBackend : ModelStats::FailReason::kCanceled);
+      ModelStats::FailReason reason =
+          ran ? ModelStats::FailReason::kBackend : ModelStats::FailReason::kCanceled;
+      if (const StatusCode code = stretches.status().code();
+          !ran && (code == StatusCode::kResourceExhausted || code == StatusCode::kDeadlineExceeded)) {
+        reason = ModelStats::FailReason::kRejected;  // queue full, or waited past its timeout (as KServe's)
+        CountRefusal(code == StatusCode::kResourceExhausted ? RefusalCause::kQueueFull
+                                                            : RefusalCause::kDeadlineExceeded);
+      }
+      m->stats.RecordFailure(ns, reason);
       if (pending->events) {
         pending->events->Write("data: " + OpenAiError(stretches.status().message(), "server_error") + "\n\n");
         pending->events->Finish();
