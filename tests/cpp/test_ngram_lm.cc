@@ -1,8 +1,11 @@
 // The ARPA n-gram LM: hand-computed back-off probabilities, states, unknown words, and every kind
 // of malformed file. (tests/python/test_ngram_lm.py checks it against KenLM on a trained LM.)
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "u2/decode/ngram_lm.h"
@@ -185,6 +188,31 @@ TEST(NgramLm, MissingFileIsNotFound) {
   auto lm = NgramLm::LoadArpa("/nonexistent/lm.arpa");
   ASSERT_FALSE(lm.ok());
   EXPECT_EQ(lm.status().code(), StatusCode::kNotFound);
+}
+
+// Found by fuzz/arpa_fuzzer: the \data\ counts were reserved as given, so a 60-byte file
+// announcing 2^31 n-grams per order asked for ~150 GB (std::bad_alloc, or the OOM killer) before
+// the missing entries were noticed. Now the reservation follows the input's size.
+TEST(NgramLm, HugeCountsInATinyFileAreAnErrorNotAnAllocation) {
+  const std::string text =
+      "\\data\\\nngram 1=2147483648\nngram 2=2147483648\nngram 3=2147483648\n\n\\1-grams:\n-1\t<s>\n"
+      "-1\t</s>\n\n\\end\\\n";
+  auto lm = NgramLm::FromArpaText(text, "huge.arpa");
+  ASSERT_FALSE(lm.ok());
+  EXPECT_EQ(lm.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(lm.status().message().find("announced 2147483648"), std::string::npos) << lm.status().message();
+
+  // The same from a file, whose size bounds the reservation.
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("u2_test_huge_" + std::to_string(::getpid()) + ".arpa");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << text;
+  }
+  auto from_file = NgramLm::LoadArpa(path.string());
+  std::filesystem::remove(path);
+  ASSERT_FALSE(from_file.ok());
+  EXPECT_EQ(from_file.status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(NgramLm, PrunedContextsBackOffWithZeroWeight) {

@@ -1,8 +1,10 @@
 #include "u2/decode/ngram_lm.h"
 
+#include <algorithm>
 #include <bit>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -108,7 +110,9 @@ const uint32_t* NgramLm::KeyMap::Find(uint64_t key) const {
 // Reads an ARPA text line by line from a stream, building the model as it goes.
 class ArpaReader {
  public:
-  ArpaReader(std::istream* in, std::string source) : in_(in), source_(std::move(source)) {}
+  // `input_bytes`: the text's size when known (-1: unknown), which bounds what \data\ may reserve.
+  ArpaReader(std::istream* in, std::string source, int64_t input_bytes)
+      : in_(in), source_(std::move(source)), input_bytes_(input_bytes) {}
 
   StatusOr<std::shared_ptr<const NgramLm>> Read() {
     auto lm = std::shared_ptr<NgramLm>(new NgramLm());
@@ -182,9 +186,14 @@ class ArpaReader {
     int64_t total = 0;
     for (int64_t c : lm_->counts_) total += c;
     if (lm_->counts_[0] == 0 || total == 0) return Error("the language model is empty (no 1-grams)");
-    lm_->probs_.Reserve(static_cast<size_t>(total) + 1);
-    lm_->children_.Reserve(static_cast<size_t>(total) + 1);
-    lm_->backoff_.reserve(static_cast<size_t>(total) + 1);
+    // Reserve by what the input can hold, never by the counts alone: a 40-byte file announcing
+    // 2^31 n-grams must not allocate tens of GB. An n-gram line takes at least 4 bytes ("0 a\n");
+    // a stream of unknown size reserves at most 2^20 and the tables grow as entries arrive.
+    const int64_t plausible = input_bytes_ >= 0 ? input_bytes_ / 4 + 1 : int64_t{1} << 20;
+    const auto reserve = static_cast<size_t>(std::min(total, plausible)) + 1;
+    lm_->probs_.Reserve(reserve);
+    lm_->children_.Reserve(reserve);
+    lm_->backoff_.reserve(reserve);
     lm_->backoff_.push_back(0.0f);  // node 0: the empty context
     return Status::Ok();
   }
@@ -292,6 +301,7 @@ class ArpaReader {
 
   std::istream* in_;
   std::string source_;
+  int64_t input_bytes_;
   NgramLm* lm_ = nullptr;
   std::string line_;
   int64_t line_number_ = 0;
@@ -305,13 +315,15 @@ class ArpaReader {
 StatusOr<std::shared_ptr<const NgramLm>> NgramLm::LoadArpa(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound("cannot open language model '" + path + "'");
-  return ArpaReader(&in, path).Read();
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  return ArpaReader(&in, path, ec ? int64_t{-1} : static_cast<int64_t>(size)).Read();
 }
 
 StatusOr<std::shared_ptr<const NgramLm>> NgramLm::FromArpaText(std::string_view text,
                                                                const std::string& source) {
   std::istringstream in{std::string(text)};
-  return ArpaReader(&in, source).Read();
+  return ArpaReader(&in, source, static_cast<int64_t>(text.size())).Read();
 }
 
 int64_t NgramLm::num_ngrams(int n) const {
