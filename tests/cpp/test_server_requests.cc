@@ -10,7 +10,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "u2/server/api_keys.h"
@@ -90,6 +92,65 @@ TEST(KServeHttp, AudioInputsAreChecked) {
   EXPECT_NE(DecodeAudioInputs(r, "m", 8, 1).status().message().find("limit"), std::string::npos);
   r.inputs[1].datatype = "INT64";
   EXPECT_NE(DecodeAudioInputs(r, "m", 8, 100).status().message().find("WAV_LENS"), std::string::npos);
+}
+
+// Found by fuzz/kserve_http_fuzzer: JSON data was cast to integer datatypes unchecked, so 1e300 as
+// INT8 (or 1e30 as INT64) was undefined behaviour. Values a datatype cannot hold are now refused.
+TEST(KServeHttp, JsonDataOutsideTheDatatypeIsRefused) {
+  auto parse = [](const std::string& datatype, const std::string& data) {
+    const std::string body =
+        R"({"inputs":[{"name":"x","datatype":")" + datatype + R"(","shape":[1],"data":[)" + data + "]}]}";
+    InferRequest r;
+    HttpOutputChoice c;
+    Status s = ParseHttpInferRequest(body, -1, &r, &c);
+    return s.ok() ? std::optional<std::string>(std::string(r.inputs.at(0).data())) : std::nullopt;
+  };
+  for (const auto& [dt, bad] :
+       std::vector<std::pair<std::string, std::string>>{{"INT8", "1e300"},
+                                                        {"INT8", "128"},
+                                                        {"INT8", "-129"},
+                                                        {"INT8", "0.5"},
+                                                        {"UINT8", "-1"},
+                                                        {"UINT16", "65536"},
+                                                        {"INT32", "2147483648"},
+                                                        {"UINT32", "-1.0"},
+                                                        {"INT64", "1e30"},
+                                                        {"INT64", "9223372036854775808"},
+                                                        {"UINT64", "-1"},
+                                                        {"UINT64", "1.8446744073709552e19"},
+                                                        {"FP32", "1e300"}}) {
+    EXPECT_FALSE(parse(dt, bad)) << dt << " " << bad;
+  }
+  auto bytes = [](auto v) { return std::string(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  EXPECT_EQ(parse("INT8", "-128"), bytes(int8_t{-128}));
+  EXPECT_EQ(parse("INT8", "127.0"), bytes(int8_t{127}));
+  EXPECT_EQ(parse("UINT16", "65535"), bytes(uint16_t{65535}));
+  EXPECT_EQ(parse("INT32", "-2147483648"), bytes(int32_t{-2147483647 - 1}));
+  EXPECT_EQ(parse("INT64", "-9223372036854775808"), bytes(std::numeric_limits<int64_t>::min()));
+  EXPECT_EQ(parse("UINT64", "18446744073709551615"), bytes(std::numeric_limits<uint64_t>::max()));
+  EXPECT_EQ(parse("FP32", "0.5"), bytes(0.5f));
+  EXPECT_EQ(parse("FP64", "1e300"), bytes(1e300));
+}
+
+// Found by fuzz/grpc_infer_request_fuzzer: a WAV_LENS of 0 copied 0 bytes into an empty vector's
+// null data(), undefined for memcpy (UBSan). An empty row is an empty utterance.
+TEST(KServeHttp, EmptyAudioRowDecodes) {
+  InferRequest r;
+  r.inputs.resize(2);
+  r.inputs[0].name = "WAV";
+  r.inputs[0].datatype = "FP32";
+  r.inputs[0].shape = {2, 1};
+  r.inputs[0].Own(Bytes({0.5f, 0.25f}));
+  r.inputs[1].name = "WAV_LENS";
+  r.inputs[1].datatype = "INT32";
+  r.inputs[1].shape = {2, 1};
+  const int32_t lens[2] = {0, 1};
+  r.inputs[1].Own(std::string(reinterpret_cast<const char*>(lens), 8));
+  auto audio = DecodeAudioInputs(r, "m", 8, 100);
+  ASSERT_TRUE(audio.ok()) << audio.status().ToString();
+  ASSERT_EQ(audio->size(), 2u);
+  EXPECT_TRUE((*audio)[0].empty());
+  EXPECT_EQ((*audio)[1], std::vector<float>{0.25f});
 }
 
 TEST(HttpCompression, InflatesWhatItDeflatesAndRefusesGarbage) {

@@ -86,6 +86,7 @@ StatusOr<std::vector<std::vector<float>>> DecodeAudioInputs(const InferRequest& 
                              " s) exceeds this model's limit of " + std::to_string(max_samples) +
                              " samples; segment the audio first");
     }
+    if (n == 0) continue;  // an empty row (memcpy to an empty vector's null data() is undefined)
     audio[b].resize(n);
     std::memcpy(audio[b].data(), wav->data().data() + 4 * b * width, 4 * static_cast<size_t>(n));
     for (int32_t i = 0; i < n; ++i) {

@@ -1,8 +1,10 @@
 #include "u2/server/kserve_http.h"
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 namespace u2::server {
 namespace {
@@ -14,6 +16,32 @@ void AppendValue(std::string* out, T v) {
   char b[sizeof(T)];
   std::memcpy(b, &v, sizeof(T));
   out->append(b, sizeof(T));
+}
+
+// A JSON number as an element of integer type T: an integer (or an integral float) within T's
+// range; anything else is refused rather than converted (out of range would be undefined).
+template <typename T>
+bool JsonInteger(const json& e, T* out) {
+  constexpr auto kMin = std::numeric_limits<T>::min();
+  constexpr auto kMax = std::numeric_limits<T>::max();
+  if (e.is_number_unsigned()) {
+    const uint64_t u = e.get<uint64_t>();
+    if (u > static_cast<uint64_t>(kMax)) return false;
+    *out = static_cast<T>(u);
+  } else if (e.is_number_integer()) {
+    const int64_t i = e.get<int64_t>();
+    if (i < 0 ? (!std::is_signed_v<T> || i < static_cast<int64_t>(kMin))
+              : static_cast<uint64_t>(i) > static_cast<uint64_t>(kMax))
+      return false;
+    *out = static_cast<T>(i);
+  } else {
+    // kMax + 1.0 is a power of two, exact as a double even for 64-bit types.
+    const double v = e.get<double>();
+    if (!(v == std::floor(v) && v >= static_cast<double>(kMin) && v < static_cast<double>(kMax) + 1.0))
+      return false;
+    *out = static_cast<T>(v);
+  }
+  return true;
 }
 
 void Flatten(const json& j, std::vector<const json*>* out) {
@@ -45,29 +73,41 @@ Status JsonDataToRaw(const std::string& name, const std::string& dt, const json&
       return InvalidArgument("input '" + name + "': expected numbers for datatype " + dt + ", got " +
                              std::string(e->type_name()));
     }
-    const double v = e->get<double>();
-    if (dt == "FP32")
+    auto integer = [&](auto zero) -> Status {
+      decltype(zero) v;
+      if (!JsonInteger(*e, &v)) {
+        return InvalidArgument("input '" + name + "': " + e->dump() + " is not a value of datatype " + dt);
+      }
+      AppendValue(out, v);
+      return Status::Ok();
+    };
+    if (dt == "FP32") {
+      const double v = e->get<double>();
+      if (std::fabs(v) > std::numeric_limits<float>::max()) {  // no float holds it: the cast is undefined
+        return InvalidArgument("input '" + name + "': " + e->dump() + " is not a value of datatype " + dt);
+      }
       AppendValue<float>(out, static_cast<float>(v));
-    else if (dt == "FP64")
-      AppendValue<double>(out, v);
-    else if (dt == "INT8")
-      AppendValue<int8_t>(out, static_cast<int8_t>(v));
-    else if (dt == "INT16")
-      AppendValue<int16_t>(out, static_cast<int16_t>(v));
-    else if (dt == "INT32")
-      AppendValue<int32_t>(out, static_cast<int32_t>(e->get<int64_t>()));
-    else if (dt == "INT64")
-      AppendValue<int64_t>(out, e->get<int64_t>());
-    else if (dt == "UINT8")
-      AppendValue<uint8_t>(out, static_cast<uint8_t>(v));
-    else if (dt == "UINT16")
-      AppendValue<uint16_t>(out, static_cast<uint16_t>(v));
-    else if (dt == "UINT32")
-      AppendValue<uint32_t>(out, static_cast<uint32_t>(e->get<uint64_t>()));
-    else if (dt == "UINT64")
-      AppendValue<uint64_t>(out, e->get<uint64_t>());
-    else
+    } else if (dt == "FP64") {
+      AppendValue<double>(out, e->get<double>());
+    } else if (dt == "INT8") {
+      U2_RETURN_IF_ERROR(integer(int8_t{}));
+    } else if (dt == "INT16") {
+      U2_RETURN_IF_ERROR(integer(int16_t{}));
+    } else if (dt == "INT32") {
+      U2_RETURN_IF_ERROR(integer(int32_t{}));
+    } else if (dt == "INT64") {
+      U2_RETURN_IF_ERROR(integer(int64_t{}));
+    } else if (dt == "UINT8") {
+      U2_RETURN_IF_ERROR(integer(uint8_t{}));
+    } else if (dt == "UINT16") {
+      U2_RETURN_IF_ERROR(integer(uint16_t{}));
+    } else if (dt == "UINT32") {
+      U2_RETURN_IF_ERROR(integer(uint32_t{}));
+    } else if (dt == "UINT64") {
+      U2_RETURN_IF_ERROR(integer(uint64_t{}));
+    } else {
       return InvalidArgument("input '" + name + "': datatype '" + dt + "' cannot be given as JSON data");
+    }
   }
   return Status::Ok();
 }
