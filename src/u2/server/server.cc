@@ -18,6 +18,7 @@
 #include "u2/server/http_api.h"
 #include "u2/server/http_router.h"
 #include "u2/server/inference.h"
+#include "u2/server/memory_trimmer.h"
 #include "u2/server/model_repository.h"
 #include "u2/server/openai_api.h"
 #include "u2/server/websocket_session.h"
@@ -90,6 +91,7 @@ struct Server::Impl {
   std::shared_ptr<WebSocketFrontEnd> websocket;
   std::unique_ptr<HttpServer> http;
   std::unique_ptr<HttpServer> metrics;
+  std::unique_ptr<MemoryTrimmer> trimmer;
   int grpc_port = -1;
   std::mutex shutdown_mu;
   bool shut_down = false;
@@ -272,6 +274,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   impl->service = std::make_unique<InferenceService>(&impl->models);
   U2_RETURN_IF_ERROR(impl->StartGrpc());
   U2_RETURN_IF_ERROR(impl->StartHttp());
+  impl->trimmer = std::make_unique<MemoryTrimmer>(config.memory_trim_interval_s);
   impl->service->SetReady(true);
   if (impl->grpc_server) impl->grpc_server->GetHealthCheckService()->SetServingStatus(true);
   std::unique_ptr<Server> server(new Server(std::move(impl)));
@@ -309,6 +312,7 @@ void Server::Shutdown() {
   if (impl_->http) impl_->http->Stop();
   if (impl_->metrics) impl_->metrics->Stop();
   for (auto& b : impl_->batchers) b->Shutdown();
+  if (impl_->trimmer) impl_->trimmer->Stop();
   spdlog::info("u2serve stopped");
 }
 

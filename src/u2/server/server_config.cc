@@ -56,6 +56,8 @@ void ServerConfig::Register(OptionRegistry* r) {
   r->Add("device", &device, "where the models run: cpu | cuda");
   r->Add("precision", &precision, "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)");
   r->Add("drain-timeout-s", &drain_timeout_s, "how long shutdown waits for in-flight requests");
+  r->Add("memory-trim-interval-s", &memory_trim_interval_s,
+         "give freed heap memory back to the system this often (0: never)");
   recognizer.Register(r);
   batcher.Register(r);
   streams.Register(r);
@@ -75,6 +77,7 @@ Status ServerConfig::Validate() const {
   U2_RETURN_IF_ERROR(ParseDeviceType(device).status().WithContext("device"));
   U2_RETURN_IF_ERROR(ParsePrecision(precision).status().WithContext("precision"));
   if (drain_timeout_s < 0) return InvalidArgument("drain_timeout_s must be >= 0");
+  if (memory_trim_interval_s < 0) return InvalidArgument("memory_trim_interval_s must be >= 0");
   RecognizerConfig rc = recognizer;
   rc.model_dir = model_dirs.front();
   U2_RETURN_IF_ERROR(rc.Validate());
