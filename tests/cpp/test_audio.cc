@@ -335,6 +335,26 @@ TEST(StreamingResampler, PiecesJoinedEqualTheOneShotResample) {
   EXPECT_FALSE(StreamingResampler::Create(0, 16000).ok());
 }
 
+// Found by fuzz/resample_fuzzer: the length was rounded from n times the rate ratio as a double,
+// so an exact half sample could round down (300 samples from 1000 to 209545 Hz are 62863.5
+// samples: 62863 came out, not round()'s 62864). Both paths now round n * to / from exactly.
+TEST(Resample, LengthRoundsExactHalfSamplesUp) {
+  const std::vector<float> x(300, 0.25f);
+  auto whole = Resample(x, 1000, 209545);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(whole->size(), 62864u);
+  auto stream = StreamingResampler::Create(1000, 209545);
+  ASSERT_TRUE(stream.ok());
+  auto first = (*stream)->Process(std::span<const float>(x).first(100), false);
+  auto rest = (*stream)->Process(std::span<const float>(x).subspan(100), true);
+  ASSERT_TRUE(first.ok() && rest.ok());
+  EXPECT_EQ(first->size() + rest->size(), 62864u);
+  // Odd lengths at 32 kHz -> 16 kHz: exact halves, which the double ratio (0.5) always got right.
+  auto half = Resample(std::vector<float>(321, 0.0f), 32000, 16000);
+  ASSERT_TRUE(half.ok());
+  EXPECT_EQ(half->size(), 161u);
+}
+
 // ---- Bad input: always a clear error, never a crash or a giant allocation.
 
 std::vector<std::byte> ValidWav16(int frames, int channels = 1, int rate = 16000) {

@@ -62,6 +62,7 @@ class StreamingResampler {
   StreamingResampler() = default;
   void* soxr_ = nullptr;  // soxr_t
   double ratio_ = 1;
+  int from_rate_ = 0, to_rate_ = 0;
   int64_t samples_in_ = 0, samples_out_ = 0;
   bool flushed_ = false;
 };

@@ -8,6 +8,16 @@
 #include "u2/audio/audio.h"
 
 namespace u2 {
+namespace {
+
+// round(n * to / from), halves up, in integers: through the ratio as a double an exact half sample
+// can land just below it (300 samples from 1000 to 209545 Hz are 62863.5, computed 62863.4999...).
+int64_t ResampledLength(int64_t n, int from, int to) {
+  const int64_t whole = n / from, rest = n % from;
+  return whole * to + (2 * rest * to + from) / (2 * int64_t{from});
+}
+
+}  // namespace
 
 StatusOr<std::vector<float>> Resample(std::span<const float> in, int from_rate, int to_rate) {
   for (int rate : {from_rate, to_rate}) {
@@ -22,8 +32,8 @@ StatusOr<std::vector<float>> Resample(std::span<const float> in, int from_rate, 
     }
   }
   if (from_rate == to_rate) return std::vector<float>(in.begin(), in.end());
-  const double ratio = static_cast<double>(to_rate) / from_rate;
-  const auto out_len = static_cast<size_t>(std::llround(static_cast<double>(in.size()) * ratio));
+  const auto out_len =
+      static_cast<size_t>(ResampledLength(static_cast<int64_t>(in.size()), from_rate, to_rate));
   std::vector<float> out(out_len);
   if (in.empty() || out_len == 0) return out;
 
@@ -50,6 +60,8 @@ StatusOr<std::unique_ptr<StreamingResampler>> StreamingResampler::Create(int fro
   }
   std::unique_ptr<StreamingResampler> r(new StreamingResampler());
   r->ratio_ = static_cast<double>(to_rate) / from_rate;
+  r->from_rate_ = from_rate;
+  r->to_rate_ = to_rate;
   const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
   const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);
   const soxr_runtime_spec_t runtime = soxr_runtime_spec(1);
@@ -95,8 +107,8 @@ StatusOr<std::vector<float>> StreamingResampler::Process(std::span<const float> 
   samples_in_ += static_cast<int64_t>(in.size());
   if (last) {
     flushed_ = true;
-    // The whole stream has Resample's length: round(n · ratio).
-    const auto total = std::llround(static_cast<double>(samples_in_) * ratio_);
+    // The whole stream has Resample's length: round(n · to / from).
+    const int64_t total = ResampledLength(samples_in_, from_rate_, to_rate_);
     const int64_t have = samples_out_ + static_cast<int64_t>(out.size());
     if (have > total) out.resize(out.size() - static_cast<size_t>(have - total));
     if (have < total) out.resize(out.size() + static_cast<size_t>(total - have), 0.0f);
