@@ -26,9 +26,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (audio->sample_rate != 16000 && audio->samples.size() <= kMaxResampled) {
     auto resampled = u2::Resample(audio->samples, audio->sample_rate, 16000);
     U2_FUZZ_CHECK(resampled.ok());
-    const auto expected =
-        std::llround(static_cast<double>(audio->samples.size()) * 16000.0 / audio->sample_rate);
-    U2_FUZZ_CHECK(static_cast<long long>(resampled->size()) == expected);
+    // round(n * 16000 / rate), halves up, exactly (audio.h).
+    const int64_t n = static_cast<int64_t>(audio->samples.size());
+    U2_FUZZ_CHECK(static_cast<int64_t>(resampled->size()) ==
+                  (2 * n * 16000 + audio->sample_rate) / (2 * int64_t{audio->sample_rate}));
   }
   return 0;
 }

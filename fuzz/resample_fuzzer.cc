@@ -49,8 +49,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (float v : samples) finite = finite && std::isfinite(v);
   U2_FUZZ_CHECK(whole.ok() == finite);
   if (whole.ok()) {
-    const auto expected = std::llround(static_cast<double>(n) * to / from);
-    U2_FUZZ_CHECK(static_cast<long long>(whole->size()) == expected);
+    // round(n * to / from), halves up, exactly (audio.h).
+    const int64_t expected = (2 * static_cast<int64_t>(n) * to + from) / (2 * int64_t{from});
+    U2_FUZZ_CHECK(static_cast<int64_t>(whole->size()) == expected);
   }
 
   // The same samples in pieces of 1..64 samples (sizes cycling from the seed), the last flushed.
