@@ -10,9 +10,11 @@
 // chunk by chunk as WeNet's runtime/gpu speech_client.py sends it (first chunk 690 ms, then
 // 640 ms for decoding chunk 16, each zero-padded with WAV_LENS = its real length; sequence_start
 // on the first, sequence_end on the last), over one gRPC ModelStreamInfer call per concurrent
-// file (or --unary ModelInfer / HTTP requests), one chunk in flight. Each chunk's response (the
-// partial transcript) is printed as "partial <utt> <audio seconds sent> <text>" (stderr, or
-// stdout with --partials stdout); the final transcripts are printed as "utt text" like offline.
+// file (or --unary ModelInfer / HTTP requests, each with the header `x-u2-sequence-id` that keeps
+// a sequence on one replica behind a load balancer such as deploy/envoy), one chunk in flight.
+// Each chunk's response (the partial transcript) is printed as "partial <utt> <audio seconds
+// sent> <text>" (stderr, or stdout with --partials stdout); the final transcripts are printed as
+// "utt text" like offline.
 // --realtime sends each chunk when its audio would have been spoken (a live talker).
 //
 //   u2client --streaming --wav-scp wav.scp --text text --concurrency 4 --realtime

@@ -15,7 +15,8 @@
 // --streaming (perf_analyzer's sequence mode, for streaming_wenet): each of C concurrent streams
 // is a talker that streams utterance after utterance as Triton sequences, chunk by chunk (the
 // chunking u2client --streaming uses: first chunk --chunk-ms + 50 ms, then --chunk-ms, each
-// zero-padded), one chunk in flight, over its own gRPC ModelStreamInfer call (or --unary). With
+// zero-padded), one chunk in flight, over its own gRPC ModelStreamInfer call (or --unary, each
+// chunk with the sticky header x-u2-sequence-id, as u2client sends it). With
 // real-time pacing (the default; --no-realtime sends each chunk as soon as the previous answer
 // is back) a chunk is sent when its audio has been spoken; the streams start spread evenly over
 // one chunk period, as independent talkers would. After a warm-up, --windows windows of

@@ -588,6 +588,7 @@ class Soak:
                 r = client.infer(STREAM_MODEL, chunk_inputs(grpcclient, padded, real), request_id=rid,
                                  sequence_id=sid, sequence_start=k == 0, sequence_end=k == len(chunks) - 1,
                                  outputs=[grpcclient.InferRequestedOutput("TRANSCRIPTS")],
+                                 headers={"x-u2-sequence-id": str(sid)},  # sticky behind a balancer
                                  client_timeout=ANSWER_TIMEOUT)
             except InferenceServerException as e:
                 outcome = triton_error_outcome(e)

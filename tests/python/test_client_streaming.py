@@ -49,6 +49,7 @@ class FakeStreamingServer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.in_flight = {}       # sequence id -> requests being processed (must stay <= 1)
         self.max_in_flight = 0
         self.protocol_errors = []
+        self.sticky = []          # (sequence_id parameter, x-u2-sequence-id header or None) per ModelInfer
 
     def _answer(self, rpc, req):
         if req.model_name != self.model:
@@ -99,6 +100,10 @@ class FakeStreamingServer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ModelReadyResponse(ready=request.name == self.model)
 
     def ModelInfer(self, request, context):
+        header = dict(context.invocation_metadata()).get("x-u2-sequence-id")
+        if "sequence_id" in request.parameters:
+            with self.lock:
+                self.sticky.append((param_value(request.parameters["sequence_id"])[1], header))
         resp, error = self._answer("unary", request)
         if error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
@@ -190,6 +195,9 @@ def test_u2client_sends_wenet_chunks_with_sequence_parameters(fake_server, clips
         assert np.array_equal(np.concatenate([s for *_, s in reqs]), samples)
         # The final is the last chunk's answer; every other answer is printed as a partial.
         assert finals[name] == f"{500 + index}:{len(reqs) - 1}:{len(samples)}"
+        # Unary chunks carry the sticky header a load balancer hashes on (deploy/envoy).
+        if unary:
+            assert [h for seq, h in servicer.sticky if seq == 500 + index] == [str(500 + index)] * len(reqs)
         mine = [line.split(" ", 3) for line in partial_lines if line.split(" ")[1] == name]
         assert [p[3] for p in mine] == [f"{500 + index}:{k}:{sum(n for _, n in expected_chunks(len(samples), 11040, 10240)[:k + 1])}"
                                         for k in range(len(reqs) - 1)]
@@ -311,6 +319,16 @@ def test_u2perf_streaming_measures_paced_streams(fake_server, clips, tmp_path):
     for reqs in sequences(servicer).values():
         assert reqs[0][1] and reqs[-1][2] and not any(start for _, start, *_ in reqs[1:])
     assert not servicer.live
+
+
+def test_u2perf_streaming_unary_sends_the_sticky_header(fake_server, clips):
+    servicer, url = fake_server()
+    r = run_perf(url, "--unary", "--no-realtime", "--concurrency", "2", "--chunk-ms", "200", "--measurement-interval",
+                 "500", "--windows", "1", "--warmup-ms", "0", "--sequence-id-start", "900", clips["two"][0])
+    assert r.returncode == 0, r.stderr
+    assert not servicer.protocol_errors, servicer.protocol_errors
+    assert servicer.sticky and all(h == str(seq) for seq, h in servicer.sticky), servicer.sticky[:5]
+    assert {rpc for rpc, *_ in servicer.requests} == {"unary"}
 
 
 def test_u2perf_streaming_budget_and_search(fake_server, clips, tmp_path):

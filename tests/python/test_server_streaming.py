@@ -127,13 +127,16 @@ def expected(samples, tmp_path_factory):
 
 
 def stream_unary(client, x, sequence_id, mod=grpcclient, **kw):
-    """WeNet speech_client.py: one ModelInfer per chunk; returns the texts answered."""
+    """WeNet speech_client.py: one ModelInfer per chunk; returns the texts answered. Every request
+    carries the sticky header x-u2-sequence-id, as our clients send it (docs/streaming.md, "Behind a
+    load balancer")."""
     texts = []
     chunks = wenet_chunks(x)
     for i, (padded, real) in enumerate(chunks):
         r = client.infer(MODEL, chunk_inputs(mod, padded, real),
                          outputs=[mod.InferRequestedOutput("TRANSCRIPTS")], request_id=str(i),
-                         sequence_id=sequence_id, sequence_start=i == 0, sequence_end=i == len(chunks) - 1, **kw)
+                         sequence_id=sequence_id, sequence_start=i == 0, sequence_end=i == len(chunks) - 1,
+                         headers={"x-u2-sequence-id": str(sequence_id)}, **kw)
         assert r.get_response().id == str(i) if mod is grpcclient else True
         texts.append(text_of(r))
     return texts

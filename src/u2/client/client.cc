@@ -106,6 +106,13 @@ std::map<std::string, Parameter> SequenceParameters(const SequenceRequest& r) {
   return p;
 }
 
+// Every request of a sequence sent as its own request (unary gRPC, HTTP) carries the sequence id
+// in this header (gRPC metadata): a load balancer in front of several replicas hashes on it to
+// keep all chunks of one sequence on the replica that holds its state (deploy/envoy,
+// docs/streaming.md "Behind a load balancer"). Harmless without one. A ModelStreamInfer call
+// needs none: the whole call goes to one replica.
+constexpr char kSequenceIdHeader[] = "x-u2-sequence-id";
+
 Status CheckSequenceRequest(const SequenceRequest& r) {
   if (r.sequence_id == 0) return InvalidArgument("sequence_id must be non-zero");
   if (r.samples.size() > static_cast<size_t>(INT32_MAX)) return InvalidArgument("chunk too long");
@@ -205,6 +212,7 @@ class GrpcUnaryChannel : public SequenceChannel {
         BuildInferRequest(model_, r.samples, r.padded_length, SequenceParameters(r), r.request_id);
     inference::ModelInferResponse resp;
     grpc::ClientContext ctx;
+    ctx.AddMetadata(kSequenceIdHeader, std::to_string(r.sequence_id));
     U2_RETURN_IF_ERROR(FromGrpc(stub_->ModelInfer(&ctx, req, &resp)));
     return TranscriptOf(resp);
   }
@@ -287,7 +295,8 @@ class HttpClient : public AsrClient {
   // comes back as JSON.
   StatusOr<std::string> Infer(std::span<const float> samples, size_t padded_length,
                               const std::map<std::string, Parameter>& parameters,
-                              const std::string& request_id) {
+                              const std::string& request_id,
+                              const std::map<std::string, std::string>& headers = {}) {
     json params = json::object();
     for (const auto& [k, v] : parameters) {
       std::visit([&](const auto& x) { params[k] = x; }, v);
@@ -308,8 +317,8 @@ class HttpClient : public AsrClient {
     std::string body = head;
     body.append(reinterpret_cast<const char*>(samples.data()), samples.size() * sizeof(float));
     body.append((padded - samples.size()) * sizeof(float), '\0');
-    U2_ASSIGN_OR_RETURN(auto res,
-                        Send(http::verb::post, "/v2/models/" + model_ + "/infer", body, head.size()));
+    U2_ASSIGN_OR_RETURN(
+        auto res, Send(http::verb::post, "/v2/models/" + model_ + "/infer", body, head.size(), headers));
     json j = json::parse(res.body(), nullptr, false);
     if (res.result_int() != 200) {
       const std::string msg = j.is_object() && j.contains("error") && j["error"].is_string()
@@ -354,7 +363,8 @@ class HttpClient : public AsrClient {
 
  private:
   StatusOr<http::response<http::string_body>> Send(http::verb verb, const std::string& target,
-                                                   const std::string& body, int64_t header_length) {
+                                                   const std::string& body, int64_t header_length,
+                                                   const std::map<std::string, std::string>& headers = {}) {
     for (int attempt = 0; attempt < 2; ++attempt) {
       try {
         if (!stream_) {
@@ -369,6 +379,7 @@ class HttpClient : public AsrClient {
           req.set("Inference-Header-Content-Length", std::to_string(header_length));
           req.set(http::field::content_type, "application/octet-stream");
         }
+        for (const auto& [name, value] : headers) req.set(name, value);
         req.body() = body;
         req.prepare_payload();
         http::write(*stream_, req);
@@ -399,7 +410,8 @@ class HttpSequenceChannel : public SequenceChannel {
   explicit HttpSequenceChannel(std::unique_ptr<HttpClient> http) : http_(std::move(http)) {}
   StatusOr<std::string> Send(const SequenceRequest& r) override {
     U2_RETURN_IF_ERROR(CheckSequenceRequest(r));
-    return http_->Infer(r.samples, r.padded_length, SequenceParameters(r), r.request_id);
+    return http_->Infer(r.samples, r.padded_length, SequenceParameters(r), r.request_id,
+                        {{kSequenceIdHeader, std::to_string(r.sequence_id)}});
   }
 
  private:

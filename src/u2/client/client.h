@@ -5,7 +5,9 @@
 // model such as streaming_wenet): the audio is cut into chunks (PlanChunks) and each chunk is one
 // request carrying Triton's sequence parameters (sequence_id, sequence_start, sequence_end),
 // sent through a SequenceChannel one at a time; every chunk's response is the partial transcript
-// so far and the response to the sequence_end chunk is the final one.
+// so far and the response to the sequence_end chunk is the final one. Chunks sent as separate
+// requests (unary gRPC, HTTP) carry the header `x-u2-sequence-id: <sequence_id>`, on which a load
+// balancer keeps a sequence on one replica (docs/streaming.md, "Behind a load balancer").
 #pragma once
 
 #include <cstddef>
