@@ -37,14 +37,20 @@ void InferenceService::Infer(InferRequest request, InferCallback done) {
     r.model_name = request.model_name;
     done(s, std::move(r));
   };
-  if (draining_ || !ready_) {
+  const bool draining = draining_;
+  if (!ready_) {
     CountRefusal(RefusalCause::kShuttingDown);
-    return refuse(Unavailable("the server is shutting down"));
+    return refuse(Unavailable("the server is not ready"));
   }
   auto found = models_->Find(request.model_name, request.model_version);
   if (!found.ok()) return refuse(found.status());
   ServedModel* m = *found;
-  if (m->streaming()) return sequences_.Infer(m, std::move(request), std::move(done));
+  // While draining, the live sequences go on to their END; the sequences refuse the rest.
+  if (m->streaming()) return sequences_.Infer(m, std::move(request), std::move(done), draining);
+  if (draining) {
+    CountRefusal(RefusalCause::kShuttingDown);
+    return refuse(Unavailable("the server is shutting down; retry on another replica"));
+  }
   InferOffline(m, std::move(request), std::move(done));
 }
 

@@ -25,8 +25,10 @@ class InferenceService {
   ModelRepository& models() const { return *models_; }
   void SetReady(bool ready) { ready_ = ready; }
   bool ready() const { return ready_ && !draining_; }
-  // Stops accepting inference (Unavailable) while in-flight requests finish.
+  // Stops accepting new work (Unavailable) while in-flight requests and live sequences finish;
+  // readiness turns false at once.
   void StartDraining() { draining_ = true; }
+  bool draining() const { return draining_; }
   int in_flight() const { return in_flight_; }
 
   // Validates the request and queues it. `done` is always called exactly once, possibly before

@@ -98,6 +98,12 @@ std::string PrometheusText(const ModelRepository& models, const WebSocketCounter
     using Stats = StreamScheduler::Stats;
     stream_family("u2_streams_live", "gauge", "Streams (sequences) holding state now",
                   [](const Stats& s) { return s.live_streams; });
+    // The limit beside the count, so an autoscaler can target occupancy (live / capacity).
+    os << "# HELP u2_streams_capacity Streams the server holds at most (--max-streams)\n"
+          "# TYPE u2_streams_capacity gauge\n";
+    for (const auto& [m, st] : streams) {
+      os << "u2_streams_capacity{" << labels(m) << "} " << m->streams->config().max_streams << "\n";
+    }
     stream_family("u2_stream_state_bytes", "gauge", "Memory held by the live streams' state",
                   [](const Stats& s) { return s.state_bytes; });
     stream_family("u2_streams_started_total", "counter", "Streams started (sequence START)",

@@ -102,7 +102,10 @@ StatusOr<TranscriptionRequest> ParseTranscriptionForm(const std::vector<FormPart
 
 void Transcribe(InferenceService* service, HttpRequest&& req, Responder respond) {
   const Clock::time_point received = Clock::now();
-  if (!service->ready()) return respond(OpenAiErrorResponse(req, 503, "the server is shutting down"));
+  if (!service->ready()) {
+    CountRefusal(RefusalCause::kShuttingDown);
+    return respond(OpenAiErrorResponse(req, 503, "the server is shutting down"));
+  }
   const auto content_type = req[http::field::content_type];
   auto boundary = MultipartBoundary(std::string_view(content_type.data(), content_type.size()));
   if (!boundary.ok()) return respond(ErrorFor(req, boundary.status()));

@@ -122,7 +122,9 @@ Status Server::Impl::LoadModels() {
 Status Server::Impl::AddModelDir(const std::string& dir_name, const std::string& path, bool several) {
   RecognizerConfig rc = config.recognizer;
   rc.model_dir = path;
-  U2_ASSIGN_OR_RETURN(rc.device, ParseDeviceType(config.device));
+  U2_ASSIGN_OR_RETURN(const DeviceSpec device, ParseDevice(config.device));
+  rc.device = device.type;
+  rc.device_index = device.index;
   U2_ASSIGN_OR_RETURN(rc.precision, ParsePrecision(config.precision));
   const auto t0 = std::chrono::steady_clock::now();
   auto created = Recognizer::Create(rc);
@@ -293,17 +295,36 @@ void Server::Shutdown() {
   InferenceService* service = impl_->service.get();
   if (service) service->StartDraining();
   if (impl_->grpc_server) impl_->grpc_server->GetHealthCheckService()->SetServingStatus(false);
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(impl_->config.drain_timeout_s);
-  while (service && service->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  if (service && service->in_flight() > 0) {
-    spdlog::warn("shutdown: {} requests still in flight after {} s", service->in_flight(),
+  // The drain: queued and running requests finish, and so do live streams (Triton sequences,
+  // WebSocket and bidirectional-gRPC streams) whose clients keep feeding them to their end;
+  // everything new is refused as retryable meanwhile. --drain-timeout-s bounds the wait.
+  auto live_streams = [this] {
+    int n = 0;
+    for (const auto& s : impl_->schedulers) n += s->stats().live_streams;
+    return n;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::seconds(impl_->config.drain_timeout_s);
+  auto next_report = start + std::chrono::seconds(5);
+  int requests = service ? service->in_flight() : 0, streams = live_streams();
+  if (requests > 0 || streams > 0) {
+    spdlog::info("draining: {} requests in flight, {} live streams (at most {} s)", requests, streams,
                  impl_->config.drain_timeout_s);
   }
-  // Live sequences hold no request; their queued feeds (none after the drain, unless it timed
-  // out) are answered UNAVAILABLE.
+  while ((requests > 0 || streams > 0) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    requests = service ? service->in_flight() : 0;
+    streams = live_streams();
+    if (std::chrono::steady_clock::now() >= next_report) {
+      spdlog::info("draining: {} requests in flight, {} live streams", requests, streams);
+      next_report += std::chrono::seconds(5);
+    }
+  }
+  if (requests > 0 || streams > 0) {
+    spdlog::warn("shutdown: {} requests in flight and {} live streams after {} s; they are cut off", requests,
+                 streams, impl_->config.drain_timeout_s);
+  }
+  // What is still queued (nothing, unless the drain timed out) is answered UNAVAILABLE.
   for (auto& s : impl_->schedulers) s->Shutdown();
   // Responses already handed to the transports get a moment to go out.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));

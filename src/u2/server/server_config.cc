@@ -53,9 +53,10 @@ Status StreamDefaults::Validate() const {
 void ServerConfig::Register(OptionRegistry* r) {
   r->Add("model-dir", &model_dirs, "model directory, PATH or NAME=PATH (repeatable)");
   r->Add("bind", &bind_address, "address to listen on");
-  r->Add("device", &device, "where the models run: cpu | cuda");
+  r->Add("device", &device, "where the models run: cpu | cuda | cuda:N (GPU N; one process per GPU)");
   r->Add("precision", &precision, "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)");
-  r->Add("drain-timeout-s", &drain_timeout_s, "how long shutdown waits for in-flight requests");
+  r->Add("drain-timeout-s", &drain_timeout_s,
+         "graceful shutdown (SIGTERM): how long it waits for in-flight requests and live streams to finish");
   r->Add("memory-trim-interval-s", &memory_trim_interval_s,
          "give freed heap memory back to the system this often (0: never)");
   recognizer.Register(r);
@@ -74,7 +75,7 @@ Status ServerConfig::Validate() const {
   if (model_dirs.empty()) return InvalidArgument("no model given (--model-dir)");
   if (metrics.port < -1 || metrics.port > 65535)
     return InvalidArgument("metrics_port must be in [-1, 65535]");
-  U2_RETURN_IF_ERROR(ParseDeviceType(device).status().WithContext("device"));
+  U2_RETURN_IF_ERROR(ParseDevice(device).status().WithContext("device"));
   U2_RETURN_IF_ERROR(ParsePrecision(precision).status().WithContext("precision"));
   if (drain_timeout_s < 0) return InvalidArgument("drain_timeout_s must be >= 0");
   if (memory_trim_interval_s < 0) return InvalidArgument("memory_trim_interval_s must be >= 0");

@@ -62,9 +62,9 @@ struct StreamDefaults {
 struct ServerConfig {
   std::vector<std::string> model_dirs;  // each "PATH" or "NAME=PATH"
   std::string bind_address = "0.0.0.0";
-  std::string device = "cpu";       // where the models run: "cpu" | "cuda"
+  std::string device = "cpu";       // where the models run: "cpu" | "cuda" | "cuda:N"
   std::string precision = "fp32";   // GEMM operands: "fp32" | "fp16" | "bf16" (the last two on cuda)
-  int drain_timeout_s = 30;         // longest a graceful shutdown waits for in-flight requests
+  int drain_timeout_s = 30;         // longest a graceful shutdown waits for requests and live streams
   int memory_trim_interval_s = 10;  // give freed heap memory back this often (0: never; memory_trimmer.h)
   RecognizerConfig recognizer;      // threads and decoding defaults (unset: the model's)
   OfflineBatcherConfig batcher;

@@ -88,7 +88,7 @@ StatusOr<StreamOptions> StreamOptionsFor(const ServedModel& m, const ParameterMa
 
 }  // namespace
 
-void TritonSequences::Infer(ServedModel* m, InferRequest request, InferCallback done) {
+void TritonSequences::Infer(ServedModel* m, InferRequest request, InferCallback done, bool draining) {
   struct Pending {
     InferResponse response;
     Clock::time_point received, fed;
@@ -135,6 +135,17 @@ void TritonSequences::Infer(ServedModel* m, InferRequest request, InferCallback 
     // Timed out or dropped by the engine since.
     if (it->second->pending == 0) sequences_.erase(it);
     it = sequences_.end();
+  }
+  if (draining && (control->start || it == sequences_.end())) {
+    // A draining replica finishes the sequences it holds and takes no others. Unavailable is
+    // retryable: a load balancer that hashes sequences to replicas (deploy/envoy) retries a
+    // refused START, and every later request of that sequence, on the same next replica.
+    CountRefusal(RefusalCause::kShuttingDown);
+    return fail(
+        Unavailable("the server is shutting down: it finishes its live sequences and starts no "
+                    "new ones (sequence " +
+                    control->display + " " + (control->start ? "not started" : "not held here") +
+                    "); retry on another replica"));
   }
   if (control->start) {
     if (it != sequences_.end()) {

@@ -22,7 +22,9 @@ class TritonSequences {
   explicit TritonSequences(std::atomic<int>* in_flight) : in_flight_(in_flight) {}
 
   // One request to a streaming model; `done` runs once, possibly later from a scheduler thread.
-  void Infer(ServedModel* m, InferRequest request, InferCallback done);
+  // While `draining`, only requests of live sequences are taken (the graceful drain lets them
+  // finish); a START, or a request for a sequence this server does not hold, is Unavailable.
+  void Infer(ServedModel* m, InferRequest request, InferCallback done, bool draining = false);
 
   // A sequence request that came on a client session is tied to it: when the session ends
   // abnormally (gRPC stream cancelled, client gone), this closes the sequences it fed last, at

@@ -195,8 +195,10 @@ class WebSocketSession : public std::enable_shared_from_this<WebSocketSession<Ne
     if (!Usable()) return Fail("the server is shutting down", websocket::close_code::going_away);
     auto model = shared_->service->models().FindStreaming(model_name);
     if (!model.ok()) return Fail(model.status().message());
-    if (!shared_->service->ready())
+    if (!shared_->service->ready()) {
+      CountRefusal(RefusalCause::kShuttingDown);
       return Fail("the server is not ready (shutting down?)", websocket::close_code::try_again_later);
+    }
     StreamScheduler* scheduler = (*model)->streams;
     // The model's streaming defaults (the server's --stream-* flags) with the client's overrides.
     auto options = OptionsFromStart(start, **model);
