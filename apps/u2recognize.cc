@@ -148,7 +148,8 @@ int main(int argc, char** argv) {
   app.add_option("--hotwords-boost", config.hotwords.boost, "bonus per token for phrases without their own")
       ->capture_default_str();
   std::string device_name = "cpu";
-  app.add_option("--device", device_name, "cpu | cuda (where the model runs)")->capture_default_str();
+  app.add_option("--device", device_name, "cpu | cuda | cuda:N (where the model runs; N: which GPU)")
+      ->capture_default_str();
   std::string precision_name = "fp32";
   app.add_option("--precision", precision_name,
                  "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)")
@@ -181,9 +182,10 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   {
-    auto device = u2::ParseDeviceType(device_name);
+    auto device = u2::ParseDevice(device_name);
     if (!device.ok()) return Fail(device.status());
-    config.device = *device;
+    config.device = device->type;
+    config.device_index = device->index;
     auto precision = u2::ParsePrecision(precision_name);
     if (!precision.ok()) return Fail(precision.status());
     config.precision = *precision;

@@ -262,5 +262,35 @@ TEST(DecodingModeTest, NamesRoundTrip) {
   EXPECT_FALSE(ParseDecodingMode("beam").ok());
 }
 
+TEST(DeviceTest, ParsesCpuCudaAndAGpuIndex) {
+  auto expect = [](std::string_view name, DeviceType type, int index) {
+    auto d = ParseDevice(name);
+    ASSERT_TRUE(d.ok()) << name << ": " << d.status().ToString();
+    EXPECT_EQ(d->type, type) << name;
+    EXPECT_EQ(d->index, index) << name;
+  };
+  expect("cpu", DeviceType::kCpu, 0);
+  expect("cuda", DeviceType::kCuda, 0);
+  expect("gpu", DeviceType::kCuda, 0);
+  expect("cuda:0", DeviceType::kCuda, 0);
+  expect("cuda:3", DeviceType::kCuda, 3);
+  expect("gpu:12", DeviceType::kCuda, 12);
+  for (std::string_view bad :
+       {"", "cuda:", "cuda:-1", "cuda:x", "cuda:1:2", "cuda:256", "cuda:0001", "cpu:1", "tpu", "CUDA"}) {
+    auto d = ParseDevice(bad);
+    ASSERT_FALSE(d.ok()) << "'" << bad << "' was accepted";
+    EXPECT_NE(d.status().message().find("cuda:N"), std::string::npos) << d.status().message();
+  }
+  // An index only means something for the GPU backend.
+  BackendOptions cpu;
+  cpu.device_index = 1;
+  EXPECT_EQ(cpu.Validate().code(), StatusCode::kInvalidArgument);
+  BackendOptions gpu;
+  gpu.device = DeviceType::kCuda;
+  gpu.device_index = 1;
+  EXPECT_TRUE(gpu.Validate().ok());
+  EXPECT_NE(gpu.ToString().find("cuda:1"), std::string::npos) << gpu.ToString();
+}
+
 }  // namespace
 }  // namespace u2

@@ -124,6 +124,12 @@ Status BackendOptions::Validate() const {
   if (num_threads < 1 || num_threads > 256) {
     return InvalidArgument("num_threads must be in [1, 256], got " + std::to_string(num_threads));
   }
+  if (device_index < 0 || device_index > 255) {
+    return InvalidArgument("device_index must be in [0, 255], got " + std::to_string(device_index));
+  }
+  if (device_index != 0 && device != DeviceType::kCuda) {
+    return InvalidArgument("a device index (" + std::to_string(device_index) + ") needs the CUDA backend");
+  }
   if (precision != Precision::kFp32 && device != DeviceType::kCuda) {
     return InvalidArgument(std::string("precision ") + PrecisionName(precision) +
                            " needs the CUDA backend (the CPU computes in fp32)");
@@ -133,6 +139,7 @@ Status BackendOptions::Validate() const {
 
 std::string BackendOptions::ToString() const {
   return std::string("BackendOptions{device=") + DeviceTypeName(device) +
+         (device == DeviceType::kCuda ? ":" + std::to_string(device_index) : std::string()) +
          ", num_threads=" + std::to_string(num_threads) + ", precision=" + PrecisionName(precision) + "}";
 }
 

@@ -265,6 +265,7 @@ StatusOr<Precision> ParsePrecision(std::string_view name);  // "fp32" | "fp16" |
 
 struct BackendOptions {
   DeviceType device = DeviceType::kCpu;
+  int device_index = 0;  // which GPU (the N of cuda:N); 0 on the CPU
   int num_threads = 1;
   Precision precision = Precision::kFp32;
   Status Validate() const;

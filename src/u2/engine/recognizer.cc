@@ -51,10 +51,23 @@ Hypothesis MakeHypothesis(const CtcHypothesis& ctc, const RescoredHypothesis& ra
   return out;
 }
 
-StatusOr<DeviceType> ParseDeviceType(std::string_view name) {
-  if (name == "cpu") return DeviceType::kCpu;
-  if (name == "cuda" || name == "gpu") return DeviceType::kCuda;
-  return InvalidArgument("unknown device '" + std::string(name) + "' (expected cpu or cuda)");
+StatusOr<DeviceSpec> ParseDevice(std::string_view name) {
+  const auto bad = [&] {
+    return InvalidArgument("unknown device '" + std::string(name) + "' (expected cpu, cuda or cuda:N)");
+  };
+  if (name == "cpu") return DeviceSpec{DeviceType::kCpu, 0};
+  const std::string_view type = name.substr(0, name.find(':'));
+  if (type != "cuda" && type != "gpu") return bad();
+  if (type.size() == name.size()) return DeviceSpec{DeviceType::kCuda, 0};
+  const std::string_view digits = name.substr(type.size() + 1);
+  if (digits.empty() || digits.size() > 3) return bad();
+  int index = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return bad();
+    index = index * 10 + (c - '0');
+  }
+  if (index > 255) return bad();
+  return DeviceSpec{DeviceType::kCuda, index};
 }
 
 const char* DecodingModeName(DecodingMode mode) {
@@ -164,6 +177,7 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
   ModelLoadOptions load_options;
   load_options.num_threads = config.num_threads;
   load_options.device = config.device;
+  load_options.device_index = config.device_index;
   load_options.precision = config.precision;
   U2_ASSIGN_OR_RETURN(r->model_, AsrModel::Load(config.model_dir, load_options));
   const ModelConfig& mc = r->model_->config();

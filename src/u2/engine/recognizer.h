@@ -69,13 +69,19 @@ struct DecodingOptions {
 Status ValidateSearchSettings(int beam, int nbest, float ctc_weight, float reverse_weight, bool rescoring,
                               const ModelConfig& model);
 
-// "cpu" | "cuda" (the CUDA backend needs a build with CUDA and a GPU at run time).
-StatusOr<DeviceType> ParseDeviceType(std::string_view name);
+// Where a model runs: "cpu", or "cuda" / "cuda:N" (GPU N as CUDA numbers them; "gpu" is a
+// synonym). The CUDA backend needs a build with CUDA and the GPU at run time.
+struct DeviceSpec {
+  DeviceType type = DeviceType::kCpu;
+  int index = 0;
+};
+StatusOr<DeviceSpec> ParseDevice(std::string_view name);
 
 struct RecognizerConfig {
   std::string model_dir;
   int num_threads = 1;
   DeviceType device = DeviceType::kCpu;    // where the model runs (features and search stay on the CPU)
+  int device_index = 0;                    // which GPU (cuda:N)
   Precision precision = Precision::kFp32;  // GEMM operands: fp32, or fp16/bf16 on CUDA (u2/backend/ops.h)
   // Decoding defaults; fields left unset here come from the model's model.json.
   std::optional<DecodingMode> mode;

@@ -18,7 +18,9 @@ Status ModelLoadOptions::Validate() const {
 
 std::string ModelLoadOptions::ToString() const {
   return std::string("ModelLoadOptions{num_threads=") + std::to_string(num_threads) +
-         ", device=" + DeviceTypeName(device) + ", precision=" + PrecisionName(precision) + "}";
+         ", device=" + DeviceTypeName(device) +
+         (device == DeviceType::kCuda ? ":" + std::to_string(device_index) : std::string()) +
+         ", precision=" + PrecisionName(precision) + "}";
 }
 
 Status EncodeOptions::Validate() const {
@@ -62,6 +64,7 @@ StatusOr<std::shared_ptr<const AsrModel>> AsrModel::Load(const std::string& mode
   U2_ASSIGN_OR_RETURN(model->config_, ModelConfig::FromFile(model_dir + "/model.json"));
   BackendOptions bo;
   bo.device = options.device;
+  bo.device_index = options.device_index;
   bo.num_threads = options.num_threads;
   bo.precision = options.precision;
   U2_ASSIGN_OR_RETURN(model->backend_, CreateBackend(bo));

@@ -24,6 +24,7 @@ class AsrModel;
 struct ModelLoadOptions {
   int num_threads = 1;  // the CPU backend's thread pool (GEMM tiles, attention, row kernels)
   DeviceType device = DeviceType::kCpu;
+  int device_index = 0;                    // which GPU (cuda:N)
   Precision precision = Precision::kFp32;  // GEMM operands (fp16/bf16: CUDA only)
   Status Validate() const;
   std::string ToString() const;

@@ -211,7 +211,7 @@ void CudaBackend::Attention(const AttentionParams& p, std::span<const AttentionS
   const int dk = p.head_dim;
   const int D = H * dk;
   if (segs.empty() || H <= 0 || dk <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   if (dk > 128) {
     Check(cudaErrorNotSupported, "Attention: head_dim > 128 is not supported by the CUDA kernel");

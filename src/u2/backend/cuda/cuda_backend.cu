@@ -60,6 +60,7 @@ StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(const CudaBackendOptions& o
 
 StatusOr<std::unique_ptr<Backend>> CreateCudaBackendFromOptions(const BackendOptions& options) {
   CudaBackendOptions o;
+  o.device_id = options.device_index;
   switch (options.precision) {
     case Precision::kFp32:
       o.gemm_math = CudaGemmMath::kFp32;
@@ -160,6 +161,7 @@ StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBackendOpti
 }
 
 CudaBackend::~CudaBackend() {
+  Lock lock(*this);  // the stream and handle belong to this backend's GPU
   if (stream_) cudaStreamSynchronize(stream_);
   if (blas_) cublasDestroy(blas_);
   if (stream_) cudaStreamDestroy(stream_);
@@ -190,14 +192,14 @@ bool CudaBackend::CheckBlas(cublasStatus_t st, const char* what) const {
 }
 
 Status CudaBackend::Synchronize() const {
-  Lock lock(mutex_);
+  Lock lock(*this);
   Check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   if (failed_) return Internal("CUDA backend: " + error_);
   return Status::Ok();
 }
 
 void* CudaBackend::Allocate(size_t bytes) const {
-  Lock lock(mutex_);
+  Lock lock(*this);
   void* p = nullptr;
   if (!Check(cudaMallocAsync(&p, std::max<size_t>(bytes, 256), stream_), "cudaMallocAsync")) return nullptr;
   return p;
@@ -205,13 +207,13 @@ void* CudaBackend::Allocate(size_t bytes) const {
 
 void CudaBackend::Free(void* p) const {
   if (!p) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   Check(cudaFreeAsync(p, stream_), "cudaFreeAsync");
 }
 
 void CudaBackend::CopyFromHost(void* dst, const void* src, size_t bytes) const {
   if (bytes == 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   // From pageable memory the call returns once `src` has been staged: the caller may reuse it.
   Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "cudaMemcpyAsync(H2D)");
@@ -219,7 +221,7 @@ void CudaBackend::CopyFromHost(void* dst, const void* src, size_t bytes) const {
 
 void CudaBackend::CopyToHost(void* dst, const void* src, size_t bytes) const {
   if (bytes == 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (!failed_) {
     Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync(D2H)");
     Check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
@@ -232,14 +234,14 @@ void CudaBackend::CopyToHost(void* dst, const void* src, size_t bytes) const {
 
 void CudaBackend::Copy(void* dst, const void* src, size_t bytes) const {
   if (bytes == 0 || dst == src) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   Check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "cudaMemcpyAsync(D2D)");
 }
 
 void CudaBackend::CopyRows(float* dst, int ld_dst, const float* src, int ld_src, int rows, int cols) const {
   if (rows <= 0 || cols <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   Check(cudaMemcpy2DAsync(dst, static_cast<size_t>(ld_dst) * sizeof(float), src,
                           static_cast<size_t>(ld_src) * sizeof(float),
@@ -268,7 +270,7 @@ CudaBackend::Staged::~Staged() {
 void CudaBackend::Gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
                        const float* b, int ldb, float beta, float* c, int ldc) const {
   if (m <= 0 || n <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   if (k <= 0) {
     const int blocks = std::min(CeilDiv(static_cast<long long>(m) * n, 256), 4096);

@@ -102,7 +102,21 @@ class CudaBackend final : public Backend {
   mutable std::string error_;
 };
 
-using Lock = std::lock_guard<std::recursive_mutex>;
+// Every operator holds this while it enqueues: the backend's lock, and its GPU made current on
+// the calling thread. The engine calls the backend from its own worker threads, whose current
+// device is 0 until set, and a process may run on any GPU (--device cuda:N).
+class Lock {
+ public:
+  explicit Lock(const CudaBackend& backend) : lock_(backend.mutex()) {
+    int current = -1;
+    if (cudaGetDevice(&current) != cudaSuccess || current != backend.options().device_id) {
+      backend.Check(cudaSetDevice(backend.options().device_id), "cudaSetDevice");
+    }
+  }
+
+ private:
+  std::lock_guard<std::recursive_mutex> lock_;
+};
 
 inline int CeilDiv(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
 

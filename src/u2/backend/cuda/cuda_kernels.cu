@@ -214,7 +214,7 @@ void CudaBackend::BiasActivation(float* y, int m, int n, int ldy, const float* b
                                  float scale) const {
   if (m <= 0 || n <= 0) return;
   if (!bias && act == Activation::kNone && scale == 1.0f) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   BiasActivationKernel<<<GridFor(static_cast<long long>(m) * n), kThreads, 0, stream_>>>(
       y, m, n, ldy, bias, static_cast<int>(act), scale);
@@ -223,7 +223,7 @@ void CudaBackend::BiasActivation(float* y, int m, int n, int ldy, const float* b
 
 void CudaBackend::BiasGlu(const float* x, int m, int n, int ldx, const float* bias, float* y, int ldy) const {
   if (m <= 0 || n <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   BiasGluKernel<<<GridFor(static_cast<long long>(m) * n), kThreads, 0, stream_>>>(x, m, n, ldx, bias, y, ldy);
   CheckLaunch("BiasGlu");
@@ -232,7 +232,7 @@ void CudaBackend::BiasGlu(const float* x, int m, int n, int ldx, const float* bi
 void CudaBackend::LayerNorm(const float* x, int m, int n, int ldx, const LayerNormParams& norm, float* y,
                             int ldy) const {
   if (m <= 0 || n <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   LayerNormKernel<<<m, RowThreads(n), 0, stream_>>>(x, n, ldx, norm.gamma, norm.beta, norm.eps, y, ldy);
   CheckLaunch("LayerNorm");
@@ -241,7 +241,7 @@ void CudaBackend::LayerNorm(const float* x, int m, int n, int ldx, const LayerNo
 void CudaBackend::AddResidual(float* x, const float* delta, int ld_delta, const float* bias, float alpha,
                               int m, int n, const LayerNormParams* norm, float* y) const {
   if (m <= 0 || n <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   const LayerNormParams p = norm ? *norm : LayerNormParams{};
   AddResidualKernel<<<m, RowThreads(n), 0, stream_>>>(x, delta, ld_delta, bias, alpha, n, norm != nullptr,
@@ -251,7 +251,7 @@ void CudaBackend::AddResidual(float* x, const float* delta, int ld_delta, const 
 
 void CudaBackend::Cmvn(const float* x, int m, int n, const float* mean, const float* istd, float* y) const {
   if (m <= 0 || n <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   CmvnKernel<<<GridFor(static_cast<long long>(m) * n), kThreads, 0, stream_>>>(x, m, n, mean, istd, y);
   CheckLaunch("Cmvn");
@@ -261,7 +261,7 @@ void CudaBackend::AddPositional(float* x, int n, std::span<const RowSegment> seg
                                 int pos_offset) const {
   const int max_len = MaxLen(segs);
   if (max_len <= 0 || n <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   Staged d(*this, segs.data(), segs.size_bytes());
   if (!d.ok()) return;
@@ -275,7 +275,7 @@ void CudaBackend::EmbedTokens(const float* table, int n, std::span<const int> id
                               float* y) const {
   const int max_len = MaxLen(segs);
   if (max_len <= 0 || n <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   Staged d_ids(*this, ids.data(), ids.size_bytes());
   Staged d_segs(*this, segs.data(), segs.size_bytes());
@@ -290,7 +290,7 @@ void CudaBackend::DepthwiseConv(const DepthwiseConvParams& p, const float* x,
                                 std::span<const DepthwiseSegment> segs, float* y) const {
   const int max_len = MaxLen(segs);
   if (max_len <= 0 || p.channels <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   Staged d(*this, segs.data(), segs.size_bytes());
   if (!d.ok()) return;
@@ -313,7 +313,7 @@ void CudaBackend::Conv2d(const Conv2dParams& p, const float* x, int h_in, int w_
   const int h_out = h_in < kk ? 0 : (h_in - kk) / p.stride + 1;
   const int w_out = w_in < kk ? 0 : (w_in - kk) / p.stride + 1;
   if (h_out <= 0 || w_out <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   const int cin = p.in_channels;
   const int K = kk * kk * cin;
@@ -335,7 +335,7 @@ void CudaBackend::Conv2d(const Conv2dParams& p, const float* x, int h_in, int w_
 
 void CudaBackend::LogSoftmax(float* x, int m, int n, int ld) const {
   if (m <= 0 || n <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   LogSoftmaxKernel<<<m, RowThreads(n), 0, stream_>>>(x, n, ld);
   CheckLaunch("LogSoftmax");
@@ -349,7 +349,7 @@ void CudaBackend::TokenLogProbs(const float* logits, int m, int n, int ld, std::
     std::fill(out, out + count, std::nanf(""));
     return;
   }
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (!failed_ && m > 0 && n > 0) {
     Staged d_rows(*this, rows.data(), rows.size_bytes());
     Staged d_targets(*this, targets.data(), targets.size_bytes());
@@ -372,7 +372,7 @@ void CudaBackend::TokenLogProbs(const float* logits, int m, int n, int ld, std::
 void CudaBackend::GatherRows(float* dst, int ld_dst, const float* src, int ld_src, std::span<const int> rows,
                              int cols) const {
   if (rows.empty() || cols <= 0) return;
-  Lock lock(mutex_);
+  Lock lock(*this);
   if (failed_) return;
   Staged d_rows(*this, rows.data(), rows.size_bytes());
   if (!d_rows.ok()) return;
