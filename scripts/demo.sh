@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing and builds, then starts the u2serve server on the
+# The main job: installs what is missing and builds (the server and its client only: see
+# scripts/setup.sh --server and scripts/build.sh --server), then starts the u2serve server on the
 # bundled demo model and transcribes the bundled samples and a few real recordings (built at
 # set-up time) through it (gRPC, Triton protocol), printing each transcript and the CER against
 # the reference text.
 # Ports: U2_HTTP_PORT (8000), U2_GRPC_PORT (8001), U2_METRICS_PORT (8002).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
-./scripts/build.sh
+./scripts/setup.sh --server
+./scripts/build.sh --server
 BUILD_DIR=${U2_BUILD_DIR:-build}
 MODEL=${U2_DEMO_MODEL:-models/demo}
 HTTP_PORT=${U2_HTTP_PORT:-8000}
