@@ -223,7 +223,8 @@ class Cluster:
 
     def start(self):
         args = ["--model-dir", str(DEMO_MODEL), "--workers", "1", "--threads", "1",
-                "--drain-timeout-s", str(DRAIN_TIMEOUT_S), "--stream-idle-timeout-ms", "30000"]
+                "--drain-timeout-s", str(DRAIN_TIMEOUT_S), "--stream-idle-timeout-ms", "30000",
+                "--unknown-sequence-retryable", "true"]
         self.replicas = [ServerProcess(args, self.tmp / f"replica{i}.log") for i in range(2)]
         for r in self.replicas:
             r.wait_ready()

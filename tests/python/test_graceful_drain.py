@@ -9,14 +9,17 @@ import time
 import urllib.error
 import urllib.request
 
+import grpc
 import numpy as np
 import pytest
+import websocket
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from conftest import DEMO_MODEL, ServerProcess, read_wav, sample_table
 from test_server_streaming import chunk_inputs, text_of, wenet_chunks
-from test_websocket import connect, finals_of, pcm16, receive, receive_all, start
+from test_websocket import connect, finals_of, pcm16, receive_all, start
 
 MODEL = "streaming_wenet"
 
@@ -113,12 +116,17 @@ def test_sigterm_finishes_live_streams_and_refuses_new_work(tmp_path, clip):
         assert e.value.code == 503 and "shutting down" in e.value.read().decode()
         expect_unavailable(lambda: send_chunk(client, 3, chunks, 0), "sequence", "not started")
         expect_unavailable(lambda: send_chunk(client, 4, chunks, 1), "not held here")
-        late = connect(server)
-        late.send(json.dumps({"signal": "start"}))
-        m = receive(late)
-        assert m is not None and m["status"] == "failed", m
-        assert receive(late) is None and late.close_code == 1013  # try again later
-        assert refusals(server, "shutting_down") == 6
+        # A WebSocket upgrade is answered 503 before the handshake, and a new bidirectional gRPC
+        # stream ends UNAVAILABLE before any response: both retryable by a load balancer.
+        with pytest.raises(websocket.WebSocketBadStatusException) as e:
+            connect(server)
+        assert e.value.status_code == 503
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(server.grpc_url))
+        with pytest.raises(grpc.RpcError) as e:
+            list(stub.ModelStreamInfer(iter([service_pb2.ModelInferRequest(model_name="attention_rescoring")]),
+                                       timeout=10))
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+        assert refusals(server, "shutting_down") == 7
 
         # The live streams go on to their end, with the transcript an undisturbed stream gets.
         for i in range(2, len(chunks)):
@@ -140,14 +148,18 @@ def test_sigterm_finishes_live_streams_and_refuses_new_work(tmp_path, clip):
         server.stop()
 
 
-def test_drain_deadline_cuts_off_streams_that_never_end(tmp_path, clip):
+def test_drain_deadline_cuts_off_streams_that_never_end_and_unknown_sequences_can_be_retryable(tmp_path, clip):
     _, chunks, _ = clip
     server = ServerProcess(["--model-dir", str(DEMO_MODEL), "--workers", "1", "--threads", "2",
-                            "--drain-timeout-s", "2", "--stream-idle-timeout-ms", "120000"],
+                            "--drain-timeout-s", "2", "--stream-idle-timeout-ms", "120000",
+                            "--unknown-sequence-retryable", "true"],
                            tmp_path / "u2serve.log")
     try:
         server.wait_ready()
         client = grpcclient.InferenceServerClient(server.grpc_url)
+        # With --unknown-sequence-retryable a sequence this replica does not hold is UNAVAILABLE
+        # (retried by a hashing load balancer), not Triton's INVALID_ARGUMENT.
+        expect_unavailable(lambda: send_chunk(client, 8, chunks, 1), "START flag", "does not hold it")
         send_chunk(client, 7, chunks, 0)  # and never another
         t0 = time.time()
         server.proc.send_signal(signal.SIGTERM)

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <deque>
 
+#include "u2/server/refusals.h"
+
 namespace u2::server {
 namespace {
 
@@ -102,6 +104,15 @@ class StreamReactor : public grpc::ServerBidiReactor<ModelInferRequest, ModelStr
       Finish(ToGrpcStatus(auth));
       return;
     }
+    if (service_->draining()) {
+      // A new stream while the server drains ends at once with UNAVAILABLE, which a load
+      // balancer retries on another replica (an error inside the stream it cannot).
+      CountRefusal(RefusalCause::kShuttingDown);
+      finished_ = true;
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "the server is shutting down; retry on another replica"));
+      return;
+    }
     StartRead(&request_);
   }
 
@@ -127,18 +138,27 @@ class StreamReactor : public grpc::ServerBidiReactor<ModelInferRequest, ModelStr
       bool destroy = false;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (status.ok()) {
-          ToProto(r, slot->response.mutable_infer_response());
-          (*slot->response.mutable_infer_response()->mutable_parameters())["triton_final_response"]
-              .set_bool_param(true);
-        } else {
-          slot->response.set_error_message(status.message());
-          slot->response.mutable_infer_response()->set_id(r.id);
-        }
-        slot->ready = true;
         --outstanding_;
-        MaybeWriteLocked();
-        MaybeFinishLocked();
+        if (!status.ok() && status.code() == StatusCode::kUnavailable && !answered_ && slots_.size() == 1 &&
+            !finished_ && service_->draining()) {
+          // The first request of a stream that began just before the drain: ending the call
+          // UNAVAILABLE, with nothing answered, lets a load balancer retry the whole stream.
+          slots_.clear();
+          finished_ = true;
+          Finish(ToGrpcStatus(status));
+        } else {
+          if (status.ok()) {
+            ToProto(r, slot->response.mutable_infer_response());
+            (*slot->response.mutable_infer_response()->mutable_parameters())["triton_final_response"]
+                .set_bool_param(true);
+          } else {
+            slot->response.set_error_message(status.message());
+            slot->response.mutable_infer_response()->set_id(r.id);
+          }
+          slot->ready = true;
+          MaybeWriteLocked();
+          MaybeFinishLocked();
+        }
         destroy = done_ && outstanding_ == 0;
       }
       if (destroy) delete this;
@@ -195,6 +215,7 @@ class StreamReactor : public grpc::ServerBidiReactor<ModelInferRequest, ModelStr
   void MaybeWriteLocked() {
     if (writing_ || finished_ || broken_ || slots_.empty() || !slots_.front()->ready) return;
     writing_ = true;
+    answered_ = true;
     StartWrite(&slots_.front()->response);
   }
 
@@ -217,6 +238,7 @@ class StreamReactor : public grpc::ServerBidiReactor<ModelInferRequest, ModelStr
   std::deque<std::shared_ptr<Slot>> slots_;
   int outstanding_ = 0;
   bool writing_ = false, reads_done_ = false, finished_ = false, broken_ = false, done_ = false;
+  bool answered_ = false;  // a response has been written (a refusal can no longer end the call)
 };
 
 // The API key of a call (gRPC metadata "authorization: Bearer KEY"); api_keys.h.

@@ -166,6 +166,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     }
     if (shared_->upgrader != nullptr && beast::websocket::is_upgrade(request) &&
         shared_->upgrader->Accepts(request)) {
+      if (std::optional<HttpResponse> refusal = shared_->upgrader->Refuse(request))
+        return Write(std::move(*refusal));
       // The connection leaves this session (which ends here) for the upgrader's.
       return shared_->upgrader->Upgrade(std::move(request), std::move(stream_));
     }

@@ -87,6 +87,10 @@ class ConnectionUpgrader {
   // Whether this upgrader wants the connection of `request` (an upgrade request); if not, the
   // request goes to the ordinary handler like any other.
   virtual bool Accepts(const HttpRequest& request) const = 0;
+  // An answer instead of the upgrade (say 503 while the server drains), or none. Refusing here,
+  // before the handshake, lets a load balancer retry the connection elsewhere; a close after
+  // it cannot be retried.
+  virtual std::optional<HttpResponse> Refuse(const HttpRequest& /*request*/) const { return std::nullopt; }
   // Owns the connection from now on and answers the handshake itself. Runs on the connection's
   // strand (an I/O thread of the server); must not block. One overload per transport.
   virtual void Upgrade(HttpRequest&& request, boost::beast::tcp_stream&& stream) = 0;

@@ -20,7 +20,9 @@ namespace u2::server {
 
 class InferenceService {
  public:
-  explicit InferenceService(ModelRepository* models) : models_(models), sequences_(&in_flight_) {}
+  // `unknown_sequence_retryable`: see ServerConfig.
+  explicit InferenceService(ModelRepository* models, bool unknown_sequence_retryable = false)
+      : models_(models), sequences_(&in_flight_, unknown_sequence_retryable) {}
 
   ModelRepository& models() const { return *models_; }
   void SetReady(bool ready) { ready_ = ready; }

@@ -273,7 +273,7 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config) {
   impl->config = config;
   U2_ASSIGN_OR_RETURN(impl->keys, ApiKeys::Create(config.auth));
   U2_RETURN_IF_ERROR(impl->LoadModels());
-  impl->service = std::make_unique<InferenceService>(&impl->models);
+  impl->service = std::make_unique<InferenceService>(&impl->models, config.unknown_sequence_retryable);
   U2_RETURN_IF_ERROR(impl->StartGrpc());
   U2_RETURN_IF_ERROR(impl->StartHttp());
   impl->trimmer = std::make_unique<MemoryTrimmer>(config.memory_trim_interval_s);

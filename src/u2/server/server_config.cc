@@ -57,6 +57,9 @@ void ServerConfig::Register(OptionRegistry* r) {
   r->Add("precision", &precision, "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)");
   r->Add("drain-timeout-s", &drain_timeout_s,
          "graceful shutdown (SIGTERM): how long it waits for in-flight requests and live streams to finish");
+  r->Add("unknown-sequence-retryable", &unknown_sequence_retryable,
+         "answer a request for a sequence this server does not hold with UNAVAILABLE (retryable: for a "
+         "load balancer that hashes sequences to replicas) instead of INVALID_ARGUMENT");
   r->Add("memory-trim-interval-s", &memory_trim_interval_s,
          "give freed heap memory back to the system this often (0: never)");
   recognizer.Register(r);

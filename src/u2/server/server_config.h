@@ -66,7 +66,11 @@ struct ServerConfig {
   std::string precision = "fp32";   // GEMM operands: "fp32" | "fp16" | "bf16" (the last two on cuda)
   int drain_timeout_s = 30;         // longest a graceful shutdown waits for requests and live streams
   int memory_trim_interval_s = 10;  // give freed heap memory back this often (0: never; memory_trimmer.h)
-  RecognizerConfig recognizer;      // threads and decoding defaults (unset: the model's)
+  // A request for a sequence this server does not hold answers UNAVAILABLE (retryable), not
+  // Triton's INVALID_ARGUMENT: behind a load balancer that hashes sequences to replicas, it is
+  // then retried on the replica that holds it (deploy/envoy, docs/deploy.md).
+  bool unknown_sequence_retryable = false;
+  RecognizerConfig recognizer;  // threads and decoding defaults (unset: the model's)
   OfflineBatcherConfig batcher;
   StreamSchedulerConfig streams;
   StreamDefaults stream_defaults;

@@ -52,9 +52,13 @@ StatusOr<SequenceControl> ParseSequenceControl(const InferRequest& r, const std:
   return c;
 }
 
-Status MissingStart(const SequenceControl& c, const std::string& model) {
-  return InvalidArgument("inference request for sequence " + c.display + " to model '" + model +
-                         "' must specify the START flag on the first request of the sequence");
+// A request for a sequence that is not live here. Triton's answer is InvalidArgument; behind a
+// load balancer that hashes sequences to replicas, Unavailable lets it retry on the one that
+// holds the sequence.
+Status MissingStart(const SequenceControl& c, const std::string& model, bool retryable) {
+  const std::string message = "inference request for sequence " + c.display + " to model '" + model +
+                              "' must specify the START flag on the first request of the sequence";
+  return retryable ? Unavailable(message + " (this server does not hold it)") : InvalidArgument(message);
 }
 
 // The transcript a sequence request answers with: the text of the segments closed so far (a
@@ -173,7 +177,7 @@ void TritonSequences::Infer(ServedModel* m, InferRequest request, InferCallback 
     }
     it = sequences_.insert_or_assign(key, std::move(seq)).first;
   } else if (it == sequences_.end()) {
-    return fail(MissingStart(*control, m->name));
+    return fail(MissingStart(*control, m->name, unknown_retryable_));
   }
   std::shared_ptr<Sequence> seq = it->second;
   seq->client_session = request.client_session;
@@ -195,7 +199,7 @@ void TritonSequences::Infer(ServedModel* m, InferRequest request, InferCallback 
           // The stream vanished between our check and the feed (idle timeout): the
           // same answer as for an unknown id.
           const Status s = status.code() == StatusCode::kNotFound && !pending->start
-                               ? MissingStart(pending->control, m->name)
+                               ? MissingStart(pending->control, m->name, unknown_retryable_)
                                : status;
           m->stats.RecordFailure(request_ns, status.code() == StatusCode::kUnavailable
                                                  ? ModelStats::FailReason::kCanceled

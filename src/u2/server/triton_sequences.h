@@ -19,7 +19,10 @@ namespace u2::server {
 class TritonSequences {
  public:
   // `in_flight` counts the requests fed and not yet answered (the graceful drain waits on it).
-  explicit TritonSequences(std::atomic<int>* in_flight) : in_flight_(in_flight) {}
+  // `unknown_retryable`: a request for a sequence not held here is Unavailable, not
+  // InvalidArgument (ServerConfig::unknown_sequence_retryable).
+  explicit TritonSequences(std::atomic<int>* in_flight, bool unknown_retryable = false)
+      : in_flight_(in_flight), unknown_retryable_(unknown_retryable) {}
 
   // One request to a streaming model; `done` runs once, possibly later from a scheduler thread.
   // While `draining`, only requests of live sequences are taken (the graceful drain lets them
@@ -49,6 +52,7 @@ class TritonSequences {
   void SweepLocked();
 
   std::atomic<int>* const in_flight_;
+  const bool unknown_retryable_;
   std::mutex mu_;
   std::map<SequenceKey, std::shared_ptr<Sequence>> sequences_;
   uint64_t next_stream_generation_ = 1;

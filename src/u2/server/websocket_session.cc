@@ -437,6 +437,12 @@ bool WebSocketFrontEnd::Accepts(const HttpRequest& request) const {
   return path == "/" || path == "/ws" || path == "/ws/";
 }
 
+std::optional<HttpResponse> WebSocketFrontEnd::Refuse(const HttpRequest& request) const {
+  if (shared_->service->ready()) return std::nullopt;
+  CountRefusal(RefusalCause::kShuttingDown);
+  return MakeErrorResponse(request, 503, "the server is shutting down; retry on another replica");
+}
+
 void WebSocketFrontEnd::Upgrade(HttpRequest&& request, beast::tcp_stream&& stream) {
   {
     std::lock_guard<std::mutex> lock(shared_->mu);

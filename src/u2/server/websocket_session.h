@@ -58,6 +58,8 @@ class WebSocketFrontEnd : public ConnectionUpgrader {
   ~WebSocketFrontEnd() override;
 
   bool Accepts(const HttpRequest& request) const override;
+  // 503 + Retry-After while the server drains (no new streams).
+  std::optional<HttpResponse> Refuse(const HttpRequest& request) const override;
   void Upgrade(HttpRequest&& request, boost::beast::tcp_stream&& stream) override;
   void Upgrade(HttpRequest&& request, TlsStream&& stream) override;
   void Stop() override;

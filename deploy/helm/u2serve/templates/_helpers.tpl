@@ -103,11 +103,16 @@ SIGKILL cuts live streams off: preStop + drain deadline + 15 s for the exit itse
 {{- $_ := set $cfg "max_streams" .Values.server.maxStreams }}
 {{- $_ := set $cfg "threads" .Values.server.threads }}
 {{- $_ := set $cfg "workers" .Values.server.workers }}
+{{- if .Values.envoy.enabled }}
+{{- /* Behind Envoy's sequence hash ring, a chunk that reaches a pod not holding its sequence
+       (the ring changed) is refused retryably and Envoy walks on to the pod that holds it. */}}
+{{- $_ := set $cfg "unknown_sequence_retryable" true }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
 {{/*
-The check of the startup and readiness probes: GET /v2/health/ready (503 while loading or
+The check of the startup and readiness probes: GET /v2/health/ready (400, Triton's "not ready", while loading or
 draining), or the kubelet's gRPC probe on grpc.health.v1 (NOT_SERVING while draining). The gRPC
 probe takes a port number, not a name, and speaks plaintext only.
 */}}
