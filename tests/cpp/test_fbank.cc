@@ -7,7 +7,6 @@
 #include <cfloat>
 #include <cmath>
 #include <complex>
-#include <ctime>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -348,30 +347,6 @@ TEST(RealFft, MatchesFloat64Dft) {
     EXPECT_LE(max_err / norm, 1e-6) << "n=" << n;
   }
   for (int bad : {0, 1, 3, 400, 1000, -8}) EXPECT_FALSE(RealFft::Create(bad).ok()) << bad;
-}
-
-double ThreadCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-// Throughput on one core, measured in this thread's CPU time so that a loaded machine does not
-// distort it (the assertion is deliberately loose). Audio has 100 frames per second.
-TEST(Fbank, Speed) {
-  auto fbank = MakeFbank();
-  std::vector<float> x(16000 * 30);
-  std::mt19937 rng(3);
-  std::normal_distribution<float> noise(0.0f, 0.1f);
-  for (float& v : x) v = noise(rng);
-  auto feats = fbank->Compute(x);  // warm-up
-  ASSERT_TRUE(feats.ok());
-  const double t0 = ThreadCpuSeconds();
-  int frames = 0;
-  for (int i = 0; i < 5; ++i) frames += fbank->Compute(x)->num_frames;
-  const double fps = frames / (ThreadCpuSeconds() - t0);
-  std::printf("  fbank: %.0f frames per CPU-second = %.0fx real time on one core\n", fps, fps / 100.0);
-  EXPECT_GT(fps / 100.0, 500.0);
 }
 
 }  // namespace

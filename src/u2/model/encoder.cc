@@ -602,7 +602,8 @@ Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
   if (conv_cache) {
     const int K = e.cnn_module_kernel;
     for (size_t k = 0; k < conv_segs.size(); ++k) conv_segs[k].history = nullptr;  // set per layer below
-    ctx.after_conv = [&](int layer, const float* glu) {
+    // K by value: the hook runs in Layer(), after this block (and K's scope) has ended.
+    ctx.after_conv = [&, K](int layer, const float* glu) {
       // New history = the last K−1 frames of [old history | this chunk's GLU output].
       for (size_t k = 0; k < conv_segs.size(); ++k) {
         EncoderStream* st = streams[conv_owner[k]];
