@@ -2,7 +2,7 @@
 """Convert a WeNet checkpoint into a u2serve model directory (docs/model-format.md).
 
     convert.py --config train.yaml --checkpoint final.pt [--cmvn global_cmvn] --units units.txt \
-               --out DIR [--dtype float32|float16]
+               --out DIR [--dtype float32|float16] [--bpe-model bpe.model] [--non-lang-syms FILE]
 
 Handles old (2021-2023: top-level cmvn_file/is_json_cmvn, collate_conf, concat_linear tensors,
 no pe buffers) and new (cmvn/cmvn_conf, dataset_conf.fbank_conf, pe buffers) layouts.
@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import sys
 
@@ -123,6 +124,81 @@ def read_units(path):
     return units
 
 
+# WeNet's pattern for non-language symbols ("[noise]", "<noise>", "{NOISE}"): file_utils.py
+# read_non_lang_symbols refuses a line that does not match it.
+NON_LANG_SYM = re.compile(r"^(\[[^\[\]]+\]|<[^<>]+>|{[^{}]+})$")
+CJK_CHAR = re.compile("^[\u4e00-\u9fff]$")  # the range WeNet's tokenize_utils.py splits off
+
+
+def _yaml_path(raw, config_path, keys):
+    """The first of `keys` (("tokenizer_conf", "bpe_path"), ("bpe_model",), ...) the yaml sets,
+    resolved against the yaml's folder, then the working directory (WeNet's recipes write paths
+    relative to the recipe folder). None when unset or when no such file exists."""
+    for key in keys:
+        v = raw
+        for k in key:
+            v = v.get(k) if isinstance(v, dict) else None
+        if not isinstance(v, str) or not v:
+            continue
+        for cand in ([v] if os.path.isabs(v) else
+                     [os.path.join(os.path.dirname(os.path.abspath(config_path)), v), v]):
+            if os.path.isfile(cand):
+                return cand
+        print("convert.py: warning: %s %r (train.yaml) not found; pass it explicitly" %
+              (".".join(key), v), file=sys.stderr)
+    return None
+
+
+def check_bpe_model(path, units):
+    """Refuses a missing, unreadable or (when the sentencepiece module is installed) invalid model,
+    and one whose pieces do not cover the units (a units file from another model)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ConvertError("bpe model %s: cannot be read (%s)" % (path, e.strerror or e))
+    if not data:
+        raise ConvertError("bpe model %s: empty file" % path)
+    try:
+        import sentencepiece as spm
+    except ImportError:
+        return
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.LoadFromSerializedProto(data)
+    except Exception as e:  # noqa: BLE001 - any parse failure is one line
+        raise ConvertError("bpe model %s: not a sentencepiece model (%s)" %
+                           (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
+    pieces = {sp.IdToPiece(i) for i in range(sp.GetPieceSize())}
+    # WeNet's units hold the pieces the training text used (so some pieces may have no unit),
+    # special and non-language symbols, and in mixed models single CJK characters; any other
+    # unit that is no piece means the units of another model.
+    missing = [u for u in units if u not in pieces and not NON_LANG_SYM.match(u)
+               and not CJK_CHAR.match(u)]
+    if missing:
+        raise ConvertError("bpe model %s: %d unit(s) are not pieces of this model, e.g. %r: "
+                           "units and bpe model do not belong together" %
+                           (path, len(missing), missing[0]))
+
+
+def read_non_lang_syms(path):
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConvertError("non-lang syms %s: cannot be read (%s)" % (path, e))
+    syms = []
+    for n, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s:
+            continue
+        if not NON_LANG_SYM.match(s):
+            raise ConvertError("non-lang syms %s line %d: %r is not a [..], <..> or {..} symbol" %
+                               (path, n, s))
+        syms.append(s)
+    return syms
+
+
 def load_state_dict(path):
     try:
         sd = torch.load(path, map_location="cpu")
@@ -140,10 +216,14 @@ def povey_window(frontend):
 
 
 def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, dtype="float32",
-            max_positions=PE_DEFAULT_ROWS, ctc_weight=None, reverse_weight=None, beam_size=10):
+            max_positions=PE_DEFAULT_ROWS, ctc_weight=None, reverse_weight=None, beam_size=10,
+            bpe_model=None, non_lang_syms=None):
     """ctc_weight / reverse_weight: attention rescoring's default weights in model.json; None takes
     train.yaml's model_conf (the training loss weights, WeNet's usual starting point). beam_size:
-    the default CTC prefix beam width (WeNet's recipes decode with 10)."""
+    the default CTC prefix beam width (WeNet's recipes decode with 10). bpe_model /
+    non_lang_syms: WeNet's sentencepiece model and non-language symbols file, copied into the
+    model directory; None takes train.yaml's tokenizer_conf.bpe_path / non_lang_syms_path (or
+    the old top-level bpe_model / non_lang_syms) when that file exists."""
     with open(config_path, "r", encoding="utf-8") as f:
         raw = yaml.safe_load(f)
     if not isinstance(raw, dict):
@@ -209,6 +289,20 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
                                (name, v, V - 1))
     blank = cfg["ctc_conf"]["ctc_blank_id"]
     unk = units.index("<unk>") if "<unk>" in units else 1
+
+    # Tokenizer files: explicit paths must exist; the yaml's are taken when they resolve.
+    if bpe_model is None:
+        bpe_model = _yaml_path(raw, config_path, (("tokenizer_conf", "bpe_path"), ("bpe_model",)))
+    elif not os.path.isfile(bpe_model):
+        raise ConvertError("--bpe-model %s: no such file" % bpe_model)
+    if bpe_model is not None:
+        check_bpe_model(bpe_model, units)
+    if non_lang_syms is None:
+        non_lang_syms = _yaml_path(raw, config_path, (("tokenizer_conf", "non_lang_syms_path"),
+                                                      ("non_lang_syms",)))
+    elif not os.path.isfile(non_lang_syms):
+        raise ConvertError("--non-lang-syms %s: no such file" % non_lang_syms)
+    syms = read_non_lang_syms(non_lang_syms) if non_lang_syms is not None else None
 
     # Tensors: WeNet names, unused ones dropped, encoder pe always present (float32).
     D = ec["output_size"]
@@ -324,6 +418,13 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
             "num_decoding_left_chunks": -1,
         },
     }
+    if bpe_model is not None or syms is not None:
+        tok = {"type": "bpe" if bpe_model is not None else "char"}
+        if bpe_model is not None:
+            tok["bpe_model"] = "bpe.model"
+        if syms is not None:
+            tok["non_lang_syms"] = "non_lang_syms.txt"
+        doc["tokenizer"] = tok
 
     from safetensors.torch import save_file
     os.makedirs(out_dir, exist_ok=True)
@@ -338,6 +439,12 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
     shutil.copyfile(config_path, os.path.join(out_dir, "train.yaml"))
     if cmvn_path and os.path.exists(cmvn_path):
         shutil.copyfile(cmvn_path, os.path.join(out_dir, "global_cmvn"))
+    for name, src in (("bpe.model", bpe_model), ("non_lang_syms.txt", non_lang_syms)):
+        dst = os.path.join(out_dir, name)
+        if src is not None:
+            shutil.copyfile(src, dst)
+        elif os.path.exists(dst):
+            os.remove(dst)  # a stale file from an earlier conversion into the same folder
     return doc
 
 
@@ -359,10 +466,17 @@ def main(argv=None):
                          "model_conf; tune both on a dev set, e.g. train/tune_decoding.py)")
     ap.add_argument("--beam-size", type=int, default=10,
                     help="default CTC prefix beam width (default 10, WeNet's; at most the vocabulary size)")
+    ap.add_argument("--bpe-model", default=None,
+                    help="WeNet's sentencepiece model (BPE units), copied as bpe.model "
+                         "(default: train.yaml tokenizer_conf.bpe_path when that file exists)")
+    ap.add_argument("--non-lang-syms", default=None,
+                    help="WeNet's non-language symbols file, copied as non_lang_syms.txt "
+                         "(default: train.yaml tokenizer_conf.non_lang_syms_path when it exists)")
     args = ap.parse_args(argv)
     try:
         doc = convert(args.config, args.checkpoint, args.units, args.out, args.cmvn, args.dtype,
-                      args.max_positions, args.ctc_weight, args.reverse_weight, args.beam_size)
+                      args.max_positions, args.ctc_weight, args.reverse_weight, args.beam_size,
+                      args.bpe_model, args.non_lang_syms)
     except (ConvertError, OSError, yaml.YAMLError) as e:
         print("convert.py: error: %s" % e, file=sys.stderr)
         return 2

@@ -99,10 +99,12 @@ StatusOr<SymbolTable> SymbolTable::FromLines(std::span<const std::string> lines,
     has_prefixed |= t.size() > kWordMarker.size() && t.compare(0, kWordMarker.size(), kWordMarker) == 0;
   }
   table.lower_case_ = !has_upper;
-  if (table.ids_.count(std::string(kWordMarker))) {
-    table.word_marking_ = WordMarking::kMarkerUnit;
-  } else if (has_prefixed) {
+  // BPE units have "▁"-prefixed pieces and often a bare "▁" piece too (before a character no
+  // merged piece covers): prefixed pieces decide. Character units have only the bare marker.
+  if (has_prefixed) {
     table.word_marking_ = WordMarking::kMarkerPrefix;
+  } else if (table.ids_.count(std::string(kWordMarker))) {
+    table.word_marking_ = WordMarking::kMarkerUnit;
   }
   return table;
 }

@@ -43,13 +43,21 @@ class SymbolTable {
   // visible. Ids outside [0, size()) are skipped; the engine checks the model's vocab against
   // size() at load time, so they only occur on a mismatched table.
   // Char models without "▁" thus come out exactly as Triton's plain concatenation.
+  // This is WeNet's Python rule (BpeTokenizer.tokens2text: "".join(tokens).replace("▁", " ")
+  // .strip()), so for BPE and mixed CJK + BPE units: a space appears exactly where a "▁" was,
+  // never inserted between a CJK character and an English word ("你好" "▁IT" "'" "S" "▁OKAY" "的"
+  // -> "你好 IT'S OKAY的"), consecutive "▁" give consecutive spaces, and non-language symbols
+  // ("<NOISE>") stay as they are. WeNet's C++ runtime (post_processor ProcessBlank) differs: it
+  // collapses consecutive spaces and lower-cases the text; we follow the Python recipes'
+  // transcripts, which the WER of the recipes is computed on.
   std::string Detokenize(std::span<const int> ids) const;
 
   // text -> ids, the inverse for phrases a user types (hotwords) and an LM's words: the text is
   // split at whitespace and each word spelled with the longest units that match, left to right.
   // Words are joined the way the units mark them: a lone "▁" unit between words (character models
-  // with a word marker), "▁" before each word (BPE units that start with "▁"), or nothing (units
-  // without a marker, e.g. Chinese characters). A table without upper-case ASCII letters gets the
+  // with a word marker), "▁" before each word (BPE units that start with "▁", also when a bare
+  // "▁" unit exists too, as in WeNet's BPE unit lists), or nothing (units without a marker, e.g.
+  // Chinese characters). A table without upper-case ASCII letters gets the
   // text in lower case. InvalidArgument names a character no unit covers, and empty text.
   StatusOr<std::vector<int>> Tokenize(std::string_view text) const;
   // How this table marks word boundaries (see Tokenize).
