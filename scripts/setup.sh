@@ -24,8 +24,6 @@ SERVER_PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   # OpenFst: the library reads TLG decoding graphs
   libfst-dev
-  # sentencepiece: BPE models' text -> pieces (hotwords, LM words)
-  libsentencepiece-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libboost-dev libboost-system-dev libssl-dev
   # The real recordings the demo transcribes (tools/fetch_real_speech.py): Asterisk's G.722
   # prompts and their transcripts, decoded by PyPI g722 in .venv
