@@ -138,9 +138,10 @@ Status BackendOptions::Validate() const {
 }
 
 std::string BackendOptions::ToString() const {
-  return std::string("BackendOptions{device=") + DeviceTypeName(device) +
-         (device == DeviceType::kCuda ? ":" + std::to_string(device_index) : std::string()) +
-         ", num_threads=" + std::to_string(num_threads) + ", precision=" + PrecisionName(precision) + "}";
+  std::string s = std::string("BackendOptions{device=") + DeviceTypeName(device);
+  if (device == DeviceType::kCuda) s.append(":").append(std::to_string(device_index));
+  s += ", num_threads=" + std::to_string(num_threads) + ", precision=" + PrecisionName(precision) + "}";
+  return s;
 }
 
 StatusOr<std::shared_ptr<const Backend>> CreateBackend(const BackendOptions& options) {

@@ -17,10 +17,11 @@ Status ModelLoadOptions::Validate() const {
 }
 
 std::string ModelLoadOptions::ToString() const {
-  return std::string("ModelLoadOptions{num_threads=") + std::to_string(num_threads) +
-         ", device=" + DeviceTypeName(device) +
-         (device == DeviceType::kCuda ? ":" + std::to_string(device_index) : std::string()) +
-         ", precision=" + PrecisionName(precision) + "}";
+  std::string s =
+      "ModelLoadOptions{num_threads=" + std::to_string(num_threads) + ", device=" + DeviceTypeName(device);
+  if (device == DeviceType::kCuda) s.append(":").append(std::to_string(device_index));
+  s += std::string(", precision=") + PrecisionName(precision) + "}";
+  return s;
 }
 
 Status EncodeOptions::Validate() const {
