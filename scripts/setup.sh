@@ -24,7 +24,7 @@ SERVER_PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   # OpenFst: the library reads TLG decoding graphs
   libfst-dev
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libboost-dev libboost-system-dev libssl-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libboost-dev libssl-dev zlib1g-dev
   # The real recordings the demo transcribes (tools/fetch_real_speech.py): Asterisk's G.722
   # prompts and their transcripts, decoded by PyPI g722 in .venv
   python3 python3-numpy python3-venv asterisk-core-sounds-en asterisk-core-sounds-en-g722
