@@ -23,7 +23,8 @@ SUPP=$PWD/scripts/sanitizers
 SERVER_TESTS=(tests/python/test_server_bad_input.py tests/python/test_websocket.py)
 if [[ $QUICK == 0 ]]; then
   SERVER_TESTS+=(tests/python/test_server.py tests/python/test_server_streaming.py
-                 tests/python/test_openai_api.py tests/python/test_long_audio.py tests/python/test_hotwords.py)
+                 tests/python/test_openai_api.py tests/python/test_long_audio.py tests/python/test_hotwords.py
+                 tests/python/test_graceful_drain.py)
 fi
 
 run() {
@@ -38,12 +39,14 @@ run() {
   echo "== $name: C++ tests =="
   ctest --test-dir "$dir" --output-on-failure -j "$JOBS" --timeout 1800
   echo "== $name: server run =="
-  U2_BUILD_DIR=$dir .venv/bin/python -m pytest -q -x "${SERVER_TESTS[@]}"
+  U2_SANITIZER=$name U2_BUILD_DIR=$dir .venv/bin/python -m pytest -q -x "${SERVER_TESTS[@]}"
   echo "== $name: clean =="
 }
 
 # Halt on the first report; a report in a server makes it exit non-zero, which its test checks.
-export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1"
+# The quarantine of freed blocks (use-after-free detection) is 32 MB rather than 256: the
+# server tests bound RSS growth, and tests/python/conftest.py's ASAN_QUARANTINE_MB says the same.
+export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:quarantine_size_mb=32"
 export LSAN_OPTIONS="suppressions=$SUPP/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$SUPP/tsan.supp"

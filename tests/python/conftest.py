@@ -17,6 +17,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = Path(os.environ.get("U2_BUILD_DIR", ROOT / "build"))
+# "asan" or "tsan" when scripts/sanitize.sh runs the tests against sanitized binaries.
+SANITIZER = os.environ.get("U2_SANITIZER", "")
+# ASan keeps this much freed memory in quarantine (to catch use after free): RSS includes it.
+ASAN_QUARANTINE_MB = 32
 if not BUILD_DIR.is_absolute():
     BUILD_DIR = ROOT / BUILD_DIR
 APPS = BUILD_DIR / "apps"
