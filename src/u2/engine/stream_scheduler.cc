@@ -381,6 +381,9 @@ void StreamScheduler::WorkerLoop() {
     for (size_t k = 0; k < batch.size(); ++k) {
       Slot* slot = batch[k];
       slot->busy = false;
+      // The idle timeout counts from the stream's last work, not from its last feed's arrival: a
+      // client answered late (a slow step) still has the whole timeout to send its next piece.
+      slot->last_activity = t1;
       slot->last_step = step;
       slot->memory_bytes = bytes[k];
       if (slot->closing) {

@@ -35,7 +35,7 @@ class OptionRegistry;
 struct StreamSchedulerConfig {
   int max_streams = 1024;          // live streams; Start() beyond this is ResourceExhausted
   int max_batch_streams = 64;      // chunks per batched encoder call
-  int64_t idle_timeout_ms = 5000;  // a stream with no Feed for this long is dropped
+  int64_t idle_timeout_ms = 5000;  // a stream with no Feed (nor decoding) for this long is dropped
   int64_t max_batch_delay_us = 0;  // a step may wait this long for more ready chunks to batch
   int num_workers = 1;             // concurrent steps (each on a disjoint set of streams)
 
