@@ -18,6 +18,9 @@ namespace {
 struct JobState {
   LongAudioRequest request;
   std::mutex mu;
+  // Held while results are delivered (on_segment, done): deliveries from different threads go out
+  // one at a time, in the order their results were taken under `mu`, and done comes last.
+  std::mutex deliver_mu;
   std::map<int, TimedResult> ready;  // finished segments not yet passed on, by index
   std::vector<TimedResult> results;  // passed on, in order
   int submitted = 0;
@@ -42,6 +45,10 @@ struct JobState {
     if (complete) answered = true;
     StatusOr<std::vector<TimedResult>> outcome =
         error.ok() ? StatusOr<std::vector<TimedResult>>(results) : StatusOr<std::vector<TimedResult>>(error);
+    // Taken before `mu` is released (lock order: mu, then deliver_mu), so a later result cannot
+    // overtake this one. ThreadSanitizer found the unordered version: a segment's text written
+    // by a batcher thread while the segmenting thread finished the response.
+    std::lock_guard<std::mutex> deliver(deliver_mu);
     lock.unlock();
     if (request.on_segment && error.ok()) {
       for (const TimedResult& r : announce) request.on_segment(r);
