@@ -34,12 +34,12 @@ import tritonclient.http as httpclient
 import websocket
 
 from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess, free_port, read_wav, sample_table
+from test_server_streaming import chunk_inputs, wenet_chunks  # speech_client.py's chunking
 
 ENVOY_TEMPLATE = ROOT / "deploy" / "envoy" / "envoy-loopback.yaml.in"
 OFFLINE = "attention_rescoring"
 STREAMING = "streaming_wenet"
 STICKY = "x-u2-sequence-id"
-FIRST_CHUNK, NEXT_CHUNK = 11040, 10240  # WeNet's speech_client.py: 690 ms, then 640 ms
 DRAIN_TIMEOUT_S = 20
 HEALTH_INTERVAL_S = 1
 CLUSTERS = ("u2serve", "u2serve_http", "u2serve_sticky", "u2serve_sticky_http")
@@ -77,40 +77,19 @@ def http_get(url, timeout=5):
 
 # --- audio and requests ---------------------------------------------------------------------------
 
-def wenet_chunks(x):
-    """speech_client.py's chunks: (zero-padded chunk, real length), 11040 then 10240 samples."""
-    out, start = [], 0
-    while start < len(x) or start == 0:
-        size = FIRST_CHUNK if start == 0 else NEXT_CHUNK
-        piece = x[start:start + size]
-        padded = np.zeros(size, dtype=np.float32)
-        padded[:len(piece)] = piece
-        out.append((padded, len(piece)))
-        start += size
-    return out
-
-
-def wav_inputs(mod, padded, real):
-    wav = mod.InferInput("WAV", [1, len(padded)], "FP32")
-    wav.set_data_from_numpy(np.asarray(padded, dtype=np.float32).reshape(1, -1))
-    lens = mod.InferInput("WAV_LENS", [1, 1], "INT32")
-    lens.set_data_from_numpy(np.array([[real]], dtype=np.int32))
-    return [wav, lens]
-
-
 def text_of(result):
     t = result.as_numpy("TRANSCRIPTS")[0]
     return t.decode() if isinstance(t, bytes) else t
 
 
 def offline(client, mod, x):
-    return text_of(client.infer(OFFLINE, wav_inputs(mod, x, len(x)), outputs=[mod.InferRequestedOutput("TRANSCRIPTS")]))
+    return text_of(client.infer(OFFLINE, chunk_inputs(mod, x, len(x)), outputs=[mod.InferRequestedOutput("TRANSCRIPTS")]))
 
 
 def send_chunk(client, mod, sid, chunks, k):
     """Chunk k of sequence `sid`, with the sticky header on every request, as our clients send it."""
     padded, real = chunks[k]
-    r = client.infer(STREAMING, wav_inputs(mod, padded, real), outputs=[mod.InferRequestedOutput("TRANSCRIPTS")],
+    r = client.infer(STREAMING, chunk_inputs(mod, padded, real), outputs=[mod.InferRequestedOutput("TRANSCRIPTS")],
                      sequence_id=sid, sequence_start=k == 0, sequence_end=k == len(chunks) - 1,
                      headers={STICKY: str(sid)})
     return text_of(r)
@@ -177,7 +156,7 @@ class BidiStream:
     def feed(self):
         k = self.sent
         padded, real = self.chunks[k]
-        self.client.async_stream_infer(STREAMING, wav_inputs(grpcclient, padded, real), request_id=f"{self.sid}/{k}",
+        self.client.async_stream_infer(STREAMING, chunk_inputs(grpcclient, padded, real), request_id=f"{self.sid}/{k}",
                                        sequence_id=self.sid, sequence_start=k == 0,
                                        sequence_end=k == len(self.chunks) - 1,
                                        outputs=[grpcclient.InferRequestedOutput("TRANSCRIPTS")])
