@@ -89,7 +89,8 @@ void Backend::GatherRows(float* dst, int ld_dst, const float* src, int ld_src, s
   }
 }
 
-std::shared_ptr<const PreparedWeight> Backend::PrepareWeight(const float* w, int n, int k) const {
+std::shared_ptr<const PreparedWeight> Backend::PrepareWeight(const float* w, int n, int k,
+                                                             WeightQuantization /*quantization*/) const {
   return std::make_shared<const PreparedWeight>(w, n, k);
 }
 
@@ -109,6 +110,8 @@ const char* PrecisionName(Precision precision) {
       return "fp16";
     case Precision::kBf16:
       return "bf16";
+    case Precision::kInt8:
+      return "int8";
   }
   return "?";
 }
@@ -117,7 +120,8 @@ StatusOr<Precision> ParsePrecision(std::string_view name) {
   if (name == "fp32") return Precision::kFp32;
   if (name == "fp16") return Precision::kFp16;
   if (name == "bf16") return Precision::kBf16;
-  return InvalidArgument("unknown precision '" + std::string(name) + "' (expected fp32, fp16 or bf16)");
+  if (name == "int8") return Precision::kInt8;
+  return InvalidArgument("unknown precision '" + std::string(name) + "' (expected fp32, fp16, bf16 or int8)");
 }
 
 Status BackendOptions::Validate() const {
@@ -130,9 +134,12 @@ Status BackendOptions::Validate() const {
   if (device_index != 0 && device != DeviceType::kCuda) {
     return InvalidArgument("a device index (" + std::to_string(device_index) + ") needs the CUDA backend");
   }
-  if (precision != Precision::kFp32 && device != DeviceType::kCuda) {
+  if ((precision == Precision::kFp16 || precision == Precision::kBf16) && device != DeviceType::kCuda) {
     return InvalidArgument(std::string("precision ") + PrecisionName(precision) +
-                           " needs the CUDA backend (the CPU computes in fp32)");
+                           " needs the CUDA backend (the CPU computes in fp32 or int8)");
+  }
+  if (precision == Precision::kInt8 && device != DeviceType::kCpu) {
+    return InvalidArgument("precision int8 runs on the CPU backend only (on the GPU use fp16 or bf16)");
   }
   return Status::Ok();
 }
@@ -148,7 +155,7 @@ StatusOr<std::shared_ptr<const Backend>> CreateBackend(const BackendOptions& opt
   U2_RETURN_IF_ERROR(options.Validate());
   switch (options.device) {
     case DeviceType::kCpu:
-      return std::shared_ptr<const Backend>(CreateCpuBackend(options.num_threads));
+      return std::shared_ptr<const Backend>(CreateCpuBackend(options.num_threads, options.precision));
     case DeviceType::kCuda: {
 #ifdef U2_HAVE_CUDA
       U2_ASSIGN_OR_RETURN(std::unique_ptr<Backend> cuda, CreateCudaBackendFromOptions(options));

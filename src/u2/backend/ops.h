@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -176,6 +177,11 @@ struct GemmEpilogue {
   bool empty() const { return bias == nullptr && activation == Activation::kNone && scale == 1.0f; }
 };
 
+// Whether a reduced-precision backend (Precision::kInt8) may quantize a weight: the model's linear
+// layers may; the subsampling's products, which see the raw features and carry little of the
+// compute, keep fp32.
+enum class WeightQuantization { kAllowed, kNever };
+
 // Created as a shared_ptr (CreateBackend); tensors it allocates keep it alive.
 class Backend : public std::enable_shared_from_this<Backend> {
  public:
@@ -214,8 +220,19 @@ class Backend : public std::enable_shared_from_this<Backend> {
   virtual void Gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
                     const float* b, int ldb, float beta, float* c, int ldc) const = 0;
   // W (n × k, device pointer, leading dimension k) prepared for GemmPrepared. The default keeps W
-  // as it is (GemmPrepared then calls Gemm); a backend overrides it to re-lay W out once.
-  virtual std::shared_ptr<const PreparedWeight> PrepareWeight(const float* w, int n, int k) const;
+  // as it is (GemmPrepared then calls Gemm); a backend overrides it to re-lay W out once, and a
+  // backend computing in int8 quantizes it (per output row, QuantizeRowsSymmetric's rule) unless
+  // `quantization` is kNever.
+  virtual std::shared_ptr<const PreparedWeight> PrepareWeight(
+      const float* w, int n, int k, WeightQuantization quantization = WeightQuantization::kAllowed) const;
+  // A weight stored as int8 (convert.py --quantize int8): W[r, :] = q[r, :]·scales[r], q and
+  // scales on the host. A backend computing in int8 packs q as it is; the others return null, and
+  // the caller dequantizes and calls PrepareWeight.
+  virtual std::shared_ptr<const PreparedWeight> PrepareInt8Weight(const int8_t* /*q*/,
+                                                                  const float* /*scales*/, int /*n*/,
+                                                                  int /*k*/) const {
+    return nullptr;
+  }
   // C = epilogue(A·Wᵀ + beta·C): A m × w.k() (lda), C m × w.n() (ldc). `w` comes from this
   // backend's PrepareWeight. Same result as Gemm(false, true, m, n, k, 1, a, lda, W, k, beta, c,
   // ldc) followed by BiasActivation(c, m, n, ldc, bias, activation, scale), up to float rounding
@@ -258,10 +275,12 @@ class Backend : public std::enable_shared_from_this<Backend> {
 };
 
 // Precision of the GEMM operands; accumulation and activations stay fp32. kFp32 is exact (TF32
-// off on the GPU); kFp16 / kBf16 round the operands to tensor-core formats (CUDA only).
-enum class Precision : uint8_t { kFp32, kFp16, kBf16 };
+// off on the GPU); kFp16 / kBf16 round the operands to tensor-core formats (CUDA only); kInt8
+// quantizes the linear layers' weights per output channel and their inputs per row, and sums the
+// products in int32 (CPU only: backend/cpu/int8_gemm.h).
+enum class Precision : uint8_t { kFp32, kFp16, kBf16, kInt8 };
 const char* PrecisionName(Precision precision);
-StatusOr<Precision> ParsePrecision(std::string_view name);  // "fp32" | "fp16" | "bf16"
+StatusOr<Precision> ParsePrecision(std::string_view name);  // "fp32" | "fp16" | "bf16" | "int8"
 
 struct BackendOptions {
   DeviceType device = DeviceType::kCpu;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <new>
 
+#include "u2/backend/cpu/int8_gemm.h"
 #include "u2/backend/cpu/packed_gemm.h"
 #include "u2/backend/cpu/thread_pool.h"
 
@@ -155,6 +156,35 @@ class CpuPreparedWeight final : public PreparedWeight {
   PackedWeight packed_;
 };
 
+// A weight quantized to int8 and packed for the int8 kernels (int8_gemm.h). It has no fp32 copy:
+// weight() is null, and only this backend's GemmPrepared reads it.
+class CpuInt8PreparedWeight final : public PreparedWeight {
+ public:
+  CpuInt8PreparedWeight(const int8_t* q, const float* scales, int n, int k)
+      : PreparedWeight(nullptr, n, k), packed_(q, scales, n, k) {}
+  const PackedInt8Weight& packed() const { return packed_; }
+
+ private:
+  PackedInt8Weight packed_;
+};
+
+// c[i, j0 .. j0+cols) = act((c + bias)·scale) for rows [r0, r1): a GEMM tile's epilogue, run
+// while its block of C is still in cache.
+void ApplyEpilogue(const GemmEpilogue& epilogue, float* c, int ldc, int r0, int r1, int j0, int cols) {
+  if (epilogue.empty()) return;
+  for (int i = r0; i < r1; ++i) {
+    float* row = c + static_cast<size_t>(i) * ldc + j0;
+    if (epilogue.bias) {
+      const float* b = epilogue.bias + j0;
+      for (int j = 0; j < cols; ++j) row[j] += b[j];
+    }
+    if (epilogue.scale != 1.0f) {
+      for (int j = 0; j < cols; ++j) row[j] *= epilogue.scale;
+    }
+    ActivateRow(row, cols, epilogue.activation);
+  }
+}
+
 // Rows per parallel chunk so that a chunk holds about `target` elements.
 inline int64_t RowGrain(int n, int64_t target = 16384) {
   return std::max<int64_t>(1, target / std::max(n, 1));
@@ -164,14 +194,17 @@ class CpuBackend final : public Backend {
  public:
   // OpenBLAS runs single-threaded on whichever pool thread calls it: all parallelism goes through
   // pool_, so OpenBLAS's spinning workers never compete with ours for the cores.
-  explicit CpuBackend(int num_threads) : pool_(num_threads), num_threads_(num_threads) {
+  CpuBackend(int num_threads, Precision precision)
+      : pool_(num_threads), num_threads_(num_threads), precision_(precision), int8_kernel_(BestInt8Kernel()) {
     openblas_set_num_threads(1);
   }
 
   DeviceType device() const override { return DeviceType::kCpu; }
   std::string Name() const override {
-    return std::string("cpu(") + (PackedGemmSupported() ? "packed avx2 gemm + " : "") + "openblas, " +
-           std::to_string(num_threads_) + " threads)";
+    std::string gemm = precision_ == Precision::kInt8
+                           ? std::string("int8 ") + Int8KernelName(int8_kernel_) + " gemm + "
+                           : (PackedGemmSupported() ? "packed avx2 gemm + " : "");
+    return "cpu(" + gemm + "openblas, " + std::to_string(num_threads_) + " threads)";
   }
   int num_threads() const override { return num_threads_; }
 
@@ -204,13 +237,29 @@ class CpuBackend final : public Backend {
     });
   }
 
-  std::shared_ptr<const PreparedWeight> PrepareWeight(const float* w, int n, int k) const override {
-    if (!PackedGemmSupported() || n <= 0 || k <= 0) return Backend::PrepareWeight(w, n, k);
+  std::shared_ptr<const PreparedWeight> PrepareWeight(const float* w, int n, int k,
+                                                      WeightQuantization quantization) const override {
+    if (n <= 0 || k <= 0) return Backend::PrepareWeight(w, n, k, quantization);
+    if (precision_ == Precision::kInt8 && quantization == WeightQuantization::kAllowed) {
+      std::vector<int8_t> q(static_cast<size_t>(n) * k);
+      std::vector<float> scales(n);
+      QuantizeRowsSymmetric(w, n, k, k, q.data(), scales.data());
+      return std::make_shared<const CpuInt8PreparedWeight>(q.data(), scales.data(), n, k);
+    }
+    if (!PackedGemmSupported()) return Backend::PrepareWeight(w, n, k, quantization);
     return std::make_shared<const CpuPreparedWeight>(w, n, k);
+  }
+
+  std::shared_ptr<const PreparedWeight> PrepareInt8Weight(const int8_t* q, const float* scales, int n,
+                                                          int k) const override {
+    if (precision_ != Precision::kInt8 || n <= 0 || k <= 0) return nullptr;
+    return std::make_shared<const CpuInt8PreparedWeight>(q, scales, n, k);
   }
 
   void GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c, int ldc,
                     const GemmEpilogue& epilogue) const override;
+  void GemmInt8(int m, const float* a, int lda, const PackedInt8Weight& w, float beta, float* c, int ldc,
+                const GemmEpilogue& epilogue) const;
 
   void BiasActivation(float* y, int m, int n, int ldy, const float* bias, Activation act,
                       float scale) const override {
@@ -333,6 +382,8 @@ class CpuBackend final : public Backend {
  private:
   ThreadPool pool_;
   int num_threads_;
+  Precision precision_;
+  Int8Kernel int8_kernel_;
 };
 
 // Visible key range [lo, hi) of query i of a segment.
@@ -354,6 +405,10 @@ inline void KeyRange(const AttentionParams& p, const AttentionSegment& s, int i,
 
 void CpuBackend::GemmPrepared(int m, const float* a, int lda, const PreparedWeight& w, float beta, float* c,
                               int ldc, const GemmEpilogue& epilogue) const {
+  if (const auto* iw = dynamic_cast<const CpuInt8PreparedWeight*>(&w)) {
+    if (m > 0) GemmInt8(m, a, lda, iw->packed(), beta, c, ldc, epilogue);
+    return;
+  }
   const auto* cw = dynamic_cast<const CpuPreparedWeight*>(&w);
   if (cw == nullptr) {  // not packed (no AVX2/FMA, or an empty matrix)
     Backend::GemmPrepared(m, a, lda, w, beta, c, ldc, epilogue);
@@ -383,21 +438,51 @@ void CpuBackend::GemmPrepared(int m, const float* a, int lda, const PreparedWeig
       const int r1 = std::min(m, r0 + rows_per_block);
       const int p1 = std::min(panels, p0 + panels_per_chunk);
       PackedGemmTile(a, lda, r0, r1, pw, p0, p1, beta, c, ldc);
-      if (epilogue.empty()) continue;
       // The tile's block of C is still in L2: bias, scale and activation now, not in another pass.
       const int j0 = p0 * PackedWeight::kPanelWidth;
-      const int cols = std::min(pw.n(), p1 * PackedWeight::kPanelWidth) - j0;
-      for (int i = r0; i < r1; ++i) {
-        float* row = c + static_cast<size_t>(i) * ldc + j0;
-        if (epilogue.bias) {
-          const float* b = epilogue.bias + j0;
-          for (int j = 0; j < cols; ++j) row[j] += b[j];
-        }
-        if (epilogue.scale != 1.0f) {
-          for (int j = 0; j < cols; ++j) row[j] *= epilogue.scale;
-        }
-        ActivateRow(row, cols, epilogue.activation);
-      }
+      ApplyEpilogue(epilogue, c, ldc, r0, r1, j0, std::min(pw.n(), p1 * PackedWeight::kPanelWidth) - j0);
+    }
+  });
+}
+
+void CpuBackend::GemmInt8(int m, const float* a, int lda, const PackedInt8Weight& w, float beta, float* c,
+                          int ldc, const GemmEpilogue& epilogue) const {
+  const int k = w.k();
+  const int ldq = w.k_padded();
+  // The rows of A, quantized once per call (per row: its own scale) and read by every tile. The
+  // buffers belong to the calling thread; the pool's workers only read them during this call.
+  thread_local std::vector<uint8_t> quantized;
+  thread_local std::vector<float> row_scales;
+  quantized.resize(static_cast<size_t>(m) * ldq);
+  row_scales.resize(m);
+  // Plain pointers for the workers: inside their lambdas the thread_local names would be theirs.
+  uint8_t* const qa = quantized.data();
+  float* const sa = row_scales.data();
+  const int64_t macs = static_cast<int64_t>(m) * w.n() * k;
+  const bool parallel = num_threads_ > 1 && macs >= kMinParallelMacs;
+  pool_.ParallelFor(m, parallel ? RowGrain(k, 32768) : m, [&](int64_t r0, int64_t r1) {
+    QuantizeActivationRows(int8_kernel_, a, lda, static_cast<int>(r0), static_cast<int>(r1), k, ldq, qa, ldq,
+                           sa);
+  });
+  // Tiles as in GemmPrepared's fp32 path; panel ranges in pairs (the AVX-512 kernel's tile is two
+  // panels wide).
+  const int panels = w.num_panels();
+  const int row_blocks = (m + kInt8GemmMBlock - 1) / kInt8GemmMBlock;
+  const int rows_per_block = ((m + row_blocks - 1) / row_blocks + 7) / 8 * 8;
+  int panel_chunks = 1;
+  if (parallel) panel_chunks = std::clamp((4 * num_threads_ + row_blocks - 1) / row_blocks, 1, panels);
+  const int panels_per_chunk = ((panels + panel_chunks - 1) / panel_chunks + 1) / 2 * 2;
+  panel_chunks = (panels + panels_per_chunk - 1) / panels_per_chunk;
+  pool_.ParallelFor(static_cast<int64_t>(row_blocks) * panel_chunks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int r0 = static_cast<int>(t / panel_chunks) * rows_per_block;
+      const int p0 = static_cast<int>(t % panel_chunks) * panels_per_chunk;
+      if (r0 >= m) continue;
+      const int r1 = std::min(m, r0 + rows_per_block);
+      const int p1 = std::min(panels, p0 + panels_per_chunk);
+      Int8GemmTile(int8_kernel_, qa, ldq, sa, r0, r1, w, p0, p1, beta, c, ldc);
+      const int j0 = p0 * PackedInt8Weight::kPanelWidth;
+      ApplyEpilogue(epilogue, c, ldc, r0, r1, j0, std::min(w.n(), p1 * PackedInt8Weight::kPanelWidth) - j0);
     }
   });
 }
@@ -599,8 +684,8 @@ float FastExp(float x) { return ExpInline(x); }
 
 }  // namespace cpu
 
-std::unique_ptr<Backend> CreateCpuBackend(int num_threads) {
-  return std::make_unique<cpu::CpuBackend>(num_threads);
+std::unique_ptr<Backend> CreateCpuBackend(int num_threads, Precision precision) {
+  return std::make_unique<cpu::CpuBackend>(num_threads, precision);
 }
 
 }  // namespace u2

@@ -71,6 +71,8 @@ StatusOr<std::unique_ptr<Backend>> CreateCudaBackendFromOptions(const BackendOpt
     case Precision::kBf16:
       o.gemm_math = CudaGemmMath::kBf16;
       break;
+    case Precision::kInt8:
+      return InvalidArgument("precision int8 runs on the CPU backend only");
   }
   // A debugging override for experiments (e.g. tf32), above the model's precision.
   if (const char* math = std::getenv("U2_CUDA_GEMM_MATH"); math != nullptr && *math != '\0') {
