@@ -21,6 +21,7 @@ std::string UttKey(size_t u, const char* suffix) {
   return k;
 }
 
+using testing::ChunkWindows;
 using testing::FixtureModelDir;
 using testing::FixtureVariants;
 using testing::MaxAbsError;
@@ -180,18 +181,6 @@ TEST(EncoderBatch, BatchedEqualsOneByOneWithChunkMask) {
   opts.decoding_chunk_size = 4;
   opts.num_decoding_left_chunks = 1;
   CheckBatchInvariance(opts);
-}
-
-// Feature windows of WeNet's chunk-by-chunk decoding (docs/wenet-numerics.md §4.2): (C−1)·R + RC + 1 frames,
-// stride C·R, while start <= T − (RC+1); the last window is cut at T.
-std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int num_frames, int chunk) {
-  const int R = c.SubsamplingRate(), RC = c.RightContext();
-  const int window = (chunk - 1) * R + RC + 1, stride = chunk * R;
-  std::vector<std::pair<int, int>> out;
-  for (int start = 0; start <= num_frames - (RC + 1); start += stride) {
-    out.push_back({start, std::min(start + window, num_frames) - start});
-  }
-  return out;
 }
 
 // Streaming (ForwardChunk) equals the chunk-masked full forward for causal-conv models

@@ -24,6 +24,8 @@
 namespace u2 {
 namespace {
 
+using testing::ChunkWindows;
+
 const std::string kDemoDir = std::string(U2_MODELS_DIR) + "/demo";
 const std::string kSamplesDir = std::string(U2_TEST_DATA_DIR) + "/samples";
 
@@ -92,17 +94,6 @@ std::vector<StreamResult> Finals(const std::vector<StreamResult>& results) {
 
 // ---- the chunked encoder over the whole grid (docs/wenet-numerics.md §4.3)
 // -------------------------------------
-
-// Feature windows of the streaming encoder (docs/wenet-numerics.md §4.2): W = (C-1)R + RC + 1 rows, stride
-// C·R, while at least RC + 1 rows remain.
-std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int frames, int chunk) {
-  const int R = c.SubsamplingRate(), RC = c.RightContext();
-  const int window = (chunk - 1) * R + RC + 1, stride = chunk * R;
-  std::vector<std::pair<int, int>> out;
-  for (int start = 0; start + RC + 1 <= frames; start += stride)
-    out.push_back({start, std::min(window, frames - start)});
-  return out;
-}
 
 // ForwardChunk equals the offline forward with the same chunk mask (which the fixture tests tie
 // to PyTorch) for chunk 16/8/4 x left chunks all/4/0, on every causal fixture model and the demo.

@@ -25,7 +25,7 @@ struct ModelLoadOptions {
   int num_threads = 1;  // the CPU backend's thread pool (GEMM tiles, attention, row kernels)
   DeviceType device = DeviceType::kCpu;
   int device_index = 0;                    // which GPU (cuda:N)
-  Precision precision = Precision::kFp32;  // GEMM operands (fp16/bf16: CUDA only)
+  Precision precision = Precision::kFp32;  // GEMM operands (fp16/bf16: CUDA only; int8: CPU only)
   Status Validate() const;
   std::string ToString() const;
 };

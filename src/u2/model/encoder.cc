@@ -22,11 +22,6 @@ enum Slot : int {
   kSlotConvHist,  // streaming: the new conv history being assembled
 };
 
-StatusOr<Tensor> LoadConv1x1(const WeightLoader& loader, const std::string& name, int out, int in) {
-  U2_ASSIGN_OR_RETURN(Tensor t, loader.Device(name, {out, in, 1}));
-  return t.Reshape({out, in});
-}
-
 }  // namespace
 
 StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelConfig& config,
@@ -60,7 +55,12 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
             r[((static_cast<size_t>(o) * k + a) * k + b) * cin + i] =
                 w[((static_cast<size_t>(o) * cin + i) * k + a) * k + b];
     enc->conv_weights_.push_back(loader.Upload(r, {D, k, k, cin}));
-    enc->conv_prepared_.push_back(backend->PrepareWeight(enc->conv_weights_.back().f32(), D, k * k * cin));
+    // At int8 precision the first conv (one input channel, 9 taps on the raw fbank: little compute,
+    // the most sensitive input) stays fp32; the later ones (9·D inputs per output, a quarter of a
+    // conformer's multiply-adds) run in int8 like the linear layers.
+    enc->conv_prepared_.push_back(
+        backend->PrepareWeight(enc->conv_weights_.back().f32(), D, k * k * cin,
+                               c == 0 ? WeightQuantization::kNever : WeightQuantization::kAllowed));
     U2_ASSIGN_OR_RETURN(Tensor bias, loader.Device(name + ".bias", {D}));
     enc->conv_biases_.push_back(bias);
     Conv2dParams p;
@@ -87,6 +87,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
     enc->embed_out_.in = D * F;
     enc->embed_out_.out = D;
     enc->embed_out_.weight = loader.Upload(r, {D, D * F});
+    enc->embed_out_.quantization = WeightQuantization::kNever;  // ~3 % of the compute; kept exact
     enc->embed_out_.Prepare(*backend);
     U2_ASSIGN_OR_RETURN(enc->embed_out_.bias, loader.Device(name + ".bias", {D}));
   }
@@ -132,9 +133,8 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
       const std::string c = p + "conv_module.";
       w.pointwise_conv1.in = D;
       w.pointwise_conv1.out = 2 * D;
-      U2_ASSIGN_OR_RETURN(w.pointwise_conv1.weight,
-                          LoadConv1x1(loader, c + "pointwise_conv1.weight", 2 * D, D));
-      w.pointwise_conv1.Prepare(*backend);
+      U2_RETURN_IF_ERROR(
+          loader.LoadLinearWeight(c + "pointwise_conv1.weight", {2 * D, D, 1}, &w.pointwise_conv1));
       std::vector<float> b1;
       if (loader.Has(c + "pointwise_conv1.bias")) {
         U2_ASSIGN_OR_RETURN(b1, loader.Host(c + "pointwise_conv1.bias", {2 * D}));
@@ -142,8 +142,8 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
       }
       w.pointwise_conv2.in = D;
       w.pointwise_conv2.out = D;
-      U2_ASSIGN_OR_RETURN(w.pointwise_conv2.weight, LoadConv1x1(loader, c + "pointwise_conv2.weight", D, D));
-      w.pointwise_conv2.Prepare(*backend);
+      U2_RETURN_IF_ERROR(
+          loader.LoadLinearWeight(c + "pointwise_conv2.weight", {D, D, 1}, &w.pointwise_conv2));
       U2_ASSIGN_OR_RETURN(w.pointwise_conv2.bias, loader.OptionalDevice(c + "pointwise_conv2.bias", {D}));
 
       U2_ASSIGN_OR_RETURN(std::vector<float> dw, loader.Host(c + "depthwise_conv.weight", {D, 1, K}));

@@ -1,5 +1,6 @@
 #include "u2/model/weights.h"
 
+#include <cmath>
 #include <cstring>
 
 namespace u2 {
@@ -42,28 +43,84 @@ StatusOr<Tensor> WeightLoader::OptionalDevice(const std::string& name, const Ten
   return Device(name, shape);
 }
 
+StatusOr<WeightLoader::HostMatrix> WeightLoader::HostLinearWeight(const std::string& name,
+                                                                  const Tensor::Shape& shape, int out,
+                                                                  int in) const {
+  HostMatrix m;
+  if (!file_->Contains(name)) return NotFound("model.safetensors: missing tensor " + name);
+  U2_ASSIGN_OR_RETURN(SafeTensorView view, file_->Get(name));
+  if (view.dtype != SafeTensorDType::kI8) {
+    U2_ASSIGN_OR_RETURN(m.values, Host(name, shape));
+    return m;
+  }
+  if (view.shape != shape) {
+    return InvalidArgument("model.safetensors: tensor " + name + " has shape " + ShapeToString(view.shape) +
+                           ", but model.json implies " + ShapeToString(shape));
+  }
+  const std::string scale_name = name + "_scale";
+  U2_ASSIGN_OR_RETURN(m.scales, Host(scale_name, {out}));
+  for (float s : m.scales) {
+    if (!std::isfinite(s) || s < 0.0f) {
+      return InvalidArgument("model.safetensors: " + scale_name +
+                             " holds a scale that is negative or not finite");
+    }
+  }
+  m.q.resize(static_cast<size_t>(out) * in);
+  std::memcpy(m.q.data(), view.bytes.data(), m.q.size());
+  for (int8_t v : m.q) {
+    if (v == -128)
+      return InvalidArgument("model.safetensors: " + name + " holds -128 (int8 weights are in [-127, 127])");
+  }
+  return m;
+}
+
+Status WeightLoader::LoadLinearWeight(const std::string& name, const Tensor::Shape& shape,
+                                      LinearWeights* l) const {
+  U2_ASSIGN_OR_RETURN(HostMatrix m, HostLinearWeight(name, shape, l->out, l->in));
+  if (m.q.empty()) {
+    U2_ASSIGN_OR_RETURN(Tensor t, Device(name, shape));
+    l->weight = t.Reshape({l->out, l->in});
+    l->Prepare(*backend_);
+    return Status::Ok();
+  }
+  if (l->quantization == WeightQuantization::kAllowed) {
+    l->prepared = backend_->PrepareInt8Weight(m.q.data(), m.scales.data(), l->out, l->in);
+    if (l->prepared) return Status::Ok();
+  }
+  std::vector<float> w(m.q.size());
+  for (size_t r = 0; r < m.scales.size(); ++r) {
+    for (int c = 0; c < l->in; ++c) w[r * l->in + c] = m.q[r * l->in + c] * m.scales[r];
+  }
+  l->weight = backend_->Upload(w, {l->out, l->in});
+  l->Prepare(*backend_);
+  return Status::Ok();
+}
+
 StatusOr<LinearWeights> WeightLoader::Linear(const std::string& prefix, int in, int out,
                                              bool bias_required) const {
   LinearWeights l;
   l.in = in;
   l.out = out;
-  U2_ASSIGN_OR_RETURN(l.weight, Device(prefix + ".weight", {out, in}));
+  U2_RETURN_IF_ERROR(LoadLinearWeight(prefix + ".weight", {out, in}, &l));
   if (bias_required || Has(prefix + ".bias")) {
     U2_ASSIGN_OR_RETURN(l.bias, Device(prefix + ".bias", {out}));
   }
-  l.Prepare(*backend_);
   return l;
 }
 
 StatusOr<LinearWeights> WeightLoader::StackedLinear(const std::vector<std::string>& prefixes, int in,
                                                     int out_each) const {
   const int n = static_cast<int>(prefixes.size());
-  std::vector<float> w(static_cast<size_t>(n) * out_each * in);
+  std::vector<HostMatrix> parts;
+  bool all_int8 = true;
+  for (const std::string& prefix : prefixes) {
+    U2_ASSIGN_OR_RETURN(HostMatrix m, HostLinearWeight(prefix + ".weight", {out_each, in}, out_each, in));
+    all_int8 = all_int8 && !m.q.empty();
+    parts.push_back(std::move(m));
+  }
   std::vector<float> b(static_cast<size_t>(n) * out_each, 0.0f);
   bool any_bias = false;
   for (int i = 0; i < n; ++i) {
-    U2_ASSIGN_OR_RETURN(std::vector<float> wi, Host(prefixes[i] + ".weight", {out_each, in}));
-    std::memcpy(w.data() + static_cast<size_t>(i) * out_each * in, wi.data(), wi.size() * sizeof(float));
     if (Has(prefixes[i] + ".bias")) {
       U2_ASSIGN_OR_RETURN(std::vector<float> bi, Host(prefixes[i] + ".bias", {out_each}));
       std::memcpy(b.data() + static_cast<size_t>(i) * out_each, bi.data(), bi.size() * sizeof(float));
@@ -73,8 +130,29 @@ StatusOr<LinearWeights> WeightLoader::StackedLinear(const std::vector<std::strin
   LinearWeights l;
   l.in = in;
   l.out = n * out_each;
-  l.weight = backend_->Upload(w, {l.out, in});
   if (any_bias) l.bias = backend_->Upload(b, {l.out});
+  const size_t part = static_cast<size_t>(out_each) * in;
+  if (all_int8) {
+    // Scales are per row, so stacking the rows stacks the scales.
+    std::vector<int8_t> q(n * part);
+    std::vector<float> scales;
+    for (int i = 0; i < n; ++i) {
+      std::memcpy(q.data() + i * part, parts[i].q.data(), part);
+      scales.insert(scales.end(), parts[i].scales.begin(), parts[i].scales.end());
+    }
+    l.prepared = backend_->PrepareInt8Weight(q.data(), scales.data(), l.out, in);
+    if (l.prepared) return l;
+  }
+  std::vector<float> w(n * part);
+  for (int i = 0; i < n; ++i) {
+    float* dst = w.data() + i * part;
+    if (parts[i].q.empty()) {
+      std::memcpy(dst, parts[i].values.data(), part * sizeof(float));
+      continue;
+    }
+    for (size_t e = 0; e < part; ++e) dst[e] = parts[i].q[e] * parts[i].scales[e / in];
+  }
+  l.weight = backend_->Upload(w, {l.out, in});
   l.Prepare(*backend_);
   return l;
 }

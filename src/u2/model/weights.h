@@ -18,11 +18,16 @@ struct LinearWeights {
   Tensor bias;
   int in = 0;
   int out = 0;
-  // W made ready once for the backend's GEMM (Backend::PrepareWeight; WeightLoader does it).
+  // W made ready once for the backend's GEMM (Backend::PrepareWeight; WeightLoader does it). With
+  // an int8 weight on a backend computing in int8, `prepared` alone holds W and `weight` is empty.
   std::shared_ptr<const PreparedWeight> prepared;
+  // kNever for products that must stay fp32 even at int8 precision (the subsampling's).
+  WeightQuantization quantization = WeightQuantization::kAllowed;
   const float* b() const { return bias.empty() ? nullptr : bias.f32(); }
 
-  void Prepare(const Backend& backend) { prepared = backend.PrepareWeight(weight.f32(), out, in); }
+  void Prepare(const Backend& backend) {
+    prepared = backend.PrepareWeight(weight.f32(), out, in, quantization);
+  }
   // y (m × out, ldy) = x (m × in, ldx)·Wᵀ, then the epilogue (default none: no bias added).
   void Apply(const Backend& backend, const float* x, int m, int ldx, float* y, int ldy,
              const GemmEpilogue& epilogue = {}) const {
@@ -66,10 +71,24 @@ class WeightLoader {
 
   StatusOr<LinearWeights> Linear(const std::string& prefix, int in, int out,
                                  bool bias_required = false) const;
+  // The weight matrix `name` of a Linear (l->out × l->in, stored with `shape`: e.g. (out, in, 1)
+  // for a 1×1 Conv1d) into l->weight and l->prepared. A float tensor is used as it is. An int8 one
+  // (convert.py --quantize int8: I8 `name` and F32 `name`_scale, one scale per row) is packed as
+  // it is by a backend computing in int8 and dequantized to float for the others.
+  Status LoadLinearWeight(const std::string& name, const Tensor::Shape& shape, LinearWeights* l) const;
   // Several Linears with the same input, stacked along the output (e.g. Wq|Wk|Wv); a missing bias
   // counts as zeros unless all are missing.
   StatusOr<LinearWeights> StackedLinear(const std::vector<std::string>& prefixes, int in, int out_each) const;
   StatusOr<NormWeights> Norm(const std::string& prefix, int dim, float eps) const;
+
+  // A Linear's weight on the host: float rows, or int8 rows with their scales (`q` non-empty).
+  struct HostMatrix {
+    std::vector<float> values;
+    std::vector<int8_t> q;
+    std::vector<float> scales;
+  };
+  StatusOr<HostMatrix> HostLinearWeight(const std::string& name, const Tensor::Shape& shape, int out,
+                                        int in) const;
 
  private:
   StatusOr<SafeTensorView> Checked(const std::string& name, const Tensor::Shape& shape) const;

@@ -56,4 +56,14 @@ double MaxRelativeError(const std::vector<float>& a, const std::vector<float>& b
   return MaxAbsError(a, b) / scale;
 }
 
+std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int num_frames, int chunk) {
+  const int R = c.SubsamplingRate(), RC = c.RightContext();
+  const int window = (chunk - 1) * R + RC + 1, stride = chunk * R;
+  std::vector<std::pair<int, int>> out;
+  for (int start = 0; start + RC + 1 <= num_frames; start += stride) {
+    out.push_back({start, std::min(window, num_frames - start)});
+  }
+  return out;
+}
+
 }  // namespace u2::testing

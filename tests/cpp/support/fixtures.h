@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "u2/model/model_config.h"
 #include "u2/util/safetensors.h"
 
 namespace u2::testing {
@@ -21,5 +22,10 @@ nlohmann::json ReadFixtureJson(const std::string& variant);
 // max |a-b| / max(max|b|, floor): the error measure behind our "within 1e-4 relative" checks.
 double MaxRelativeError(const std::vector<float>& a, const std::vector<float>& b, double floor = 1e-6);
 double MaxAbsError(const std::vector<float>& a, const std::vector<float>& b);
+
+// WeNet's chunk-by-chunk feature windows (docs/wenet-numerics.md §4.2) as (start, length): with
+// chunk C, subsampling R and right context RC, W = (C−1)·R + RC + 1 frames, stride C·R, while at
+// least RC + 1 frames remain; the last window is cut at the end.
+std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int num_frames, int chunk);
 
 }  // namespace u2::testing
