@@ -2,7 +2,8 @@
 """Convert a WeNet checkpoint into a u2serve model directory (docs/model-format.md).
 
     convert.py --config train.yaml --checkpoint final.pt [--cmvn global_cmvn] --units units.txt \
-               --out DIR [--dtype float32|float16] [--bpe-model bpe.model] [--non-lang-syms FILE]
+               --out DIR [--dtype float32|float16] [--quantize none|int8] [--bpe-model bpe.model]
+               [--non-lang-syms FILE]
 
 Handles old (2021-2023: top-level cmvn_file/is_json_cmvn, collate_conf, concat_linear tensors,
 no pe buffers) and new (cmvn/cmvn_conf, dataset_conf.fbank_conf, pe buffers) layouts.
@@ -19,6 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
@@ -209,6 +211,32 @@ def load_state_dict(path):
     return sd
 
 
+# The weights `--quantize int8` stores as int8 (docs/model-format.md, "int8 weights"): those of
+# the linear layers (and the conv module's pointwise convolutions, linear layers over channels).
+# Subsampling, embeddings, norms, depthwise convolutions and all biases stay float.
+INT8_WEIGHTS = re.compile(
+    r"^(encoder\.encoders\.\d+\.(self_attn\.linear_(q|k|v|out|pos)|feed_forward(_macaron)?\.w_[12]"
+    r"|conv_module\.pointwise_conv[12])"
+    r"|ctc\.ctc_lo"
+    r"|decoder\.((left|right)_decoder\.)?(decoders\.\d+\.((self|src)_attn\.linear_(q|k|v|out)"
+    r"|feed_forward\.w_[12])|output_layer))\.weight$")
+QUANTIZE_CHOICES = ("none", "int8")
+
+
+def quantize_int8(w):
+    """Symmetric per-output-row int8 of a float weight of shape (n, k) or (n, k, 1). Row r, all
+    in float32: s = max(abs(w[r])) / 127, s = 1 when that is 0, q = clip(rint(w[r] / s), -127, 127)
+    (rint rounds half to even; -128 is never used); w[r] ~ q * s. The C++ loader's
+    `--precision int8` computes exactly this from float weights: change both or neither.
+    Returns (q: int8 numpy of w's shape, s: float32 numpy (n,))."""
+    a = np.ascontiguousarray(w, dtype=np.float32)
+    rows = a.reshape(a.shape[0], -1)
+    s = np.abs(rows).max(axis=1) / np.float32(127)
+    s[s == 0] = np.float32(1)
+    q = np.clip(np.rint(rows / s[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(a.shape), s
+
+
 def povey_window(frontend):
     """(frame_length_samples,) float32: torchaudio.compliance.kaldi's povey window, bit for bit."""
     n = int(frontend["sample_rate"] * frontend["frame_length_ms"] * 0.001)
@@ -217,13 +245,17 @@ def povey_window(frontend):
 
 def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, dtype="float32",
             max_positions=PE_DEFAULT_ROWS, ctc_weight=None, reverse_weight=None, beam_size=10,
-            bpe_model=None, non_lang_syms=None):
+            bpe_model=None, non_lang_syms=None, quantize="none"):
     """ctc_weight / reverse_weight: attention rescoring's default weights in model.json; None takes
     train.yaml's model_conf (the training loss weights, WeNet's usual starting point). beam_size:
     the default CTC prefix beam width (WeNet's recipes decode with 10). bpe_model /
     non_lang_syms: WeNet's sentencepiece model and non-language symbols file, copied into the
     model directory; None takes train.yaml's tokenizer_conf.bpe_path / non_lang_syms_path (or
-    the old top-level bpe_model / non_lang_syms) when that file exists."""
+    the old top-level bpe_model / non_lang_syms) when that file exists. quantize: "int8" stores
+    the linear layers' weights as int8 with per-row scales (INT8_WEIGHTS, quantize_int8)."""
+    quantize = "none" if quantize is None else quantize
+    if quantize not in QUANTIZE_CHOICES:
+        raise ConvertError("--quantize: %r is not one of %s" % (quantize, ", ".join(QUANTIZE_CHOICES)))
     with open(config_path, "r", encoding="utf-8") as f:
         raw = yaml.safe_load(f)
     if not isinstance(raw, dict):
@@ -326,11 +358,24 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
     # differ from correctly rounded values in the last bit at a few points, which matters for
     # bit-level parity on pure tones); the engine uses it instead of recomputing the window.
     tensors["frontend.window"] = povey_window(cfg["frontend"])
+    # int8 weights from the float32 values (also under --dtype float16); their scales stay float32.
+    if quantize == "int8":
+        for k in [k for k in tensors if INT8_WEIGHTS.match(k)]:
+            w = tensors[k].float().numpy()
+            if w.ndim not in (2, 3) or (w.ndim == 3 and w.shape[2] != 1):
+                raise ConvertError("--quantize int8: tensor %s has shape %s, expected (n, k) or "
+                                   "(n, k, 1)" % (k, tuple(w.shape)))
+            if not np.isfinite(w).all():
+                raise ConvertError("--quantize int8: tensor %s has non-finite values" % k)
+            q, s = quantize_int8(w)
+            tensors[k] = torch.from_numpy(q)
+            tensors[k + "_scale"] = torch.from_numpy(s)
     keep_f32 = ("encoder.embed.pos_enc.pe", "encoder.global_cmvn.mean",
                 "encoder.global_cmvn.istd", "frontend.window")
     if dtype == "float16":
         for k in list(tensors):
-            if k in keep_f32 or k.endswith("running_mean") or k.endswith("running_var"):
+            if k in keep_f32 or k.endswith("running_mean") or k.endswith("running_var") or \
+                    k.endswith(".weight_scale"):
                 continue
             t = tensors[k]
             if t.is_floating_point():
@@ -418,6 +463,8 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
             "num_decoding_left_chunks": -1,
         },
     }
+    if quantize == "int8":
+        doc["weights"] = "int8"  # informational: the engine goes by the tensors' dtypes
     if bpe_model is not None or syms is not None:
         tok = {"type": "bpe" if bpe_model is not None else "char"}
         if bpe_model is not None:
@@ -456,6 +503,10 @@ def main(argv=None):
     ap.add_argument("--units", required=True, help="units.txt / words.txt")
     ap.add_argument("--out", required=True, help="output model directory")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    ap.add_argument("--quantize", default="none", choices=list(QUANTIZE_CHOICES),
+                    help="int8: store the linear layers' weights as int8 with a float32 scale per "
+                         "output row (docs/model-format.md); other tensors follow --dtype "
+                         "(default none)")
     ap.add_argument("--max-positions", type=int, default=PE_DEFAULT_ROWS,
                     help="rows of the positional table = longest encoder output in frames "
                          "(default %d, WeNet's: 200 s at 40 ms per frame)" % PE_DEFAULT_ROWS)
@@ -476,13 +527,14 @@ def main(argv=None):
     try:
         doc = convert(args.config, args.checkpoint, args.units, args.out, args.cmvn, args.dtype,
                       args.max_positions, args.ctc_weight, args.reverse_weight, args.beam_size,
-                      args.bpe_model, args.non_lang_syms)
+                      args.bpe_model, args.non_lang_syms, args.quantize)
     except (ConvertError, OSError, yaml.YAMLError) as e:
         print("convert.py: error: %s" % e, file=sys.stderr)
         return 2
-    print("wrote %s (%s encoder, %d blocks, D=%d, V=%d, %s)" %
+    print("wrote %s (%s encoder, %d blocks, D=%d, V=%d, %s%s)" %
           (args.out, doc["encoder"]["type"], doc["encoder"]["num_blocks"],
-           doc["encoder"]["output_size"], doc["vocab_size"], args.dtype))
+           doc["encoder"]["output_size"], doc["vocab_size"], args.dtype,
+           ", int8 weights" if args.quantize == "int8" else ""))
     return 0
 
 
