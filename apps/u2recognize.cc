@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   std::string precision_name = "fp32";
   app.add_option("--precision", precision_name,
-                 "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)")
+                 "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda) | int8 (CPU only)")
       ->capture_default_str();
   app.add_option("--batch-size", batch_size, "utterances per encoder batch (sorted by length)")
       ->check(CLI::Range(1, 1024));

@@ -1,7 +1,7 @@
 // u2bench: the u2serve side of the offline CPU benchmark (bench/run_cpu_bench.py drives it).
 //
 //   u2bench sgemm  --threads 2 [--shapes M,N,K;...]      cblas_sgemm GFLOP/s at the given shapes
-//   u2bench serve  --model-dir DIR --threads 2 --clip 5=a.wav --clip 10=b.wav
+//   u2bench serve  --model-dir DIR --threads 2 [--precision int8] --clip 5=a.wav --clip 10=b.wav
 //
 // `serve` loads the model once and answers one JSON request per stdin line with one JSON line on
 // stdout, so that bench/run_cpu_bench.py can interleave the peers run by run:
@@ -127,10 +127,13 @@ struct Clip {
 
 class ServeSession {
  public:
-  u2::Status Init(const std::string& model_dir, int threads, const std::vector<std::string>& clips) {
+  u2::Status Init(const std::string& model_dir, int threads, u2::Precision precision,
+                  const std::vector<std::string>& clips) {
     threads_ = threads;
+    precision_ = precision;
     u2::ModelLoadOptions load;
     load.num_threads = threads;
+    load.precision = precision;
     U2_ASSIGN_OR_RETURN(model_, u2::AsrModel::Load(model_dir, load));
     const u2::ModelConfig& mc = model_->config();
     u2::FbankConfig fc;
@@ -152,6 +155,7 @@ class ServeSession {
     u2::RecognizerConfig rc;
     rc.model_dir = model_dir;
     rc.num_threads = threads;
+    rc.precision = precision;
     rc.mode = u2::DecodingMode::kAttentionRescoring;
     rc.beam = 10;
     U2_ASSIGN_OR_RETURN(recognizer_, u2::Recognizer::Create(rc));
@@ -177,6 +181,7 @@ class ServeSession {
   json Info() const {
     const u2::ModelConfig& mc = model_->config();
     return {{"peer", "u2serve"},
+            {"precision", u2::PrecisionName(precision_)},
             {"threads", threads_},
             {"backend", model_->backend().Name()},
             {"openblas_config", openblas_get_config()},
@@ -254,14 +259,21 @@ class ServeSession {
 #endif
 
   int threads_ = 1;
+  u2::Precision precision_ = u2::Precision::kFp32;
   std::shared_ptr<const u2::AsrModel> model_;
   std::unique_ptr<u2::Fbank> fbank_;
   std::map<std::string, Clip> clips_;
 };
 
-int RunServe(const std::string& model_dir, int threads, const std::vector<std::string>& clips) {
+int RunServe(const std::string& model_dir, int threads, const std::string& precision_name,
+             const std::vector<std::string>& clips) {
+  auto precision = u2::ParsePrecision(precision_name);
+  if (!precision.ok()) {
+    std::fprintf(stderr, "u2bench serve: %s\n", precision.status().ToString().c_str());
+    return 2;
+  }
   ServeSession session;
-  if (auto st = session.Init(model_dir, threads, clips); !st.ok()) {
+  if (auto st = session.Init(model_dir, threads, *precision, clips); !st.ok()) {
     std::fprintf(stderr, "u2bench serve: %s\n", st.ToString().c_str());
     return 1;
   }
@@ -304,9 +316,11 @@ int main(int argc, char** argv) {
   serve->add_option("--model-dir", model_dir, "u2serve model directory")->required();
   serve->add_option("--threads", threads, "threads (OpenBLAS and the backend's pool)");
   serve->add_option("--clip", clips, "NAME=PATH of a test clip (repeatable)");
+  std::string precision = "fp32";
+  serve->add_option("--precision", precision, "fp32 | int8 (the CPU's int8 GEMM for the linear layers)");
 
   CLI11_PARSE(app, argc, argv);
   if (sgemm->parsed()) return RunSgemm(threads, shapes, min_seconds);
-  if (serve->parsed()) return RunServe(model_dir, threads, clips);
+  if (serve->parsed()) return RunServe(model_dir, threads, precision, clips);
   return 2;
 }

@@ -80,9 +80,10 @@ StatusOr<DeviceSpec> ParseDevice(std::string_view name);
 struct RecognizerConfig {
   std::string model_dir;
   int num_threads = 1;
-  DeviceType device = DeviceType::kCpu;    // where the model runs (features and search stay on the CPU)
-  int device_index = 0;                    // which GPU (cuda:N)
-  Precision precision = Precision::kFp32;  // GEMM operands: fp32, or fp16/bf16 on CUDA (u2/backend/ops.h)
+  DeviceType device = DeviceType::kCpu;  // where the model runs (features and search stay on the CPU)
+  int device_index = 0;                  // which GPU (cuda:N)
+  Precision precision =
+      Precision::kFp32;  // GEMM operands: fp32, fp16/bf16 on CUDA, int8 on the CPU (u2/backend/ops.h)
   // Decoding defaults; fields left unset here come from the model's model.json.
   std::optional<DecodingMode> mode;
   std::optional<int> beam;

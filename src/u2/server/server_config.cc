@@ -54,7 +54,8 @@ void ServerConfig::Register(OptionRegistry* r) {
   r->Add("model-dir", &model_dirs, "model directory, PATH or NAME=PATH (repeatable)");
   r->Add("bind", &bind_address, "address to listen on");
   r->Add("device", &device, "where the models run: cpu | cuda | cuda:N (GPU N; one process per GPU)");
-  r->Add("precision", &precision, "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda)");
+  r->Add("precision", &precision,
+         "GEMM operands: fp32 | fp16 | bf16 (fp16/bf16 need --device cuda) | int8 (CPU: int8 linear layers)");
   r->Add("drain-timeout-s", &drain_timeout_s,
          "graceful shutdown (SIGTERM): how long it waits for in-flight requests and live streams to finish");
   r->Add("unknown-sequence-retryable", &unknown_sequence_retryable,
