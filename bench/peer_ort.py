@@ -3,6 +3,10 @@
 
     peer_ort.py --model M --export      writes bench/work/<M>/onnx/{encoder,decoder}.onnx
     peer_ort.py --model M               serves the request protocol of bench/u2bench.cc
+    peer_ort.py --model M --precision int8 [--export]
+                                        the same with {encoder,decoder}.int8.onnx (peer
+                                        onnxruntime-int8); --export writes them from the float
+                                        files (exporting those first when missing)
 
 Export (torch.onnx.export, opset 13, as WeNet's export_onnx_gpu.py does for offline models):
   * encoder.onnx: (feats (1,T,80), feats_lens (1,)) -> (encoder_out (1,T',D), ctc_log_probs
@@ -12,6 +16,13 @@ Export (torch.onnx.export, opset 13, as WeNet's export_onnx_gpu.py does for offl
     r_ys_in (N,L)) -> log-softmax of the left (and right) decoder, (N,L,V); dynamic N, T', L.
     The encoder output is repeated per hypothesis, as WeNet's rescoring and its ONNX decoder do.
 The export checks ORT against PyTorch at a clip length other than the traced one.
+
+int8 (onnxruntime.quantization.quantize_dynamic of the float files: weight_type QInt8,
+per_channel, op_types_to_quantize ["MatMul"]): every MatMul with a constant weight, i.e. the
+linear layers (encoder, CTC head, decoders, also the subsampling's output linear), becomes a
+MatMulInteger over int8 weights per output channel and activations quantized per call; the
+convolutions (subsampling, the conv module's pointwise and depthwise ones), the embedding lookup
+and everything else stay float32.
 
 Pipeline of `full`: kaldi-native-fbank (C++) -> encoder.onnx -> CTC prefix beam search (beam 10,
 u2ref.search, WeNet's Python algorithm; there is no ONNX form of it) -> decoder.onnx -> the
@@ -30,6 +41,11 @@ import bench_common as bc  # noqa: E402
 
 def onnx_dir(name):
     return os.path.join(bc.model_dir(name), "onnx")
+
+
+def onnx_path(name, part, precision="fp32"):
+    """bench/work/<name>/onnx/<part>.onnx, or <part>.int8.onnx for precision int8."""
+    return os.path.join(onnx_dir(name), part + (".int8" if precision == "int8" else "") + ".onnx")
 
 
 def load_torch_model(name):
@@ -125,6 +141,32 @@ def export(name, threads):
                          % (got.shape, ref.shape, err))
 
 
+def quantize(name, threads):
+    """Writes {encoder,decoder}.int8.onnx from the float files (see the top), then compares the
+    int8 encoder's CTC log-probs with the float one's (informational: int8 is not exact)."""
+    import numpy as np
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from make_models import clip_path, fbank, read_wav
+
+    for part in ("encoder", "decoder"):
+        quantize_dynamic(onnx_path(name, part), onnx_path(name, part, "int8"),
+                         op_types_to_quantize=["MatMul"], per_channel=True,
+                         weight_type=QuantType.QInt8)
+    samples, _ = read_wav(clip_path(min(bc.CLIP_SECONDS)))
+    feats = fbank(samples).unsqueeze(0).numpy()
+    feeds = {"feats": feats, "feats_lens": np.array([feats.shape[1]], dtype=np.int64)}
+    ref = make_session(onnx_path(name, "encoder"), threads).run(None, feeds)[1]
+    got = make_session(onnx_path(name, "encoder", "int8"), threads).run(None, feeds)[1]
+    bc.log("[onnxruntime-int8 %s] wrote %s, %s (%.1f, %.1f MB); int8 vs float CTC log-probs (%d "
+           "frames): max abs diff %.3f, same argmax on %.1f%% of frames"
+           % (name, onnx_path(name, "encoder", "int8"), onnx_path(name, "decoder", "int8"),
+              os.path.getsize(onnx_path(name, "encoder", "int8")) / 1e6,
+              os.path.getsize(onnx_path(name, "decoder", "int8")) / 1e6, ref.shape[1],
+              float(np.abs(got - ref).max()),
+              100.0 * float((got.argmax(-1) == ref.argmax(-1)).mean())))
+
+
 def make_session(path, threads):
     import onnxruntime as ort
 
@@ -136,7 +178,7 @@ def make_session(path, threads):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def serve(name, threads, seconds):
+def serve(name, threads, seconds, precision="fp32"):
     import kaldi_native_fbank as knf
     import numpy as np
     import onnxruntime as ort
@@ -151,8 +193,9 @@ def serve(name, threads, seconds):
     V = cfg["output_dim"]
     sos = eos = V - 1
     ctc_weight, rw = bc.decoding_weights(name)
-    enc_sess = make_session(os.path.join(onnx_dir(name), "encoder.onnx"), threads)
-    dec_sess = make_session(os.path.join(onnx_dir(name), "decoder.onnx"), threads)
+    enc_sess = make_session(onnx_path(name, "encoder", precision), threads)
+    dec_sess = make_session(onnx_path(name, "decoder", precision), threads)
+    peer = "onnxruntime-int8" if precision == "int8" else "onnxruntime"
 
     def kaldi_fbank(samples):
         opts = knf.FbankOptions()
@@ -170,7 +213,7 @@ def serve(name, threads, seconds):
         clips[str(s)] = (samples, kaldi_fbank(samples))
 
     def info(_):
-        return {"peer": "onnxruntime", "threads": threads, "ort_version": ort.__version__,
+        return {"peer": peer, "precision": precision, "threads": threads, "ort_version": ort.__version__,
                 "providers": enc_sess.get_providers(), "ctc_weight": ctc_weight,
                 "reverse_weight": rw}
 
@@ -226,8 +269,8 @@ def serve(name, threads, seconds):
                 "best": hyps[best], "nbest_lengths": [len(h) for h in hyps],
                 "encoder_frames": int(logp.shape[1])}
 
-    bc.log("[onnxruntime %s] ready: onnxruntime %s, %d intra-op threads"
-           % (name, ort.__version__, threads))
+    bc.log("[%s %s] ready: onnxruntime %s, %d intra-op threads"
+           % (peer, name, ort.__version__, threads))
     bc.serve({"info": info, "encoder": encoder, "full": full})
 
 
@@ -237,15 +280,20 @@ def main():
     ap.add_argument("--seconds", type=int, nargs="+", default=list(bc.CLIP_SECONDS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--export", action="store_true", help="export the ONNX models and exit")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
+                    help="int8: the dynamically quantized models (see above)")
     args = ap.parse_args()
     bc.pin_threads(args.threads)
     if args.export:
         import torch
 
         torch.set_num_threads(args.threads)
-        export(args.model, args.threads)
+        if args.precision == "fp32" or not os.path.exists(onnx_path(args.model, "decoder")):
+            export(args.model, args.threads)
+        if args.precision == "int8":
+            quantize(args.model, args.threads)
     else:
-        serve(args.model, args.threads, args.seconds)
+        serve(args.model, args.threads, args.seconds, args.precision)
 
 
 if __name__ == "__main__":

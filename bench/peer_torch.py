@@ -17,6 +17,12 @@ Variants (the benchmark reports the fastest as "PyTorch"): MODE[+passive]
                     quiet machine spinning is usually faster; on a shared, oversubscribed one
                     spinning threads steal the cores that the working threads need.
 
+--precision int8 (peer pytorch-int8-<variant>): the model after
+torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), WeNet's own int8
+recipe: every nn.Linear (encoder, CTC head, decoders, also the subsampling's output linear) runs
+with int8 weights per tensor and activations quantized per call; convolutions stay float32.
+Encoder and rescoring both use the quantized model. Kernels: torch.backends.quantized.engine.
+
 Serves the request protocol of bench/u2bench.cc (`serve`): one JSON request per stdin line
 (info / encoder / full / quit), one JSON line back.
 """
@@ -38,6 +44,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variant", default="eager",
                     help="eager | inference_mode | jit, optionally +passive")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
+                    help="int8: dynamic int8 quantization of every nn.Linear (see above)")
     args = ap.parse_args()
     mode, _, policy = args.variant.partition("+")
     if mode not in ("eager", "inference_mode", "jit") or policy not in ("", "passive"):
@@ -61,6 +69,10 @@ def main():
         cfg = yaml.safe_load(f)
     sd = torch.load(os.path.join(wdir, "final.pt"), map_location="cpu")
     model = U2Model.from_checkpoint(cfg, sd)
+    if args.precision == "int8":
+        model = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear},
+                                                       dtype=torch.qint8)
+    name = "pytorch-" + ("int8-" if args.precision == "int8" else "") + args.variant
     ctc_weight, reverse_weight = bc.decoding_weights(args.model)
     ctx = torch.no_grad if mode == "eager" else torch.inference_mode
 
@@ -88,7 +100,8 @@ def main():
         clips[str(s)] = (samples, feats, lens, enc_fn)
 
     def info(_):
-        return {"peer": "pytorch-" + args.variant, "threads": torch.get_num_threads(),
+        return {"peer": name, "precision": args.precision,
+                "quantized_engine": torch.backends.quantized.engine, "threads": torch.get_num_threads(),
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
                 "torch_version": torch.__version__, "blas_matmul_gflops": bc.torch_matmul_gflops(torch),
                 "blas_info": re.findall(r"BLAS_INFO=\w+", torch.__config__.show()),
@@ -120,8 +133,8 @@ def main():
                 "best": list(nbest[idx][0]), "nbest_lengths": [len(h) for h, _ in nbest],
                 "encoder_frames": int(logp.size(1))}
 
-    bc.log("[pytorch-%s %s] ready: torch %s, %d threads"
-           % (args.variant, args.model, torch.__version__, torch.get_num_threads()))
+    bc.log("[%s %s] ready: torch %s, %d threads" % (name, args.model, torch.__version__,
+                                                     torch.get_num_threads()))
     bc.serve({"info": info, "encoder": encoder, "full": full})
 
 

@@ -7,6 +7,13 @@ models, same clips, same thread count, in one run (docs/benchmarks.md).
 PyTorch runs as several variants (eager; inference_mode and jit with OMP_WAIT_POLICY=PASSIVE, see
 bench/peer_torch.py); each column's speed-up is against the fastest of them.
 
+int8 peers (in the same rounds, `--peers`): u2serve-int8 (`u2bench serve --precision int8`: the
+linear layers' weights quantized at load, docs/model-format.md), onnxruntime-int8 (the same ONNX
+files after onnxruntime.quantization.quantize_dynamic, bench/peer_ort.py) and pytorch-int8-<variant>
+(torch.ao.quantization.quantize_dynamic over nn.Linear, bench/peer_torch.py; `--torch-int8-variants`,
+the fastest is "PyTorch int8"). The report adds an int8 table: each int8 peer against its own
+float32 run, against ONNX Runtime int8 and against PyTorch int8.
+
 Steps: build u2bench (build-bench/, Release) -> make the random-weight checkpoints and convert
 them (bench/make_models.py) -> export ONNX (bench/peer_ort.py --export) -> measure the machine's
 sgemm rate (u2bench sgemm) -> per model, start every peer once as a server process (the model
@@ -34,6 +41,8 @@ import bench_common as bc  # noqa: E402
 PY = sys.executable
 BUILD_DIR = os.path.join(bc.ROOT, "build-bench")  # --build-dir
 U2BENCH = os.path.join(BUILD_DIR, "bench", "u2bench")
+PEERS = ["u2serve", "pytorch", "onnxruntime", "u2serve-int8", "pytorch-int8", "onnxruntime-int8"]
+INT8_ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")  # /proc/cpuinfo flags
 
 
 def sh(cmd, **kw):
@@ -71,6 +80,17 @@ class Peer:
             self.proc.wait()
 
 
+def cpu_isa():
+    """Which of INT8_ISA the CPU has (the first "flags" line of /proc/cpuinfo): VNNI (avx512_vnni,
+    avx_vnni) gives int8 dot products in one instruction, plain avx2 needs several."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.partition(":")[2].split())
+                return [x for x in INT8_ISA if x in flags]
+    return []
+
+
 def machine_info():
     info = {"platform": platform.platform(), "python": platform.python_version()}
     try:
@@ -84,6 +104,7 @@ def machine_info():
         if flags:
             info["avx512"] = "avx512f" in flags[0]
             info["avx2"] = "avx2" in flags[0]
+        info["cpu_isa"] = cpu_isa()
         with open("/proc/meminfo") as f:
             info["MemTotal"] = f.readline().split(":")[1].strip()
         blas = os.path.realpath("/etc/alternatives/libblas.so.3-x86_64-linux-gnu")
@@ -134,29 +155,39 @@ def measure_sgemm(models, seconds, threads):
     return res
 
 
+def u2bench_has_precision(path):
+    """Whether `u2bench serve` takes --precision (the CPU int8 path)."""
+    out = subprocess.run([path, "serve", "--help"], capture_output=True, text=True)
+    return "--precision" in out.stdout + out.stderr
+
+
 def start_peers(name, args):
     peers = {}
     clips = []
     for s in args.seconds:
         clips += ["--clip", "%d=%s" % (s, os.path.join(bc.WORK_DIR, "clips", "clip_%ds.wav" % s))]
-    if "u2serve" in args.peers:
-        peers["u2serve"] = Peer("u2serve", [U2BENCH, "serve", "--model-dir",
-                                            os.path.join(bc.model_dir(name), "u2serve"),
-                                            "--threads", str(args.threads)] + clips)
+    for p, extra in (("u2serve", []), ("u2serve-int8", ["--precision", "int8"])):
+        if p in args.peers:
+            peers[p] = Peer(p, [U2BENCH, "serve", "--model-dir",
+                                os.path.join(bc.model_dir(name), "u2serve"),
+                                "--threads", str(args.threads)] + clips + extra)
     if args.baseline_u2bench:  # an earlier u2serve build, measured in the same rounds
         peers["u2serve-before"] = Peer("u2serve-before", [
             os.path.abspath(args.baseline_u2bench), "serve", "--model-dir",
             os.path.join(bc.model_dir(name), "u2serve"), "--threads", str(args.threads)] + clips)
     secs = [str(s) for s in args.seconds]
-    if "pytorch" in args.peers:
-        for v in args.torch_variants:
-            peers["pytorch-" + v] = Peer("pytorch-" + v, [
-                PY, os.path.join(bc.BENCH_DIR, "peer_torch.py"), "--model", name, "--variant", v,
-                "--threads", str(args.threads), "--seconds"] + secs)
-    if "onnxruntime" in args.peers:
-        peers["onnxruntime"] = Peer("onnxruntime", [
-            PY, os.path.join(bc.BENCH_DIR, "peer_ort.py"), "--model", name,
-            "--threads", str(args.threads), "--seconds"] + secs)
+    for group, precision, variants in (("pytorch", "fp32", args.torch_variants),
+                                       ("pytorch-int8", "int8", args.torch_int8_variants)):
+        if group in args.peers:
+            for v in variants:
+                peers[group + "-" + v] = Peer(group + "-" + v, [
+                    PY, os.path.join(bc.BENCH_DIR, "peer_torch.py"), "--model", name, "--variant", v,
+                    "--precision", precision, "--threads", str(args.threads), "--seconds"] + secs)
+    for p, precision in (("onnxruntime", "fp32"), ("onnxruntime-int8", "int8")):
+        if p in args.peers:
+            peers[p] = Peer(p, [
+                PY, os.path.join(bc.BENCH_DIR, "peer_ort.py"), "--model", name,
+                "--precision", precision, "--threads", str(args.threads), "--seconds"] + secs)
     return peers
 
 
@@ -215,13 +246,27 @@ def bench_model(name, args):
                              for k in last["stages_s"]},
                 "best": last["best"], "nbest_lengths": last["nbest_lengths"],
             }
-        ref = rec["peers"].get("u2serve") or next(iter(rec["peers"].values()))
+        rec["hypothesis_reference"] = "u2serve" if "u2serve" in rec["peers"] else next(iter(rec["peers"]))
+        ref = rec["peers"][rec["hypothesis_reference"]]
         rec["nbest_lengths"] = ref["nbest_lengths"]
         rec["decoder_gflop"] = bc.gflop(bc.decoder_macs(name, rec["encoder_frames"],
                                                         ref["nbest_lengths"]))
         rec["same_best_hypothesis"] = {p: v["best"] == ref["best"] for p, v in rec["peers"].items()}
         clips.append(rec)
     return {"model": name, "config": bc.MODELS[name], "peer_info": infos, "clips": clips}
+
+
+def is_int8(peer):
+    return peer.endswith("-int8") or peer.startswith("pytorch-int8-")
+
+
+def fp32_counterpart(peer, ps, best_torch):
+    """The float32 run of an int8 peer's engine: u2serve, onnxruntime, the same PyTorch variant
+    (else the fastest one)."""
+    if peer.startswith("pytorch-int8-"):
+        same = "pytorch-" + peer[len("pytorch-int8-"):]
+        return same if same in ps else best_torch
+    return peer[:-len("-int8")]
 
 
 def summarize(results, sgemm, stat="median"):
@@ -233,9 +278,12 @@ def summarize(results, sgemm, stat="median"):
     for m in results["models"]:
         for c in m["clips"]:
             ps = c["peers"]
-            torch_variants = [p for p in ps if p.startswith("pytorch-")]
+            torch_variants = [p for p in ps if p.startswith("pytorch-") and not is_int8(p)]
             best_torch_enc = min(torch_variants, key=lambda p: ps[p][ek]) if torch_variants else None
             best_torch_full = min(torch_variants, key=lambda p: ps[p][fk]) if torch_variants else None
+            torch_int8 = [p for p in ps if p.startswith("pytorch-int8-")]
+            best_int8_enc = min(torch_int8, key=lambda p: ps[p][ek]) if torch_int8 else None
+            best_int8_full = min(torch_int8, key=lambda p: ps[p][fk]) if torch_int8 else None
             ideal_enc = c["encoder_gflop"] / rate
             ideal_full = (c["encoder_gflop"] + c["decoder_gflop"]) / rate
             for p in ps:
@@ -257,6 +305,21 @@ def summarize(results, sgemm, stat="median"):
                 if "onnxruntime" in ps:
                     row["speedup_vs_onnxruntime_encoder"] = ps["onnxruntime"][ek] / enc
                     row["speedup_vs_onnxruntime_full"] = ps["onnxruntime"][fk] / full
+                # int8: against the same engine in float32, ONNX Runtime int8, PyTorch int8.
+                if is_int8(p):
+                    for part, key, best in (("encoder", ek, best_torch_enc), ("full", fk, best_torch_full)):
+                        ref = fp32_counterpart(p, ps, best)
+                        if ref in ps:
+                            row["fp32_peer_" + part] = ref
+                            row["speedup_vs_fp32_" + part] = ps[ref][key] / ps[p][key]
+                if "onnxruntime-int8" in ps:
+                    row["speedup_vs_onnxruntime_int8_encoder"] = ps["onnxruntime-int8"][ek] / enc
+                    row["speedup_vs_onnxruntime_int8_full"] = ps["onnxruntime-int8"][fk] / full
+                if best_int8_enc:
+                    row["speedup_vs_pytorch_int8_encoder"] = ps[best_int8_enc][ek] / enc
+                    row["speedup_vs_pytorch_int8_full"] = ps[best_int8_full][fk] / full
+                    row["pytorch_int8_best_encoder_variant"] = best_int8_enc
+                    row["pytorch_int8_best_full_variant"] = best_int8_full
                 rows.append(row)
     return rows
 
@@ -280,19 +343,54 @@ def table(rows):
     return lines
 
 
+def int8_table(rows):
+    """The int8 peers: against their own engine in float32, ONNX Runtime int8, PyTorch int8."""
+    lines = ["| model | clip | peer | encoder x real time | full x real time | encoder vs own fp32 "
+             "| full vs own fp32 | encoder vs ORT int8 | full vs ORT int8 | encoder vs PyTorch int8 "
+             "| full vs PyTorch int8 | same hyp |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def x(r, k):
+        return "%.2fx" % r[k] if k in r else "-"
+
+    for r in rows:
+        if not is_int8(r["peer"]):
+            continue
+        lines.append("| %s | %d s | %s | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["model"], r["seconds"], r["peer"], r["encoder_xrt"], r["full_xrt"],
+            x(r, "speedup_vs_fp32_encoder"), x(r, "speedup_vs_fp32_full"),
+            x(r, "speedup_vs_onnxruntime_int8_encoder"), x(r, "speedup_vs_onnxruntime_int8_full"),
+            x(r, "speedup_vs_pytorch_int8_encoder"), x(r, "speedup_vs_pytorch_int8_full"),
+            "yes" if r["same_best_hypothesis"] else "no"))
+    return lines
+
+
 def markdown(results, rows):
     sg = results["sgemm"]
     lines = ["Medians over the rounds:", ""] + table(rows)
     lines.append("")
     lines.append("Fastest round of each (the least disturbed run on a shared machine):")
     lines.append("")
-    lines += table(summarize(results, sg, "min"))
+    rows_min = summarize(results, sg, "min")
+    lines += table(rows_min)
     lines.append("")
     lines.append("Speed-ups are against the fastest PyTorch variant for that column (and ONNX "
-                 "Runtime). FLOP bound = analytic FLOPs / the measured 2-thread sgemm rate (%.1f "
-                 "GFLOP/s); a ratio of 1.0 would be running every FLOP at sgemm speed."
-                 % sg["peak_gflops"])
+                 "Runtime), all float32. FLOP bound = analytic FLOPs / the measured 2-thread sgemm "
+                 "rate (%.1f GFLOP/s); a ratio of 1.0 would be running every FLOP at sgemm speed "
+                 "(for int8 peers too: it is the float32 bound)." % sg["peak_gflops"])
     lines.append("")
+    if any(is_int8(r["peer"]) for r in rows):
+        lines.append("int8 peers, medians over the rounds (own fp32 = the same engine in float32: "
+                     "u2serve, onnxruntime, the same PyTorch variant; PyTorch int8 = its fastest "
+                     "int8 variant; same hyp = the same best hypothesis as u2serve float32, or as the first "
+                     "peer when u2serve did not run):")
+        lines.append("")
+        lines += int8_table(rows)
+        lines.append("")
+        lines.append("int8 peers, fastest round of each:")
+        lines.append("")
+        lines += int8_table(rows_min)
+        lines.append("")
     lines.append("Stage medians of the full pipeline (seconds):")
     lines.append("")
     lines.append("| model | clip | peer | fbank | encoder | CTC prefix beam search | attention rescoring |")
@@ -361,11 +459,23 @@ def run(args):
         sh(["cmake", "-S", bc.ROOT, "-B", BUILD_DIR, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release"],
            stdout=subprocess.DEVNULL)
         sh(["cmake", "--build", BUILD_DIR, "-j2", "--target", "u2bench"])
+    if "u2serve-int8" in args.peers and not u2bench_has_precision(U2BENCH):
+        raise SystemExit("%s: `serve` has no --precision option (build the CPU int8 change), or "
+                         "leave u2serve-int8 out of --peers" % U2BENCH)
     sh([PY, os.path.join(bc.BENCH_DIR, "make_models.py"), "--models"] + args.models)
-    if "onnxruntime" in args.peers:
-        for name in args.models:
-            if not os.path.exists(os.path.join(bc.model_dir(name), "onnx", "decoder.onnx")):
+    for name in args.models:
+        odir = os.path.join(bc.model_dir(name), "onnx")
+        if "onnxruntime" in args.peers or "onnxruntime-int8" in args.peers:
+            if not os.path.exists(os.path.join(odir, "decoder.onnx")):
                 sh([PY, os.path.join(bc.BENCH_DIR, "peer_ort.py"), "--model", name, "--export"])
+        # The int8 files are cached beside the float ones and redone when older than them.
+        if "onnxruntime-int8" in args.peers and any(
+                not os.path.exists(os.path.join(odir, part + ".int8.onnx"))
+                or os.path.getmtime(os.path.join(odir, part + ".int8.onnx"))
+                < os.path.getmtime(os.path.join(odir, part + ".onnx"))
+                for part in ("encoder", "decoder")):
+            sh([PY, os.path.join(bc.BENCH_DIR, "peer_ort.py"), "--model", name, "--export",
+                "--precision", "int8"])
 
     results = {"command": " ".join([os.path.relpath(sys.argv[0], bc.ROOT)] + sys.argv[1:]),
                "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t_start)),
@@ -404,6 +514,11 @@ def report(results, out_dir):
                     args.rounds, results["sgemm"]["peak_gflops"],
                     results["sgemm_after"]["peak_gflops"], results["loadavg_start"],
                     results["loadavg_end"]))
+        mi = results["machine"]
+        isa = mi.get("cpu_isa")
+        f.write("CPU: %s, %s CPUs; int8-relevant ISA (/proc/cpuinfo): %s.\n\n" % (
+            mi.get("Model name", "?"), mi.get("CPU(s)", "?"),
+            "not recorded" if isa is None else " ".join(isa) or "none of " + " ".join(INT8_ISA)))
         f.write(md)
     try:
         plot(rows, os.path.join(args.out, "cpu_offline.png"))
@@ -423,10 +538,13 @@ def main():
     ap.add_argument("--gap-ms", type=float, default=300.0,
                     help="idle time before each timed request, so no peer runs while another's "
                          "threads still spin (default 300)")
-    ap.add_argument("--peers", nargs="+", default=["u2serve", "pytorch", "onnxruntime"])
+    ap.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS,
+                    help="default: all; the *-int8 ones are the int8 peers (see above)")
     ap.add_argument("--torch-variants", nargs="+",
                     default=["eager", "inference_mode+passive", "jit+passive"],
                     help="bench/peer_torch.py --variant values; the fastest is PyTorch's number")
+    ap.add_argument("--torch-int8-variants", nargs="+", default=["inference_mode+passive", "jit+passive"],
+                    help="the same for pytorch-int8 (peer_torch.py --precision int8)")
     ap.add_argument("--skip-build", action="store_true", help="use the existing <build-dir>/bench/u2bench")
     ap.add_argument("--build-dir", default=BUILD_DIR, help="where u2bench is built (default build-bench/)")
     ap.add_argument("--baseline-u2bench", metavar="PATH",
