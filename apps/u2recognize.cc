@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "u2/audio/audio.h"
+#include "u2/backend/cpu/cpu_backend.h"
 #include "u2/engine/long_audio.h"
 #include "u2/engine/recognizer.h"
 #include "u2/engine/streaming_recognizer.h"
@@ -254,6 +255,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "u2recognize: loaded %s in %.2f s; %s\n", config.model_dir.c_str(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count(),
                  recognizer.default_options().ToString().c_str());
+    if (config.device == u2::DeviceType::kCpu) {
+      if (const std::string w = u2::cpu::OpenBlasCoreWarning(); !w.empty()) {
+        std::fprintf(stderr, "u2recognize: warning: %s\n", w.c_str());
+      }
+    }
   }
 
   if ((format == "srt" || format == "vtt") && utts.size() > 1 && output_dir.empty()) {

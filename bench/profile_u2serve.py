@@ -26,9 +26,11 @@ import bench_common as bc  # noqa: E402
 
 CLASSES = [
     ("load", r"Load|safetensors|SafeTensors|HalfToFloat|FromJson|ReadAudio|sndfile|soxr|Fbank::Create|"
-             r"PackedWeight::PackedWeight|PrepareWeight"),
+             r"PackedWeight::PackedWeight|PackedInt8Weight::PackedInt8Weight|QuantizeRowsSymmetric|PrepareWeight"),
     ("gemm", r"sgemm|gemm_|blas|inner_thread|exec_threads|_ZEN|_HASWELL|_SKYLAKE|dgemm|GemmBias|Gemm\b|"
-             r"PackedGemm|KernelAvx2|KernelPortable|GemmPrepared"),
+             r"PackedGemm|KernelAvx2|KernelPortable|GemmPrepared|GemmInt8|Int8GemmTile|DotAvx|DotPortable|"
+             r"ForEachTileRow"),
+    ("quantize", r"QuantizeActivationRows|QuantizeRow|RowAbsMax"),
     ("attention", r"Attention|(?<!Log)Softmax"),
     ("conv", r"Depthwise|Conv2d|Im2col|im2col"),
     ("elementwise", r"ActivateRow|BiasActivation|Glu|AddResidual|LayerNorm|LogSoftmax|Cmvn|Scale|AddBias|Silu|Relu|Embed|PositionalEncoding|Add\b"),
@@ -53,6 +55,7 @@ def main():
     ap.add_argument("--mode", default="encoder", choices=["encoder", "full"])
     ap.add_argument("--requests", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "int8"], help="u2bench serve --precision")
     ap.add_argument("--out", default=bc.RESULTS_DIR)
     ap.add_argument("--build-dir", default=os.path.join(bc.ROOT, "build-bench"),
                     help="where u2bench is built (default build-bench/)")
@@ -70,7 +73,8 @@ def main():
             run = subprocess.run(
                 ["perf", "record", "-q", "-F", "997", "-o", data, "--", u2bench, "serve",
                  "--model-dir", os.path.join(bc.model_dir(args.model), "u2serve"),
-                 "--threads", str(args.threads), "--clip", "%d=%s" % (args.clip, wav)],
+                 "--threads", str(args.threads), "--precision", args.precision,
+                 "--clip", "%d=%s" % (args.clip, wav)],
                 stdin=stdin, capture_output=True, text=True, check=True)
         times = [json.loads(l)["time_s"] for l in run.stdout.splitlines() if l.startswith("{")]
         rep = subprocess.run(["perf", "report", "-i", data, "--sort", "symbol", "--stdio",
@@ -92,10 +96,12 @@ def main():
     top = [{"percent": 100.0 * n / run_samples, "class": classify(s), "symbol": s[:160]}
            for _, n, s in syms if classify(s) != "load"][:25]
     out = {"model": args.model, "clip_s": args.clip, "mode": args.mode, "threads": args.threads,
+           "precision": args.precision,
            "request_times_s": times, "samples": run_samples, "percent_by_class": pct,
            "top_symbols": top, "loadavg": open("/proc/loadavg").read().split()[:3]}
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "profile_%s_%ds_%s.json" % (args.model, args.clip, args.mode))
+    path = os.path.join(args.out, "profile_%s_%ds_%s%s.json" % (
+        args.model, args.clip, args.mode, "_int8" if args.precision == "int8" else ""))
     bc.dump_json(out, path)
     print("u2serve %s %ds %s, %d threads; request times %s" % (
         args.model, args.clip, args.mode, args.threads, " ".join("%.3f" % t for t in times)))

@@ -105,6 +105,9 @@ def machine_info():
             info["avx512"] = "avx512f" in flags[0]
             info["avx2"] = "avx2" in flags[0]
         info["cpu_isa"] = cpu_isa()
+        # OpenBLAS (u2serve's attention products, Debian's PyTorch) picks its kernels from the CPU
+        # model; an OpenBLAS older than the CPU falls back to slow ones unless this is set.
+        info["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE")
         with open("/proc/meminfo") as f:
             info["MemTotal"] = f.readline().split(":")[1].strip()
         blas = os.path.realpath("/etc/alternatives/libblas.so.3-x86_64-linux-gnu")
@@ -516,9 +519,10 @@ def report(results, out_dir):
                     results["loadavg_end"]))
         mi = results["machine"]
         isa = mi.get("cpu_isa")
-        f.write("CPU: %s, %s CPUs; int8-relevant ISA (/proc/cpuinfo): %s.\n\n" % (
+        f.write("CPU: %s, %s CPUs; int8-relevant ISA (/proc/cpuinfo): %s; OPENBLAS_CORETYPE %s.\n\n" % (
             mi.get("Model name", "?"), mi.get("CPU(s)", "?"),
-            "not recorded" if isa is None else " ".join(isa) or "none of " + " ".join(INT8_ISA)))
+            "not recorded" if isa is None else " ".join(isa) or "none of " + " ".join(INT8_ISA),
+            mi.get("OPENBLAS_CORETYPE") or "unset (OpenBLAS's own choice)"))
         f.write(md)
     try:
         plot(rows, os.path.join(args.out, "cpu_offline.png"))

@@ -177,9 +177,9 @@ struct GemmEpilogue {
   bool empty() const { return bias == nullptr && activation == Activation::kNone && scale == 1.0f; }
 };
 
-// Whether a reduced-precision backend (Precision::kInt8) may quantize a weight: the model's linear
-// layers may; the subsampling's products, which see the raw features and carry little of the
-// compute, keep fp32.
+// Whether a reduced-precision backend (Precision::kInt8) may quantize a weight: the model's
+// products may; the subsampling's first convolution (nine taps on the raw features, little of the
+// compute) keeps fp32.
 enum class WeightQuantization { kAllowed, kNever };
 
 // Created as a shared_ptr (CreateBackend); tensors it allocates keep it alive.

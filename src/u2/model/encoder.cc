@@ -57,7 +57,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
     enc->conv_weights_.push_back(loader.Upload(r, {D, k, k, cin}));
     // At int8 precision the first conv (one input channel, 9 taps on the raw fbank: little compute,
     // the most sensitive input) stays fp32; the later ones (9·D inputs per output, a quarter of a
-    // conformer's multiply-adds) run in int8 like the linear layers.
+    // conformer's multiply-adds) and the output linear run in int8 like the other layers.
     enc->conv_prepared_.push_back(
         backend->PrepareWeight(enc->conv_weights_.back().f32(), D, k * k * cin,
                                c == 0 ? WeightQuantization::kNever : WeightQuantization::kAllowed));
@@ -87,7 +87,6 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
     enc->embed_out_.in = D * F;
     enc->embed_out_.out = D;
     enc->embed_out_.weight = loader.Upload(r, {D, D * F});
-    enc->embed_out_.quantization = WeightQuantization::kNever;  // ~3 % of the compute; kept exact
     enc->embed_out_.Prepare(*backend);
     U2_ASSIGN_OR_RETURN(enc->embed_out_.bias, loader.Device(name + ".bias", {D}));
   }

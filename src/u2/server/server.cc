@@ -12,6 +12,7 @@
 #include <fstream>
 #include <thread>
 
+#include "u2/backend/cpu/cpu_backend.h"
 #include "u2/engine/recognizer.h"
 #include "u2/model/model_config.h"
 #include "u2/server/grpc_api.h"
@@ -134,6 +135,10 @@ Status Server::Impl::AddModelDir(const std::string& dir_name, const std::string&
   spdlog::info("loaded {} from {} in {:.2f} s ({} Hz, defaults {})", dir_name, path,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                rec->sample_rate(), rec->default_options().ToString());
+  if (rc.device == DeviceType::kCpu) {
+    static const std::string blas_warning = cpu::OpenBlasCoreWarning();
+    if (!blas_warning.empty()) spdlog::warn("{}", blas_warning);
+  }
 
   U2_ASSIGN_OR_RETURN(
       auto batcher, OfflineBatcher::Create(config.batcher,

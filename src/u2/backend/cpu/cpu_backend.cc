@@ -195,7 +195,10 @@ class CpuBackend final : public Backend {
   // OpenBLAS runs single-threaded on whichever pool thread calls it: all parallelism goes through
   // pool_, so OpenBLAS's spinning workers never compete with ours for the cores.
   CpuBackend(int num_threads, Precision precision)
-      : pool_(num_threads), num_threads_(num_threads), precision_(precision), int8_kernel_(BestInt8Kernel()) {
+      : pool_(num_threads),
+        num_threads_(num_threads),
+        precision_(precision),
+        int8_kernel_(SelectedInt8Kernel()) {
     openblas_set_num_threads(1);
   }
 
@@ -453,8 +456,9 @@ void CpuBackend::GemmInt8(int m, const float* a, int lda, const PackedInt8Weight
   // buffers belong to the calling thread; the pool's workers only read them during this call.
   thread_local std::vector<uint8_t> quantized;
   thread_local std::vector<float> row_scales;
-  quantized.resize(static_cast<size_t>(m) * ldq);
-  row_scales.resize(m);
+  // Grown, never shrunk: resize() would zero-fill the regrown part on every larger call.
+  if (quantized.size() < static_cast<size_t>(m) * ldq) quantized.resize(static_cast<size_t>(m) * ldq);
+  if (row_scales.size() < static_cast<size_t>(m)) row_scales.resize(m);
   // Plain pointers for the workers: inside their lambdas the thread_local names would be theirs.
   uint8_t* const qa = quantized.data();
   float* const sa = row_scales.data();
@@ -681,6 +685,24 @@ void CpuBackend::Conv2d(const Conv2dParams& p, const float* x, int h_in, int w_i
 }  // namespace
 
 float FastExp(float x) { return ExpInline(x); }
+
+std::string OpenBlasCoreWarning() {
+  const std::string core = openblas_get_corename();
+  if (core != "Prescott" && core != "Core2" && core != "Nehalem" && core != "Penryn" &&
+      core != "Dunnington") {
+    return "";
+  }
+  __builtin_cpu_init();
+  const char* better = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                       : __builtin_cpu_supports("avx2")  ? "Haswell"
+                                                         : nullptr;
+  if (better == nullptr) return "";
+  return "OpenBLAS chose its " + core + " kernels on a CPU with " + (better[0] == 'S' ? "AVX-512" : "AVX2") +
+         " (this OpenBLAS does not know the CPU model): its sgemm, which runs the attention products, is "
+         "about 4x slower than it could be. Set "
+         "OPENBLAS_CORETYPE=" +
+         better + " in the environment.";
+}
 
 }  // namespace cpu
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "u2/backend/ops.h"
 
@@ -16,6 +17,12 @@ namespace u2 {
 std::unique_ptr<Backend> CreateCpuBackend(int num_threads, Precision precision = Precision::kFp32);
 
 namespace cpu {
+// Empty, or a warning that OpenBLAS runs slower kernels than this CPU allows: OpenBLAS picks its
+// kernels once, at load, from the CPU model it recognises, and a version older than the CPU (e.g.
+// Debian 12's 0.3.21 on Emerald Rapids) falls back to its SSE3 "Prescott" kernels, ~4× slower
+// (measured: 30 vs 125 GFLOP/s a core on the attention's shapes, 2026-12-02). The fix is the environment
+// variable OPENBLAS_CORETYPE (Haswell for AVX2, SkylakeX for AVX-512), named in the message.
+std::string OpenBlasCoreWarning();
 // exp(x) to ~2 ulp, branch-free so loops over it vectorise (Cephes' expf polynomial).
 float FastExp(float x);
 }  // namespace cpu

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -312,6 +313,17 @@ Int8Kernel BestInt8Kernel() {
     return Int8Kernel::kPortable;
   }();
   return best;
+}
+
+Int8Kernel SelectedInt8Kernel() {
+  const char* name = std::getenv("U2_CPU_INT8_KERNEL");
+  if (name != nullptr) {
+    for (Int8Kernel k :
+         {Int8Kernel::kPortable, Int8Kernel::kAvx2, Int8Kernel::kAvxVnni, Int8Kernel::kAvx512Vnni}) {
+      if (std::strcmp(name, Int8KernelName(k)) == 0 && Int8KernelSupported(k)) return k;
+    }
+  }
+  return BestInt8Kernel();
 }
 
 void QuantizeRowsSymmetric(const float* w, int rows, int cols, int ldw, int8_t* q, float* scales) {

@@ -28,6 +28,11 @@ const char* Int8KernelName(Int8Kernel kernel);
 bool Int8KernelSupported(Int8Kernel kernel);
 // The fastest kernel this CPU runs (checked once).
 Int8Kernel BestInt8Kernel();
+// The kernel the CPU backend uses: BestInt8Kernel(), unless the environment variable
+// U2_CPU_INT8_KERNEL names another one this CPU supports (portable | avx2 | avx-vnni |
+// avx512-vnni), e.g. to measure on an AVX-512 machine what an AVX2-only one would run. The
+// backend's Name() says which kernel it runs.
+Int8Kernel SelectedInt8Kernel();
 
 // The rule for weights, shared with tools/convert.py --quantize int8: per row r,
 // s = max_k |w[r,k]| / 127 (1 for an all-zero row), q = rint(w / s) (ties to even; float32).
