@@ -37,7 +37,7 @@ RUN apt-get update \
       build-essential cmake ninja-build pkg-config \
       libopenblas-dev libfftw3-dev libsndfile1-dev libsoxr-dev \
       libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev \
-      libfst-dev \
+      libfst-dev libsentencepiece-dev \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler \
       libboost-dev libssl-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
@@ -49,20 +49,22 @@ COPY proto/ proto/
 COPY src/ src/
 COPY apps/ apps/
 # No tests, no benchmarks, no -march=native (the image must run on any x86-64 machine); only the
-# three programs the image ships.
+# three programs the image ships, and the sentencepiece module the engine loads for BPE models from
+# ../lib beside its program (src/u2/decode/bpe_tokenizer.h).
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DU2_BUILD_TESTS=OFF -DU2_BUILD_BENCH=OFF -DU2_NATIVE=OFF \
       -DU2_WITH_CUDA=${U2_WITH_CUDA} "-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES}" \
- && cmake --build build -j "${JOBS:-$(nproc)}" --target u2serve u2client u2recognize \
- && install -d /opt/u2serve/bin \
- && install -s -m 0755 build/apps/u2serve build/apps/u2client build/apps/u2recognize /opt/u2serve/bin/
+ && cmake --build build -j "${JOBS:-$(nproc)}" --target u2serve u2client u2recognize u2_sentencepiece \
+ && install -d /opt/u2serve/bin /opt/u2serve/lib \
+ && install -s -m 0755 build/apps/u2serve build/apps/u2client build/apps/u2recognize /opt/u2serve/bin/ \
+ && install -s -m 0644 build/lib/libu2_sentencepiece.so /opt/u2serve/lib/
 
-# The runtime stage installs exactly the packages that own the shared libraries the binaries load
-# (ldd + dpkg -S), so the list follows the distribution (Debian 12 here, Ubuntu in the CUDA
-# images) instead of being spelled out per release.
+# The runtime stage installs exactly the packages that own the shared libraries the binaries and
+# the module load (ldd + dpkg -S; libsentencepiece0 through the module), so the list follows the
+# distribution (Debian 12 here, Ubuntu in the CUDA images) instead of being spelled out per release.
 RUN set -eu; \
     : > /tmp/packages; \
-    for lib in $(ldd /opt/u2serve/bin/* | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u); do \
+    for lib in $(ldd /opt/u2serve/bin/* /opt/u2serve/lib/* | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u); do \
       real=$(readlink -f "$lib"); pkg=""; \
       for path in "$lib" "$real" "/usr$lib" "/usr$real" "${lib#/usr}" "${real#/usr}"; do \
         pkg=$(dpkg -S "$path" 2>/dev/null | head -n 1 | cut -d: -f1); \
@@ -94,6 +96,7 @@ RUN for p in $(cat /opt/u2serve/runtime-packages.txt); do \
       --home-dir /opt/u2serve --no-create-home --shell /usr/sbin/nologin u2serve)
 
 COPY --from=build /opt/u2serve/bin/ /opt/u2serve/bin/
+COPY --from=build /opt/u2serve/lib/ /opt/u2serve/lib/
 # The demo model: what the engine reads (model.json, the weights with CMVN inside, units.txt and
 # the n-gram LM that is fused by default); not its training checkpoint or training config.
 COPY models/demo/model.json models/demo/model.safetensors models/demo/units.txt models/demo/lm.arpa \
@@ -103,7 +106,7 @@ COPY models/silero_vad/vad.json models/silero_vad/vad.safetensors models/silero_
 COPY tests/data/samples/ /opt/u2serve/samples/
 
 # Fail the build here, not at the first start, if a shared library is missing.
-RUN if ldd /opt/u2serve/bin/* | grep 'not found'; then exit 1; fi \
+RUN if ldd /opt/u2serve/bin/* /opt/u2serve/lib/* | grep 'not found'; then exit 1; fi \
  && /opt/u2serve/bin/u2serve --help >/dev/null
 
 ENV PATH=/opt/u2serve/bin:${PATH}

@@ -222,6 +222,8 @@ int main(int argc, char** argv) {
   if (!recognizer_or.ok()) return Fail(recognizer_or.status());
   const std::shared_ptr<const u2::Recognizer> recognizer_ptr = std::move(*recognizer_or);
   const auto& recognizer = *recognizer_ptr;
+  for (const std::string& w : recognizer.warnings())
+    std::fprintf(stderr, "u2recognize: warning: %s\n", w.c_str());
   std::unique_ptr<u2::StreamingRecognizer> streaming_recognizer;
   u2::StreamOptions stream_options;
   if (streaming) {

@@ -168,7 +168,7 @@ inrun() { bh run --isolation chroot "$SMOKE_CTR" -- "$@"; }
 
 step "smoke test: who runs, what is shipped"
 # shellcheck disable=SC2016  # expanded inside the image
-inrun sh -c 'id; echo "runtime packages: $(tr "\n" " " < /opt/u2serve/runtime-packages.txt)"; ls -l /opt/u2serve/bin /opt/u2serve/models/demo; if ldd /opt/u2serve/bin/* | grep "not found"; then exit 1; fi'
+inrun sh -c 'id; echo "runtime packages: $(tr "\n" " " < /opt/u2serve/runtime-packages.txt)"; ls -l /opt/u2serve/bin /opt/u2serve/lib /opt/u2serve/models/demo; if ldd /opt/u2serve/bin/* /opt/u2serve/lib/* | grep "not found"; then exit 1; fi'
 
 step "smoke test: u2serve --help"
 inrun /opt/u2serve/bin/u2serve --help > "$CACHE_DIR/help.txt" || die "u2serve --help failed inside the image"

@@ -24,6 +24,8 @@ SERVER_PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   # OpenFst: the library reads TLG decoding graphs
   libfst-dev
+  # sentencepiece: BPE models spell hotwords and LM words with it (module libu2_sentencepiece.so)
+  libsentencepiece-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libboost-dev libssl-dev zlib1g-dev
   # The real recordings the demo transcribes (tools/fetch_real_speech.py): Asterisk's G.722
   # prompts and their transcripts, decoded by PyPI g722 in .venv

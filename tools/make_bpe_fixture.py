@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make tests/data/bpe/: a tiny sentencepiece BPE model and its WeNet-style files.
 
-    make_bpe_fixture.py [--out tests/data/bpe] [--check]
+    make_bpe_fixture.py [--out tests/data/bpe] [--check | --cases]
 
 Writes (all deterministic):
   bpe.model          a 120-piece BPE model trained on a few hundred made-up upper-case English
@@ -12,10 +12,13 @@ Writes (all deterministic):
   non_lang_syms.txt  <NOISE> and [LAUGHTER]
   cases.tsv          text<TAB>ids (space-separated) or text<TAB>!PIECE (a piece with no unit):
                      WeNet's BpeTokenizer.text2tokens + tokens2ids computed with the Python
-                     sentencepiece module: the oracle for a C++ text -> pieces tokenizer
-                     (cases where WeNet would map a piece to <unk> are marked with "!").
---check recomputes cases.tsv from the committed bpe.model and fails when it differs (the oracle
-re-run by tests/python/test_bpe_fixture.py).
+                     sentencepiece module: the oracle for the C++ text -> pieces tokenizer
+                     (src/u2/decode/bpe_tokenizer.h, tests/cpp/test_bpe_tokenizer.cc); cases where
+                     WeNet would map a piece to <unk> are marked with "!" and the first such piece
+  cases_no_syms.tsv  the same for a BpeTokenizer made without a non-language symbols file
+--check recomputes both case files from the committed bpe.model and fails when they differ (the
+oracle re-run by tests/python/test_convert_bpe.py); --cases rewrites them from the committed
+bpe.model (after adding cases), leaving the model and units as they are.
 """
 
 import argparse
@@ -63,6 +66,31 @@ CASES = [
     "café",
     "你们好",
     "xyzzy quux",
+    # Non-language symbols next to CJK characters and English, in any case, several in a row;
+    # brackets that do not make a symbol are spelled.
+    "你好<NOISE>hello",
+    "[LAUGHTER]你好 world<noise>",
+    "HeLLo<NOISE><noise>WoRLD",
+    "hello [laughter",
+    "<> hello",
+    "我 是",
+    # Python's whitespace (strip) and its full upper-casing: "ß" -> "SS", "ﬁ" -> "FI", "ı" -> "I",
+    # a Greek letter that upper-cases to two.
+    "\u3000hello world\u3000",
+    "hello\u00a0world",
+    "straße",
+    "\ufb01nd the water",
+    "\u0131t's okay",
+    "\u1fb3",
+    "\u2581hello",
+]
+# Without a symbols file WeNet spells "<NOISE>" with pieces like any other text.
+CASES_NO_SYMS = [
+    "hello world",
+    "hello <NOISE> world",
+    "<noise>",
+    "[LAUGHTER]你好",
+    "你好 it's okay 的",
 ]
 
 
@@ -73,14 +101,14 @@ def wenet_pieces(sp, text, non_lang_syms):
     U+4E00..U+9FFF (kept as tokens), the rest encoded by sentencepiece; whitespace-only parts
     dropped."""
     line = text.strip()
-    if non_lang_syms is not None:
+    if non_lang_syms is not None:  # WeNet: only when a symbols file is given
         parts = [p for p in re.split(r"(\[[^\[\]]+\]|<[^<>]+>|{[^{}]+})", line.upper())
                  if p.strip()]
     else:
         parts = [line]
     out = []
     for part in parts:
-        if part in non_lang_syms:
+        if part in (non_lang_syms or ()):
             out.append(part)
             continue
         for chunk in re.split("([\u4e00-\u9fff])", part.upper()):
@@ -102,14 +130,19 @@ def read_units(path):
     return units
 
 
-def cases_tsv(sp, units, non_lang_syms):
+def cases_tsv(sp, units, non_lang_syms, cases=CASES):
     lines = []
-    for text in CASES:
+    for text in cases:
         pieces = wenet_pieces(sp, text, non_lang_syms)
         missing = [p for p in pieces if p not in units]
         result = "!" + missing[0] if missing else " ".join(str(units[p]) for p in pieces)
         lines.append("%s\t%s\n" % (text, result))
     return "".join(lines)
+
+
+def case_files(sp, units):
+    return {"cases.tsv": cases_tsv(sp, units, NON_LANG),
+            "cases_no_syms.tsv": cases_tsv(sp, units, None, CASES_NO_SYMS)}
 
 
 def sentences(n=400, seed=7):
@@ -120,19 +153,27 @@ def sentences(n=400, seed=7):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data", "bpe"))
-    ap.add_argument("--check", action="store_true")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true")
+    mode.add_argument("--cases", action="store_true")
     args = ap.parse_args(argv)
     out = args.out
-    if args.check:
+    if args.check or args.cases:
         sp = spm.SentencePieceProcessor(model_file=os.path.join(out, "bpe.model"))
         units = read_units(os.path.join(out, "units.txt"))
-        with open(os.path.join(out, "cases.tsv"), encoding="utf-8") as f:
-            committed = f.read()
-        fresh = cases_tsv(sp, units, NON_LANG)
-        if fresh != committed:
-            sys.stderr.write("cases.tsv differs from the oracle:\n" + fresh)
-            return 1
-        return 0
+        failed = False
+        for name, fresh in case_files(sp, units).items():
+            path = os.path.join(out, name)
+            if args.cases:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(fresh)
+                continue
+            with open(path, encoding="utf-8") as f:
+                committed = f.read()
+            if fresh != committed:
+                sys.stderr.write("%s differs from the oracle:\n%s" % (name, fresh))
+                failed = True
+        return 1 if failed else 0
 
     os.makedirs(out, exist_ok=True)
     text = sentences()
@@ -156,10 +197,11 @@ def main(argv=None):
             f.write("%s %d\n" % (u, i))
     with open(os.path.join(out, "non_lang_syms.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(NON_LANG) + "\n")
-    with open(os.path.join(out, "cases.tsv"), "w", encoding="utf-8") as f:
-        f.write(cases_tsv(sp, {u: i for i, u in enumerate(units)}, NON_LANG))
-    print("wrote %s: %d pieces, %d units, %d cases" % (out, sp.get_piece_size(), len(units),
-                                                        len(CASES)))
+    for name, text in case_files(sp, {u: i for i, u in enumerate(units)}).items():
+        with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+            f.write(text)
+    print("wrote %s: %d pieces, %d units, %d + %d cases" % (out, sp.get_piece_size(), len(units),
+                                                             len(CASES), len(CASES_NO_SYMS)))
     return 0
 
 

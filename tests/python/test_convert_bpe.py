@@ -1,5 +1,6 @@
-"""tools/convert.py keeps WeNet's BPE model and non-language symbols (docs/model-format.md), and
-tests/data/bpe/cases.tsv still agrees with the Python sentencepiece oracle."""
+"""tools/convert.py keeps WeNet's BPE model and non-language symbols (docs/model-format.md),
+tests/data/bpe/cases*.tsv still agree with the Python sentencepiece oracle, and the engine spells a
+converted BPE model's hotwords with its bpe.model (docs/language-models.md, "BPE models")."""
 
 import copy
 import json
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import APPS  # noqa: E402
 from test_convert import ROOT, TOOLS, convert, make_sd, new_yaml, write_dir  # noqa: E402
 
 BPE = os.path.join(ROOT, "tests", "data", "bpe")
@@ -154,9 +156,46 @@ def test_units_of_another_model_are_refused(tmp_path, bpe_yaml):
 
 
 def test_fixture_agrees_with_the_python_oracle():
-    # tests/data/bpe/cases.tsv (the expected pieces -> ids of WeNet's BpeTokenizer) is recomputed
-    # from the committed model with the Python sentencepiece module.
+    # tests/data/bpe/cases.tsv and cases_no_syms.tsv (the expected pieces -> ids of WeNet's
+    # BpeTokenizer) are recomputed from the committed model with the Python sentencepiece module.
     r = subprocess.run([sys.executable, os.path.join(TOOLS, "make_bpe_fixture.py"), "--check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
+
+
+def test_u2recognize_spells_hotwords_with_the_bpe_model(tmp_path, bpe_yaml):
+    # WeNet's spelling: lower-case text is upper-cased, "<noise>" is the listed symbol, CJK
+    # characters stand alone. Without the sentencepiece module the model still loads, with a
+    # warning, and hotwords are spelled greedily in the text's case (the upper-case units lack 'h').
+    u2recognize = APPS / "u2recognize"
+    if not u2recognize.exists():
+        pytest.skip("build/apps/u2recognize is not built")
+    d = src_dir(tmp_path, bpe_yaml)
+    out = str(tmp_path / "o")
+    run(d, out, bpe_model=os.path.join(BPE, "bpe.model"),
+        non_lang_syms=os.path.join(BPE, "non_lang_syms.txt"))
+    wav = os.path.join(ROOT, "tests", "data", "samples", "test_000000.wav")
+
+    def recognize(phrases, **env):
+        path = tmp_path / "hotwords.txt"
+        path.write_text("".join(p + "\n" for p in phrases), encoding="utf-8")
+        return subprocess.run([str(u2recognize), "--model-dir", out, "--quiet", "--mode",
+                               "ctc_prefix_beam_search", "--hotwords", str(path), wav],
+                              capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, **env))
+
+    r = recognize(["hello world", "你好 <noise>:3"])
+    assert r.returncode == 0, r.stderr
+    assert "spelled greedily" not in r.stderr, r.stderr
+    r = recognize(["hello, world"])
+    assert r.returncode != 0 and "',' in 'hello, world' is not in the model's units" in r.stderr
+
+    missing = str(tmp_path / "missing.so")
+    why = "sentencepiece module %s ($U2_SENTENCEPIECE_MODULE): no such file" % missing
+    r = recognize(["HELLO WORLD"], U2_SENTENCEPIECE_MODULE=missing)
+    assert r.returncode == 0, r.stderr
+    assert "warning: " + why in r.stderr and "spelled greedily" in r.stderr, r.stderr
+    # The error a fallback causes says why.
+    r = recognize(["hello world"], U2_SENTENCEPIECE_MODULE=missing)
+    assert r.returncode != 0 and "'h' in 'hello world'" in r.stderr and why in r.stderr, r.stderr

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "u2/decode/bpe_tokenizer.h"
+
 namespace u2 {
 namespace {
 
@@ -164,6 +166,21 @@ size_t Utf8Length(unsigned char c) {
 }  // namespace
 
 StatusOr<std::vector<int>> SymbolTable::Tokenize(std::string_view text) const {
+  if (bpe_) {
+    U2_ASSIGN_OR_RETURN(const std::vector<std::string> pieces, bpe_->Pieces(text));
+    if (pieces.empty()) return InvalidArgument("nothing to tokenize in '" + std::string(text) + "'");
+    std::vector<int> ids;
+    ids.reserve(pieces.size());
+    for (const std::string& piece : pieces) {
+      const auto it = ids_.find(piece);
+      if (it == ids_.end() || it->second == blank_id_ || it->second == sos_eos_id_) {
+        return InvalidArgument("'" + piece + "' in '" + std::string(text) +
+                               "' is not in the model's units (WeNet would read it as <unk>)");
+      }
+      ids.push_back(it->second);
+    }
+    return ids;
+  }
   std::string normalized(text);
   if (lower_case_) {
     for (char& c : normalized)

@@ -1,6 +1,7 @@
 // The model's token table (units.txt): "token id" per line, ids 0..V-1 (docs/wenet-numerics.md §1.4).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -11,6 +12,8 @@
 #include "u2/util/status.h"
 
 namespace u2 {
+
+class BpeTokenizer;
 
 class SymbolTable {
  public:
@@ -52,14 +55,24 @@ class SymbolTable {
   // transcripts, which the WER of the recipes is computed on.
   std::string Detokenize(std::span<const int> ids) const;
 
-  // text -> ids, the inverse for phrases a user types (hotwords) and an LM's words: the text is
-  // split at whitespace and each word spelled with the longest units that match, left to right.
-  // Words are joined the way the units mark them: a lone "▁" unit between words (character models
-  // with a word marker), "▁" before each word (BPE units that start with "▁", also when a bare
-  // "▁" unit exists too, as in WeNet's BPE unit lists), or nothing (units without a marker, e.g.
-  // Chinese characters). A table without upper-case ASCII letters gets the
-  // text in lower case. InvalidArgument names a character no unit covers, and empty text.
+  // text -> ids, the inverse for phrases a user types (hotwords) and an LM's words.
+  // With a BPE tokenizer (SetBpeTokenizer: a model directory with bpe.model) the text becomes
+  // pieces exactly as WeNet's BpeTokenizer makes them (decode/bpe_tokenizer.h: upper-cased, CJK
+  // characters and non-language symbols apart, the rest through sentencepiece), then ids.
+  // Otherwise the text is split at whitespace and each word spelled with the longest units that
+  // match, left to right. Words are joined the way the units mark them: a lone "▁" unit between
+  // words (character models with a word marker), "▁" before each word (BPE units that start with
+  // "▁", also when a bare "▁" unit exists too, as in WeNet's BPE unit lists), or nothing (units
+  // without a marker, e.g. Chinese characters). A table without upper-case ASCII letters gets the
+  // text in lower case.
+  // InvalidArgument names a character (or BPE piece) no unit covers, and empty text. WeNet would
+  // read such a piece as <unk>: a phrase or word with <unk> in it can only match what the model
+  // cannot spell, so it is refused instead.
   StatusOr<std::vector<int>> Tokenize(std::string_view text) const;
+  // Spells Tokenize's text with WeNet's BPE rules and `bpe`'s sentencepiece model; null: the
+  // greedy spelling with the units.
+  void SetBpeTokenizer(std::shared_ptr<const BpeTokenizer> bpe) { bpe_ = std::move(bpe); }
+  const BpeTokenizer* bpe_tokenizer() const { return bpe_.get(); }
   // How this table marks word boundaries (see Tokenize).
   enum class WordMarking { kMarkerUnit, kMarkerPrefix, kNone };
   WordMarking word_marking() const { return word_marking_; }
@@ -73,6 +86,7 @@ class SymbolTable {
   WordMarking word_marking_ = WordMarking::kNone;
   bool lower_case_ = false;  // no unit has an upper-case ASCII letter
   size_t longest_unit_ = 0;  // in bytes
+  std::shared_ptr<const BpeTokenizer> bpe_;
 };
 
 }  // namespace u2

@@ -6,7 +6,8 @@
 //     kubernetes cluster:4.5
 //     ["new york:2", "wenet"]
 // Blank lines and lines starting with '#' are skipped. Phrases are spelled with the model's units
-// (SymbolTable::Tokenize): a character the units do not cover is an error naming it.
+// (SymbolTable::Tokenize; a BPE model's as WeNet's BpeTokenizer spells text): a character or piece
+// the units do not cover is an error naming it.
 //
 // Compiled graphs are cached (least recently used out), so a client sending the same list with
 // every request pays for compiling it once, and requests with the same list share one graph.

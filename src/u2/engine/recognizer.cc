@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "u2/audio/audio.h"
+#include "u2/decode/bpe_tokenizer.h"
 #include "u2/decode/ctc_search.h"
 #include "u2/decode/ngram_lm.h"
 #include "u2/decode/rescoring.h"
@@ -188,7 +189,31 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
                            " tokens, model.json says vocab_size " + std::to_string(mc.vocab_size));
   }
   U2_RETURN_IF_ERROR(symbols.SetSosEosId(mc.eos_id));
+  // A BPE model (the converter keeps WeNet's sentencepiece model as bpe.model): hotwords and LM
+  // words are spelled as WeNet spells text. Without it (no sentencepiece module, a damaged file)
+  // the model still recognizes; only that spelling falls back to the greedy one, with a warning.
+  if (const std::string bpe_model = config.model_dir + "/bpe.model"; std::filesystem::exists(bpe_model)) {
+    BpeTokenizerOptions bpe_options;
+    if (const std::string syms = config.model_dir + "/non_lang_syms.txt"; std::filesystem::exists(syms))
+      bpe_options.non_lang_syms = syms;
+    auto bpe = BpeTokenizer::Load(bpe_model, bpe_options);
+    if (bpe.ok()) {
+      symbols.SetBpeTokenizer(std::move(*bpe));
+    } else {
+      r->warnings_.push_back(
+          bpe.status().message() +
+          "; hotwords and LM words are spelled greedily with units.txt instead of WeNet's BPE "
+          "pieces");
+    }
+  }
   r->symbols_ = std::make_unique<SymbolTable>(std::move(symbols));
+  // An error in spelling the LM's words or the hotwords file below may come from that fallback:
+  // it says so, since a failed load leaves no recognizer to ask for its warnings.
+  auto with_warnings = [&r](const Status& s) {
+    std::string message = s.message();
+    for (const std::string& w : r->warnings_) message += " (" + w + ")";
+    return Status(s.code(), std::move(message));
+  };
 
   FbankConfig fbank_config;
   fbank_config.sample_rate = mc.frontend.sample_rate;
@@ -231,7 +256,9 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
     lm_path = config.model_dir + "/lm.arpa";
   if (!lm_path.empty() && lm_path != "none") {
     U2_ASSIGN_OR_RETURN(std::shared_ptr<const NgramLm> ngram, NgramLm::LoadArpa(lm_path));
-    U2_ASSIGN_OR_RETURN(r->lm_, WordLm::Create(std::move(ngram), *r->symbols_));
+    auto lm = WordLm::Create(std::move(ngram), *r->symbols_);
+    if (!lm.ok()) return with_warnings(lm.status());
+    r->lm_ = std::move(*lm);
     d.lm.lm_weight = mc.decoding.lm_weight;
     d.lm.word_bonus = mc.decoding.word_bonus;
   }
@@ -257,7 +284,7 @@ StatusOr<std::unique_ptr<Recognizer>> Recognizer::Create(const RecognizerConfig&
     std::ostringstream text;
     text << in.rdbuf();
     auto graph = r->hotwords_->Compile(text.str());
-    if (!graph.ok()) return graph.status().WithContext(config.hotwords.file);
+    if (!graph.ok()) return with_warnings(graph.status().WithContext(config.hotwords.file));
     d.hotwords = *graph;
   }
   U2_RETURN_IF_ERROR(r->ValidateOptions(d).WithContext("decoding options"));

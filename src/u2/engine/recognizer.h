@@ -186,6 +186,9 @@ class Recognizer {
                                         const std::shared_ptr<const ContextGraph>& hotwords) const;
   const ModelConfig& model_config() const;
   const SymbolTable& symbols() const { return *symbols_; }
+  // What loading could not set up as the model directory asks and fell back from (e.g. a BPE
+  // model's bpe.model without the sentencepiece module): for the caller to log.
+  const std::vector<std::string>& warnings() const { return warnings_; }
   // The parts the streaming recognizer shares (engine/streaming_recognizer.h).
   const std::shared_ptr<const AsrModel>& model() const { return model_; }
   const Fbank& fbank() const { return *fbank_; }
@@ -203,6 +206,7 @@ class Recognizer {
   std::shared_ptr<const WordLm> lm_;
   std::shared_ptr<const DecodingGraph> graph_;
   std::unique_ptr<HotwordCompiler> hotwords_;
+  std::vector<std::string> warnings_;
 };
 
 }  // namespace u2

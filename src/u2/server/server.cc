@@ -132,6 +132,7 @@ Status Server::Impl::AddModelDir(const std::string& dir_name, const std::string&
   if (!created.ok()) return created.status().WithContext("loading model " + path);
   std::shared_ptr<const Recognizer> rec = std::move(created).value();
   recognizers.push_back(rec);
+  for (const std::string& w : rec->warnings()) spdlog::warn("{}: {}", dir_name, w);
   spdlog::info("loaded {} from {} in {:.2f} s ({} Hz, defaults {})", dir_name, path,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                rec->sample_rate(), rec->default_options().ToString());
