@@ -133,9 +133,9 @@ Status Server::Impl::AddModelDir(const std::string& dir_name, const std::string&
   std::shared_ptr<const Recognizer> rec = std::move(created).value();
   recognizers.push_back(rec);
   for (const std::string& w : rec->warnings()) spdlog::warn("{}: {}", dir_name, w);
-  spdlog::info("loaded {} from {} in {:.2f} s ({} Hz, defaults {})", dir_name, path,
+  spdlog::info("loaded {} from {} in {:.2f} s ({} Hz, backend {}, defaults {})", dir_name, path,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-               rec->sample_rate(), rec->default_options().ToString());
+               rec->sample_rate(), rec->model()->backend().Name(), rec->default_options().ToString());
   if (rc.device == DeviceType::kCpu) {
     static const std::string blas_warning = cpu::OpenBlasCoreWarning();
     if (!blas_warning.empty()) spdlog::warn("{}", blas_warning);
