@@ -7,9 +7,12 @@ runtime decodes with one, from a model's units and an ARPA language model:
   T  the CTC topology: maps frame labels (blank, repeats) to tokens; for every token a state,
      blank loops, repeats absorbed, and a direct arc to every other token (a repeat of the same
      token needs a blank between, so "a a" is never read as "aa")
-  L  the lexicon: each LM word spelled with the model's units (greedy longest match, as
-     SymbolTable::Tokenize); a character model's "▁" separates words, a BPE model's
-     "▁"-prefixed piece starts one; words the units cannot spell are left out (counted)
+  L  the lexicon: each LM word spelled with the model's units; a character model's "▁"
+     separates words, a BPE model's "▁"-prefixed piece starts one. A BPE model with its
+     sentencepiece model (bpe.model beside units.txt, or --bpe-model) spells words as WeNet's
+     BpeTokenizer does (tools/bpe_text.py; the engine's hotwords and LM words spell them the same
+     way); otherwise greedy longest match, as SymbolTable::Tokenize without one. Words the units
+     cannot spell are left out (counted)
   G  the LM as an acceptor (kaldilm's arpa2fst, Kaldi's tool; "#0" on back-off arcs)
 
   LG  = minimize(determinize(L o G)), "#0" then relabelled to epsilon
@@ -26,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 MARKER = "\u2581"
 
@@ -61,10 +66,14 @@ def arpa_words(path):
 
 
 class Speller:
-    """Spells words with the model's units: greedy longest match, lower-cased when the units are."""
+    """Spells words with the model's units: with a sentencepiece model (sp), WeNet's BPE pieces
+    (non_lang_syms: its symbol list, or None); otherwise greedy longest match, lower-cased when the
+    units are."""
 
-    def __init__(self, units):
+    def __init__(self, units, sp=None, non_lang_syms=None):
         self.units = units
+        self.sp = sp
+        self.non_lang_syms = non_lang_syms
         self.pieces = {t: i for t, i in units.items() if not (t.startswith("<") and t.endswith(">"))}
         self.longest = max(len(t) for t in self.pieces)
         self.marker_unit = MARKER in units
@@ -75,6 +84,10 @@ class Speller:
                      "TLG graphs are built for character models with '▁' and BPE models")
 
     def spell(self, word):
+        if self.sp is not None:
+            from bpe_text import wenet_pieces
+            ids = [self.units.get(p) for p in wenet_pieces(self.sp, word, self.non_lang_syms)]
+            return None if not ids or None in ids else ids
         text = word.lower() if self.lower else word
         if self.marker_prefix:
             text = MARKER + text
@@ -89,6 +102,34 @@ class Speller:
             else:
                 return None
         return out
+
+
+def make_speller(units, a):
+    """The Speller for --units, with the BPE model and symbols that --bpe-model / --non-lang-syms
+    or the model folder give."""
+    folder = os.path.dirname(os.path.abspath(a.units))
+    bpe = a.bpe_model or os.path.join(folder, "bpe.model")
+    if a.bpe_model == "none" or not os.path.exists(bpe):
+        if a.bpe_model and a.bpe_model != "none":
+            sys.exit(f"build_tlg: --bpe-model {a.bpe_model}: no such file")
+        return Speller(units)
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.load(bpe)
+    except (OSError, RuntimeError) as e:
+        sys.exit(f"build_tlg: {bpe}: sentencepiece cannot load it ({e})")
+    syms_path = a.non_lang_syms or os.path.join(folder, "non_lang_syms.txt")
+    syms = None
+    if os.path.exists(syms_path):
+        with open(syms_path, encoding="utf-8") as f:
+            syms = [line.strip() for line in f if line.strip()]
+    elif a.non_lang_syms:
+        sys.exit(f"build_tlg: --non-lang-syms {a.non_lang_syms}: no such file")
+    print(f"build_tlg: spelling words with {bpe}" + (f" and {syms_path}" if syms is not None else ""),
+          file=sys.stderr)
+    return Speller(units, sp, syms)
 
 
 def write_t(path, units, blank):
@@ -150,6 +191,10 @@ def main():
     ap.add_argument("--units", required=True, help="the model's units.txt")
     ap.add_argument("--lm", required=True, help="ARPA LM (tools/build_lm.py --units makes one)")
     ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--bpe-model", help="the model's sentencepiece model (default: bpe.model beside --units, if "
+                                        "there); 'none' spells greedily with the units")
+    ap.add_argument("--non-lang-syms", help="WeNet's non-language symbols file (default: non_lang_syms.txt "
+                                            "beside --units, if there), used with the BPE model")
     a = ap.parse_args()
     for tool in ("fstcompile", "fstcompose", "fstdeterminize", "fstminimize", "fstrelabel", "fstarcsort"):
         if shutil.which(tool) is None:
@@ -158,7 +203,7 @@ def main():
 
     units = read_units(a.units)
     blank = units.get("<blank>", 0)
-    speller = Speller(units)
+    speller = make_speller(units, a)
     words = [w for w in arpa_words(a.lm) if w not in ("<s>", "</s>", "<eps>") and not w.startswith("#")]
     os.makedirs(a.out, exist_ok=True)
     # Word ids: <eps> 0, the words, <unk> among them if the LM has it, then #0 <s> </s>.

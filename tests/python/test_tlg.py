@@ -201,3 +201,43 @@ def test_bpe_units_graph_equals_kaldis_decoder(tlg, tmp_path):
         score, _, tokens = r.stdout.splitlines()[0].partition("\t")
         assert [int(t) for t in tokens.split()] == want_tokens, seed
         assert abs(-float(score) - want_cost) < 1e-3 * max(1.0, abs(want_cost)), seed
+
+
+def test_bpe_model_lexicon_spells_words_as_wenet(tmp_path):
+    """With the model's sentencepiece model (tests/data/bpe, beside its units.txt), the lexicon
+    spells each LM word as WeNet's BpeTokenizer does: the ids the oracle wrote into cases.tsv,
+    which the engine's C++ tokenizer also reproduces (tests/cpp/test_bpe_tokenizer.cc); a word a
+    piece of which is no unit is left out. Then the whole graph builds from those spellings."""
+    import argparse
+    import sys
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_tlg
+
+    bpe = ROOT / "tests" / "data" / "bpe"
+    units = build_tlg.read_units(str(bpe / "units.txt"))
+    args = argparse.Namespace(units=str(bpe / "units.txt"), bpe_model=None, non_lang_syms=None)
+    speller = build_tlg.make_speller(units, args)
+    assert speller.sp is not None and speller.non_lang_syms
+    checked = 0
+    for line in (bpe / "cases.tsv").read_text(encoding="utf-8").splitlines():
+        text, _, ids = line.partition("\t")
+        if len(text.split()) != 1 or text != text.strip():
+            continue  # an ARPA word has no whitespace
+        want = None if ids.startswith("!") else [int(t) for t in ids.split()]
+        assert speller.spell(text) == want, text
+        checked += 1
+    assert checked >= 8
+    # Greedy spelling (no sentencepiece model) differs on a word BPE splits otherwise.
+    greedy = build_tlg.make_speller(units, argparse.Namespace(units=args.units, bpe_model="none",
+                                                              non_lang_syms=None))
+    assert greedy.sp is None and greedy.spell("streaming") != speller.spell("streaming")
+
+    words = ["HELLO", "WORLD", "STREAMING", "你好", "café"]
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text("\\data\\\nngram 1=%d\n\n\\1-grams:\n" % (len(words) + 2)
+                    + "".join(f"-1.0\t{w}\n" for w in ["<s>", "</s>"] + words) + "\n\\end\\\n", encoding="utf-8")
+    r = subprocess.run([PY, str(ROOT / "tools" / "build_tlg.py"), "--units", str(bpe / "units.txt"), "--lm",
+                        str(arpa), "--out", str(tmp_path / "graph")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "spelling words with" in r.stderr and "1 LM words cannot be spelled" in r.stderr, r.stderr
+    assert (tmp_path / "graph" / "TLG.fst").stat().st_size > 0
