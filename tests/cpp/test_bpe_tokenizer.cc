@@ -14,22 +14,12 @@
 #include <thread>
 #include <vector>
 
+#include "support/sanitized.h"
 #include "u2/decode/bpe_tokenizer.h"
 #include "u2/decode/ngram_lm.h"
 #include "u2/decode/symbol_table.h"
 #include "u2/decode/word_lm.h"
 #include "u2/engine/hotwords.h"
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 namespace u2 {
 namespace {

@@ -12,21 +12,11 @@
 #include <vector>
 
 #include "grpc_service.pb.h"
+#include "support/sanitized.h"
 #include "u2/decode/bpe_tokenizer.h"
 #include "u2/decode/openfst_reader.h"
 #include "u2/decode/sentencepiece/u2_sentencepiece.h"
 #include "u2/decode/symbol_table.h"
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
 
 namespace u2 {
 namespace {
