@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import APPS  # noqa: E402

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess
 
+
 def samples():
     return sorted((ROOT / "tests" / "data" / "samples").glob("*.wav"))
 
