@@ -169,7 +169,7 @@ def test_u2recognize_spells_hotwords_with_the_bpe_model(tmp_path, bpe_yaml):
     # warning, and hotwords are spelled greedily in the text's case (the upper-case units lack 'h').
     u2recognize = APPS / "u2recognize"
     if not u2recognize.exists():
-        pytest.skip("build/apps/u2recognize is not built")
+        pytest.fail("build/apps/u2recognize is not built")
     d = src_dir(tmp_path, bpe_yaml)
     out = str(tmp_path / "o")
     run(d, out, bpe_model=os.path.join(BPE, "bpe.model"),
