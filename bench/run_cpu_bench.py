@@ -327,14 +327,16 @@ def summarize(results, sgemm, stat="median"):
     return rows
 
 
+def x(r, k):
+    """A row's ratio `k` as "1.23x", or "-" when the run has none."""
+    return "%.2fx" % r[k] if k in r else "-"
+
+
 def table(rows):
     lines = ["| model | clip | peer | encoder RTF | encoder x real time | full RTF | full x real "
              "time | encoder speed-up vs PyTorch | full speed-up vs PyTorch | encoder vs ORT "
              "| full vs ORT | encoder / FLOP bound | full / FLOP bound | same hyp |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-
-    def x(r, k):
-        return "%.2fx" % r[k] if k in r else "-"
 
     for r in rows:
         lines.append("| %s | %d s | %s | %.4f | %.1f | %.4f | %.1f | %s | %s | %s | %s | %.2f | %.2f | %s |" % (
@@ -352,9 +354,6 @@ def int8_table(rows):
              "| full vs own fp32 | encoder vs ORT int8 | full vs ORT int8 | encoder vs PyTorch int8 "
              "| full vs PyTorch int8 | same hyp |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-
-    def x(r, k):
-        return "%.2fx" % r[k] if k in r else "-"
 
     for r in rows:
         if not is_int8(r["peer"]):

@@ -8,6 +8,7 @@
 #include <string>
 #include <tuple>
 
+#include "support/random.h"
 #include "u2/backend/cpu/cpu_backend.h"
 #include "u2/backend/ops.h"
 
@@ -15,11 +16,7 @@ namespace u2 {
 namespace {
 
 std::vector<float> Random(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
+  return testing::RandomNormal(n, seed, scale);
 }
 
 double MaxAbsDiff(const std::vector<float>& a, const std::vector<double>& b) {

@@ -13,6 +13,7 @@
 #include <tuple>
 #include <vector>
 
+#include "support/random.h"
 #include "u2/backend/cpu/cpu_backend.h"
 #include "u2/backend/cpu/int8_gemm.h"
 #include "u2/backend/ops.h"
@@ -34,11 +35,7 @@ std::vector<Int8Kernel> SupportedKernels() {
 }
 
 std::vector<float> Random(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
+  return testing::RandomNormal(n, seed, scale);
 }
 
 std::vector<int8_t> RandomInt8(size_t n, uint32_t seed) {

@@ -43,6 +43,17 @@ StatusOr<Tensor> WeightLoader::OptionalDevice(const std::string& name, const Ten
   return Device(name, shape);
 }
 
+namespace {
+
+// W[r, c] = q[r, c]·scale[r]: an int8 weight as float, for a backend that does not compute in int8.
+std::vector<float> Dequantized(const WeightLoader::HostMatrix& m, int in) {
+  std::vector<float> w(m.q.size());
+  for (size_t e = 0; e < w.size(); ++e) w[e] = m.q[e] * m.scales[e / in];
+  return w;
+}
+
+}  // namespace
+
 StatusOr<WeightLoader::HostMatrix> WeightLoader::HostLinearWeight(const std::string& name,
                                                                   const Tensor::Shape& shape, int out,
                                                                   int in) const {
@@ -87,11 +98,7 @@ Status WeightLoader::LoadLinearWeight(const std::string& name, const Tensor::Sha
     l->prepared = backend_->PrepareInt8Weight(m.q.data(), m.scales.data(), l->out, l->in);
     if (l->prepared) return Status::Ok();
   }
-  std::vector<float> w(m.q.size());
-  for (size_t r = 0; r < m.scales.size(); ++r) {
-    for (int c = 0; c < l->in; ++c) w[r * l->in + c] = m.q[r * l->in + c] * m.scales[r];
-  }
-  l->weight = backend_->Upload(w, {l->out, l->in});
+  l->weight = backend_->Upload(Dequantized(m, l->in), {l->out, l->in});
   l->Prepare(*backend_);
   return Status::Ok();
 }
@@ -146,11 +153,8 @@ StatusOr<LinearWeights> WeightLoader::StackedLinear(const std::vector<std::strin
   std::vector<float> w(n * part);
   for (int i = 0; i < n; ++i) {
     float* dst = w.data() + i * part;
-    if (parts[i].q.empty()) {
-      std::memcpy(dst, parts[i].values.data(), part * sizeof(float));
-      continue;
-    }
-    for (size_t e = 0; e < part; ++e) dst[e] = parts[i].q[e] * parts[i].scales[e / in];
+    const std::vector<float> values = parts[i].q.empty() ? parts[i].values : Dequantized(parts[i], in);
+    std::memcpy(dst, values.data(), part * sizeof(float));
   }
   l.weight = backend_->Upload(w, {l.out, in});
   l.Prepare(*backend_);

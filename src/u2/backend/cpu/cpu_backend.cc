@@ -190,6 +190,46 @@ inline int64_t RowGrain(int n, int64_t target = 16384) {
   return std::max<int64_t>(1, target / std::max(n, 1));
 }
 
+// How a GEMM against a packed weight is cut into tiles for the pool: row blocks of at most
+// m_block rows (equal sizes, multiples of row_multiple: the kernel's register tile) × panel
+// ranges (multiples of panel_multiple), about four tiles per thread so the dynamic hand-out
+// balances. tile(r0, r1, p0, p1) computes one; its block of C then gets the epilogue while it is
+// still in L2 (bias, scale and activation now, not in another pass).
+struct GemmTiling {
+  int m_block = 1;
+  int row_multiple = 1;
+  int panel_multiple = 1;
+};
+
+template <typename Tile>
+void RunGemmTiles(const ThreadPool& pool, int num_threads, int m, int n, int k, int panels, GemmTiling tiling,
+                  float* c, int ldc, const GemmEpilogue& epilogue, Tile&& tile) {
+  static_assert(PackedWeight::kPanelWidth == PackedInt8Weight::kPanelWidth);
+  constexpr int kPanelWidth = PackedWeight::kPanelWidth;
+  const int row_blocks = (m + tiling.m_block - 1) / tiling.m_block;
+  const int rows_per_block = ((m + row_blocks - 1) / row_blocks + tiling.row_multiple - 1) /
+                             tiling.row_multiple * tiling.row_multiple;
+  int panel_chunks = 1;
+  if (num_threads > 1 && static_cast<int64_t>(m) * n * k >= kMinParallelMacs) {
+    panel_chunks = std::clamp((4 * num_threads + row_blocks - 1) / row_blocks, 1, panels);
+  }
+  const int pm = tiling.panel_multiple;
+  const int panels_per_chunk = ((panels + panel_chunks - 1) / panel_chunks + pm - 1) / pm * pm;
+  panel_chunks = (panels + panels_per_chunk - 1) / panels_per_chunk;
+  pool.ParallelFor(static_cast<int64_t>(row_blocks) * panel_chunks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int r0 = static_cast<int>(t / panel_chunks) * rows_per_block;
+      const int p0 = static_cast<int>(t % panel_chunks) * panels_per_chunk;
+      if (r0 >= m) continue;
+      const int r1 = std::min(m, r0 + rows_per_block);
+      const int p1 = std::min(panels, p0 + panels_per_chunk);
+      tile(r0, r1, p0, p1);
+      const int j0 = p0 * kPanelWidth;
+      ApplyEpilogue(epilogue, c, ldc, r0, r1, j0, std::min(n, p1 * kPanelWidth) - j0);
+    }
+  });
+}
+
 class CpuBackend final : public Backend {
  public:
   // OpenBLAS runs single-threaded on whichever pool thread calls it: all parallelism goes through
@@ -419,33 +459,9 @@ void CpuBackend::GemmPrepared(int m, const float* a, int lda, const PreparedWeig
   }
   if (m <= 0) return;
   const PackedWeight& pw = cw->packed();
-  const int panels = pw.num_panels();
-  // Tiles: row blocks of at most kPackedGemmMBlock rows (equal sizes, multiples of the 6-row
-  // register tile) × panel ranges, about four tiles per thread so the dynamic hand-out balances.
-  const int row_blocks = (m + kPackedGemmMBlock - 1) / kPackedGemmMBlock;
-  const int rows_per_block = ((m + row_blocks - 1) / row_blocks + 5) / 6 * 6;
-  int panel_chunks = 1;
-  const int64_t macs = static_cast<int64_t>(m) * pw.n() * pw.k();
-  if (num_threads_ > 1 && macs >= kMinParallelMacs) {
-    panel_chunks = std::clamp((4 * num_threads_ + row_blocks - 1) / row_blocks, 1, panels);
-  }
-  const int panels_per_chunk = (panels + panel_chunks - 1) / panel_chunks;
-  panel_chunks = (panels + panels_per_chunk - 1) / panels_per_chunk;
-  pool_.ParallelFor(static_cast<int64_t>(row_blocks) * panel_chunks, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int rb = static_cast<int>(t / panel_chunks);
-      const int pc = static_cast<int>(t % panel_chunks);
-      const int r0 = rb * rows_per_block;
-      const int p0 = pc * panels_per_chunk;
-      if (r0 >= m) continue;
-      const int r1 = std::min(m, r0 + rows_per_block);
-      const int p1 = std::min(panels, p0 + panels_per_chunk);
-      PackedGemmTile(a, lda, r0, r1, pw, p0, p1, beta, c, ldc);
-      // The tile's block of C is still in L2: bias, scale and activation now, not in another pass.
-      const int j0 = p0 * PackedWeight::kPanelWidth;
-      ApplyEpilogue(epilogue, c, ldc, r0, r1, j0, std::min(pw.n(), p1 * PackedWeight::kPanelWidth) - j0);
-    }
-  });
+  RunGemmTiles(
+      pool_, num_threads_, m, pw.n(), pw.k(), pw.num_panels(), {kPackedGemmMBlock, 6, 1}, c, ldc, epilogue,
+      [&](int r0, int r1, int p0, int p1) { PackedGemmTile(a, lda, r0, r1, pw, p0, p1, beta, c, ldc); });
 }
 
 void CpuBackend::GemmInt8(int m, const float* a, int lda, const PackedInt8Weight& w, float beta, float* c,
@@ -468,27 +484,11 @@ void CpuBackend::GemmInt8(int m, const float* a, int lda, const PackedInt8Weight
     QuantizeActivationRows(int8_kernel_, a, lda, static_cast<int>(r0), static_cast<int>(r1), k, ldq, qa, ldq,
                            sa);
   });
-  // Tiles as in GemmPrepared's fp32 path; panel ranges in pairs (the AVX-512 kernel's tile is two
-  // panels wide).
-  const int panels = w.num_panels();
-  const int row_blocks = (m + kInt8GemmMBlock - 1) / kInt8GemmMBlock;
-  const int rows_per_block = ((m + row_blocks - 1) / row_blocks + 7) / 8 * 8;
-  int panel_chunks = 1;
-  if (parallel) panel_chunks = std::clamp((4 * num_threads_ + row_blocks - 1) / row_blocks, 1, panels);
-  const int panels_per_chunk = ((panels + panel_chunks - 1) / panel_chunks + 1) / 2 * 2;
-  panel_chunks = (panels + panels_per_chunk - 1) / panels_per_chunk;
-  pool_.ParallelFor(static_cast<int64_t>(row_blocks) * panel_chunks, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int r0 = static_cast<int>(t / panel_chunks) * rows_per_block;
-      const int p0 = static_cast<int>(t % panel_chunks) * panels_per_chunk;
-      if (r0 >= m) continue;
-      const int r1 = std::min(m, r0 + rows_per_block);
-      const int p1 = std::min(panels, p0 + panels_per_chunk);
-      Int8GemmTile(int8_kernel_, qa, ldq, sa, r0, r1, w, p0, p1, beta, c, ldc);
-      const int j0 = p0 * PackedInt8Weight::kPanelWidth;
-      ApplyEpilogue(epilogue, c, ldc, r0, r1, j0, std::min(w.n(), p1 * PackedInt8Weight::kPanelWidth) - j0);
-    }
-  });
+  // Panel ranges in pairs: the AVX-512 kernel's tile is 8 rows × two panels.
+  RunGemmTiles(pool_, num_threads_, m, w.n(), k, w.num_panels(), {kInt8GemmMBlock, 8, 2}, c, ldc, epilogue,
+               [&](int r0, int r1, int p0, int p1) {
+                 Int8GemmTile(int8_kernel_, qa, ldq, sa, r0, r1, w, p0, p1, beta, c, ldc);
+               });
 }
 
 void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSegment> segs,

@@ -55,6 +55,17 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void DotAvx512Vnni(int kg
   }
 }
 
+// The ymm kernels' accumulators (columns 0-7 in lo, 8-15 in hi) into the tile.
+template <int MR>
+__attribute__((target("avx2"))) inline void StoreTile256(const __m256i* lo, const __m256i* hi,
+                                                         int32_t* tile) {
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * kTileLd), lo[r]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * kTileLd + 8), hi[r]);
+  }
+}
+
 template <int MR, int NP>
 __attribute__((target("avx2,avxvnni"))) void DotAvxVnni(int kg, const uint8_t* a, int lda, const int8_t* b,
                                                         size_t /*panel_bytes*/, int32_t* tile) {
@@ -73,11 +84,7 @@ __attribute__((target("avx2,avxvnni"))) void DotAvxVnni(int kg, const uint8_t* a
       hi[r] = _mm256_dpbusd_avx_epi32(hi[r], x, w1);
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * kTileLd), lo[r]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * kTileLd + 8), hi[r]);
-  }
+  StoreTile256<MR>(lo, hi, tile);
 }
 
 template <int MR, int NP>
@@ -103,11 +110,7 @@ __attribute__((target("avx2"))) void DotAvx2(int kg, const uint8_t* a, int lda, 
       hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(p1, ones));
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * kTileLd), lo[r]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + r * kTileLd + 8), hi[r]);
-  }
+  StoreTile256<MR>(lo, hi, tile);
 }
 
 template <int MR, int NP>

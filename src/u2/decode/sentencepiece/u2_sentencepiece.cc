@@ -36,6 +36,21 @@ void QuietLogging() {
   if (sentencepiece::logging::SetMinLogLevel != nullptr) sentencepiece::logging::SetMinLogLevel(kLogFatal);
 }
 
+// fn(), or `failed` with the exception's message on `error`: no exception may cross the C interface.
+template <typename Result, typename Fn>
+Result Guarded(u2sp_sink error, void* context, Result failed, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    Send(error, context, "out of memory");
+  } catch (const std::exception& e) {
+    Send(error, context, e.what());
+  } catch (...) {
+    Send(error, context, "unknown exception");
+  }
+  return failed;
+}
+
 }  // namespace
 
 extern "C" {
@@ -43,7 +58,7 @@ extern "C" {
 int u2sp_abi_version(void) { return U2_SENTENCEPIECE_ABI_VERSION; }
 
 u2sp_model* u2sp_load(const char* path, u2sp_sink error, void* context) {
-  try {
+  return Guarded(error, context, static_cast<u2sp_model*>(nullptr), [&]() -> u2sp_model* {
     QuietLogging();
     auto model = std::make_unique<u2sp_model>();
     const sentencepiece::util::Status status = model->processor.Load(path);
@@ -52,19 +67,12 @@ u2sp_model* u2sp_load(const char* path, u2sp_sink error, void* context) {
       return nullptr;
     }
     return model.release();
-  } catch (const std::bad_alloc&) {
-    Send(error, context, "out of memory");
-  } catch (const std::exception& e) {
-    Send(error, context, e.what());
-  } catch (...) {
-    Send(error, context, "unknown exception");
-  }
-  return nullptr;
+  });
 }
 
 int u2sp_encode(const u2sp_model* model, const char* text, size_t size, u2sp_sink piece, u2sp_sink error,
                 void* context) {
-  try {
+  return Guarded(error, context, -1, [&]() {
     std::vector<std::string> pieces;
     const sentencepiece::util::Status status = model->processor.Encode(std::string_view(text, size), &pieces);
     if (!status.ok()) {
@@ -73,14 +81,7 @@ int u2sp_encode(const u2sp_model* model, const char* text, size_t size, u2sp_sin
     }
     for (const std::string& p : pieces) Send(piece, context, p);
     return 0;
-  } catch (const std::bad_alloc&) {
-    Send(error, context, "out of memory");
-  } catch (const std::exception& e) {
-    Send(error, context, e.what());
-  } catch (...) {
-    Send(error, context, "unknown exception");
-  }
-  return -1;
+  });
 }
 
 void u2sp_free(u2sp_model* model) { delete model; }
