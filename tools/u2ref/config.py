@@ -5,7 +5,8 @@ the rest of u2ref (and tools/convert.py) never has to know about the layout hist
 
     {
       "input_dim": int, "output_dim": int,
-      "encoder": "conformer" | "transformer", "encoder_conf": {...all keys...},
+      "encoder": "conformer" | "transformer" | "branchformer" | "e_branchformer",
+      "encoder_conf": {...all keys...},
       "decoder": "transformer" | "bitransformer", "decoder_conf": {...all keys...},
       "model_conf": {"ctc_weight", "lsm_weight", "reverse_weight", "length_normalized_loss"},
       "ctc_conf": {"ctc_blank_id": 0},
@@ -65,6 +66,117 @@ TRANSFORMER_ENCODER_DEFAULTS = dict(
     use_cnn_module=False,
 )
 
+# WeNet HEAD's BranchformerEncoder constructor defaults, then the keys the rest of u2ref and the
+# converter read for every encoder, with the values a Branchformer has (no FFN, no conv module,
+# pre-norm). linear_units is always cgmlp_linear_units: WeNet passes that as BaseEncoder's.
+BRANCHFORMER_DEFAULTS = {
+    "output_size": 256,
+    "use_attn": True,
+    "attention_heads": 4,
+    "selfattention_layer_type": "rel_selfattn",
+    "pos_enc_layer_type": "rel_pos",
+    "use_cgmlp": True,
+    "cgmlp_linear_units": 2048,
+    "cgmlp_conv_kernel": 31,
+    "use_linear_after_conv": False,
+    "gate_activation": "identity",
+    "merge_method": "concat",
+    "cgmlp_weight": 0.5,
+    "attn_branch_drop_rate": 0.0,
+    "num_blocks": 12,
+    "dropout_rate": 0.1,
+    "positional_dropout_rate": 0.1,
+    "attention_dropout_rate": 0.0,
+    "input_layer": "conv2d",
+    "stochastic_depth_rate": 0.0,
+    "static_chunk_size": 0,
+    "use_dynamic_chunk": False,
+    "use_dynamic_left_chunk": False,
+    "causal": False,
+    "query_bias": True,
+    "key_bias": True,
+    "value_bias": True,
+    "gradient_checkpointing": False,
+    "use_sdpa": False,
+    "layer_norm_type": "layer_norm",
+    "norm_eps": 1e-5,
+    "n_kv_head": None,
+    "head_dim": None,
+    # not constructor arguments:
+    "normalize_before": True,
+    "final_norm": True,
+    "macaron_style": False,
+    "use_cnn_module": False,
+    "use_ffn": False,
+    "merge_conv_kernel": 0,
+    "cnn_module_kernel": 15,
+    "cnn_module_norm": "batch_norm",
+    "conv_norm_eps": 1e-5,
+    "activation_type": "swish",
+}
+
+# WeNet HEAD's EBranchformerEncoder constructor defaults (it subclasses ConformerEncoder, whose
+# own blocks it replaces), then the keys read for every encoder: pre-norm, no conv module, both
+# branches merged by concatenation.
+E_BRANCHFORMER_DEFAULTS = {
+    "output_size": 256,
+    "attention_heads": 4,
+    "linear_units": 2048,
+    "selfattention_layer_type": "rel_selfattn",
+    "pos_enc_layer_type": "rel_pos",
+    "activation_type": "swish",
+    "cgmlp_linear_units": 2048,
+    "cgmlp_conv_kernel": 31,
+    "use_linear_after_conv": False,
+    "gate_activation": "identity",
+    "num_blocks": 12,
+    "dropout_rate": 0.1,
+    "positional_dropout_rate": 0.1,
+    "attention_dropout_rate": 0.0,
+    "input_layer": "conv2d",
+    "stochastic_depth_rate": 0.0,
+    "static_chunk_size": 0,
+    "use_dynamic_chunk": False,
+    "use_dynamic_left_chunk": False,
+    "causal": False,
+    "merge_conv_kernel": 3,
+    "use_ffn": True,
+    "macaron_style": True,
+    "query_bias": True,
+    "key_bias": True,
+    "value_bias": True,
+    "conv_bias": True,
+    "gradient_checkpointing": False,
+    "use_sdpa": False,
+    "layer_norm_type": "layer_norm",
+    "norm_eps": 1e-5,
+    "n_kv_head": None,
+    "head_dim": None,
+    "mlp_type": "position_wise_feed_forward",
+    "mlp_bias": True,
+    "n_expert": 8,
+    "n_expert_activated": 2,
+    # not constructor arguments:
+    "normalize_before": True,
+    "final_norm": True,
+    "use_cnn_module": False,
+    "cnn_module_kernel": 15,
+    "cnn_module_norm": "batch_norm",
+    "conv_norm_eps": 1e-5,
+    "use_attn": True,
+    "use_cgmlp": True,
+    "merge_method": "concat",
+    "cgmlp_weight": 0.5,
+    "attn_branch_drop_rate": 0.0,
+}
+
+ENCODER_DEFAULTS = {
+    "conformer": CONFORMER_DEFAULTS,
+    "transformer": TRANSFORMER_ENCODER_DEFAULTS,
+    "branchformer": BRANCHFORMER_DEFAULTS,
+    "e_branchformer": E_BRANCHFORMER_DEFAULTS,
+}
+
 DECODER_DEFAULTS = {
     "attention_heads": 4,
     "linear_units": 2048,
@@ -118,8 +230,10 @@ def normalize_config(yaml_cfg):
     decoder = cfg.get("decoder", "bitransformer")
     out["encoder"] = encoder
     out["decoder"] = decoder
-    enc_defaults = TRANSFORMER_ENCODER_DEFAULTS if encoder == "transformer" else CONFORMER_DEFAULTS
-    out["encoder_conf"] = _fill(enc_defaults, cfg.get("encoder_conf"))
+    out["encoder_conf"] = _fill(ENCODER_DEFAULTS.get(encoder, CONFORMER_DEFAULTS),
+                                cfg.get("encoder_conf"))
+    if encoder == "branchformer":
+        out["encoder_conf"]["linear_units"] = out["encoder_conf"]["cgmlp_linear_units"]
     out["decoder_conf"] = _fill(DECODER_DEFAULTS, cfg.get("decoder_conf"))
     if decoder == "transformer":
         out["decoder_conf"]["r_num_blocks"] = 0

@@ -36,11 +36,12 @@ Lower-level helpers used by the fixture generator / cross-check:
     U2Model.from_checkpoint(cfg, state_dict) -> model in eval(), tolerant of old checkpoints
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 from torch import nn
 
+from .branchformer import BranchformerEncoder, EBranchformerEncoder
 from .config import normalize_config, sos_eos_ids
 from .modules import (CTC, BiTransformerDecoder, ConformerEncoder, TransformerDecoder,
                       TransformerEncoder, make_pe_table)
@@ -117,9 +118,13 @@ class U2Model(nn.Module):
             self.encoder = ConformerEncoder(I, ec)
         elif c["encoder"] == "transformer":
             self.encoder = TransformerEncoder(I, ec)
+        elif c["encoder"] == "branchformer":
+            self.encoder = BranchformerEncoder(I, ec)
+        elif c["encoder"] == "e_branchformer":
+            self.encoder = EBranchformerEncoder(I, ec)
         else:
-            raise ValueError("encoder: %r is not supported (conformer, transformer)" %
-                             (c["encoder"],))
+            raise ValueError("encoder: %r is not supported (conformer, transformer, branchformer, "
+                             "e_branchformer)" % (c["encoder"],))
         if want_cmvn:
             self.encoder.set_cmvn(torch.zeros(I), torch.ones(I))
         D = ec["output_size"]
