@@ -26,6 +26,7 @@ import yaml  # noqa: E402
 
 from u2ref.cmvn import CmvnError, load_cmvn  # noqa: E402
 from u2ref.config import ConfigError, normalize_config, sos_eos_ids  # noqa: E402
+from u2ref.branchformer import per_block  # noqa: E402
 from u2ref.modules import make_pe_table  # noqa: E402
 
 PE_DEFAULT_ROWS = 5000
@@ -42,9 +43,65 @@ def _refuse(key, value, why="is not supported by u2serve"):
     raise ConvertError("%s: %r %s" % (key, value, why))
 
 
+ENCODERS = ("conformer", "transformer", "branchformer", "e_branchformer")
+BRANCHFORMER_FAMILY = ("branchformer", "e_branchformer")
+
+
+def _check_kernel(ec, key):
+    k = ec[key]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        _refuse("encoder_conf." + key, k, "must be a positive integer")
+    if not ec["causal"] and k % 2 == 0:
+        _refuse("encoder_conf." + key, k, "must be odd for a non-causal convolution")
+
+
+def check_branchformer(kind: str, ec: dict):
+    """The Branchformer / E-Branchformer options the engine implements (WeNet's wenet/models/
+    branchformer and e_branchformer). learned_ave is refused: its merge weights come from attention
+    pooling over the whole utterance, which a streaming engine cannot compute chunk by chunk."""
+    bf = kind == "branchformer"
+    allowed = {
+        "gate_activation": ("identity", "gelu", "swish", "relu"),
+        "merge_method": ("concat", "fixed_ave") if bf else ("concat",),
+        "use_attn": (True, False) if bf else (True,),
+        "use_cgmlp": (True, False) if bf else (True,),
+        "use_linear_after_conv": (True, False),
+        "final_norm": (True,),
+    }
+    if not bf:
+        allowed.update({"use_ffn": (True, False), "macaron_style": (True, False)})
+    for k, ok in allowed.items():
+        if k in ec and (ec[k] not in ok or (isinstance(ec[k], bool) != isinstance(ok[0], bool))):
+            if k == "merge_method" and ec[k] == "learned_ave":
+                _refuse("encoder_conf.merge_method", ec[k],
+                        "is not supported by u2serve (its merge weights pool over the whole "
+                        "utterance: use concat or fixed_ave)")
+            _refuse("encoder_conf." + k, ec[k])
+    if not ec["use_attn"] and not ec["use_cgmlp"]:
+        _refuse("encoder_conf.use_cgmlp", ec["use_cgmlp"],
+                "leaves no branch (use_attn is false too)")
+    units = ec["cgmlp_linear_units"]
+    if isinstance(units, bool) or not isinstance(units, int) or units < 2 or units % 2 != 0:
+        _refuse("encoder_conf.cgmlp_linear_units", units,
+                "must be an even integer >= 2 (the cgMLP splits it in halves)")
+    if not bf or ec["use_cgmlp"]:
+        _check_kernel(ec, "cgmlp_conv_kernel")
+    if not bf:
+        _check_kernel(ec, "merge_conv_kernel")
+    if bf and ec["merge_method"] == "fixed_ave":
+        w = ec["cgmlp_weight"]
+        values = w if isinstance(w, list) else [w]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) or \
+                (isinstance(w, list) and len(w) != ec["num_blocks"]):
+            _refuse("encoder_conf.cgmlp_weight", w,
+                    "must be a number or a list of num_blocks (%d) numbers" % ec["num_blocks"])
+        if not all(0.0 <= v <= 1.0 for v in values):
+            _refuse("encoder_conf.cgmlp_weight", w, "must lie within [0, 1]")
+
+
 def check_supported(raw: dict, cfg: dict):
     """Refuses configurations the engine does not implement (raw = the yaml dict)."""
-    if cfg["encoder"] not in ("conformer", "transformer"):
+    if cfg["encoder"] not in ENCODERS:
         _refuse("encoder", cfg["encoder"])
     if cfg["decoder"] not in ("transformer", "bitransformer"):
         _refuse("decoder", cfg["decoder"])
@@ -77,6 +134,8 @@ def check_supported(raw: dict, cfg: dict):
             ec["cnn_module_kernel"] % 2 == 0:
         _refuse("encoder_conf.cnn_module_kernel", ec["cnn_module_kernel"],
                 "must be odd for a non-causal conv module")
+    if cfg["encoder"] in BRANCHFORMER_FAMILY:
+        check_branchformer(cfg["encoder"], ec)
     dallowed = {
         "input_layer": ("embed",),
         "activation_type": ("swish", "relu"),
@@ -212,11 +271,14 @@ def load_state_dict(path):
 
 
 # The weights `--quantize int8` stores as int8 (docs/model-format.md, "int8 weights"): those of
-# the linear layers (and the conv module's pointwise convolutions, linear layers over channels).
-# Subsampling, embeddings, norms, depthwise convolutions and all biases stay float.
+# the linear layers (and the conv module's pointwise convolutions, linear layers over channels;
+# Branchformer blocks: attn, cgMLP projections and linear, merge_proj). Subsampling, embeddings,
+# norms, depthwise convolutions (conv module, cgMLP, E-Branchformer fusion), the Branchformer's
+# learned_ave-only pooling_proj*/weight_proj* and all biases stay float.
 INT8_WEIGHTS = re.compile(
-    r"^(encoder\.encoders\.\d+\.(self_attn\.linear_(q|k|v|out|pos)|feed_forward(_macaron)?\.w_[12]"
-    r"|conv_module\.pointwise_conv[12])"
+    r"^(encoder\.encoders\.\d+\.((self_)?attn\.linear_(q|k|v|out|pos)|feed_forward(_macaron)?\.w_[12]"
+    r"|conv_module\.pointwise_conv[12]|cgmlp\.(channel_proj1\.0|csgu\.linear|channel_proj2)"
+    r"|merge_proj)"
     r"|ctc\.ctc_lo"
     r"|decoder\.((left|right)_decoder\.)?(decoders\.\d+\.((self|src)_attn\.linear_(q|k|v|out)"
     r"|feed_forward\.w_[12])|output_layer))\.weight$")
@@ -269,8 +331,12 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
 
     # Attention class from the checkpoint (spec: rel iff linear_pos exists).
     ec = cfg["encoder_conf"]
-    rel = any(k.startswith("encoder.encoders.") and ".self_attn.linear_pos." in k for k in sd)
-    ec["selfattention_layer_type"] = "rel_selfattn" if rel else "selfattn"
+    # (Branchformer blocks name their attention `attn`; with use_attn false there is none and the
+    # yaml's value stays.)
+    attn_keys = [k for k in sd if re.match(r"encoder\.encoders\.\d+\.(self_)?attn\.", k)]
+    if attn_keys or cfg["encoder"] not in BRANCHFORMER_FAMILY:
+        rel = any(re.search(r"\.(self_)?attn\.linear_pos\.", k) for k in attn_keys)
+        ec["selfattention_layer_type"] = "rel_selfattn" if rel else "selfattn"
     if cfg["decoder_conf"].get("tie_word_embedding"):
         _refuse("decoder_conf.tie_word_embedding", True)
 
@@ -394,7 +460,10 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         "selfattention_layer_type": ec["selfattention_layer_type"],
         "normalize_before": bool(ec["normalize_before"]),
         "final_norm": bool(ec.get("final_norm", True)),
-        "macaron_style": bool(ec["macaron_style"]) if cfg["encoder"] == "conformer" else False,
+        # e_branchformer: the macaron FFN exists when use_ffn and macaron_style are both true.
+        "macaron_style": (bool(ec["macaron_style"]) if cfg["encoder"] == "conformer" else
+                          bool(ec["use_ffn"] and ec["macaron_style"])
+                          if cfg["encoder"] == "e_branchformer" else False),
         "use_cnn_module": bool(ec["use_cnn_module"]) if cfg["encoder"] == "conformer" else False,
         "cnn_module_kernel": int(ec["cnn_module_kernel"]),
         "causal": bool(ec["causal"]),
@@ -405,6 +474,23 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         "use_dynamic_chunk": bool(ec["use_dynamic_chunk"]),
         "static_chunk_size": int(ec["static_chunk_size"]),
     }
+    if cfg["encoder"] in BRANCHFORMER_FAMILY:
+        bf = cfg["encoder"] == "branchformer"
+        n = int(ec["num_blocks"])
+        fixed = bf and ec["use_attn"] and ec["use_cgmlp"] and ec["merge_method"] == "fixed_ave"
+        ec_out.update({
+            "cgmlp_linear_units": int(ec["cgmlp_linear_units"]),
+            "cgmlp_conv_kernel": int(ec["cgmlp_conv_kernel"]),
+            "use_linear_after_conv": bool(ec["use_linear_after_conv"]),
+            "gate_activation": ec["gate_activation"],
+            "use_attn": bool(ec["use_attn"]) if bf else True,
+            "use_cgmlp": bool(ec["use_cgmlp"]) if bf else True,
+            "merge_method": ec["merge_method"] if bf else "concat",
+            "cgmlp_weight": per_block(ec["cgmlp_weight"], n, "cgmlp_weight") if fixed
+            else [0.5] * n,
+            "use_ffn": False if bf else bool(ec["use_ffn"]),
+            "merge_conv_kernel": 0 if bf else int(ec["merge_conv_kernel"]),
+        })
     dc = cfg["decoder_conf"]
     dc_out = {
         "type": cfg["decoder"],
