@@ -1,12 +1,19 @@
-// CER/WER by Levenshtein alignment: hand-checked strings and a brute-force distance oracle.
+// CER/WER as WeNet's tools/compute-wer.py computes them. Every expected count below is what the real
+// script printed for the same reference and hypothesis ("WER: ... N= C= S= D= I=" per utterance,
+// "Overall -> ..." for the test set), run as docs/accuracy.md ("How CER and WER are computed") says:
+// CER with `compute-wer.py --char=1 --v=1 ref hyp` (WeNet's recipes), WER with --char=0.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
-#include <cmath>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "u2/engine/transcript_scorer.h"
 #include "u2/util/error_rate.h"
 
 namespace u2 {
@@ -19,66 +26,127 @@ void ExpectCounts(const ErrorCounts& c, int64_t s, int64_t d, int64_t i, int64_t
   EXPECT_EQ(c.reference_length, n);
 }
 
-TEST(CharacterErrors, ChineseHandChecked) {
-  ExpectCounts(CharacterErrors("你好世界", "你好世界"), 0, 0, 0, 4);
-  // 你好世界 -> 你世界啊: delete 好, insert 啊 (cost 2; three substitutions would cost 3).
+using Units = std::vector<std::string>;
+
+TEST(ScoringUnits, CharacterModeKeepsAsciiWordsWholeAndSplitsCjk) {
+  EXPECT_EQ(ScoringUnits("我用iPhone手机", ScoringUnit::kCharacter),
+            (Units{"我", "用", "IPHONE", "手", "机"}));
+  // Punctuation is part of the word it follows; the script's list is skipped only where a unit starts.
+  EXPECT_EQ(ScoringUnits("hello, world!", ScoringUnit::kCharacter), (Units{"HELLO,", "WORLD!"}));
+  EXPECT_EQ(ScoringUnits("hello , world !", ScoringUnit::kCharacter), (Units{"HELLO", "WORLD"}));
+  EXPECT_EQ(ScoringUnits("你好，世界。", ScoringUnit::kCharacter), (Units{"你", "好", "世", "界"}));
+  // Curly quotes are not in the list (and not Lo): each is a unit of its own.
+  EXPECT_EQ(ScoringUnits("他说“你好”", ScoringUnit::kCharacter), (Units{"他", "说", "“", "你", "好", "”"}));
+  // U+3000 (ideographic space, Zs) separates; "<a" ... "b>" is not a tag across a space.
+  EXPECT_EQ(ScoringUnits("你\u3000好", ScoringUnit::kCharacter), (Units{"你", "好"}));
+  EXPECT_EQ(ScoringUnits("a<b c>d", ScoringUnit::kCharacter), (Units{"A", "C>D"}));
+  EXPECT_EQ(ScoringUnits("don't", ScoringUnit::kCharacter), (Units{"DON'T"}));
+}
+
+TEST(ScoringUnits, WordModeSplitsAtWhitespaceOnly) {
+  EXPECT_EQ(ScoringUnits("我用iPhone手机", ScoringUnit::kWord), (Units{"我用IPHONE手机"}));
+  EXPECT_EQ(ScoringUnits("hello , world !", ScoringUnit::kWord), (Units{"HELLO", ",", "WORLD", "!"}));
+  // Python's str.split() whitespace: U+3000 and U+0085 too.
+  EXPECT_EQ(ScoringUnits("a\u3000b\u0085c\td", ScoringUnit::kWord), (Units{"A", "B", "C", "D"}));
+}
+
+TEST(ScoringUnits, TagsAreRemoved) {
+  for (ScoringUnit mode : {ScoringUnit::kCharacter, ScoringUnit::kWord}) {
+    EXPECT_EQ(ScoringUnits("<unk> hello <noise>", mode), (Units{"HELLO"}));
+    EXPECT_EQ(ScoringUnits("hello<unk>world", mode), (Units{"HELLOWORLD"}));
+    EXPECT_EQ(ScoringUnits("<unk><noise>hi", mode), (Units{"HI"}));
+    EXPECT_EQ(ScoringUnits("hello <unk", mode), (Units{"HELLO"}));  // an unclosed tag runs to the end
+    EXPECT_EQ(ScoringUnits("<UNK>", mode), (Units{}));
+  }
+  // With --char=1 a unit starting with '<' ends at its '>', so the comma after it starts a unit
+  // and is skipped; with --char=0 it stays.
+  EXPECT_EQ(ScoringUnits("<unk>,hello", ScoringUnit::kCharacter), (Units{"HELLO"}));
+  EXPECT_EQ(ScoringUnits("<unk>,hello", ScoringUnit::kWord), (Units{",HELLO"}));
+}
+
+// English: case, punctuation, apostrophes, tags. {CER counts}, {WER counts} from the script.
+TEST(ErrorRates, EnglishAsComputeWer) {
+  ExpectCounts(CharacterErrors("HELLO WORLD", "hello world"), 0, 0, 0, 2);
+  ExpectCounts(WordErrors("HELLO WORLD", "hello world"), 0, 0, 0, 2);
+  ExpectCounts(CharacterErrors("hello world", "hello, world!"), 2, 0, 0, 2);
+  ExpectCounts(WordErrors("hello world", "hello, world!"), 2, 0, 0, 2);
+  ExpectCounts(CharacterErrors("hello world", "hello , world !"), 0, 0, 0, 2);
+  ExpectCounts(WordErrors("hello world", "hello , world !"), 0, 0, 2, 2);
+  ExpectCounts(CharacterErrors("DON'T stop", "don't stop"), 0, 0, 0, 2);
+  ExpectCounts(CharacterErrors("don't stop", "dont stop"), 1, 0, 0, 2);
+  ExpectCounts(WordErrors("don't stop", "dont stop"), 1, 0, 0, 2);
+  ExpectCounts(CharacterErrors("a,b", "a b"), 1, 0, 1, 1);
+  ExpectCounts(CharacterErrors("<unk> hello <noise>", "hello"), 0, 0, 0, 1);
+  ExpectCounts(WordErrors("<unk> hello <noise>", "hello"), 0, 0, 0, 1);
+  ExpectCounts(CharacterErrors("hello<unk>world", "helloworld"), 0, 0, 0, 1);
+  ExpectCounts(CharacterErrors("a<b c>d", "a c>d"), 0, 0, 0, 2);
+}
+
+TEST(ErrorRates, MixedChineseEnglishAsComputeWer) {
+  ExpectCounts(CharacterErrors("我用iPhone手机", "我用 iphone 手机"), 0, 0, 0, 5);
+  ExpectCounts(WordErrors("我用iPhone手机", "我用 iphone 手机"), 1, 0, 2, 1);
+  ExpectCounts(CharacterErrors("OK好的", "ok 好的"), 0, 0, 0, 3);
+  ExpectCounts(CharacterErrors("今天天气很好", "今天天汽很好"), 1, 0, 0, 6);
+  ExpectCounts(CharacterErrors("你好，世界。", "你好世界"), 0, 0, 0, 4);
+  ExpectCounts(CharacterErrors("他说“你好”", "他说你好"), 0, 2, 0, 6);
+  ExpectCounts(CharacterErrors("，你好", "你好"), 0, 0, 0, 2);
+  ExpectCounts(CharacterErrors("你\u3000好", "你好"), 0, 0, 0, 2);
+  ExpectCounts(WordErrors("你\u3000好", "你好"), 1, 1, 0, 2);
+  // 你好世界 -> 你世界啊: delete 好, insert 啊.
   const ErrorCounts c = CharacterErrors("你好世界", "你世界啊");
   ExpectCounts(c, 0, 1, 1, 4);
   EXPECT_DOUBLE_EQ(c.Rate(), 0.5);
-  // One substitution: 好 -> 号.
-  ExpectCounts(CharacterErrors("你好", "你号"), 1, 0, 0, 2);
 }
 
-TEST(CharacterErrors, SpacesAreIgnored) {
-  ExpectCounts(CharacterErrors("你 好  世界", "你好世 界"), 0, 0, 0, 4);
-  ExpectCounts(CharacterErrors("a b", "ab"), 0, 0, 0, 2);
-  ExpectCounts(CharacterErrors("abc", "abd"), 1, 0, 0, 3);
-}
-
-TEST(CharacterErrors, EmptySides) {
-  const ErrorCounts ins = CharacterErrors("", "你好");
+TEST(ErrorRates, EmptySides) {
+  // compute-wer.py: "WER: 0.00 % N=0 C=0 S=0 D=0 I=2": the rate of an empty reference is 0.
+  const ErrorCounts ins = CharacterErrors("", "a b");
   ExpectCounts(ins, 0, 0, 2, 0);
-  EXPECT_TRUE(std::isinf(ins.Rate()));
-  const ErrorCounts del = CharacterErrors("你好", "");
+  EXPECT_EQ(ins.Rate(), 0.0);
+  EXPECT_EQ(ins.Percent(), 0.0);
+  ExpectCounts(WordErrors("", "a b"), 0, 0, 2, 0);
+  const ErrorCounts del = CharacterErrors("a b", "");
   ExpectCounts(del, 0, 2, 0, 2);
   EXPECT_DOUBLE_EQ(del.Rate(), 1.0);
-  const ErrorCounts none = CharacterErrors("", "  ");
-  ExpectCounts(none, 0, 0, 0, 0);
-  EXPECT_DOUBLE_EQ(none.Rate(), 0.0);
+  ExpectCounts(WordErrors("a b", ""), 0, 2, 0, 2);
+  ExpectCounts(CharacterErrors("<unk>", ""), 0, 0, 0, 0);  // a tag alone is an empty reference
+  ExpectCounts(CharacterErrors("", "  "), 0, 0, 0, 0);
+  ExpectCounts(WordErrors("", ""), 0, 0, 0, 0);
 }
 
-TEST(CharacterErrors, InvalidUtf8CountsPerByte) {
+// Where alignments of the minimum cost split differently, the script's choice (deletion, then
+// insertion, then diagonal) decides; preferring substitutions would give S=2 and S=3 here.
+TEST(ErrorRates, SubstitutionDeletionInsertionSplitAsComputeWer) {
+  ExpectCounts(WordErrors("a b", "b a"), 0, 1, 1, 2);
+  ExpectCounts(CharacterErrors("a b", "b a"), 0, 1, 1, 2);
+  ExpectCounts(WordErrors("a b", "b c"), 0, 1, 1, 2);
+  ExpectCounts(WordErrors("a c c", "c a b"), 1, 1, 1, 3);
+  ExpectCounts(WordErrors("a b", "c d"), 2, 0, 0, 2);
+  ExpectCounts(WordErrors("the cat sat", "the bat sat on"), 1, 0, 1, 3);
+  ExpectCounts(WordErrors("one two three", "two three"), 0, 1, 0, 3);
+}
+
+TEST(ErrorRates, InvalidUtf8CountsPerByte) {
   ExpectCounts(CharacterErrors("\xff", "\xfe"), 1, 0, 0, 1);
   ExpectCounts(CharacterErrors("\xff", "\xff"), 0, 0, 0, 1);
-  // A truncated 3-byte sequence is two invalid units, not one character.
+  // A truncated 3-byte sequence is two invalid units, not the character 你.
   ExpectCounts(CharacterErrors("\xe4\xbd", "\xe4\xbd\xa0"), 1, 1, 0, 2);
   // An invalid byte never equals the code point of the same value (U+00FF is "\xc3\xbf").
   ExpectCounts(CharacterErrors("\xc3\xbf", "\xff"), 1, 0, 0, 1);
 }
 
-TEST(WordErrors, HandChecked) {
-  // the cat sat -> the bat sat on: cat->bat, +on.
-  const ErrorCounts c = WordErrors("the cat sat", "the bat sat on");
-  ExpectCounts(c, 1, 0, 1, 3);
-  EXPECT_DOUBLE_EQ(c.Rate(), 2.0 / 3.0);
-  // Equal-cost alignments prefer substitutions.
-  ExpectCounts(WordErrors("a b", "c d"), 2, 0, 0, 2);
-  ExpectCounts(WordErrors("  hello\tworld \n", "hello world"), 0, 0, 0, 2);
-  ExpectCounts(WordErrors("one two three", "two three"), 0, 1, 0, 3);
-  ExpectCounts(WordErrors("", ""), 0, 0, 0, 0);
-  ExpectCounts(WordErrors("", "x y"), 0, 0, 2, 0);
-}
-
-TEST(ErrorCounts, Accumulate) {
+TEST(ErrorCounts, AccumulateAndPercent) {
   ErrorCounts total;
   total += CharacterErrors("你好", "你号");  // 1 of 2
   total += WordErrors("a b c", "a c");       // 1 of 3
   ExpectCounts(total, 1, 1, 0, 5);
   EXPECT_EQ(total.errors(), 2);
+  EXPECT_EQ(total.corrects(), 3);
   EXPECT_DOUBLE_EQ(total.Rate(), 0.4);
+  EXPECT_DOUBLE_EQ(total.Percent(), 40.0);
 }
 
-// Plain recursive edit distance (memoised) over bytes of ASCII strings.
+// Plain recursive edit distance (memoised) over the letters of ASCII strings.
 int EditDistance(const std::string& a, const std::string& b) {
   std::vector<std::vector<int>> memo(a.size() + 1, std::vector<int>(b.size() + 1, -1));
   std::function<int(size_t, size_t)> d = [&](size_t i, size_t j) -> int {
@@ -91,19 +159,48 @@ int EditDistance(const std::string& a, const std::string& b) {
   return d(0, 0);
 }
 
-TEST(CharacterErrors, MatchesBruteForceDistance) {
+// The script's choices among equal-cost alignments never change the total: it is the distance.
+TEST(ErrorRates, TotalIsTheEditDistance) {
   std::mt19937 rng(7);
   std::uniform_int_distribution<int> len(0, 8), letter(0, 2);
+  auto spaced = [](const std::string& s) {
+    std::string out;
+    for (char c : s) out += std::string(out.empty() ? "" : " ") + c;
+    return out;
+  };
   for (int rep = 0; rep < 500; ++rep) {
     std::string ref, hyp;
     for (int n = len(rng); n > 0; --n) ref += static_cast<char>('a' + letter(rng));
     for (int n = len(rng); n > 0; --n) hyp += static_cast<char>('a' + letter(rng));
-    const ErrorCounts c = CharacterErrors(ref, hyp);
+    const ErrorCounts c = CharacterErrors(spaced(ref), spaced(hyp));
     EXPECT_EQ(c.errors(), EditDistance(ref, hyp)) << ref << " / " << hyp;
     EXPECT_EQ(c.reference_length, static_cast<int64_t>(ref.size()));
     // The split is consistent with the lengths: |hyp| = |ref| - D + I.
     EXPECT_EQ(static_cast<int64_t>(hyp.size()), c.reference_length - c.deletions + c.insertions);
   }
+}
+
+// The test-set summary: compute-wer.py's "Overall ->" lines for these five utterances are
+// "53.85 % N=13 C=8 S=3 D=2 I=2" (--char=1) and "57.14 % N=14 C=8 S=3 D=3 I=2" (--char=0).
+TEST(TranscriptScorer, SummaryMatchesComputeWerOverall) {
+  const std::filesystem::path path =
+      std::filesystem::temp_directory_path() / ("u2_test_error_rate_text_" + std::to_string(::getpid()));
+  {
+    std::ofstream out(path);
+    out << "utt1 HELLO WORLD\nutt2 the cat sat\nutt3 a c c\nutt4 <unk> one two three\nutt5 hello , world\n";
+  }
+  auto scorer = TranscriptScorer::FromTextFile(path.string());
+  std::filesystem::remove(path);
+  ASSERT_TRUE(scorer.ok()) << scorer.status().ToString();
+  EXPECT_TRUE(scorer->Add("utt1", "hello world"));
+  EXPECT_TRUE(scorer->Add("utt2", "the bat sat on"));
+  EXPECT_TRUE(scorer->Add("utt3", "c a b"));
+  EXPECT_TRUE(scorer->Add("utt4", "two three"));
+  EXPECT_TRUE(scorer->Add("utt5", "hello world!"));
+  EXPECT_FALSE(scorer->Add("utt6", "not in the reference"));
+  EXPECT_TRUE(scorer->report_wer());
+  EXPECT_EQ(scorer->Summary(),
+            "CER 53.85 % (N=13 C=8 S=3 D=2 I=2) | WER 57.14 % (N=14 C=8 S=3 D=3 I=2) over 5 utterances");
 }
 
 TEST(IsSpaceSeparatedLanguage, Heuristic) {

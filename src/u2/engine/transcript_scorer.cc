@@ -31,9 +31,10 @@ bool TranscriptScorer::Add(const std::string& utt, const std::string& hypothesis
 namespace {
 std::string Describe(const char* name, const ErrorCounts& c) {
   char buf[160];
-  std::snprintf(buf, sizeof(buf), "%s %.2f %% (S=%lld D=%lld I=%lld N=%lld)", name, 100.0 * c.Rate(),
+  std::snprintf(buf, sizeof(buf), "%s %.2f %% (N=%lld C=%lld S=%lld D=%lld I=%lld)", name, c.Percent(),
+                static_cast<long long>(c.reference_length), static_cast<long long>(c.corrects()),
                 static_cast<long long>(c.substitutions), static_cast<long long>(c.deletions),
-                static_cast<long long>(c.insertions), static_cast<long long>(c.reference_length));
+                static_cast<long long>(c.insertions));
   return buf;
 }
 }  // namespace
