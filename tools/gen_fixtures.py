@@ -15,7 +15,6 @@ and every fixture model describes exactly the same numbers as its final.pt.
 import argparse
 import copy
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import sys
 import tempfile
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
 
 import numpy as np  # noqa: E402
@@ -48,6 +48,19 @@ def _enc(**kw):
     return base
 
 
+def _bf_enc(**kw):
+    """Branchformer / E-Branchformer encoder_conf: only keys their WeNet constructors accept
+    (no normalize_before; Branchformer has no linear_units either)."""
+    base = {"output_size": 64, "attention_heads": 4, "num_blocks": 2, "dropout_rate": 0.1,
+            "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.0,
+            "input_layer": "conv2d", "cgmlp_linear_units": 128}
+    base.update(kw)
+    return base
+
+
+BPE_DIR = os.path.join(ROOT, "tests", "data", "bpe")
+
+
 def _dec(**kw):
     base = {"attention_heads": 4, "linear_units": 128, "num_blocks": 2, "dropout_rate": 0.1,
             "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.0,
@@ -57,8 +70,10 @@ def _dec(**kw):
 
 
 # Each variant: the yaml (WeNet layout as written to train.yaml), vocab size, CMVN file format,
-# sos/eos style, storage dtype of the converted model, and whether the checkpoint is "old"
-# (concat_linear tensors present, no pe buffers).
+# sos/eos style (special_tokens True: <sos>=<eos>=2, "last": V-1, False: the <sos/eos> unit),
+# storage dtype of the converted model, and whether the checkpoint is "old" (concat_linear
+# tensors present, no pe buffers). Optional: bpe=True takes units, bpe.model and non-language
+# symbols from tests/data/bpe (tokenizer: bpe) and adds WeNet's detokenized texts to ref.json.
 VARIANTS = {
     "conformer_relpos_bn_noncausal_bi": dict(
         seed=101, vocab=48, layout="new", cmvn="json", special_tokens=True, dtype="float16",
@@ -110,6 +125,59 @@ VARIANTS = {
                           cnn_module_kernel=8, causal=True, cnn_module_norm="layer_norm",
                           activation_type="swish", use_cnn_module=True, use_dynamic_chunk=True),
         decoder="bitransformer", decoder_conf=_dec(r_num_blocks=1),
+        model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
+                    "length_normalized_loss": False}),
+    "branchformer_concat_causal_u2pp": dict(
+        seed=707, vocab=46, layout="new", cmvn="json", special_tokens=True, dtype="float16",
+        encoder="branchformer",
+        encoder_conf=_bf_enc(pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn",
+                             use_attn=True, use_cgmlp=True, cgmlp_conv_kernel=7,
+                             use_linear_after_conv=False, gate_activation="identity",
+                             merge_method="concat", causal=True, use_dynamic_chunk=True,
+                             use_dynamic_left_chunk=False),
+        decoder="bitransformer", decoder_conf=_dec(num_blocks=1, r_num_blocks=1),
+        model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
+                    "length_normalized_loss": False}),
+    "branchformer_fixed_ave_abspos": dict(
+        seed=808, vocab=42, layout="new", cmvn="kaldi", special_tokens=False, dtype="float16",
+        encoder="branchformer",
+        encoder_conf=_bf_enc(pos_enc_layer_type="abs_pos", selfattention_layer_type="selfattn",
+                             cgmlp_conv_kernel=5, use_linear_after_conv=True,
+                             gate_activation="gelu", merge_method="fixed_ave",
+                             cgmlp_weight=[0.3, 0.7], causal=False),
+        decoder="transformer", decoder_conf=_dec(num_blocks=1),
+        model_conf={"ctc_weight": 0.5, "lsm_weight": 0.1, "reverse_weight": 0.0,
+                    "length_normalized_loss": False}),
+    # WeNet's examples/aishell/s0/conf/train_ebranchformer.yaml, small.
+    "e_branchformer_noncausal": dict(
+        seed=909, vocab=50, layout="new", cmvn="json", special_tokens=True, dtype="float16",
+        encoder="e_branchformer",
+        encoder_conf=_bf_enc(linear_units=128, pos_enc_layer_type="rel_pos",
+                             selfattention_layer_type="rel_selfattn", activation_type="swish",
+                             cgmlp_conv_kernel=7, use_linear_after_conv=False,
+                             gate_activation="identity", merge_conv_kernel=5, causal=False,
+                             use_ffn=True, macaron_style=True),
+        decoder="transformer", decoder_conf=_dec(num_blocks=1),
+        model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False}),
+    "e_branchformer_causal_u2pp": dict(
+        seed=1010, vocab=44, layout="new", cmvn="kaldi", special_tokens=True, dtype="float16",
+        encoder="e_branchformer",
+        encoder_conf=_bf_enc(linear_units=128, pos_enc_layer_type="rel_pos",
+                             selfattention_layer_type="rel_selfattn", activation_type="swish",
+                             cgmlp_conv_kernel=8, use_linear_after_conv=False,
+                             gate_activation="swish", merge_conv_kernel=3, causal=True,
+                             use_dynamic_chunk=True, use_ffn=True, macaron_style=True),
+        decoder="bitransformer", decoder_conf=_dec(num_blocks=1, r_num_blocks=1),
+        model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
+                    "length_normalized_loss": False}),
+    "conformer_bpe_u2pp": dict(
+        seed=1111, vocab=118, layout="new", cmvn="json", special_tokens="last", dtype="float16",
+        bpe=True, encoder="conformer",
+        encoder_conf=_enc(pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn",
+                          cnn_module_kernel=8, causal=True, cnn_module_norm="layer_norm",
+                          macaron_style=True, activation_type="swish", use_cnn_module=True,
+                          use_dynamic_chunk=True, use_dynamic_left_chunk=False),
+        decoder="bitransformer", decoder_conf=_dec(num_blocks=1, r_num_blocks=1),
         model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
                     "length_normalized_loss": False}),
     "transformer_abspos_old": dict(
@@ -175,6 +243,19 @@ def make_units(V, sos_style_new):
     return names
 
 
+def read_units(path):
+    with open(path, "r", encoding="utf-8") as f:
+        return [line.split()[0] for line in f if line.strip()]
+
+
+def wenet_text(units, ids):
+    """WeNet's BpeTokenizer.detokenize (wenet/text/bpe_tokenizer.py, char_tokenizer.py): the
+    units of `ids` joined with no separator (connect_symbol ''), every '\u2581' replaced by a space,
+    then Python's str.strip() (Unicode whitespace). Non-language symbols get no special treatment
+    on this way: they are joined like any other unit."""
+    return "".join(units[i] for i in ids).replace("\u2581", " ").strip()
+
+
 # ----------------------------------------------------------------------------- weights
 def fp16_round_(sd):
     for k, v in sd.items():
@@ -220,7 +301,13 @@ def build_checkpoint(name, spec, ckpt_dir):
     torch.manual_seed(spec["seed"])
     gen = torch.Generator().manual_seed(spec["seed"] + 1)
     V = spec["vocab"]
-    units = make_units(V, spec["special_tokens"])
+    if spec.get("bpe"):
+        units = read_units(os.path.join(BPE_DIR, "units.txt"))
+        assert len(units) == V and units[-1] == "<sos/eos>"
+        for f in ("bpe.model", "non_lang_syms.txt"):
+            shutil.copyfile(os.path.join(BPE_DIR, f), os.path.join(ckpt_dir, f))
+    else:
+        units = make_units(V, spec["special_tokens"])
     wavs = synth_utterances(spec["seed"])
     feats = [fbank(w) for w in wavs]
 
@@ -247,9 +334,18 @@ def build_checkpoint(name, spec, ckpt_dir):
                                             "frame_length": 25, "dither": 1.0},
                              "resample_conf": {"resample_rate": 16000}},
         })
-        if spec["special_tokens"]:
+        if spec["special_tokens"] == "last":
+            y["tokenizer_conf"] = {"special_tokens": {"<blank>": 0, "<unk>": 1, "<sos>": V - 1,
+                                                      "<eos>": V - 1}}
+        elif spec["special_tokens"]:
             y["tokenizer_conf"] = {"special_tokens": {"<blank>": 0, "<unk>": 1, "<sos>": 2,
                                                       "<eos>": 2}}
+        if spec.get("bpe"):  # as WeNet's English recipes write it (paths beside train.yaml)
+            y["tokenizer"] = "bpe"
+            y["tokenizer_conf"].update({"symbol_table_path": "units.txt",
+                                        "bpe_path": "bpe.model",
+                                        "non_lang_syms_path": "non_lang_syms.txt",
+                                        "split_with_space": False})
     else:
         y.update({
             "cmvn_file": "global_cmvn",
@@ -345,6 +441,11 @@ def reference(name, spec, ckpt_dir, wavs, feats, out_dir):
                 "prefix_beam": [{"tokens": list(h), "score": s} for h, s in nbest],
                 "rescoring": {"tokens": hyps[idx], "index": idx, "scores": finals},
             })
+            if spec.get("bpe"):
+                units = read_units(os.path.join(ckpt_dir, "units.txt"))
+                utts[-1].update({"greedy_text": wenet_text(units, greedy),
+                                 "prefix_beam_text": wenet_text(units, hyps[0]),
+                                 "rescoring_text": wenet_text(units, hyps[idx])})
     ref = {"variant": name, "beam": BEAM, "ctc_weight": ctc_weight,
            "reverse_weight": reverse_weight, "sos_id": model.sos, "eos_id": model.eos,
            "chunks": [[C, L] for C, L in CHUNKS] if cfg["encoder_conf"]["use_dynamic_chunk"]
@@ -360,13 +461,16 @@ def reference(name, spec, ckpt_dir, wavs, feats, out_dir):
 FIXTURE_MAX_POSITIONS = 256
 
 
-def run_convert(ckpt_dir, model_dir, dtype):
+def run_convert(ckpt_dir, model_dir, dtype, bpe=False):
     cmd = [sys.executable, os.path.join(TOOLS, "convert.py"), "--config",
            os.path.join(ckpt_dir, "train.yaml"), "--checkpoint", os.path.join(ckpt_dir, "final.pt"),
            "--cmvn", os.path.join(ckpt_dir, "global_cmvn"), "--units",
            os.path.join(ckpt_dir, "units.txt"), "--out", model_dir, "--dtype", dtype,
            # The fixture clips are short: a 256-row positional table keeps each model small.
            "--max-positions", str(FIXTURE_MAX_POSITIONS)]
+    if bpe:
+        cmd += ["--bpe-model", os.path.join(ckpt_dir, "bpe.model"), "--non-lang-syms",
+                os.path.join(ckpt_dir, "non_lang_syms.txt")]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
@@ -393,7 +497,7 @@ def main():
             shutil.rmtree(out_dir)
         os.makedirs(out_dir)
         wavs, feats = build_checkpoint(name, spec, ckpt_dir)
-        run_convert(ckpt_dir, os.path.join(out_dir, "model"), spec["dtype"])
+        run_convert(ckpt_dir, os.path.join(out_dir, "model"), spec["dtype"], spec.get("bpe", False))
         reference(name, spec, ckpt_dir, wavs, feats, out_dir)
         if tmp:
             shutil.rmtree(tmp)

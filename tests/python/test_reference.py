@@ -45,7 +45,9 @@ def rel(a, b):
 def test_expected_variants_exist():
     for v in ("conformer_relpos_bn_noncausal_bi", "conformer_u2pp_causal_ln",
               "conformer_conv2d6_abspos", "conformer_conv2d8_nopos", "conformer_conv2d2_u2pp",
-              "transformer_abspos_old"):
+              "transformer_abspos_old", "branchformer_concat_causal_u2pp",
+              "branchformer_fixed_ave_abspos", "e_branchformer_noncausal",
+              "e_branchformer_causal_u2pp", "conformer_bpe_u2pp"):
         assert v in VARIANTS
 
 
@@ -66,16 +68,23 @@ def test_converted_model_reproduces_the_fixture(variant):
             assert len(utt["greedy"]) >= 2
 
 
-def test_streaming_equals_chunk_masked_forward():
-    """Causal conv: forward_chunk_by_chunk(C, L) == full forward with the (C, L) chunk mask."""
-    model, ref, rj = load_fixture("conformer_u2pp_causal_ln")
+CAUSAL_STREAMING = ["conformer_u2pp_causal_ln", "branchformer_concat_causal_u2pp",
+                    "e_branchformer_causal_u2pp", "conformer_bpe_u2pp"]
+
+
+@pytest.mark.parametrize("variant", CAUSAL_STREAMING)
+def test_streaming_equals_chunk_masked_forward(variant):
+    """Causal conv: forward_chunk_by_chunk(C, L) == full forward with the (C, L) chunk mask
+    (E-Branchformer: with its fusion conv's history cached, as the engine does)."""
+    model, ref, rj = load_fixture(variant)
     assert rj["chunks"]
+    kw = {"cache_fusion": True} if variant.startswith("e_branchformer") else {}
     worst = 0.0
     with torch.no_grad():
         for u in range(len(rj["utts"])):
             x = ref["u%d.fbank" % u].unsqueeze(0)
             for C, L in rj["chunks"]:
-                s, _ = model.encoder.forward_chunk_by_chunk(x, C, L)
+                s, _ = model.encoder.forward_chunk_by_chunk(x, C, L, **kw)
                 full = ref["u%d.chunk%d_left%d.encoder_out" % (u, C, L)]
                 assert s.shape[1] == full.shape[0]
                 worst = max(worst, (s[0] - full).abs().max().item())
@@ -88,8 +97,24 @@ def test_streaming_equals_chunk_masked_forward():
     assert (ref["u2.chunk4_left1.encoder_out"] - ref["u2.encoder_out"]).abs().max() > 1e-2
 
 
-def test_padded_batch_equals_single_for_causal_model():
-    model, ref, rj = load_fixture("conformer_u2pp_causal_ln")
+def test_e_branchformer_wenet_streaming_differs_from_the_chunk_masked_forward():
+    """WeNet's forward_chunk gives the causal depthwise_conv_fusion no cache (zeros at every
+    chunk start): its streaming output is not the chunk-masked forward (docs/wenet-crosscheck.md)."""
+    model, ref, rj = load_fixture("e_branchformer_causal_u2pp")
+    with torch.no_grad():
+        for u in range(len(rj["utts"])):
+            x = ref["u%d.fbank" % u].unsqueeze(0)
+            full = ref["u%d.chunk4_left-1.encoder_out" % u]
+            s, _ = model.encoder.forward_chunk_by_chunk(x, 4, -1)
+            first = s[0, :4] - full[:4]  # the first chunk has no history to lose
+            assert first.abs().max() < 1e-5
+            assert rel(s[0], full) > 1e-2
+
+
+@pytest.mark.parametrize("variant", ["conformer_u2pp_causal_ln", "branchformer_concat_causal_u2pp",
+                                     "e_branchformer_causal_u2pp"])
+def test_padded_batch_equals_single_for_causal_model(variant):
+    model, ref, rj = load_fixture(variant)
     xs = [ref["u%d.fbank" % u] for u in range(3)]
     T = max(x.size(0) for x in xs)
     batch = torch.zeros(3, T, xs[0].size(1))
@@ -103,6 +128,24 @@ def test_padded_batch_equals_single_for_causal_model():
         n = rj["utts"][u]["num_enc_frames"]
         assert out_lens[u].item() == n
         assert rel(enc[u, :n], ref["u%d.encoder_out" % u]) < 1e-5
+
+
+def test_bpe_fixture_texts_are_wenet_detokenized():
+    """ref.json's *_text: WeNet's BpeTokenizer.detokenize, i.e. the units joined with no
+    separator, '\u2581' -> ' ', str.strip() (crosschecked against WeNet's own tokenizer)."""
+    d = os.path.join(FIXTURES, "conformer_bpe_u2pp", "model")
+    with open(os.path.join(d, "model.json")) as f:
+        assert json.load(f)["tokenizer"] == {"type": "bpe", "bpe_model": "bpe.model",
+                                             "non_lang_syms": "non_lang_syms.txt"}
+    with open(os.path.join(d, "units.txt"), encoding="utf-8") as f:
+        units = [line.split()[0] for line in f if line.strip()]
+    _, _, rj = load_fixture("conformer_bpe_u2pp")
+    for utt in rj["utts"]:
+        for key, ids in (("greedy_text", utt["greedy"]),
+                         ("prefix_beam_text", utt["prefix_beam"][0]["tokens"]),
+                         ("rescoring_text", utt["rescoring"]["tokens"])):
+            text = "".join(units[i] for i in ids).replace("\u2581", " ").strip()
+            assert utt[key] == text and text, key
 
 
 @pytest.mark.parametrize("layer,formula", [
