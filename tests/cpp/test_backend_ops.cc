@@ -27,6 +27,8 @@ double MaxAbsDiff(const std::vector<float>& a, const std::vector<double>& b) {
 }
 
 double Sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+// torch.nn.GELU(): x·Φ(x), in float64.
+double Gelu(double x) { return 0.5 * x * std::erfc(-x / std::sqrt(2.0)); }
 
 class BackendOps : public ::testing::TestWithParam<int> {
  protected:
@@ -140,7 +142,7 @@ TEST_P(BackendOps, GemmPreparedEpilogueAddsBiasScalesAndActivates) {
   const auto bias = Random(n, 63, 3.0f);
   for (const std::shared_ptr<const PreparedWeight>& pw :
        {be_->PrepareWeight(w.data(), n, k), be_->Backend::PrepareWeight(w.data(), n, k)}) {
-    for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kSilu}) {
+    for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kSilu, Activation::kGelu}) {
       for (const float scale : {1.0f, 0.5f}) {
         std::vector<float> c(static_cast<size_t>(m) * ldc, 9.0f);
         be_->GemmPrepared(m, a.data(), k, *pw, 0.0f, c.data(), ldc, {bias.data(), act, scale});
@@ -156,9 +158,11 @@ TEST_P(BackendOps, GemmPreparedEpilogueAddsBiasScalesAndActivates) {
             const double x = (s + bias[j]) * scale;
             const double want = act == Activation::kRelu   ? std::max(x, 0.0)
                                 : act == Activation::kSilu ? x * Sigmoid(x)
+                                : act == Activation::kGelu ? Gelu(x)
                                                            : x;
-            const double tol =
-                1.1 * (k + 4) * std::ldexp(1.0, -24) * mag * scale + 5e-7 * std::abs(want) + 1e-7;
+            // GELU's erf approximation adds at most 1.5e-7·|x|/2 (Abramowitz & Stegun 7.1.26).
+            const double tol = 1.1 * (k + 4) * std::ldexp(1.0, -24) * mag * scale + 5e-7 * std::abs(want) +
+                               1e-7 + (act == Activation::kGelu ? 1e-7 * std::abs(x) : 0.0);
             if (!(std::abs(c[static_cast<size_t>(i) * ldc + j] - want) <= tol)) ++bad;
           }
           for (int j = n; j < ldc; ++j) bad += c[static_cast<size_t>(i) * ldc + j] != 9.0f;
@@ -167,6 +171,43 @@ TEST_P(BackendOps, GemmPreparedEpilogueAddsBiasScalesAndActivates) {
       }
     }
   }
+}
+
+TEST_P(BackendOps, GeluFollowsTorchOverItsWholeRange) {
+  // Every x on a fine grid over [-12, 12] (both tails, where Φ(x) is ~1e-33 or 1 − 1e-33) against
+  // float64: at most 1.5e-7·|x|/2 from the erf approximation plus float32 rounding.
+  const int n = 24001;
+  std::vector<float> y(n);
+  for (int i = 0; i < n; ++i) y[i] = -12.0f + 24.0f * static_cast<float>(i) / (n - 1);
+  const std::vector<float> x = y;
+  be_->BiasActivation(y.data(), 1, n, n, nullptr, Activation::kGelu, 1.0f);
+  double worst = 0;
+  for (int i = 0; i < n; ++i) {
+    const double want = Gelu(x[i]);
+    const double err = std::abs(y[i] - want);
+    EXPECT_LE(err, 1e-7 * std::abs(x[i]) + 3e-7 * std::abs(want) + 1e-30) << "x=" << x[i];
+    worst = std::max(worst, err);
+  }
+  std::printf("[%s] GELU max abs error over [-12, 12]: %.3g\n", be_->Name().c_str(), worst);
+}
+
+TEST_P(BackendOps, MultiplyIsElementwiseOnStridedRows) {
+  const int m = 37, n = 70, lda = 90, ldb = 75, ldy = 80;
+  const auto a = Random(static_cast<size_t>(m) * lda, 71), b = Random(static_cast<size_t>(m) * ldb, 72);
+  std::vector<float> y(static_cast<size_t>(m) * ldy, 5.0f);
+  be_->Multiply(a.data(), lda, b.data(), ldb, m, n, y.data(), ldy);
+  int bad = 0;
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < n; ++j) bad += y[i * ldy + j] != a[i * lda + j] * b[i * ldb + j];
+    for (int j = n; j < ldy; ++j) bad += y[i * ldy + j] != 5.0f;
+  }
+  EXPECT_EQ(bad, 0);
+  // In place on either operand.
+  std::vector<float> c(b.begin(), b.end());
+  be_->Multiply(a.data(), lda, c.data(), ldb, m, n, c.data(), ldb);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) bad += c[i * ldb + j] != a[i * lda + j] * b[i * ldb + j];
+  EXPECT_EQ(bad, 0);
 }
 
 TEST_P(BackendOps, GemmPreparedAcceptsTheBaseHandle) {
@@ -183,7 +224,7 @@ TEST_P(BackendOps, GemmPreparedAcceptsTheBaseHandle) {
 TEST_P(BackendOps, BiasActivationAndGlu) {
   const int m = 70, n = 45, ld = 50;
   auto bias = Random(2 * n, 4);
-  for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kSilu}) {
+  for (Activation act : {Activation::kNone, Activation::kRelu, Activation::kSilu, Activation::kGelu}) {
     auto y = Random(static_cast<size_t>(m) * ld, 5, 4.0f);
     std::vector<double> want(y.begin(), y.end());
     for (int i = 0; i < m; ++i) {
@@ -191,6 +232,7 @@ TEST_P(BackendOps, BiasActivationAndGlu) {
         double v = (double(y[i * ld + j]) + bias[j]) * 1.5;
         if (act == Activation::kRelu) v = std::max(v, 0.0);
         if (act == Activation::kSilu) v = v * Sigmoid(v);
+        if (act == Activation::kGelu) v = Gelu(v);
         want[i * ld + j] = v;
       }
     }

@@ -193,8 +193,7 @@ TEST(EncoderStreaming, ChunkByChunkMatchesChunkMaskedForward) {
     auto model = AsrModel::Load(FixtureModelDir(variant));
     ASSERT_TRUE(model.ok()) << model.status().ToString();
     const ModelConfig& c = (*model)->config();
-    if (c.encoder.has_conv_module() && !c.encoder.causal)
-      continue;  // does not stream exactly (docs/wenet-numerics.md §4.3)
+    if (!c.encoder.StreamsExactly()) continue;  // does not stream exactly (docs/wenet-numerics.md §4.3)
     auto ref = testing::OpenFixture(variant);
     ASSERT_TRUE(ref);
     const auto utts = LoadUtterances(*ref, NumUtterances(variant));

@@ -155,7 +155,7 @@ TEST(Int8Model, StreamingEqualsChunkMaskedForward) {
     ASSERT_TRUE(model);
     const ModelConfig& c = model->config();
     // Streams exactly only with a chunk mask offline (dynamic chunk) and causal convolutions.
-    if (!c.encoder.use_dynamic_chunk || (c.encoder.has_conv_module() && !c.encoder.causal)) continue;
+    if (!c.encoder.StreamsExactly()) continue;
     ++streamed_variants;
     const auto ref = testing::OpenFixture(variant);
     ASSERT_TRUE(ref);

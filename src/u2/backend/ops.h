@@ -25,7 +25,8 @@ namespace u2 {
 class Backend;
 class PreparedWeight;
 
-enum class Activation { kNone, kRelu, kSilu };
+// kGelu is the exact (erf) GELU of torch.nn.GELU(), which WeNet's cgMLP uses.
+enum class Activation { kNone, kRelu, kSilu, kGelu };
 
 // One sequence's rows [row, row+len) in a packed matrix; `pos` is the position of its first row
 // in the sequence (non-zero when the rows continue a prefix stored elsewhere, EmbedTokens).
@@ -244,6 +245,9 @@ class Backend : public std::enable_shared_from_this<Backend> {
                               float scale) const = 0;
   // y[i,:] = (x[i,:n] + b[:n]) · sigmoid(x[i,n:] + b[n:]); x is m×2n (ldx), y m×n (ldy).
   virtual void BiasGlu(const float* x, int m, int n, int ldx, const float* bias, float* y, int ldy) const = 0;
+  // y[i,:n] = a[i,:n] ⊙ b[i,:n], element by element (a cgMLP's gating); y may equal a or b.
+  virtual void Multiply(const float* a, int lda, const float* b, int ldb, int m, int n, float* y,
+                        int ldy) const = 0;
   // y = LayerNorm(x) row-wise over n (y may equal x).
   virtual void LayerNorm(const float* x, int m, int n, int ldx, const LayerNormParams& norm, float* y,
                          int ldy) const = 0;

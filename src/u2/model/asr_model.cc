@@ -74,7 +74,7 @@ StatusOr<std::shared_ptr<const AsrModel>> AsrModel::Load(const std::string& mode
   if (!file.ok()) return file.status().WithContext("loading " + weights_path);
   WeightLoader loader(*file, model->backend_);
   const ModelConfig& c = model->config_;
-  auto loaded = ConformerEncoder::Load(c, loader, model->backend_);
+  auto loaded = Encoder::Load(c, loader, model->backend_);
   if (!loaded.ok()) return loaded.status().WithContext(model_dir);
   model->encoder_ = std::move(loaded).value();
   if (c.HasDecoder()) {

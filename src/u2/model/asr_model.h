@@ -1,5 +1,6 @@
-// The engine-facing model: a WeNet U2/U2++ encoder (Conformer or Transformer) with its CTC head
-// and attention decoder(s), loaded from a u2serve model directory (docs/model-format.md).
+// The engine-facing model: a WeNet U2/U2++ encoder (Conformer, Transformer, Branchformer or
+// E-Branchformer) with its CTC head and attention decoder(s), loaded from a u2serve model
+// directory (docs/model-format.md).
 //
 // Thread safety: a loaded AsrModel is immutable; Encode and ScoreHypotheses may run concurrently
 // from several threads (each call borrows its own scratch workspace from a pool).
@@ -17,7 +18,7 @@
 
 namespace u2 {
 
-class ConformerEncoder;
+class Encoder;
 class TransformerDecoder;
 class AsrModel;
 
@@ -94,14 +95,15 @@ class EncoderStream {
   const std::vector<float>& encoder_frames() const { return encoder_frames_; }
 
  private:
-  friend class ConformerEncoder;
+  friend class Encoder;
   friend class AsrModel;
   const AsrModel* model_ = nullptr;
   int offset_ = 0;
   int cache_frames_ = 0;           // t1: K|V rows held per layer
   int capacity_ = 0;               // rows allocated per layer
   std::vector<Tensor> att_cache_;  // per layer (capacity, 2D): [K | V] rows [0, t1)
-  std::vector<Tensor> cnn_cache_;  // per layer (K−1, D): the last K−1 post-GLU frames (causal conv)
+  // Per layer, per causal depthwise conv (EncoderLayer::ConvHistories): its last K−1 input rows.
+  std::vector<std::vector<Tensor>> conv_cache_;
   std::vector<float> encoder_frames_;
 };
 
@@ -144,7 +146,7 @@ class AsrModel {
 
   ModelConfig config_;
   std::shared_ptr<const Backend> backend_;
-  std::unique_ptr<ConformerEncoder> encoder_;
+  std::unique_ptr<Encoder> encoder_;
   std::unique_ptr<TransformerDecoder> left_decoder_;
   std::unique_ptr<TransformerDecoder> right_decoder_;
   mutable std::mutex pool_mutex_;

@@ -4,36 +4,13 @@
 #include <cmath>
 
 namespace u2 {
-namespace {
 
-// Workspace slots used by the encoder.
-enum Slot : int {
-  kSlotFeat = 0,  // one utterance's features (T × I)
-  kSlotConvA,     // subsampling intermediates
-  kSlotConvB,
-  kSlotConvOut,   // packed subsampling output (M × F′·D)
-  kSlotX,         // the layer state (M × D)
-  kSlotH,         // normalised sublayer input (M × D)
-  kSlotBig,       // QKV (M × 3D) / FFN hidden (M × Fe) / pointwise_conv1 (M × 2D)
-  kSlotAtt,       // attention output / GLU output (M × D)
-  kSlotTmp,       // sublayer output before the residual add (M × D)
-  kSlotPos,       // projected positions (Tmax × D)
-  kSlotLogits,    // CTC logits (M × V)
-  kSlotConvHist,  // streaming: the new conv history being assembled
-};
-
-}  // namespace
-
-StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelConfig& config,
-                                                                   const WeightLoader& loader,
-                                                                   std::shared_ptr<const Backend> backend) {
-  std::unique_ptr<ConformerEncoder> enc(new ConformerEncoder(config, backend));
+StatusOr<std::unique_ptr<Encoder>> Encoder::Load(const ModelConfig& config, const WeightLoader& loader,
+                                                 std::shared_ptr<const Backend> backend) {
+  std::unique_ptr<Encoder> enc(new Encoder(config, backend));
   const EncoderConfig& e = config.encoder;
   const int D = e.output_size;
   const int I = config.input_dim;
-  const int H = e.attention_heads;
-  const int dk = e.head_dim();
-  const int Fe = e.linear_units;
 
   if (config.cmvn) {
     U2_ASSIGN_OR_RETURN(enc->cmvn_mean_, loader.Device("encoder.global_cmvn.mean", {I}));
@@ -95,101 +72,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
     enc->pos_table_ = pe.Reshape({config.max_positions, D});
   }
 
-  const bool rel = e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn;
-  for (int i = 0; i < e.num_blocks; ++i) {
-    const std::string p = "encoder.encoders." + std::to_string(i) + ".";
-    EncoderLayerWeights w;
-    const float eps = e.norm_eps;
-    if (e.is_conformer()) {
-      if (e.macaron_style) {
-        U2_ASSIGN_OR_RETURN(w.norm_ff_macaron, loader.Norm(p + "norm_ff_macaron", D, eps));
-        U2_ASSIGN_OR_RETURN(w.ff_macaron_w1, loader.Linear(p + "feed_forward_macaron.w_1", D, Fe));
-        U2_ASSIGN_OR_RETURN(w.ff_macaron_w2, loader.Linear(p + "feed_forward_macaron.w_2", Fe, D));
-      }
-      U2_ASSIGN_OR_RETURN(w.norm_mha, loader.Norm(p + "norm_mha", D, eps));
-      U2_ASSIGN_OR_RETURN(w.norm_ff, loader.Norm(p + "norm_ff", D, eps));
-      if (e.use_cnn_module) {
-        U2_ASSIGN_OR_RETURN(w.norm_conv, loader.Norm(p + "norm_conv", D, eps));
-        U2_ASSIGN_OR_RETURN(w.norm_final, loader.Norm(p + "norm_final", D, eps));
-      }
-    } else {
-      U2_ASSIGN_OR_RETURN(w.norm_mha, loader.Norm(p + "norm1", D, eps));
-      U2_ASSIGN_OR_RETURN(w.norm_ff, loader.Norm(p + "norm2", D, eps));
-    }
-    U2_ASSIGN_OR_RETURN(w.ff_w1, loader.Linear(p + "feed_forward.w_1", D, Fe));
-    U2_ASSIGN_OR_RETURN(w.ff_w2, loader.Linear(p + "feed_forward.w_2", Fe, D));
-    U2_ASSIGN_OR_RETURN(
-        w.qkv, loader.StackedLinear(
-                   {p + "self_attn.linear_q", p + "self_attn.linear_k", p + "self_attn.linear_v"}, D, D));
-    U2_ASSIGN_OR_RETURN(w.attn_out, loader.Linear(p + "self_attn.linear_out", D, D));
-    if (rel) {
-      U2_ASSIGN_OR_RETURN(w.linear_pos, loader.Linear(p + "self_attn.linear_pos", D, D));
-      U2_ASSIGN_OR_RETURN(w.pos_bias_u, loader.Device(p + "self_attn.pos_bias_u", {H, dk}));
-      U2_ASSIGN_OR_RETURN(w.pos_bias_v, loader.Device(p + "self_attn.pos_bias_v", {H, dk}));
-    }
-    if (e.has_conv_module()) {
-      const int K = e.cnn_module_kernel;
-      const std::string c = p + "conv_module.";
-      w.pointwise_conv1.in = D;
-      w.pointwise_conv1.out = 2 * D;
-      U2_RETURN_IF_ERROR(
-          loader.LoadLinearWeight(c + "pointwise_conv1.weight", {2 * D, D, 1}, &w.pointwise_conv1));
-      std::vector<float> b1;
-      if (loader.Has(c + "pointwise_conv1.bias")) {
-        U2_ASSIGN_OR_RETURN(b1, loader.Host(c + "pointwise_conv1.bias", {2 * D}));
-        w.pointwise_conv1.bias = loader.Upload(b1, {2 * D});
-      }
-      w.pointwise_conv2.in = D;
-      w.pointwise_conv2.out = D;
-      U2_RETURN_IF_ERROR(
-          loader.LoadLinearWeight(c + "pointwise_conv2.weight", {D, D, 1}, &w.pointwise_conv2));
-      U2_ASSIGN_OR_RETURN(w.pointwise_conv2.bias, loader.OptionalDevice(c + "pointwise_conv2.bias", {D}));
-
-      U2_ASSIGN_OR_RETURN(std::vector<float> dw, loader.Host(c + "depthwise_conv.weight", {D, 1, K}));
-      std::vector<float> db(D, 0.0f);
-      if (loader.Has(c + "depthwise_conv.bias")) {
-        U2_ASSIGN_OR_RETURN(db, loader.Host(c + "depthwise_conv.bias", {D}));
-      }
-      std::vector<float> scale(D, 1.0f), shift(D, 0.0f);
-      if (e.cnn_module_norm == ConvNormType::kBatchNorm) {
-        // Eval BatchNorm is per-channel affine: fold it into the depthwise conv.
-        U2_ASSIGN_OR_RETURN(std::vector<float> g, loader.Host(c + "norm.weight", {D}));
-        U2_ASSIGN_OR_RETURN(std::vector<float> b, loader.Host(c + "norm.bias", {D}));
-        U2_ASSIGN_OR_RETURN(std::vector<float> mean, loader.Host(c + "norm.running_mean", {D}));
-        U2_ASSIGN_OR_RETURN(std::vector<float> var, loader.Host(c + "norm.running_var", {D}));
-        for (int ch = 0; ch < D; ++ch) {
-          const double s =
-              static_cast<double>(g[ch]) / std::sqrt(static_cast<double>(var[ch]) + e.conv_norm_eps);
-          scale[ch] = static_cast<float>(s);
-          shift[ch] = static_cast<float>((static_cast<double>(db[ch]) - mean[ch]) * s + b[ch]);
-        }
-      } else {
-        U2_ASSIGN_OR_RETURN(w.conv_layer_norm, loader.Norm(c + "norm", D, e.conv_norm_eps));
-        shift = db;
-      }
-      std::vector<float> wt(static_cast<size_t>(K) * D);
-      for (int ch = 0; ch < D; ++ch)
-        for (int k = 0; k < K; ++k)
-          wt[static_cast<size_t>(k) * D + ch] = dw[static_cast<size_t>(ch) * K + k] * scale[ch];
-      w.depthwise_weight = loader.Upload(wt, {K, D});
-      w.depthwise_bias = loader.Upload(shift, {D});
-      if (e.causal && !b1.empty()) {
-        std::vector<float> glu(D);
-        for (int ch = 0; ch < D; ++ch) glu[ch] = b1[ch] / (1.0f + std::exp(-b1[D + ch]));
-        w.glu_of_bias = loader.Upload(glu, {D});
-      }
-      if (e.causal && K > 1) {
-        std::vector<float> hist(static_cast<size_t>(K - 1) * D, 0.0f);
-        if (!b1.empty()) {
-          for (int k = 0; k < K - 1; ++k)
-            for (int ch = 0; ch < D; ++ch)
-              hist[static_cast<size_t>(k) * D + ch] = b1[ch] / (1.0f + std::exp(-b1[D + ch]));
-        }
-        w.initial_conv_history = loader.Upload(hist, {K - 1, D});
-      }
-    }
-    enc->layers_.push_back(std::move(w));
-  }
+  U2_ASSIGN_OR_RETURN(enc->layers_, LoadEncoderLayers(config, loader, backend));
   if (e.normalize_before && e.final_norm) {
     U2_ASSIGN_OR_RETURN(enc->after_norm_, loader.Norm("encoder.after_norm", D, e.norm_eps));
   }
@@ -197,7 +80,7 @@ StatusOr<std::unique_ptr<ConformerEncoder>> ConformerEncoder::Load(const ModelCo
   return enc;
 }
 
-void ConformerEncoder::Subsample(const FeatureView& f, Workspace& ws, float* conv_out) const {
+void Encoder::Subsample(const FeatureView& f, Workspace& ws, float* conv_out) const {
   const Backend& be = *backend_;
   const int I = config_.input_dim;
   const int D = config_.encoder.output_size;
@@ -220,7 +103,7 @@ void ConformerEncoder::Subsample(const FeatureView& f, Workspace& ws, float* con
   }
 }
 
-AttentionParams ConformerEncoder::AttentionTemplate(const EncoderLayerWeights& w) const {
+AttentionParams Encoder::AttentionTemplate(const AttentionWeights& w) const {
   const EncoderConfig& e = config_.encoder;
   AttentionParams p;
   p.num_heads = e.attention_heads;
@@ -230,108 +113,9 @@ AttentionParams ConformerEncoder::AttentionTemplate(const EncoderLayerWeights& w
   return p;
 }
 
-void ConformerEncoder::Layer(int index, float* x, int m, const LayerContext& ctx, Workspace& ws) const {
-  const Backend& be = *backend_;
-  const EncoderConfig& e = config_.encoder;
-  const EncoderLayerWeights& w = layers_[index];
-  const int D = e.output_size;
-  const int Fe = e.linear_units;
-  float* h = ws.Floats(kSlotH, static_cast<size_t>(m) * D);
-  float* big = ws.Floats(kSlotBig, static_cast<size_t>(m) * std::max(3 * D, Fe));
-  float* att = ws.Floats(kSlotAtt, static_cast<size_t>(m) * D);
-  float* tmp = ws.Floats(kSlotTmp, static_cast<size_t>(m) * D);
-  auto linear = [&](const float* in, const LinearWeights& l, float* y) {
-    l.Apply(be, in, m, l.in, y, l.out);
-  };
-
-  enum class Kind { kFfnMacaron, kAttention, kConv, kFfn };
-  struct Sublayer {
-    Kind kind;
-    const NormWeights* norm;
-  };
-  Sublayer subs[4];
-  int n = 0;
-  if (e.has_macaron()) subs[n++] = {Kind::kFfnMacaron, &w.norm_ff_macaron};
-  subs[n++] = {Kind::kAttention, &w.norm_mha};
-  if (e.has_conv_module()) subs[n++] = {Kind::kConv, &w.norm_conv};
-  subs[n++] = {Kind::kFfn, &w.norm_ff};
-  const float ff_scale = e.has_macaron() ? 0.5f : 1.0f;
-  const bool pre = e.normalize_before;
-
-  const float* in = x;
-  if (pre) {
-    be.LayerNorm(x, m, D, D, subs[0].norm->params(), h, D);
-    in = h;
-  }
-  for (int s = 0; s < n; ++s) {
-    const float* delta_bias = nullptr;
-    float alpha = 1.0f;
-    switch (subs[s].kind) {
-      case Kind::kFfnMacaron:
-      case Kind::kFfn: {
-        const bool mac = subs[s].kind == Kind::kFfnMacaron;
-        const LinearWeights& w1 = mac ? w.ff_macaron_w1 : w.ff_w1;
-        const LinearWeights& w2 = mac ? w.ff_macaron_w2 : w.ff_w2;
-        w1.Forward(be, in, m, w1.in, big, Fe, e.activation);
-        linear(big, w2, tmp);
-        delta_bias = w2.b();
-        alpha = ff_scale;
-        break;
-      }
-      case Kind::kAttention: {
-        w.qkv.Forward(be, in, m, D, big, 3 * D);
-        ctx.attention(index, big, att, ws);
-        linear(att, w.attn_out, tmp);
-        delta_bias = w.attn_out.b();
-        break;
-      }
-      case Kind::kConv: {
-        linear(in, w.pointwise_conv1, big);
-        be.BiasGlu(big, m, D, 2 * D, w.pointwise_conv1.b(), att, D);
-        const int K = e.cnn_module_kernel;
-        LayerNormParams conv_ln;
-        DepthwiseConvParams dp;
-        dp.channels = D;
-        dp.kernel = K;
-        dp.left_pad = e.causal ? K - 1 : (K - 1) / 2;
-        dp.weight = w.depthwise_weight.f32();
-        dp.bias = w.depthwise_bias.f32();
-        dp.pad_value = w.glu_of_bias.empty() ? nullptr : w.glu_of_bias.f32();
-        if (e.cnn_module_norm == ConvNormType::kLayerNorm) {
-          conv_ln = w.conv_layer_norm.params();
-          dp.norm = &conv_ln;
-        }
-        dp.activation = e.activation;
-        // `in` is h (pre-LN only), already consumed by pointwise_conv1.
-        be.DepthwiseConv(dp, att, ctx.conv_segments, h);
-        if (ctx.after_conv) ctx.after_conv(index, att);
-        linear(h, w.pointwise_conv2, tmp);
-        delta_bias = w.pointwise_conv2.b();
-        break;
-      }
-    }
-    if (pre) {
-      if (s + 1 < n) {
-        const LayerNormParams next = subs[s + 1].norm->params();
-        be.AddResidual(x, tmp, D, delta_bias, alpha, m, D, &next, h);
-        in = h;
-      } else if (e.has_conv_module()) {
-        const LayerNormParams fin = w.norm_final.params();
-        be.AddResidual(x, tmp, D, delta_bias, alpha, m, D, &fin, x);
-      } else {
-        be.AddResidual(x, tmp, D, delta_bias, alpha, m, D, nullptr, nullptr);
-      }
-    } else {
-      const LayerNormParams own = subs[s].norm->params();
-      be.AddResidual(x, tmp, D, delta_bias, alpha, m, D, &own, x);
-      in = x;
-    }
-  }
-}
-
-void ConformerEncoder::Embed(std::span<const FeatureView> feats, const std::vector<int>& lengths,
-                             const std::vector<int>& offsets, const std::vector<int>& positions, int m,
-                             Workspace& ws, float* x) const {
+void Encoder::Embed(std::span<const FeatureView> feats, const std::vector<int>& lengths,
+                    const std::vector<int>& offsets, const std::vector<int>& positions, int m, Workspace& ws,
+                    float* x) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_.encoder;
   const int D = e.output_size;
@@ -353,7 +137,7 @@ void ConformerEncoder::Embed(std::span<const FeatureView> feats, const std::vect
   }
 }
 
-void ConformerEncoder::Finish(const float* x, int m, Workspace& ws, EncoderOutput* out) const {
+void Encoder::Finish(const float* x, int m, Workspace& ws, EncoderOutput* out) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_.encoder;
   const int D = e.output_size;
@@ -376,8 +160,8 @@ void ConformerEncoder::Finish(const float* x, int m, Workspace& ws, EncoderOutpu
   }
 }
 
-Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const EncodeOptions& options,
-                                 Workspace& ws, EncoderOutput* out) const {
+Status Encoder::Forward(std::span<const FeatureView> feats, const EncodeOptions& options, Workspace& ws,
+                        EncoderOutput* out) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_.encoder;
   const int D = e.output_size;
@@ -447,9 +231,11 @@ Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const Encod
   const bool rel = e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn;
   const bool use_pos = rel && e.pos_enc_layer_type != PosEncType::kNoPos;
   LayerContext ctx;
-  ctx.conv_segments = conv_segs;
-  ctx.attention = [&](int layer, const float* qkv, float* att, Workspace& w) {
-    AttentionParams p = AttentionTemplate(layers_[layer]);
+  ctx.depthwise = [&](int /*layer*/, int /*conv*/, const DepthwiseConvParams& p, const float* in, float* y) {
+    be.DepthwiseConv(p, in, conv_segs, y);
+  };
+  ctx.attention = [&](int /*layer*/, const AttentionWeights& aw, const float* qkv, float* att, Workspace& w) {
+    AttentionParams p = AttentionTemplate(aw);
     p.q = qkv;
     p.k = qkv + D;
     p.v = qkv + 2 * D;
@@ -462,8 +248,7 @@ Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const Encod
     if (use_pos && t_max > 0) {
       // Offline, every utterance's key j sits at position j: one projection serves all.
       float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t_max) * D);
-      const LinearWeights& lp = layers_[layer].linear_pos;
-      lp.Forward(be, pos_table_.f32(), t_max, D, pos_proj, D);
+      aw.linear_pos.Forward(be, pos_table_.f32(), t_max, D, pos_proj, D);
       p.pos = pos_proj;
       p.ldp = D;
     }
@@ -471,7 +256,7 @@ Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const Encod
   };
   std::vector<std::vector<float>> layer_capture(B);
   for (int i = 0; i < e.num_blocks; ++i) {
-    Layer(i, x, m, ctx, ws);
+    layers_[i]->Forward(i, x, m, ctx, ws);
     if (options.capture_layers) {
       capture(&layer_capture);
       for (int b = 0; b < B; ++b) out->layers[b][i] = std::move(layer_capture[b]);
@@ -481,27 +266,25 @@ Status ConformerEncoder::Forward(std::span<const FeatureView> feats, const Encod
   return Status::Ok();
 }
 
-void ConformerEncoder::InitStream(EncoderStream* st) const {
+void Encoder::InitStream(EncoderStream* st) const {
   const EncoderConfig& e = config_.encoder;
   st->offset_ = 0;
   st->cache_frames_ = 0;
   st->capacity_ = 0;
   st->att_cache_.assign(e.num_blocks, Tensor());
-  st->cnn_cache_.clear();
-  if (e.has_conv_module() && e.causal && e.cnn_module_kernel > 1) {
-    for (int i = 0; i < e.num_blocks; ++i) {
-      const Tensor& init = layers_[i].initial_conv_history;
+  st->conv_cache_.assign(e.num_blocks, {});
+  for (int i = 0; i < e.num_blocks; ++i) {
+    for (const Tensor& init : layers_[i]->ConvHistories()) {
       Tensor c = backend_->NewTensor(init.shape());
       backend_->Copy(c.data<void>(), init.data<void>(), init.nbytes());
-      st->cnn_cache_.push_back(c);
+      st->conv_cache_[i].push_back(c);
     }
   }
   st->encoder_frames_.clear();
 }
 
-Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
-                                      std::span<const FeatureView> chunks, const StreamingOptions& options,
-                                      Workspace& ws, EncoderOutput* out) const {
+Status Encoder::ForwardChunk(std::span<EncoderStream* const> streams, std::span<const FeatureView> chunks,
+                             const StreamingOptions& options, Workspace& ws, EncoderOutput* out) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_.encoder;
   const int D = e.output_size;
@@ -553,7 +336,6 @@ Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
 
   const bool rel = e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn;
   const bool use_pos = rel && e.pos_enc_layer_type != PosEncType::kNoPos;
-  const bool conv_cache = !streams.empty() && !streams[0]->cnn_cache_.empty();
   std::vector<DepthwiseSegment> conv_segs;
   std::vector<int> conv_owner;
   for (int b = 0; b < B; ++b) {
@@ -562,8 +344,30 @@ Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
     conv_owner.push_back(b);
   }
   LayerContext ctx;
-  ctx.conv_segments = conv_segs;
-  ctx.attention = [&](int layer, const float* qkv, float* att, Workspace& w) {
+  ctx.depthwise = [&](int layer, int conv, const DepthwiseConvParams& p, const float* in, float* y) {
+    const int K = p.kernel;
+    const int C = p.channels;
+    if (conv < 0 || p.left_pad != K - 1 || K < 2) {  // nothing carried over: zeros at the chunk's edges
+      for (DepthwiseSegment& seg : conv_segs) seg.history = nullptr;
+      be.DepthwiseConv(p, in, conv_segs, y);
+      return;
+    }
+    for (size_t k = 0; k < conv_segs.size(); ++k)
+      conv_segs[k].history = streams[conv_owner[k]]->conv_cache_[layer][conv].f32();
+    be.DepthwiseConv(p, in, conv_segs, y);
+    // The next history: the last K−1 rows of [history | this chunk's input].
+    float* next = ws.Floats(kSlotConvHist, static_cast<size_t>(K - 1) * C);
+    for (size_t k = 0; k < conv_segs.size(); ++k) {
+      float* hist = streams[conv_owner[k]]->conv_cache_[layer][conv].mutable_f32();
+      const int len = conv_segs[k].len;
+      const int kept = std::max(K - 1 - len, 0);  // old history rows that stay
+      be.CopyRows(next, C, hist + static_cast<size_t>(K - 1 - kept) * C, C, kept, C);
+      be.CopyRows(next + static_cast<size_t>(kept) * C, C,
+                  in + static_cast<size_t>(conv_segs[k].row + len - (K - 1 - kept)) * C, C, K - 1 - kept, C);
+      be.Copy(hist, next, static_cast<size_t>(K - 1) * C * sizeof(float));
+    }
+  };
+  ctx.attention = [&](int layer, const AttentionWeights& aw, const float* qkv, float* att, Workspace& w) {
     for (int b = 0; b < B; ++b) {
       const int len = out->lengths[b];
       if (len == 0) continue;
@@ -573,7 +377,7 @@ Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
       // Append this chunk's K|V (columns D..3D of qkv) after the history.
       be.CopyRows(cache + static_cast<size_t>(t1) * 2 * D, 2 * D,
                   qkv + static_cast<size_t>(out->offsets[b]) * 3 * D + D, 3 * D, len, 2 * D);
-      AttentionParams p = AttentionTemplate(layers_[layer]);
+      AttentionParams p = AttentionTemplate(aw);
       p.q = qkv;
       p.ldq = 3 * D;
       p.k = cache;
@@ -584,9 +388,8 @@ Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
       if (use_pos) {
         // Keys are at absolute positions offset − t1 … offset + len − 1 (docs/wenet-numerics.md §4.1).
         float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t1 + len) * D);
-        const LinearWeights& lp = layers_[layer].linear_pos;
-        lp.Forward(be, pos_table_.f32() + static_cast<size_t>(st->offset_ - t1) * D, t1 + len, D, pos_proj,
-                   D);
+        aw.linear_pos.Forward(be, pos_table_.f32() + static_cast<size_t>(st->offset_ - t1) * D, t1 + len, D,
+                              pos_proj, D);
         p.pos = pos_proj;
         p.ldp = D;
       }
@@ -598,34 +401,7 @@ Status ConformerEncoder::ForwardChunk(std::span<EncoderStream* const> streams,
       be.Attention(p, {&s, 1}, w);
     }
   };
-  if (conv_cache) {
-    const int K = e.cnn_module_kernel;
-    for (size_t k = 0; k < conv_segs.size(); ++k) conv_segs[k].history = nullptr;  // set per layer below
-    // K by value: the hook runs in Layer(), after this block (and K's scope) has ended.
-    ctx.after_conv = [&, K](int layer, const float* glu) {
-      // New history = the last K−1 frames of [old history | this chunk's GLU output].
-      for (size_t k = 0; k < conv_segs.size(); ++k) {
-        EncoderStream* st = streams[conv_owner[k]];
-        const int len = conv_segs[k].len;
-        float* hist = st->cnn_cache_[layer].mutable_f32();
-        float* next = ws.Floats(kSlotConvHist, static_cast<size_t>(K - 1) * D);
-        for (int j = 0; j < K - 1; ++j) {
-          const int src = j + len;  // index into [history (K−1 rows) | chunk (len rows)]
-          const float* row = src < K - 1 ? hist + static_cast<size_t>(src) * D
-                                         : glu + static_cast<size_t>(conv_segs[k].row + src - (K - 1)) * D;
-          be.Copy(next + static_cast<size_t>(j) * D, row, D * sizeof(float));
-        }
-        be.Copy(hist, next, static_cast<size_t>(K - 1) * D * sizeof(float));
-      }
-    };
-  }
-  for (int i = 0; i < e.num_blocks; ++i) {
-    if (conv_cache) {
-      for (size_t k = 0; k < conv_segs.size(); ++k)
-        conv_segs[k].history = streams[conv_owner[k]]->cnn_cache_[i].f32();
-    }
-    Layer(i, x, m, ctx, ws);
-  }
+  for (int i = 0; i < e.num_blocks; ++i) layers_[i]->Forward(i, x, m, ctx, ws);
   Finish(x, m, ws, out);
 
   // Advance the streams: offset, accumulated output, and the K|V cache trimmed to the kept history.

@@ -1,5 +1,6 @@
 #include "u2/model/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -101,12 +102,28 @@ class ObjectReader {
 
 const std::vector<std::pair<const char*, Activation>> kActivations = {{"swish", Activation::kSilu},
                                                                       {"relu", Activation::kRelu}};
+// WeNet's cgMLP gate: "identity" or one of its activation classes.
+const std::vector<std::pair<const char*, Activation>> kGateActivations = {{"identity", Activation::kNone},
+                                                                          {"gelu", Activation::kGelu},
+                                                                          {"swish", Activation::kSilu},
+                                                                          {"relu", Activation::kRelu}};
 
 }  // namespace
 
 const char* EncoderTypeName(EncoderType t) {
-  return t == EncoderType::kConformer ? "conformer" : "transformer";
+  switch (t) {
+    case EncoderType::kConformer:
+      return "conformer";
+    case EncoderType::kTransformer:
+      return "transformer";
+    case EncoderType::kBranchformer:
+      return "branchformer";
+    case EncoderType::kEBranchformer:
+      return "e_branchformer";
+  }
+  return "?";
 }
+const char* MergeMethodName(MergeMethod m) { return m == MergeMethod::kConcat ? "concat" : "fixed_ave"; }
 const char* InputLayerName(InputLayer t) {
   switch (t) {
     case InputLayer::kConv2d2:
@@ -173,6 +190,8 @@ const char* ActivationName(Activation a) {
       return "relu";
     case Activation::kSilu:
       return "swish";
+    case Activation::kGelu:
+      return "gelu";
   }
   return "?";
 }
@@ -213,9 +232,12 @@ StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
   {
     EncoderConfig& e = c.encoder;
     ObjectReader r(*enc_it, "encoder.");
-    U2_RETURN_IF_ERROR(r.Enum<EncoderType>(
-        "type", true, {{"conformer", EncoderType::kConformer}, {"transformer", EncoderType::kTransformer}},
-        &e.type));
+    U2_RETURN_IF_ERROR(r.Enum<EncoderType>("type", true,
+                                           {{"conformer", EncoderType::kConformer},
+                                            {"transformer", EncoderType::kTransformer},
+                                            {"branchformer", EncoderType::kBranchformer},
+                                            {"e_branchformer", EncoderType::kEBranchformer}},
+                                           &e.type));
     U2_RETURN_IF_ERROR(r.Int("output_size", true, &e.output_size));
     U2_RETURN_IF_ERROR(r.Int("attention_heads", true, &e.attention_heads));
     U2_RETURN_IF_ERROR(r.Int("linear_units", true, &e.linear_units));
@@ -257,6 +279,35 @@ StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
     U2_RETURN_IF_ERROR(r.Float("conv_norm_eps", false, &e.conv_norm_eps));
     U2_RETURN_IF_ERROR(r.Bool("use_dynamic_chunk", false, &e.use_dynamic_chunk));
     U2_RETURN_IF_ERROR(r.Int("static_chunk_size", false, &e.static_chunk_size));
+    if (e.is_branchformer_family()) {
+      U2_RETURN_IF_ERROR(r.Int("cgmlp_linear_units", true, &e.cgmlp_linear_units));
+      U2_RETURN_IF_ERROR(r.Int("cgmlp_conv_kernel", true, &e.cgmlp_conv_kernel));
+      U2_RETURN_IF_ERROR(r.Bool("use_linear_after_conv", false, &e.use_linear_after_conv));
+      U2_RETURN_IF_ERROR(r.Enum<Activation>("gate_activation", false, kGateActivations, &e.gate_activation));
+    }
+    if (e.type == EncoderType::kBranchformer) {
+      U2_RETURN_IF_ERROR(r.Bool("use_attn", false, &e.use_attn));
+      U2_RETURN_IF_ERROR(r.Bool("use_cgmlp", false, &e.use_cgmlp));
+      U2_RETURN_IF_ERROR(r.Enum<MergeMethod>(
+          "merge_method", false,
+          {{"concat", MergeMethod::kConcat}, {"fixed_ave", MergeMethod::kFixedAverage}}, &e.merge_method));
+      if (auto w = enc_it->find("cgmlp_weight"); w != enc_it->end() && !w->is_null()) {
+        // WeNet takes one number for every block or a list with one per block.
+        const json list = w->is_array() ? *w : json::array({*w});
+        for (const json& v : list) {
+          if (!v.is_number()) {
+            return KeyError("encoder.cgmlp_weight",
+                            "must be a number or a list of numbers, got " + Shown(*w));
+          }
+          e.cgmlp_weight.push_back(v.get<float>());
+        }
+        if (!w->is_array()) e.cgmlp_weight.assign(std::max(e.num_blocks, 0), e.cgmlp_weight[0]);
+      }
+    }
+    if (e.type == EncoderType::kEBranchformer) {
+      U2_RETURN_IF_ERROR(r.Bool("use_ffn", false, &e.use_ffn));
+      U2_RETURN_IF_ERROR(r.Int("merge_conv_kernel", true, &e.merge_conv_kernel));
+    }
   }
 
   if (auto it = j.find("decoder"); it != j.end() && !it->is_null()) {
@@ -366,6 +417,41 @@ Status ModelConfig::Validate() const {
       return KeyError("encoder.normalize_before", "false with a convolution module is not supported");
     }
   }
+  if (e.is_branchformer_family()) {
+    const std::string kind = EncoderTypeName(e.type);
+    if (!e.normalize_before) return KeyError("encoder.normalize_before", "must be true for " + kind);
+    U2_RETURN_IF_ERROR(range("encoder.cgmlp_linear_units", e.cgmlp_linear_units, 2, 65536));
+    if (e.cgmlp_linear_units % 2 != 0) {
+      return KeyError("encoder.cgmlp_linear_units", "value " + std::to_string(e.cgmlp_linear_units) +
+                                                        " must be even (the cgMLP splits it in halves)");
+    }
+    auto kernel_ok = [&](const std::string& key, int k) -> Status {
+      U2_RETURN_IF_ERROR(range(key, k, 1, 1023));
+      if (!e.causal && k % 2 == 0) {
+        return KeyError(key, "value " + std::to_string(k) + " must be odd for a non-causal convolution");
+      }
+      return Status::Ok();
+    };
+    if (e.type == EncoderType::kEBranchformer || e.use_cgmlp)
+      U2_RETURN_IF_ERROR(kernel_ok("encoder.cgmlp_conv_kernel", e.cgmlp_conv_kernel));
+    if (e.type == EncoderType::kEBranchformer)
+      U2_RETURN_IF_ERROR(kernel_ok("encoder.merge_conv_kernel", e.merge_conv_kernel));
+    if (e.type == EncoderType::kBranchformer) {
+      if (!e.use_attn && !e.use_cgmlp) {
+        return KeyError("encoder.use_attn", "false together with use_cgmlp false leaves no branch");
+      }
+      if (!e.cgmlp_weight.empty() && static_cast<int>(e.cgmlp_weight.size()) != e.num_blocks) {
+        return KeyError("encoder.cgmlp_weight", "has " + std::to_string(e.cgmlp_weight.size()) +
+                                                    " values for " + std::to_string(e.num_blocks) +
+                                                    " blocks");
+      }
+      for (float w : e.cgmlp_weight) {
+        if (!(w >= 0.0f && w <= 1.0f)) {
+          return KeyError("encoder.cgmlp_weight", "values must be in [0, 1], got " + std::to_string(w));
+        }
+      }
+    }
+  }
   if (e.type == EncoderType::kTransformer && e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn &&
       e.pos_enc_layer_type != PosEncType::kRelPos) {
     // Allowed by WeNet (pos_emb = zeros or abs table), nothing special to do.
@@ -464,6 +550,18 @@ std::string ModelConfig::ToString() const {
   if (e.is_conformer()) {
     os << ", macaron=" << e.macaron_style << ", cnn=" << e.use_cnn_module << " (K=" << e.cnn_module_kernel
        << (e.causal ? " causal" : "") << ", " << ConvNormTypeName(e.cnn_module_norm) << ")";
+  }
+  if (e.is_branchformer_family()) {
+    os << ", cgmlp{units=" << e.cgmlp_linear_units << ", K=" << e.cgmlp_conv_kernel
+       << (e.causal ? " causal" : "") << ", linear_after_conv=" << e.use_linear_after_conv << ", gate="
+       << (e.gate_activation == Activation::kNone ? "identity" : ActivationName(e.gate_activation)) << "}";
+    if (e.type == EncoderType::kBranchformer) {
+      os << ", attn=" << e.use_attn << ", cgmlp=" << e.use_cgmlp
+         << ", merge=" << MergeMethodName(e.merge_method);
+    } else {
+      os << ", ffn=" << e.use_ffn << ", macaron=" << e.macaron_style
+         << ", merge_conv=" << e.merge_conv_kernel;
+    }
   }
   os << ", act=" << ActivationName(e.activation) << ", eps=" << e.norm_eps << "/" << e.conv_norm_eps
      << ", dynamic_chunk=" << e.use_dynamic_chunk << ", static_chunk=" << e.static_chunk_size

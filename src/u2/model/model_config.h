@@ -18,7 +18,13 @@ struct FrontendConfig {
   float frame_shift_ms = 10.0f;
 };
 
-enum class EncoderType { kConformer, kTransformer };
+// WeNet's U2 encoder classes: `conformer`, `transformer`, `branchformer` (wenet/branchformer:
+// attention and cgMLP branches side by side, merged) and `e_branchformer` (wenet/e_branchformer:
+// macaron feed-forwards around the two branches, merged through a depthwise conv).
+enum class EncoderType { kConformer, kTransformer, kBranchformer, kEBranchformer };
+// How a Branchformer layer merges its branches: merge_proj(cat[attn, cgmlp]) or
+// merge_proj((1 − w)·attn + w·cgmlp) with a fixed per-layer w (cgmlp_weight).
+enum class MergeMethod { kConcat, kFixedAverage };
 enum class InputLayer { kConv2d2, kConv2d, kConv2d6, kConv2d8 };
 enum class PosEncType { kRelPos, kAbsPos, kNoPos };
 enum class SelfAttentionType { kRelSelfAttn, kSelfAttn };
@@ -46,10 +52,38 @@ struct EncoderConfig {
   float conv_norm_eps = 1e-5f;
   bool use_dynamic_chunk = false;
   int static_chunk_size = 0;
+  // Branchformer and E-Branchformer. The cgMLP: channel_proj1 (D → cgmlp_linear_units, GELU),
+  // split in halves, the gate half LayerNorm → depthwise conv (cgmlp_conv_kernel) → optional
+  // linear → gate_activation (kNone = "identity"), times the other half, channel_proj2 back to D.
+  int cgmlp_linear_units = 2048;
+  int cgmlp_conv_kernel = 31;
+  bool use_linear_after_conv = false;
+  Activation gate_activation = Activation::kNone;
+  bool use_attn = true;   // branchformer: the attention branch exists
+  bool use_cgmlp = true;  // branchformer: the cgMLP branch exists
+  MergeMethod merge_method = MergeMethod::kConcat;
+  std::vector<float> cgmlp_weight;  // per block, for kFixedAverage (empty: 0.5 everywhere)
+  bool use_ffn = true;              // e_branchformer: feed-forward (macaron_style: two of them)
+  int merge_conv_kernel = 3;        // e_branchformer: the merge's depthwise conv
 
   bool is_conformer() const { return type == EncoderType::kConformer; }
+  bool is_branchformer_family() const {
+    return type == EncoderType::kBranchformer || type == EncoderType::kEBranchformer;
+  }
   bool has_conv_module() const { return is_conformer() && use_cnn_module; }
   bool has_macaron() const { return is_conformer() && macaron_style; }
+  // Whether any layer has a depthwise convolution over time (conv module, cgMLP, merge conv).
+  bool has_depthwise_conv() const {
+    return has_conv_module() || type == EncoderType::kEBranchformer ||
+           (type == EncoderType::kBranchformer && use_cgmlp);
+  }
+  // Streaming (forward_chunk) gives exactly the chunk-masked full forward: a dynamic-chunk model
+  // whose convolutions over time, if any, are causal (their left context is cached).
+  bool StreamsExactly() const { return use_dynamic_chunk && (!has_depthwise_conv() || causal); }
+  // The fixed_ave weight of the cgMLP branch in block i.
+  float CgmlpWeight(int i) const {
+    return i >= 0 && i < static_cast<int>(cgmlp_weight.size()) ? cgmlp_weight[i] : 0.5f;
+  }
   int head_dim() const { return output_size / attention_heads; }
 };
 
@@ -121,6 +155,7 @@ struct ModelConfig {
 };
 
 const char* EncoderTypeName(EncoderType t);
+const char* MergeMethodName(MergeMethod m);
 const char* InputLayerName(InputLayer t);
 
 // One 2-D convolution (ReLU after it) of an input layer's subsampling stack; it strides the same

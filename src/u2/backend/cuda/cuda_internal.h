@@ -36,6 +36,8 @@ class CudaBackend final : public Backend {
   void BiasActivation(float* y, int m, int n, int ldy, const float* bias, Activation act,
                       float scale) const override;
   void BiasGlu(const float* x, int m, int n, int ldx, const float* bias, float* y, int ldy) const override;
+  void Multiply(const float* a, int lda, const float* b, int ldb, int m, int n, float* y,
+                int ldy) const override;
   void LayerNorm(const float* x, int m, int n, int ldx, const LayerNormParams& norm, float* y,
                  int ldy) const override;
   void AddResidual(float* x, const float* delta, int ld_delta, const float* bias, float alpha, int m, int n,

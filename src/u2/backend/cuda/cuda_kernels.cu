@@ -41,6 +41,16 @@ __global__ void BiasGluKernel(const float* x, int m, int n, int ldx, const float
   }
 }
 
+__global__ void MultiplyKernel(const float* a, int lda, const float* b, int ldb, int m, int n, float* y,
+                               int ldy) {
+  const long long total = static_cast<long long>(m) * n;
+  for (long long i = blockIdx.x * static_cast<long long>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<long long>(gridDim.x) * blockDim.x) {
+    const long long r = i / n, j = i % n;
+    y[r * ldy + j] = a[r * lda + j] * b[r * ldb + j];
+  }
+}
+
 __global__ void LayerNormKernel(const float* x, int n, int ldx, const float* gamma, const float* beta,
                                 float eps, float* y, int ldy) {
   __shared__ float scratch[32];
@@ -227,6 +237,16 @@ void CudaBackend::BiasGlu(const float* x, int m, int n, int ldx, const float* bi
   if (failed_) return;
   BiasGluKernel<<<GridFor(static_cast<long long>(m) * n), kThreads, 0, stream_>>>(x, m, n, ldx, bias, y, ldy);
   CheckLaunch("BiasGlu");
+}
+
+void CudaBackend::Multiply(const float* a, int lda, const float* b, int ldb, int m, int n, float* y,
+                           int ldy) const {
+  if (m <= 0 || n <= 0) return;
+  Lock lock(*this);
+  if (failed_) return;
+  MultiplyKernel<<<GridFor(static_cast<long long>(m) * n), kThreads, 0, stream_>>>(a, lda, b, ldb, m, n, y,
+                                                                                   ldy);
+  CheckLaunch("Multiply");
 }
 
 void CudaBackend::LayerNorm(const float* x, int m, int n, int ldx, const LayerNormParams& norm, float* y,

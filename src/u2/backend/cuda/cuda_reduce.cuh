@@ -59,9 +59,10 @@ __device__ __forceinline__ void BlockLayerNormRow(const float* x, int n, const f
   }
 }
 
-__device__ __forceinline__ float Activate(float v, int act) {  // act: 0 none, 1 relu, 2 silu
+__device__ __forceinline__ float Activate(float v, int act) {  // act: 0 none, 1 relu, 2 silu, 3 gelu
   if (act == 1) return v > 0.0f ? v : 0.0f;
   if (act == 2) return v / (1.0f + expf(-v));
+  if (act == 3) return 0.5f * v * erfcf(-v * 0.70710678118654752f);  // exact GELU, no cancellation
   return v;
 }
 

@@ -1,0 +1,59 @@
+#include "u2/model/encoder_layer.h"
+
+#include "u2/model/branchformer_layer.h"
+#include "u2/model/conformer_layer.h"
+
+namespace u2 {
+
+StatusOr<AttentionWeights> AttentionWeights::Load(const EncoderConfig& e, const WeightLoader& loader,
+                                                  const std::string& prefix) {
+  const int D = e.output_size;
+  const std::string p = prefix + ".";
+  AttentionWeights w;
+  U2_ASSIGN_OR_RETURN(w.qkv, loader.StackedLinear({p + "linear_q", p + "linear_k", p + "linear_v"}, D, D));
+  U2_ASSIGN_OR_RETURN(w.out, loader.Linear(p + "linear_out", D, D));
+  if (e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn) {
+    U2_ASSIGN_OR_RETURN(w.linear_pos, loader.Linear(p + "linear_pos", D, D));
+    U2_ASSIGN_OR_RETURN(w.pos_bias_u, loader.Device(p + "pos_bias_u", {e.attention_heads, e.head_dim()}));
+    U2_ASSIGN_OR_RETURN(w.pos_bias_v, loader.Device(p + "pos_bias_v", {e.attention_heads, e.head_dim()}));
+  }
+  return w;
+}
+
+StatusOr<FeedForwardWeights> FeedForwardWeights::Load(const WeightLoader& loader, const std::string& prefix,
+                                                      int dim, int hidden) {
+  FeedForwardWeights w;
+  U2_ASSIGN_OR_RETURN(w.w1, loader.Linear(prefix + ".w_1", dim, hidden));
+  U2_ASSIGN_OR_RETURN(w.w2, loader.Linear(prefix + ".w_2", hidden, dim));
+  return w;
+}
+
+StatusOr<std::vector<std::unique_ptr<EncoderLayer>>> LoadEncoderLayers(
+    const ModelConfig& config, const WeightLoader& loader, std::shared_ptr<const Backend> backend) {
+  const EncoderConfig& e = config.encoder;
+  std::vector<std::unique_ptr<EncoderLayer>> layers;
+  for (int i = 0; i < e.num_blocks; ++i) {
+    const std::string prefix = "encoder.encoders." + std::to_string(i) + ".";
+    switch (e.type) {
+      case EncoderType::kConformer:
+      case EncoderType::kTransformer: {
+        U2_ASSIGN_OR_RETURN(auto layer, ConformerLayer::Load(e, loader, prefix, backend));
+        layers.push_back(std::move(layer));
+        break;
+      }
+      case EncoderType::kBranchformer: {
+        U2_ASSIGN_OR_RETURN(auto layer, BranchformerLayer::Load(e, i, loader, prefix, backend));
+        layers.push_back(std::move(layer));
+        break;
+      }
+      case EncoderType::kEBranchformer: {
+        U2_ASSIGN_OR_RETURN(auto layer, EBranchformerLayer::Load(e, loader, prefix, backend));
+        layers.push_back(std::move(layer));
+        break;
+      }
+    }
+  }
+  return layers;
+}
+
+}  // namespace u2
