@@ -64,6 +64,10 @@ TEST_P(RecognizerFixtureTest, HypothesesMatchReferenceInEveryMode) {
     auto greedy = recognizer->Recognize(batch, options);
     ASSERT_TRUE(greedy.ok()) << greedy.status().ToString();
     EXPECT_EQ((*greedy)[0].best().tokens, ref["greedy"].get<std::vector<int>>()) << "utt " << u;
+    // BPE fixtures also carry WeNet's text for each mode (BpeTokenizer.tokens2text: "▁" → space,
+    // non-language symbols kept, stripped), which the engine's detokenization must reproduce.
+    const bool has_text = ref.contains("greedy_text");
+    if (has_text) EXPECT_EQ((*greedy)[0].best().text, ref["greedy_text"].get<std::string>()) << "utt " << u;
 
     options.mode = DecodingMode::kCtcPrefixBeamSearch;
     options.nbest = options.beam;
@@ -77,6 +81,8 @@ TEST_P(RecognizerFixtureTest, HypothesesMatchReferenceInEveryMode) {
       const float ref_score = ref_nbest[k]["score"].get<float>();
       EXPECT_NEAR((*beam)[0].nbest[k].ctc_score, ref_score, 1e-3 * std::max(1.0f, std::abs(ref_score)));
     }
+    if (has_text)
+      EXPECT_EQ((*beam)[0].best().text, ref["prefix_beam_text"].get<std::string>()) << "utt " << u;
 
     options.mode = DecodingMode::kAttentionRescoring;
     options.nbest = 1;
@@ -84,6 +90,8 @@ TEST_P(RecognizerFixtureTest, HypothesesMatchReferenceInEveryMode) {
     ASSERT_TRUE(rescored.ok()) << rescored.status().ToString();
     EXPECT_EQ((*rescored)[0].best().tokens, ref["rescoring"]["tokens"].get<std::vector<int>>())
         << "utt " << u;
+    if (has_text)
+      EXPECT_EQ((*rescored)[0].best().text, ref["rescoring_text"].get<std::string>()) << "utt " << u;
   }
 }
 
@@ -112,6 +120,16 @@ TEST_P(RecognizerFixtureTest, BatchedEqualsAlone) {
       }
     }
   }
+}
+
+TEST(RecognizerFixtures, ABpeFixtureChecksText) {
+  // The text checks above run only where the fixture has texts: make sure one does.
+  const nlohmann::json ref = ReadFixtureJson("conformer_bpe_u2pp");
+  ASSERT_TRUE(ref["utts"][0].contains("greedy_text"));
+  int with_space = 0;
+  for (const auto& u : ref["utts"])
+    with_space += u["rescoring_text"].get<std::string>().find(' ') != std::string::npos;
+  EXPECT_GT(with_space, 0) << "no reference text has a word boundary to get right";
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, RecognizerFixtureTest, ::testing::ValuesIn(FixtureVariants()),
