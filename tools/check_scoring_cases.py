@@ -4,11 +4,14 @@
     check_scoring_cases.py --compute-wer /path/to/wenet/tools/compute-wer.py
 
 The C++ scorer (src/u2/util/error_rate.h) follows compute-wer.py; the test's expected S/D/I/N
-counts were taken from that script. This reads every `ExpectCounts(CharacterErrors("ref", "hyp"),
-S, D, I, N)` (and WordErrors, and the `const ErrorCounts c = ...Errors(...);` + `ExpectCounts(c, ...)`
-form) from the test, writes the pairs as WeNet text files ("uttK text"), runs the script as WeNet's
-recipes do (`--char=1 --v=1` for CharacterErrors, `--char=0 --v=1` for WordErrors) and compares its
-per-utterance "WER: ... N= C= S= D= I=" lines with the test. Cases whose strings are not UTF-8 are
+counts were taken from that script. This reads every `ExpectCounts(WenetCharErrors("ref", "hyp"),
+S, D, I, N)` (and WordErrors and CharacterErrors, and the `const ErrorCounts c = ...Errors(...);` +
+`ExpectCounts(c, ...)` form) from the test, writes the pairs as WeNet text files ("uttK text"), runs
+the script as WeNet's recipes do (`--char=1 --v=1` for WenetCharErrors, `--char=0 --v=1` for
+WordErrors) and compares its per-utterance "WER: ... N= C= S= D= I=" lines with the test.
+CharacterErrors, the letter-level CER, is checked against a copy of the script with the one change
+that defines it: every character it would start a --char=1 unit at, other than '<', is a unit alone
+(a '<' keeps its span, so tags are still removed whole). Cases whose strings are not UTF-8 are
 skipped: the script cannot read them. Exits 1 on any difference. Needs no part of the build.
 """
 
@@ -22,8 +25,17 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRING = r'"((?:[^"\\]|\\.)*)"'
 COUNTS = r"(\d+), (\d+), (\d+), (\d+)\)"
-DIRECT = re.compile(r"ExpectCounts\((Character|Word)Errors\(" + STRING + ", " + STRING + r"\), " + COUNTS)
-NAMED = re.compile(r"const ErrorCounts (\w+) = (Character|Word)Errors\(" + STRING + ", " + STRING + r"\);")
+KINDS = r"(WenetChar|Character|Word)"
+DIRECT = re.compile(r"ExpectCounts\(" + KINDS + r"Errors\(" + STRING + ", " + STRING + r"\), " + COUNTS)
+NAMED = re.compile(r"const ErrorCounts (\w+) = " + KINDS + r"Errors\(" + STRING + ", " + STRING + r"\);")
+# The --char=1 rules made letter-level (ScoringUnit::kLetter): inserted where characterize() is about
+# to start a multi-character unit. characterize() gets the whole line: its first unit, the utterance
+# key, stays whole.
+LETTER_ANCHOR = "            sep = ' '\n"
+LETTER_PATCH = ("            if res and char != '<':\n"
+                "                res.append(char)\n"
+                "                i += 1\n"
+                "                continue\n")
 
 
 def c_string(s):
@@ -70,6 +82,18 @@ def score(script, python, pairs, char):
     return [(int(s), int(d), int(i), int(n)) for n, s, d, i in rows]
 
 
+def letter_level(script, d):
+    """A copy of compute-wer.py in folder d that scores with the letter-level units."""
+    with open(script, encoding="utf-8") as f:
+        source = f.read()
+    if source.count(LETTER_ANCHOR) != 1:
+        sys.exit(f"{script}: cannot find where characterize() starts a unit ({LETTER_ANCHOR.strip()!r})")
+    path = os.path.join(d, "compute-wer-letters.py")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(source.replace(LETTER_ANCHOR, LETTER_PATCH + LETTER_ANCHOR))
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--compute-wer", required=True, help="WeNet's tools/compute-wer.py")
@@ -79,21 +103,24 @@ def main():
     with open(a.test, encoding="utf-8") as f:
         found = cases(f.read())
     bad = skipped = 0
-    for kind, char in (("Character", 1), ("Word", 0)):
-        todo = []
-        for k, r, h, want in found:
-            if k != kind:
-                continue
-            try:
-                todo.append((c_string(r).decode("utf-8"), c_string(h).decode("utf-8"), want))
-            except UnicodeDecodeError:
-                skipped += 1
-        got = score(a.compute_wer, a.python, [(r, h) for r, h, _ in todo], char)
-        for (r, h, want), g in zip(todo, got):
-            ok = g == want
-            bad += not ok
-            print(f"{'ok' if ok else 'DIFFERS':7s} --char={char} {r!r} / {h!r}: compute-wer.py S D I N = {g}, "
-                  f"test {want}")
+    with tempfile.TemporaryDirectory() as d:
+        letters = letter_level(a.compute_wer, d)
+        for kind, script, char in (("WenetChar", a.compute_wer, 1), ("Word", a.compute_wer, 0),
+                                   ("Character", letters, 1)):
+            todo = []
+            for k, r, h, want in found:
+                if k != kind:
+                    continue
+                try:
+                    todo.append((c_string(r).decode("utf-8"), c_string(h).decode("utf-8"), want))
+                except UnicodeDecodeError:
+                    skipped += 1
+            got = score(script, a.python, [(r, h) for r, h, _ in todo], char)
+            for (r, h, want), g in zip(todo, got):
+                ok = g == want
+                bad += not ok
+                what = f"--char={char}" if script == a.compute_wer else "letters"
+                print(f"{'ok' if ok else 'DIFFERS':7s} {what:8s} {r!r} / {h!r}: script S D I N = {g}, test {want}")
     print(f"{len(found) - skipped} cases checked, {bad} differ; {skipped} not UTF-8 (skipped)")
     sys.exit(1 if bad else 0)
 

@@ -69,7 +69,7 @@ def test_wav_scp_batches_and_scoring(wavs, tmp_path):
     scp = tmp_path / "wav.scp"
     scp.write_text("".join(f"{k} {p}\n" for k, p, _ in wavs))
     text = tmp_path / "text"
-    # Reference = each utterance's own hypothesis, with one word more for utt2.
+    # Reference = each utterance's own hypothesis, upper-cased for utt1, with one letter more for utt2.
     outs = {}
     for batch_size in ("1", "3"):
         proc = run("--model-dir", str(FIXTURE / "model"), "--wav-scp", str(scp), "--mode", "ctc_greedy",
@@ -77,14 +77,19 @@ def test_wav_scp_batches_and_scoring(wavs, tmp_path):
         outs[batch_size] = proc.stdout
     assert outs["1"] == outs["3"], "batching changed a transcript"
     hyps = dict(line.split(" ", 1) if " " in line else (line, "") for line in outs["1"].splitlines())
-    text.write_text(f"utt0 {hyps['utt0']}\nutt1 {hyps['utt1']}\nutt2 {hyps['utt2']} x\n")
+    # Lower-case letters and apostrophes (the fixture's units): each one unit of the CER below.
+    assert set("".join(hyps.values())) <= set("abcdefghijklmnopqrstuvwxyz' "), hyps
+    text.write_text(f"utt0 {hyps['utt0']}\nutt1 {hyps['utt1'].upper()}\nutt2 {hyps['utt2']}x\n")
     proc = run("--model-dir", str(FIXTURE / "model"), "--wav-scp", str(scp), "--mode", "ctc_greedy",
                "--text", str(text))
-    # WeNet's compute-wer.py --char=1 keeps ASCII words whole: one deletion ("x" missing from the
-    # hypothesis) over n reference words, for the CER and the WER alike.
-    n = sum(len(h.split()) for h in hyps.values()) + 1
-    counts = f"% (N={n} C={n - 1} S=0 D=1 I=0)"
-    assert f"CER {100 / n:.2f} {counts} | WER {100 / n:.2f} {counts} over 3 utterances" in proc.stderr, proc.stderr
+    # The CER is letter-level: one deletion ("x" missing from the hypothesis) over every reference
+    # letter, case folded. Scored per word (WeNet's --char=1 for English) it would be N=3 S=1.
+    n = sum(len(h.replace(" ", "")) for h in hyps.values()) + 1
+    cer = f"CER {100 / n:.2f} % (N={n} C={n - 1} S=0 D=1 I=0)"
+    # The WER: utt2's last word is substituted.
+    words = sum(len(h.split()) for h in hyps.values())
+    wer = f"WER {100 / words:.2f} % (N={words} C={words - 1} S=1 D=0 I=0)"
+    assert f"{cer} | {wer} over 3 utterances" in proc.stderr, proc.stderr
 
 
 def test_modes_and_nbest(wavs):

@@ -1,7 +1,8 @@
 // Accumulates CER (and WER for space-separated languages) over a test set; shared by
-// u2recognize and u2client so both score exactly the same way. The counts are those of WeNet's
-// tools/compute-wer.py (u2/util/error_rate.h): CER = `compute-wer.py --char=1 text hyp`, the
-// command WeNet's recipes run, WER = the same with --char=0, over the utterances scored.
+// u2recognize and u2client so both score exactly the same way (u2/util/error_rate.h). CER is
+// letter-level (CharacterErrors: WeNet's tools/compute-wer.py --char=1 rules with every character a
+// unit, so CJK characters and the letters of English words alike), WER is `compute-wer.py --char=0`
+// (WordErrors), over the utterances scored.
 #pragma once
 
 #include <string>
@@ -26,7 +27,7 @@ class TranscriptScorer {
   int num_scored() const { return num_scored_; }
   bool report_wer() const { return space_separated_; }
   // e.g. "CER 3.21 % (N=405 C=392 S=10 D=2 I=1) | WER 9.50 % (N=... ) over 12 utterances": each
-  // rate and count as compute-wer.py prints them on its "Overall ->" line.
+  // rate and its counts in the layout of compute-wer.py's "Overall ->" line.
   std::string Summary() const;
 
  private:

@@ -164,6 +164,15 @@ std::vector<std::string> ScoringUnits(std::string_view text, ScoringUnit unit) {
   auto bytes = [&](size_t from, size_t to) {  // the text of code points [from, to)
     return text.substr(cps[from].offset, cps[to - 1].offset + cps[to - 1].length - cps[from].offset);
   };
+  // The end of the --char=1 unit that starts at code point `from`: it runs on over the ASCII
+  // characters after it up to a script space, a non-ASCII character or `stop`; a '>' that stopped
+  // it is part of it.
+  auto ascii_run_end = [&](size_t from, uint32_t stop) {
+    size_t j = from + 1;
+    while (j < cps.size() && cps[j].value < 0x80 && !IsScriptSpace(cps[j].value) && cps[j].value != stop) ++j;
+    if (j < cps.size() && cps[j].value == '>') ++j;
+    return j;
+  };
   std::vector<std::string> units;
   size_t i = 0;
   if (unit == ScoringUnit::kWord) {
@@ -187,10 +196,14 @@ std::vector<std::string> ScoringUnits(std::string_view text, ScoringUnit unit) {
       ++i;
       continue;
     }
-    const uint32_t stop = c == '<' ? '>' : ' ';
-    size_t j = i + 1;
-    while (j < cps.size() && cps[j].value < 0x80 && !IsScriptSpace(cps[j].value) && cps[j].value != stop) ++j;
-    if (j < cps.size() && cps[j].value == '>') ++j;
+    if (unit == ScoringUnit::kLetter && c != '<') {
+      // One unit per character. A '<' still takes the span --char=1 gives it (to its '>', or to the
+      // end of the ASCII run), so a tag is removed whole wherever it stands.
+      AddNormalized(bytes(i, i + 1), units);
+      ++i;
+      continue;
+    }
+    const size_t j = ascii_run_end(i, c == '<' ? '>' : ' ');
     AddNormalized(bytes(i, j), units);
     i = j;
   }
@@ -198,6 +211,10 @@ std::vector<std::string> ScoringUnits(std::string_view text, ScoringUnit unit) {
 }
 
 ErrorCounts CharacterErrors(std::string_view ref, std::string_view hyp) {
+  return AlignUnits(ScoringUnits(ref, ScoringUnit::kLetter), ScoringUnits(hyp, ScoringUnit::kLetter));
+}
+
+ErrorCounts WenetCharErrors(std::string_view ref, std::string_view hyp) {
   return AlignUnits(ScoringUnits(ref, ScoringUnit::kCharacter), ScoringUnits(hyp, ScoringUnit::kCharacter));
 }
 
