@@ -11,7 +11,8 @@ made on).
 
 Needs: train/work/data/<split>/{wav.scp,text,feats.npy} (train/synth.py + feats.py),
 data/real_speech/asterisk_en (scripts/setup.sh), train/work/export/{final.pt,finalize.json,...}
-(finalize.py, optional) and a built u2recognize.
+(finalize.py, optional) and a built u2recognize. The section on how u2recognize itself scores quotes its
+line on the shipped samples (tests/data/samples).
 
 Usage: .venv/bin/python train/accuracy_report.py [--limit N] [--build build] [--threads 2]
 """
@@ -42,6 +43,7 @@ REAL_LISTS = {"real_test": os.path.join(common.REPO, "data", "real_speech", "ast
 OFFLINE_MODES = (("ctc_greedy", "ctc_greedy_search"), ("ctc_prefix_beam_search", "ctc_prefix_beam_search"),
                  ("attention_rescoring", "attention_rescoring"))
 STREAMING = [(16, -1), (16, 4), (16, 0), (8, -1), (8, 4), (8, 0), (4, -1), (4, 4), (4, 0)]
+SAMPLES = os.path.join(common.REPO, "tests", "data", "samples")
 
 
 def list_dir(a, split):
@@ -64,6 +66,60 @@ def u2recognize(a, split, refs, extra, tag):
     print(f"  {split:20s} {tag:28s} CER {er.cer():6.2f} %  WER {er.wer():6.2f} %  ({time.time() - t0:.0f} s)",
           flush=True)
     return er, hyps, speed
+
+
+def samples_summary(a):
+    """u2recognize's scoring line on the shipped samples (models/demo without its LM), e.g.
+    "CER 1.79 % (N=223 C=219 S=2 D=2 I=0) | WER 12.77 % (...) over 5 utterances"."""
+    cmd = [a.u2recognize, "--model-dir", a.model, "--wav-scp", os.path.join(SAMPLES, "wav.scp"), "--text",
+           os.path.join(SAMPLES, "text"), "--lm", "none", "--threads", str(a.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    return next(line.split(": ", 1)[1] for line in proc.stderr.splitlines() if ": CER " in line)
+
+
+def scoring_section(summary):
+    """Markdown: how u2recognize/u2client score (src/u2/util/error_rate.h), with `summary`, their
+    line on the shipped samples."""
+    return [
+        "### How CER and WER are computed\n",
+        "The tables on this page are scored by `train/common.py` (above). The summary line of `u2recognize "
+        "--text` and `u2client --text`, `CER x % (N= C= S= D= I=) | WER y % (N= C= S= D= I=) over K utterances` "
+        "(the WER when most references look space-separated), follows the rules of WeNet's own scoring script, "
+        "`tools/compute-wer.py` of wenet-e2e/wenet as WeNet's recipes run it (examples/aishell/s0 and "
+        "examples/librispeech/s0: `compute-wer.py --char=1 --v=1 text hyp`): units are upper-cased, `<...>` tags "
+        "are removed whole, spaces and the script's punctuation list (`! , ?` and 、。！，；？：「」︰『』《》) are "
+        "skipped, S/D/I are split the way the script breaks ties, and each rate with its counts reads like the "
+        "script's `Overall ->` line. `src/u2/util/error_rate.h` lists the rules, the deliberate differences from "
+        "the script (only ASCII letters are upper-cased; Unicode 14 categories) and three unit modes:\n",
+        "* **letter** (`ScoringUnit::kLetter`, `CharacterErrors`), the CER printed: letter-level CER, i.e. "
+        "WeNet's character scoring for CJK, and per letter for alphabetic text, which is how this project "
+        "reports CER for character-unit English models (every CER in its docs, README and `train/` reports is "
+        "letter-level). It is `--char=1` with one change: every kept character is a unit, ASCII letters "
+        "included. On Chinese text it gives `--char=1`'s counts. Unlike `train/common.py` it does not count the "
+        "spaces between words, so the two differ slightly on the same transcripts.",
+        "* **character** (`ScoringUnit::kCharacter`, `WenetCharErrors`): `--char=1` exactly. CJK characters "
+        "(Unicode category Lo) are one unit each and ASCII words stay whole, so on English text it counts words "
+        "(what WeNet's LibriSpeech recipe reports as its WER). Not printed; there to compare with WeNet's "
+        "numbers.",
+        "* **word** (`ScoringUnit::kWord`, `WordErrors`), the WER printed: `--char=0`, words split at "
+        "whitespace.\n",
+        "Checked against the script (wenet-e2e/wenet at 0154699, 2025-12-19) by `.venv/bin/python "
+        "tools/check_scoring_cases.py --compute-wer <wenet>/tools/compute-wer.py`: it re-scores every case of "
+        "`tests/cpp/test_error_rate.cc` (English case, punctuation, apostrophes, tags, mixed Chinese + English, "
+        "empty sides, S/D/I splits) with the script, `--char=1` for the character mode and `--char=0` for the "
+        "word mode, and the letter-level cases with a copy of the script changed as above. On the shipped "
+        "samples (models/demo without its LM):\n",
+        "```",
+        "build/apps/u2recognize --model-dir models/demo --wav-scp tests/data/samples/wav.scp "
+        "--text tests/data/samples/text --lm none > /tmp/hyp",
+        "python <wenet>/tools/compute-wer.py --char=0 --v=1 tests/data/samples/text /tmp/hyp | grep Overall"
+        "   # the WER's counts",
+        "```\n",
+        f"u2recognize prints `{summary}`; its WER is the script's `--char=0` `Overall ->` line. On such English "
+        "text `--char=1` keeps the words whole and prints the WER's figure too, not a letter-level CER.\n",
+    ]
 
 
 def free_port():
@@ -198,6 +254,7 @@ def main():
                 print(f"  {split:20s} chunk {chunk:3d}: " + ", ".join(
                     f"{m} {e.cer():.2f} %" for m, e in errs.items()) + f" ({time.time() - t0:.0f} s)", flush=True)
 
+    a.samples_summary = samples_summary(a)
     write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, server_res, peer)
 
 
@@ -432,6 +489,7 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
              "of spaces are collapsed first); WER = word edit distance / reference words. One scoring "
              f"(`train/common.py` ErrorRate) for every system. Decoding: beam {decoding['beam_size']}, "
              f"ctc_weight {decoding['ctc_weight']}, reverse_weight {decoding['reverse_weight']} (model.json).\n")
+    L.extend(scoring_section(a.samples_summary))
 
     L.append("## Offline (full context)\n")
     rows = []
