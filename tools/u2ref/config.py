@@ -170,12 +170,137 @@ E_BRANCHFORMER_DEFAULTS = {
     "attn_branch_drop_rate": 0.0,
 }
 
+# WeNet HEAD's EfficientConformerEncoder constructor defaults (`encoder: efficientConformer`; its
+# recipes put the last five under encoder_conf.efficient_conf, which WeNet's init_model passes as
+# keyword arguments too). stride_layer_idx / stride / group_layer_idx: one int or a list.
+EFFICIENT_CONFORMER_DEFAULTS = {
+    "output_size": 256,
+    "attention_heads": 4,
+    "linear_units": 2048,
+    "num_blocks": 6,
+    "dropout_rate": 0.1,
+    "positional_dropout_rate": 0.1,
+    "attention_dropout_rate": 0.0,
+    "input_layer": "conv2d",
+    "pos_enc_layer_type": "rel_pos",
+    "normalize_before": True,
+    "static_chunk_size": 0,
+    "use_dynamic_chunk": False,
+    "use_dynamic_left_chunk": False,
+    "macaron_style": True,
+    "activation_type": "swish",
+    "use_cnn_module": True,
+    "cnn_module_kernel": 15,
+    "causal": False,
+    "cnn_module_norm": "batch_norm",
+    "stride_layer_idx": 3,
+    "stride": 2,
+    "group_layer_idx": [0, 1, 2, 3],
+    "group_size": 3,
+    "stride_kernel": True,
+}
+
+# Keys the rest of u2ref and the converter read for every encoder, with the values WeNet's
+# EfficientConformerEncoder always uses: it takes any other key as an ignored keyword argument,
+# so these hold whatever train.yaml says (no_pos: plain attention in the non-grouped blocks).
+EFFICIENT_CONFORMER_FIXED = {
+    "selfattention_layer_type": "rel_selfattn",
+    "query_bias": True,
+    "key_bias": True,
+    "value_bias": True,
+    "conv_bias": True,
+    "mlp_bias": True,
+    "layer_norm_type": "layer_norm",
+    "norm_eps": 1e-5,
+    "conv_norm_eps": 1e-5,
+    "conv_inner_factor": 2,
+    "positionwise_conv_kernel_size": 1,
+    "final_norm": True,
+    "concat_after": False,
+}
+
+
+def efficient_conformer_conf(given):
+    """encoder_conf of an efficientConformer: efficient_conf merged in (a key given in both is an
+    error, as in WeNet), constructor defaults filled, the fixed keys set, the three index keys as
+    lists."""
+    given = dict(given or {})
+    extra = given.pop("efficient_conf", None) or {}
+    both = sorted(set(extra) & set(given))
+    if both:
+        raise ConfigError("encoder_conf.efficient_conf.%s: also given in encoder_conf" % both[0])
+    given.update(extra)
+    ec = _fill(EFFICIENT_CONFORMER_DEFAULTS, given)
+    ec.update(EFFICIENT_CONFORMER_FIXED)
+    if ec["pos_enc_layer_type"] == "no_pos":
+        ec["selfattention_layer_type"] = "selfattn"
+    for k in ("stride_layer_idx", "stride", "group_layer_idx"):
+        v = ec[k]
+        ec[k] = [v] if isinstance(v, int) and not isinstance(v, bool) else list(v or [])
+    return ec
+
+
 ENCODER_DEFAULTS = {
     "conformer": CONFORMER_DEFAULTS,
     "transformer": TRANSFORMER_ENCODER_DEFAULTS,
     "branchformer": BRANCHFORMER_DEFAULTS,
     "e_branchformer": E_BRANCHFORMER_DEFAULTS,
+    "efficientConformer": EFFICIENT_CONFORMER_DEFAULTS,
 }
+
+# WeNet HEAD's SqueezeformerEncoder constructor defaults (`encoder: squeezeformer`; it accepts no
+# other keyword argument). reduce_idx / recover_idx: an int, a list of ints or null.
+SQUEEZEFORMER_DEFAULTS = {
+    "encoder_dim": 256,
+    "output_size": 256,
+    "attention_heads": 4,
+    "num_blocks": 12,
+    "reduce_idx": 5,
+    "recover_idx": 11,
+    "feed_forward_expansion_factor": 4,
+    "dw_stride": False,
+    "input_dropout_rate": 0.1,
+    "pos_enc_layer_type": "rel_pos",
+    "time_reduction_layer_type": "conv1d",
+    "do_rel_shift": True,
+    "feed_forward_dropout_rate": 0.1,
+    "attention_dropout_rate": 0.1,
+    "cnn_module_kernel": 31,
+    "cnn_norm_type": "batch_norm",
+    "dropout": 0.1,
+    "causal": False,
+    "adaptive_scale": True,
+    "activation_type": "swish",
+    "init_weights": True,
+    "normalize_before": False,
+    "use_dynamic_chunk": False,
+    "concat_after": False,
+    "static_chunk_size": 0,
+    "use_dynamic_left_chunk": False,
+}
+
+
+def squeezeformer_conf(given):
+    """encoder_conf of a squeezeformer: constructor defaults filled, then the keys the rest of
+    u2ref and the converter read for every encoder, derived from WeNet's own (linear_units =
+    encoder_dim * feed_forward_expansion_factor, cnn_module_norm = cnn_norm_type; all LayerNorms
+    and the conv norm have PyTorch's default eps; no after_norm; the DepthwiseConv2dSubsampling4
+    front is named "dw_conv2d4")."""
+    ec = _fill(SQUEEZEFORMER_DEFAULTS, given)
+    ec.update({
+        "linear_units": int(ec["encoder_dim"]) * int(ec["feed_forward_expansion_factor"]),
+        "input_layer": "dw_conv2d4",
+        "selfattention_layer_type": "rel_selfattn" if ec["pos_enc_layer_type"] == "rel_pos"
+        else "selfattn",
+        "cnn_module_norm": ec["cnn_norm_type"],
+        "norm_eps": 1e-5,
+        "conv_norm_eps": 1e-5,
+        "final_norm": False,
+        "macaron_style": False,
+        "use_cnn_module": True,
+    })
+    return ec
+
 
 DECODER_DEFAULTS = {
     "attention_heads": 4,
@@ -234,6 +359,10 @@ def normalize_config(yaml_cfg):
                                 cfg.get("encoder_conf"))
     if encoder == "branchformer":
         out["encoder_conf"]["linear_units"] = out["encoder_conf"]["cgmlp_linear_units"]
+    if encoder == "squeezeformer":
+        out["encoder_conf"] = squeezeformer_conf(cfg.get("encoder_conf"))
+    if encoder == "efficientConformer":
+        out["encoder_conf"] = efficient_conformer_conf(cfg.get("encoder_conf"))
     out["decoder_conf"] = _fill(DECODER_DEFAULTS, cfg.get("decoder_conf"))
     if decoder == "transformer":
         out["decoder_conf"]["r_num_blocks"] = 0

@@ -42,9 +42,11 @@ import torch
 from torch import nn
 
 from .branchformer import BranchformerEncoder, EBranchformerEncoder
+from .efficient_conformer import EfficientConformerEncoder
 from .config import normalize_config, sos_eos_ids
 from .modules import (CTC, BiTransformerDecoder, ConformerEncoder, TransformerDecoder,
                       TransformerEncoder, make_pe_table)
+from .squeezeformer import SqueezeformerEncoder
 from .search import (ctc_greedy_search, ctc_prefix_beam_search, decoder_scores,
                      pad_hyps_for_decoder, rescoring_select)
 
@@ -102,6 +104,11 @@ def th_accuracy(pad_outputs, pad_targets, ignore_label: int):
     return (num / torch.sum(mask)).detach()
 
 
+def _uses_concat_linear(cfg):
+    c = normalize_config(cfg)
+    return c["encoder"] == "squeezeformer" and bool(c["encoder_conf"]["concat_after"])
+
+
 class U2Model(nn.Module):
 
     def __init__(self, cfg: dict):
@@ -122,6 +129,10 @@ class U2Model(nn.Module):
             self.encoder = BranchformerEncoder(I, ec)
         elif c["encoder"] == "e_branchformer":
             self.encoder = EBranchformerEncoder(I, ec)
+        elif c["encoder"] == "squeezeformer":
+            self.encoder = SqueezeformerEncoder(I, ec)
+        elif c["encoder"] == "efficientConformer":
+            self.encoder = EfficientConformerEncoder(I, ec)
         else:
             raise ValueError("encoder: %r is not supported (conformer, transformer, branchformer, "
                              "e_branchformer)" % (c["encoder"],))
@@ -153,8 +164,10 @@ class U2Model(nn.Module):
         concat_linear*, fills missing pe buffers with the float32 table, takes CMVN buffers
         from the checkpoint when present. Returns the model in eval()."""
         # concat_linear: unused legacy tensors; frontend.*: the converter's fbank tables (no weights).
+        # (A squeezeformer with concat_after uses its concat_linear: kept when the model has it.)
+        keep_concat = _uses_concat_linear(cfg)
         sd = {k: v for k, v in state_dict.items()
-              if "concat_linear" not in k and not k.startswith("frontend.")}
+              if not k.startswith("frontend.") and ("concat_linear" not in k or keep_concat)}
         has_cmvn = "encoder.global_cmvn.mean" in sd
         c = dict(normalize_config(cfg))
         if not has_cmvn:
