@@ -27,6 +27,7 @@ import yaml  # noqa: E402
 from u2ref.cmvn import CmvnError, load_cmvn  # noqa: E402
 from u2ref.config import ConfigError, normalize_config, sos_eos_ids  # noqa: E402
 from u2ref.branchformer import per_block  # noqa: E402
+from u2ref.efficient_conformer import block_kernels, streaming_chunk_multiple  # noqa: E402
 from u2ref.modules import make_pe_table  # noqa: E402
 
 PE_DEFAULT_ROWS = 5000
@@ -45,6 +46,9 @@ def _refuse(key, value, why="is not supported by u2serve"):
 
 ENCODERS = ("conformer", "transformer", "branchformer", "e_branchformer")
 BRANCHFORMER_FAMILY = ("branchformer", "e_branchformer")
+# WeNet's registry name of the Efficient Conformer (wenet/utils/init_model.py).
+EFFICIENT_CONFORMER = "efficientConformer"
+ENCODERS = ENCODERS + (EFFICIENT_CONFORMER,)
 
 
 def _check_kernel(ec, key):
@@ -99,6 +103,65 @@ def check_branchformer(kind: str, ec: dict):
             _refuse("encoder_conf.cgmlp_weight", w, "must lie within [0, 1]")
 
 
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_efficient_conformer(ec: dict):
+    """The Efficient Conformer options the engine implements (WeNet's wenet/models/
+    efficient_conformer; u2ref.config has already merged efficient_conf and made the three index
+    keys lists)."""
+    n = ec["num_blocks"]
+
+    def blocks(key, increasing):
+        v = ec[key]
+        if not isinstance(v, list) or not all(_int(i) and 0 <= i < n for i in v) or \
+                len(set(v)) != len(v) or \
+                (increasing and v != sorted(v)):
+            _refuse("encoder_conf." + key, v, "must be distinct%s block indices in 0..%d" %
+                    (" increasing" if increasing else "", n - 1))
+    blocks("stride_layer_idx", True)
+    blocks("group_layer_idx", False)
+    idx, stride = ec["stride_layer_idx"], ec["stride"]
+    if not isinstance(stride, list) or len(stride) != len(idx) or \
+            not all(_int(s) and s >= 1 for s in stride):
+        _refuse("encoder_conf.stride", stride, "must be one integer >= 1 per stride layer (%d)" %
+                len(idx))
+    if not _int(ec["group_size"]) or ec["group_size"] < 1:
+        _refuse("encoder_conf.group_size", ec["group_size"], "must be an integer >= 1")
+    if not isinstance(ec["stride_kernel"], bool):
+        _refuse("encoder_conf.stride_kernel", ec["stride_kernel"], "must be true or false")
+    if idx and not ec["use_cnn_module"]:
+        _refuse("encoder_conf.use_cnn_module", ec["use_cnn_module"],
+                "leaves the stride layers %s without their strided conv module" % (idx,))
+    if not ec["use_cnn_module"]:
+        return
+    k0 = ec["cnn_module_kernel"]
+    if not _int(k0) or k0 < 1:
+        _refuse("encoder_conf.cnn_module_kernel", k0, "must be a positive integer")
+    for i, k in enumerate(block_kernels(ec)):
+        if k < 1:
+            _refuse("encoder_conf.cnn_module_kernel", k0, "leaves block %d a kernel of %d "
+                    "(stride_kernel divides it by the strides)" % (i, k))
+        if not ec["causal"] and k % 2 == 0:
+            _refuse("encoder_conf.cnn_module_kernel", k0, "gives block %d the even kernel %d "
+                    "(stride_kernel): must be odd for a non-causal conv module" % (i, k))
+
+
+def efficient_conformer_keys(ec: dict) -> dict:
+    """model.json encoder keys of an efficientConformer beyond the conformer's."""
+    return {
+        "macaron_style": bool(ec["macaron_style"]),
+        "use_cnn_module": bool(ec["use_cnn_module"]),
+        "stride_layer_idx": [int(i) for i in ec["stride_layer_idx"]],
+        "stride": [int(s) for s in ec["stride"]],
+        "group_layer_idx": sorted(int(i) for i in ec["group_layer_idx"]),
+        "group_size": int(ec["group_size"]),
+        "stride_kernel": bool(ec["stride_kernel"]),
+        "cnn_module_kernels": block_kernels(ec),
+    }
+
+
 def check_supported(raw: dict, cfg: dict):
     """Refuses configurations the engine does not implement (raw = the yaml dict)."""
     if cfg["encoder"] not in ENCODERS:
@@ -136,6 +199,8 @@ def check_supported(raw: dict, cfg: dict):
                 "must be odd for a non-causal conv module")
     if cfg["encoder"] in BRANCHFORMER_FAMILY:
         check_branchformer(cfg["encoder"], ec)
+    if cfg["encoder"] == EFFICIENT_CONFORMER:
+        check_efficient_conformer(ec)
     dallowed = {
         "input_layer": ("embed",),
         "activation_type": ("swish", "relu"),
@@ -337,6 +402,10 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
     if attn_keys or cfg["encoder"] not in BRANCHFORMER_FAMILY:
         rel = any(re.search(r"\.(self_)?attn\.linear_pos\.", k) for k in attn_keys)
         ec["selfattention_layer_type"] = "rel_selfattn" if rel else "selfattn"
+    if cfg["encoder"] == EFFICIENT_CONFORMER:
+        # Grouped blocks always have linear_pos; the others follow WeNet's rule (u2ref.config).
+        ec["selfattention_layer_type"] = ("selfattn" if ec["pos_enc_layer_type"] == "no_pos"
+                                          else "rel_selfattn")
     if cfg["decoder_conf"].get("tie_word_embedding"):
         _refuse("decoder_conf.tie_word_embedding", True)
 
@@ -491,6 +560,8 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
             "use_ffn": False if bf else bool(ec["use_ffn"]),
             "merge_conv_kernel": 0 if bf else int(ec["merge_conv_kernel"]),
         })
+    if cfg["encoder"] == EFFICIENT_CONFORMER:
+        ec_out.update(efficient_conformer_keys(ec))
     dc = cfg["decoder_conf"]
     dc_out = {
         "type": cfg["decoder"],
@@ -509,6 +580,10 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         chunk = int(ec["static_chunk_size"])
     else:
         chunk = -1
+    if cfg["encoder"] == EFFICIENT_CONFORMER and ec["use_dynamic_chunk"]:
+        # The smallest chunk >= 16 that streams exactly (docs/model-format.md).
+        m = streaming_chunk_multiple(ec)
+        chunk = -(-16 // m) * m
     rescoring_ctc_weight = float(mc["ctc_weight"] if ctc_weight is None else ctc_weight)
     rescoring_reverse_weight = float(
         (mc["reverse_weight"] if cfg["decoder"] == "bitransformer" else 0.0) if reverse_weight is None

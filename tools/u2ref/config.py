@@ -236,7 +236,10 @@ def efficient_conformer_conf(given):
         ec["selfattention_layer_type"] = "selfattn"
     for k in ("stride_layer_idx", "stride", "group_layer_idx"):
         v = ec[k]
-        ec[k] = [v] if isinstance(v, int) and not isinstance(v, bool) else list(v or [])
+        if isinstance(v, int) and not isinstance(v, bool):
+            ec[k] = [v]
+        elif isinstance(v, (list, tuple)) or v is None:
+            ec[k] = list(v or [])
     return ec
 
 

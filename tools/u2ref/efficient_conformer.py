@@ -61,6 +61,28 @@ def block_kernels(conf) -> List[int]:
     return out
 
 
+def streaming_chunk_multiple(conf) -> int:
+    """Chunk sizes (in embed frames) that are multiples of this stream exactly, i.e.
+    forward_chunk_by_chunk equals the chunk-masked forward (causal convs): the product of all
+    strides, and group_size times the rate factor of every grouped block's input. For other chunk
+    sizes the chunk-masked forward itself reaches into the next chunk (an AvgPool window or a
+    frame group straddles the chunk boundary), which no streaming cache can reproduce."""
+    idx, strides = as_index_list(conf["stride_layer_idx"]), as_index_list(conf["stride"])
+    n = conf["num_blocks"]
+
+    def factor(i):
+        f = 1
+        for j, s in zip(idx, strides):
+            if i > j:
+                f *= s
+        return f
+    m = factor(n + 1)
+    for i in as_index_list(conf["group_layer_idx"]):
+        if 0 <= i < n:
+            m = m * conf["group_size"] * factor(i) // math.gcd(m, conf["group_size"] * factor(i))
+    return m
+
+
 class GroupedRelPositionMultiHeadedAttention(MultiHeadedAttention):
     """`grouped_rel_selfattn`: rel-pos attention over groups of `group_size` frames."""
 
