@@ -29,6 +29,7 @@ from u2ref.config import ConfigError, normalize_config, sos_eos_ids  # noqa: E40
 from u2ref.branchformer import per_block  # noqa: E402
 from u2ref.efficient_conformer import block_kernels, streaming_chunk_multiple  # noqa: E402
 from u2ref.modules import make_pe_table  # noqa: E402
+from u2ref.squeezeformer import index_list  # noqa: E402
 
 PE_DEFAULT_ROWS = 5000
 from u2ref.model import U2Model  # noqa: E402
@@ -44,7 +45,7 @@ def _refuse(key, value, why="is not supported by u2serve"):
     raise ConvertError("%s: %r %s" % (key, value, why))
 
 
-ENCODERS = ("conformer", "transformer", "branchformer", "e_branchformer")
+ENCODERS = ("conformer", "transformer", "branchformer", "e_branchformer", "squeezeformer")
 BRANCHFORMER_FAMILY = ("branchformer", "e_branchformer")
 # WeNet's registry name of the Efficient Conformer (wenet/utils/init_model.py).
 EFFICIENT_CONFORMER = "efficientConformer"
@@ -162,6 +163,139 @@ def efficient_conformer_keys(ec: dict) -> dict:
     }
 
 
+def squeezeformer_indices(ec):
+    """WeNet's reduce_idx / recover_idx as the engine runs them: ([reduce layers], [recover
+    layers]). Refuses what WeNet cannot run and patterns where WeNet's pairing (the recovery takes
+    the activation saved at the reduction numbered by the count of open reductions) differs from
+    closing the latest open reduction."""
+    n = ec["num_blocks"]
+    lists = {}
+    for key in ("reduce_idx", "recover_idx"):
+        try:
+            lists[key] = index_list(ec[key], key)
+        except ValueError:
+            _refuse("encoder_conf." + key, ec[key], "must be an integer, a list of integers or null")
+        v = lists[key] or []
+        if any(not 0 <= i < n for i in v):
+            _refuse("encoder_conf." + key, ec[key], "must lie within 0..num_blocks-1 (%d)" % (n - 1))
+        if any(a >= b for a, b in zip(v, v[1:])):
+            _refuse("encoder_conf." + key, ec[key], "must be strictly ascending")
+    reduce, recover = lists["reduce_idx"], lists["recover_idx"]
+    if reduce is None:
+        return [], []  # WeNet then never reduces and ignores recover_idx
+    if recover is None:
+        if reduce:
+            _refuse("encoder_conf.recover_idx", None, "must recover every reduce_idx %s (WeNet "
+                    "would output the reduced frames with the unreduced mask)" % reduce)
+        recover = []
+    if len(reduce) != len(recover):
+        _refuse("encoder_conf.recover_idx", ec["recover_idx"],
+                "must have as many entries as reduce_idx %s" % reduce)
+    saved, open_, index = [], [], 0
+    for i in range(n):
+        if i in reduce:
+            saved.append(i)
+            open_.append(i)
+            index += 1
+        if i in recover:
+            if index == 0:
+                _refuse("encoder_conf.recover_idx", ec["recover_idx"],
+                        "recovers layer %d before any reduction" % i)
+            index -= 1
+            if saved[index] != open_.pop():
+                _refuse("encoder_conf.recover_idx", ec["recover_idx"],
+                        "interleaves with reduce_idx %s: WeNet would add the activation saved at "
+                        "another reduction" % reduce)
+    return reduce, recover
+
+
+def squeezeformer_chunk_multiple(ec: dict) -> int:
+    """2^(the most reductions open at once): the decoding chunks that stream exactly."""
+    reduce, recover = squeezeformer_indices(ec)
+    depth = deepest = 0
+    for i in range(ec["num_blocks"]):
+        depth += i in reduce
+        deepest = max(deepest, depth)
+        depth -= i in recover
+    return 2 ** deepest
+
+
+def check_squeezeformer(ec: dict):
+    """The Squeezeformer options the engine implements (WeNet's wenet/models/squeezeformer).
+    Refused: pos_enc_layer_type other than rel_pos (WeNet then builds a plain attention for
+    output_size whose tuple cache cannot take the layer's tensor default: it does not run), the
+    `conv2d` time reduction (any type other than conv1d/stream in WeNet: a dense (5, 1) conv
+    whose last row is a zero row for odd lengths), normalize_before and concat_after true (no
+    WeNet recipe uses them; u2ref implements them)."""
+    allowed = {
+        "pos_enc_layer_type": ("rel_pos",),
+        "time_reduction_layer_type": ("conv1d", "stream"),
+        "cnn_norm_type": ("batch_norm", "layer_norm"),
+        "activation_type": ("swish", "relu"),
+        "normalize_before": (False,),
+        "concat_after": (False,),
+        "dw_stride": (False, True),
+        "do_rel_shift": (False, True),
+        "causal": (False, True),
+        "adaptive_scale": (False, True),
+        "use_dynamic_chunk": (False, True),
+    }
+    for k, ok in allowed.items():
+        if ec[k] not in ok or isinstance(ec[k], bool) != isinstance(ok[0], bool):
+            _refuse("encoder_conf." + k, ec[k])
+    for k in ("encoder_dim", "output_size", "attention_heads", "num_blocks",
+              "feed_forward_expansion_factor"):
+        if isinstance(ec[k], bool) or not isinstance(ec[k], int) or ec[k] < 1:
+            _refuse("encoder_conf." + k, ec[k], "must be a positive integer")
+    s = ec["static_chunk_size"]
+    if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+        _refuse("encoder_conf.static_chunk_size", s, "must be an integer >= 0")
+    if ec["encoder_dim"] % ec["attention_heads"] != 0:
+        _refuse("encoder_conf.attention_heads", ec["attention_heads"],
+                "does not divide encoder_dim %d" % ec["encoder_dim"])
+    _check_kernel(ec, "cnn_module_kernel")
+    squeezeformer_indices(ec)
+
+
+def squeezeformer_encoder_json(ec: dict) -> dict:
+    """model.json's encoder object of a squeezeformer (docs/model-format.md): WeNet's own keys,
+    then the keys every encoder has, with the values a Squeezeformer implies."""
+    reduce, recover = squeezeformer_indices(ec)
+    E, F = int(ec["encoder_dim"]), int(ec["feed_forward_expansion_factor"])
+    return {
+        "type": "squeezeformer",
+        "encoder_dim": E,
+        "output_size": int(ec["output_size"]),
+        "attention_heads": int(ec["attention_heads"]),
+        "num_blocks": int(ec["num_blocks"]),
+        "reduce_idx": reduce,
+        "recover_idx": recover,
+        "feed_forward_expansion_factor": F,
+        "dw_stride": bool(ec["dw_stride"]),
+        "pos_enc_layer_type": ec["pos_enc_layer_type"],
+        "time_reduction_layer_type": ec["time_reduction_layer_type"],
+        "do_rel_shift": bool(ec["do_rel_shift"]),
+        "cnn_module_kernel": int(ec["cnn_module_kernel"]),
+        "cnn_norm_type": ec["cnn_norm_type"],
+        "causal": bool(ec["causal"]),
+        "adaptive_scale": bool(ec["adaptive_scale"]),
+        "activation_type": ec["activation_type"],
+        "normalize_before": bool(ec["normalize_before"]),
+        "use_dynamic_chunk": bool(ec["use_dynamic_chunk"]),
+        "static_chunk_size": int(ec["static_chunk_size"]),
+        "concat_after": bool(ec["concat_after"]),
+        "linear_units": E * F,
+        "input_layer": "dw_conv2d4",
+        "selfattention_layer_type": ec["selfattention_layer_type"],
+        "norm_eps": 1e-5,
+        "conv_norm_eps": 1e-5,
+        "final_norm": False,
+        "macaron_style": False,
+        "use_cnn_module": True,
+        "cnn_module_norm": ec["cnn_norm_type"],
+    }
+
+
 def check_supported(raw: dict, cfg: dict):
     """Refuses configurations the engine does not implement (raw = the yaml dict)."""
     if cfg["encoder"] not in ENCODERS:
@@ -187,10 +321,13 @@ def check_supported(raw: dict, cfg: dict):
         "head_dim": (None,),
         "use_sdpa": (False, True),
     }
+    if cfg["encoder"] == "squeezeformer":
+        check_squeezeformer(ec)  # its own keys and rules (post-LN blocks, attention on encoder_dim)
+        allowed = {}
     for k, ok in allowed.items():
         if k in ec and ec[k] not in ok:
             _refuse("encoder_conf." + k, ec[k])
-    if ec["output_size"] % ec["attention_heads"] != 0:
+    if cfg["encoder"] != "squeezeformer" and ec["output_size"] % ec["attention_heads"] != 0:
         _refuse("encoder_conf.attention_heads", ec["attention_heads"],
                 "does not divide output_size %d" % ec["output_size"])
     if cfg["encoder"] == "conformer" and ec["use_cnn_module"] and not ec["causal"] and \
@@ -343,7 +480,8 @@ def load_state_dict(path):
 INT8_WEIGHTS = re.compile(
     r"^(encoder\.encoders\.\d+\.((self_)?attn\.linear_(q|k|v|out|pos)|feed_forward(_macaron)?\.w_[12]"
     r"|conv_module\.pointwise_conv[12]|cgmlp\.(channel_proj1\.0|csgu\.linear|channel_proj2)"
-    r"|merge_proj)"
+    r"|merge_proj|ffn[12]\.w_[12])"
+    r"|encoder\.(time_reduction_layer\.pw_conv|time_recover_layer|final_proj)"
     r"|ctc\.ctc_lo"
     r"|decoder\.((left|right)_decoder\.)?(decoders\.\d+\.((self|src)_attn\.linear_(q|k|v|out)"
     r"|feed_forward\.w_[12])|output_layer))\.weight$")
@@ -485,10 +623,20 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
     # expressions, whose first rows are bit-identical to WeNet's buffer.
     if max_positions < 16:
         raise ConvertError("--max-positions: %d is too small (at least 16)" % max_positions)
+    pe_dim = int(ec["encoder_dim"]) if cfg["encoder"] == "squeezeformer" else D
     pe = sd.get("encoder.embed.pos_enc.pe")
     if pe is None or pe.shape[1] < max_positions:
-        pe = make_pe_table(D, max_positions)
+        pe = make_pe_table(pe_dim, max_positions)
     tensors["encoder.embed.pos_enc.pe"] = pe[:, :max_positions].float().contiguous()
+    if pe_dim != D:
+        # A squeezeformer with final_proj: the decoders' table has their own width, output_size
+        # (its columns are not the encoder table's); one copy, under the (left) decoder's name.
+        key = "decoder.left_decoder.embed.1.pe" if cfg["decoder"] == "bitransformer" else \
+            "decoder.embed.1.pe"
+        dpe = sd.get(key)
+        if dpe is None or dpe.shape[1] < max_positions or dpe.shape[2] != D:
+            dpe = make_pe_table(D, max_positions)
+        tensors[key] = dpe[:, :max_positions].float().contiguous()
     # The analysis window exactly as torchaudio's kaldi.fbank computes it (torch's own cos/pow
     # differ from correctly rounded values in the last bit at a few points, which matters for
     # bit-level parity on pure tones); the engine uses it instead of recomputing the window.
@@ -509,8 +657,8 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
                 "encoder.global_cmvn.istd", "frontend.window")
     if dtype == "float16":
         for k in list(tensors):
-            if k in keep_f32 or k.endswith("running_mean") or k.endswith("running_var") or \
-                    k.endswith(".weight_scale"):
+            if k in keep_f32 or k.endswith(".pe") or k.endswith("running_mean") or \
+                    k.endswith("running_var") or k.endswith(".weight_scale"):
                 continue
             t = tensors[k]
             if t.is_floating_point():
@@ -562,6 +710,8 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
         })
     if cfg["encoder"] == EFFICIENT_CONFORMER:
         ec_out.update(efficient_conformer_keys(ec))
+    if cfg["encoder"] == "squeezeformer":
+        ec_out = squeezeformer_encoder_json(ec)
     dc = cfg["decoder_conf"]
     dc_out = {
         "type": cfg["decoder"],
@@ -583,6 +733,9 @@ def convert(config_path, checkpoint_path, units_path, out_dir, cmvn_path=None, d
     if cfg["encoder"] == EFFICIENT_CONFORMER and ec["use_dynamic_chunk"]:
         # The smallest chunk >= 16 that streams exactly (docs/model-format.md).
         m = streaming_chunk_multiple(ec)
+        chunk = -(-16 // m) * m
+    if cfg["encoder"] == "squeezeformer" and ec["use_dynamic_chunk"]:
+        m = squeezeformer_chunk_multiple(ec)  # 16 unless reductions nest more than 4 deep
         chunk = -(-16 // m) * m
     rescoring_ctc_weight = float(mc["ctc_weight"] if ctc_weight is None else ctc_weight)
     rescoring_reverse_weight = float(

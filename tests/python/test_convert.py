@@ -223,7 +223,7 @@ def test_binary_kaldi_cmvn_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("mutate,key,value", [
-    (lambda y: y.update(encoder="squeezeformer"), "encoder", "squeezeformer"),
+    (lambda y: y.update(encoder="dual_conformer"), "encoder", "dual_conformer"),
     (lambda y: y["encoder_conf"].update(input_layer="linear"), "input_layer", "linear"),
     (lambda y: y["encoder_conf"].update(layer_norm_type="rms_norm"), "layer_norm_type",
      "rms_norm"),
