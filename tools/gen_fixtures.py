@@ -180,6 +180,38 @@ VARIANTS = {
         decoder="bitransformer", decoder_conf=_dec(num_blocks=1, r_num_blocks=1),
         model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
                     "length_normalized_loss": False}),
+    # WeNet's aishell train_u2++_efficonformer_v1.yaml, small: one stride block (1), grouped
+    # attention in the blocks up to it (0, 1), stride_kernel (K 15 -> 7); BatchNorm for coverage.
+    "efficient_conformer_v1_noncausal": dict(
+        seed=1212, vocab=46, layout="new", cmvn="json", special_tokens=True, dtype="float16",
+        encoder="efficientConformer",
+        encoder_conf=_enc(num_blocks=4, pos_enc_layer_type="rel_pos", cnn_module_kernel=15,
+                          causal=False, cnn_module_norm="batch_norm", macaron_style=True,
+                          activation_type="swish", use_cnn_module=True,
+                          efficient_conf={"stride_layer_idx": [1], "stride": [2],
+                                          "group_layer_idx": [0, 1], "group_size": 3,
+                                          "stride_kernel": True}),
+        decoder="transformer", decoder_conf=_dec(num_blocks=1),
+        model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False}),
+    # train_u2++_efficonformer_v2.yaml (conv2d2, stride blocks = grouped blocks, kernels kept),
+    # small, causal with dynamic chunks as _v1_stream. Streaming equals the chunk-masked forward
+    # only for chunks that are multiples of lcm(2*2, 3*1, 3*2) = 12 (docs/model-format.md), so
+    # `chunks` replaces CHUNKS.
+    "efficient_conformer_v2_stream": dict(
+        seed=1313, vocab=40, layout="new", cmvn="kaldi", special_tokens=True, dtype="float16",
+        encoder="efficientConformer",
+        encoder_conf=_enc(num_blocks=4, linear_units=64, input_layer="conv2d2",
+                          pos_enc_layer_type="rel_pos", cnn_module_kernel=8, causal=True,
+                          cnn_module_norm="layer_norm",
+                          macaron_style=True, activation_type="swish", use_cnn_module=True,
+                          use_dynamic_chunk=True, use_dynamic_left_chunk=False,
+                          efficient_conf={"stride_layer_idx": [1, 2], "stride": [2, 2],
+                                          "group_layer_idx": [1, 2], "group_size": 3,
+                                          "stride_kernel": False}),
+        decoder="bitransformer", decoder_conf=_dec(num_blocks=1, r_num_blocks=1, linear_units=64),
+        model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
+                    "length_normalized_loss": False},
+        chunks=[(12, -1), (12, 1), (24, -1)]),
     "transformer_abspos_old": dict(
         seed=505, vocab=56, layout="old", cmvn="json", special_tokens=False, dtype="float16",
         encoder="transformer",
@@ -432,7 +464,7 @@ def reference(name, spec, ckpt_dir, wavs, feats, out_dir):
             tensors["u%d.r2l_score" % u] = torch.tensor([b if b is not None else 0.0
                                                          for _, b in sc], dtype=torch.float32)
             if cfg["encoder_conf"]["use_dynamic_chunk"]:
-                for C, L in CHUNKS:
+                for C, L in spec.get("chunks", CHUNKS):
                     e, _ = model.encode(xs, xl, C, L)
                     tensors["u%d.chunk%d_left%d.encoder_out" % (u, C, L)] = e[0]
             utts.append({
@@ -448,8 +480,8 @@ def reference(name, spec, ckpt_dir, wavs, feats, out_dir):
                                  "rescoring_text": wenet_text(units, hyps[idx])})
     ref = {"variant": name, "beam": BEAM, "ctc_weight": ctc_weight,
            "reverse_weight": reverse_weight, "sos_id": model.sos, "eos_id": model.eos,
-           "chunks": [[C, L] for C, L in CHUNKS] if cfg["encoder_conf"]["use_dynamic_chunk"]
-           else [], "utts": utts}
+           "chunks": [[C, L] for C, L in spec.get("chunks", CHUNKS)]
+           if cfg["encoder_conf"]["use_dynamic_chunk"] else [], "utts": utts}
     from safetensors.torch import save_file
     save_file({k: v.contiguous() for k, v in sorted(tensors.items())},
               os.path.join(out_dir, "ref.safetensors"))

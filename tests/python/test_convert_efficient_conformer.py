@@ -276,3 +276,77 @@ def test_padded_batch_differs_at_an_odd_length_like_wenet():
     stride_out_b, alone = lb[2][1], l1[2][0]  # block 1 (the stride layer), 10 frames
     assert (stride_out_b[:9] - alone[:9]).abs().max() < 1e-5
     assert (stride_out_b[9] - alone[9]).abs().max() > 1e-3  # window (18, padded 19) vs (18)
+
+
+def test_chunk_masked_forward_reads_the_next_chunk_off_the_grid():
+    """Why off-grid chunk sizes cannot stream exactly: with C = 8 (a multiple of the strides,
+    not of 3 * 2) the chunk-masked forward's first chunk changes when only later frames change;
+    with C = 12 it does not."""
+    m = small_model({"stride_layer_idx": [1, 2], "stride": [2, 2], "group_layer_idx": [1, 2]},
+                    causal=True, cnn_module_kernel=8, use_dynamic_chunk=True,
+                    input_layer="conv2d2")
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 121, 80, generator=g)
+    xl = torch.tensor([121])
+    with torch.no_grad():
+        for C, changes in ((8, True), (12, False)):
+            # conv2d2: embed frame j reads fbank frames 2j..2j+2, so frames >= 2C + 1 reach only
+            # embed frames >= C, i.e. the later chunks; the first chunk is C / 4 output frames.
+            y = x.clone()
+            y[:, 2 * C + 1:] += torch.randn(y[:, 2 * C + 1:].shape, generator=g)
+            a, _ = m.encode(x, xl, C, -1)
+            b, _ = m.encode(y, xl, C, -1)
+            first = (a[0, :C // 4] - b[0, :C // 4]).abs().max().item()
+            assert (first > 1e-3) == changes, (C, first)
+
+
+# ----------------------------------------------------------------------------- the fixtures
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "fixtures")
+
+
+def load_fixture(variant):
+    import yaml
+    d = os.path.join(FIXTURES, variant)
+    with open(os.path.join(d, "model", "train.yaml")) as f:
+        y = yaml.safe_load(f)
+    t = {k: v.float() if v.is_floating_point() else v
+         for k, v in load_file(os.path.join(d, "model", "model.safetensors")).items()}
+    with open(os.path.join(d, "ref.json")) as f:
+        rj = json.load(f)
+    return U2Model.from_checkpoint(normalize_config(y), t), \
+        load_file(os.path.join(d, "ref.safetensors")), rj
+
+
+@pytest.mark.parametrize("variant", ["efficient_conformer_v1_noncausal",
+                                     "efficient_conformer_v2_stream"])
+def test_fixture_layers_at_their_own_rates(variant):
+    model, ref, rj = load_fixture(variant)
+    n = model.encoder.num_blocks
+    with torch.no_grad():
+        for u, utt in enumerate(rj["utts"]):
+            x = ref["u%d.fbank" % u].unsqueeze(0)
+            _, _, layers = model.encode(x, torch.tensor([x.size(1)]), return_layers=True)
+            T = layers[0].size(1)
+            assert ref["u%d.embed" % u].shape[0] == T
+            for j in range(n):
+                f = model.encoder.downsampling_factor(j + 1)
+                assert ref["u%d.layer%d" % (u, j)].shape[0] == -(-T // f)
+                assert (layers[j + 1][0] - ref["u%d.layer%d" % (u, j)]).abs().max() < 1e-5
+            assert utt["num_enc_frames"] == -(-T // model.encoder.downsampling_factor(n + 1))
+
+
+def test_fixture_streaming_equals_its_chunk_references():
+    model, ref, rj = load_fixture("efficient_conformer_v2_stream")
+    assert rj["chunks"] == [[12, -1], [12, 1], [24, -1]]
+    assert streaming_chunk_multiple(model.encoder.conf) == 12
+    with torch.no_grad():
+        for u in range(len(rj["utts"])):
+            x = ref["u%d.fbank" % u].unsqueeze(0)
+            for C, L in rj["chunks"]:
+                s, _ = model.encoder.forward_chunk_by_chunk(x, C, L)
+                full = ref["u%d.chunk%d_left%d.encoder_out" % (u, C, L)]
+                assert s.shape[1] == full.shape[0]
+                assert (s[0] - full).abs().max() < 1e-5, (u, C, L)
+    # The chunk mask matters: (12, 1) differs from full context.
+    assert (ref["u2.chunk12_left1.encoder_out"] - ref["u2.encoder_out"]).abs().max() > 1e-2
