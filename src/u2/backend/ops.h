@@ -73,6 +73,7 @@ enum class AttentionMask {
   kNone,    // every key of the segment is visible
   kCausal,  // key position <= query position (decoder self-attention)
   kChunk,   // WeNet chunk mask: keys in [max((q/C - left)·C, 0), (q/C + 1)·C); left < 0 = all history
+            // (positions times AttentionParams::mask_stride)
 };
 
 // Where one sequence's queries, keys/values and key positions are.
@@ -109,6 +110,10 @@ struct AttentionParams {
   AttentionMask mask = AttentionMask::kNone;
   int chunk_size = 0;
   int left_chunks = -1;
+  // The chunk mask's positions are in frames `mask_stride` times as long as the segments' (a layer
+  // after a time reduction: query i and key j sit at positions i·mask_stride and j·mask_stride of
+  // the chunking, as WeNet's mask[:, ::s, ::s]).
+  int mask_stride = 1;
 };
 
 // Depthwise Conv1d over time per sequence, then optional LayerNorm over channels and activation:

@@ -349,7 +349,7 @@ StatusOr<std::vector<RecognitionResult>> Recognizer::Recognize(std::span<const W
   const ModelConfig& mc = model_->config();
   U2_RETURN_IF_ERROR(ValidateOptions(options).WithContext("decoding options"));
   const int model_rate = mc.frontend.sample_rate;
-  const int shift_ms = static_cast<int>(std::lround(mc.frontend.frame_shift_ms)) * mc.SubsamplingRate();
+  const int shift_ms = mc.OutputFrameShiftMs();
 
   std::vector<RecognitionResult> results(batch.size());
 

@@ -162,7 +162,7 @@ StatusOr<FeatureView> RecognitionStream::NextChunk() {
   if (rows == 0 || IsDone() || segment_ == SegmentState::kAtEndpoint)
     return FeatureView{window_.data(), 0, window_.dim()};
   const ModelConfig& mc = recognizer_->model_config();
-  if (encoder_->offset() + mc.NumEncoderFrames(rows) > mc.MaxEncoderFrames()) {
+  if (encoder_->offset() + mc.NumEmbeddingFrames(rows) > mc.MaxEncoderFrames()) {
     if (encoder_->offset() == 0) {  // not even one chunk fits: nothing to split
       Fail();
       return InvalidArgument("a chunk of " + std::to_string(rows) +
@@ -354,8 +354,7 @@ StatusOr<std::unique_ptr<StreamingRecognizer>> StreamingRecognizer::Create(
   o.hotwords = d.hotwords;
   o.rescoring = mc.HasDecoder();
   o.endpoint.blank_id = mc.blank_id;
-  o.endpoint.frame_shift_ms =
-      static_cast<int>(std::lround(mc.frontend.frame_shift_ms)) * mc.SubsamplingRate();
+  o.endpoint.frame_shift_ms = mc.OutputFrameShiftMs();
   U2_RETURN_IF_ERROR(o.Validate(mc).WithContext("default stream options"));
   return r;
 }

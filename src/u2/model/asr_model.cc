@@ -249,9 +249,9 @@ StatusOr<EncoderOutput> AsrModel::StreamEncoderOutput(std::span<const EncoderStr
   int m = 0;
   for (const EncoderStream* st : streams) {
     if (st == nullptr || st->model_ != this) return InvalidArgument("StreamEncoderOutput: foreign stream");
-    out.lengths.push_back(st->offset());
+    out.lengths.push_back(st->num_frames());
     out.offsets.push_back(m);
-    m += st->offset();
+    m += st->num_frames();
     packed.insert(packed.end(), st->encoder_frames().begin(), st->encoder_frames().end());
   }
   out.ctc_log_probs.assign(streams.size(), {});

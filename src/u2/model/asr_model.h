@@ -6,6 +6,7 @@
 // from several threads (each call borrows its own scratch workspace from a pool).
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -89,9 +90,17 @@ struct StreamingOptions {
 // end). Make one with AsrModel::NewStream(); use it with that model only, from one thread at a time.
 class EncoderStream {
  public:
-  int offset() const { return offset_; }  // encoder frames output so far
-  int cached_frames() const { return cache_frames_; }
-  // All encoder output frames so far, host, offset() × D.
+  // Embedding frames (encoder positions) consumed so far: WeNet forward_chunk's offset.
+  int offset() const { return offset_; }
+  // Encoder output frames so far (fewer than offset() when the encoder subsamples inside its stack).
+  int num_frames() const { return dim_ > 0 ? static_cast<int>(encoder_frames_.size()) / dim_ : 0; }
+  // K|V rows a layer holds (the most any layer does: layers after a time stride hold fewer).
+  int cached_frames() const {
+    int n = 0;
+    for (int f : cache_frames_) n = std::max(n, f);
+    return n;
+  }
+  // All encoder output frames so far, host, num_frames() × D.
   const std::vector<float>& encoder_frames() const { return encoder_frames_; }
 
  private:
@@ -99,9 +108,11 @@ class EncoderStream {
   friend class AsrModel;
   const AsrModel* model_ = nullptr;
   int offset_ = 0;
-  int cache_frames_ = 0;           // t1: K|V rows held per layer
-  int capacity_ = 0;               // rows allocated per layer
-  std::vector<Tensor> att_cache_;  // per layer (capacity, 2D): [K | V] rows [0, t1)
+  int dim_ = 0;
+  std::vector<int> cache_frames_;    // per layer: t1, the K|V rows held
+  std::vector<int> pending_frames_;  // per layer, during a chunk: t1 + the chunk's rows
+  std::vector<int> capacity_;        // per layer: rows allocated
+  std::vector<Tensor> att_cache_;    // per layer (capacity, 2D): [K | V] rows [0, t1)
   // Per layer, per causal depthwise conv (EncoderLayer::ConvHistories): its last K−1 input rows.
   std::vector<std::vector<Tensor>> conv_cache_;
   std::vector<float> encoder_frames_;

@@ -166,10 +166,7 @@ Status Encoder::Forward(std::span<const FeatureView> feats, const EncodeOptions&
   const EncoderConfig& e = config_.encoder;
   const int D = e.output_size;
   const int B = static_cast<int>(feats.size());
-  out->lengths.assign(B, 0);
-  out->offsets.assign(B, 0);
-  out->dim = D;
-  int m = 0, t_max = 0;
+  std::vector<int> lengths(B, 0);
   for (int b = 0; b < B; ++b) {
     const FeatureView& f = feats[b];
     const std::string where = "utterance " + std::to_string(b) + ": ";
@@ -180,16 +177,13 @@ Status Encoder::Forward(std::span<const FeatureView> feats, const EncodeOptions&
                              std::to_string(config_.input_dim));
     }
     if (f.num_frames > 0 && f.data == nullptr) return InvalidArgument(where + "null feature data");
-    const int t = config_.NumEncoderFrames(f.num_frames);
+    const int t = config_.NumEmbeddingFrames(f.num_frames);
     if (t > config_.MaxEncoderFrames()) {
       return InvalidArgument(where + std::to_string(f.num_frames) + " feature frames give " +
                              std::to_string(t) + " encoder frames, more than the model's " +
                              std::to_string(config_.MaxEncoderFrames()) + " positions; segment the audio");
     }
-    out->lengths[b] = t;
-    out->offsets[b] = m;
-    m += t;
-    t_max = std::max(t_max, t);
+    lengths[b] = t;
   }
 
   // Attention mask, chosen as WeNet's add_optional_chunk_mask does.
@@ -202,29 +196,19 @@ Status Encoder::Forward(std::span<const FeatureView> feats, const EncodeOptions&
     mask = AttentionMask::kChunk;
     chunk_size = e.static_chunk_size;
   }
-  std::vector<AttentionSegment> attn_segs;
-  std::vector<DepthwiseSegment> conv_segs;
-  for (int b = 0; b < B; ++b) {
-    if (out->lengths[b] == 0) continue;
-    AttentionSegment s;
-    s.q_row = s.kv_row = out->offsets[b];
-    s.q_len = s.kv_len = out->lengths[b];
-    attn_segs.push_back(s);
-    conv_segs.push_back({out->offsets[b], out->lengths[b], nullptr});
-  }
 
-  float* x = ws.Floats(kSlotX, static_cast<size_t>(m) * D);
-  Embed(feats, out->lengths, out->offsets, std::vector<int>(B, 0), m, ws, x);
+  const TimeGrid embedded = TimeGrid::FromLengths(lengths);
+  float* x = ws.Floats(kSlotX, static_cast<size_t>(embedded.rows) * D);
+  Embed(feats, embedded.lengths, embedded.offsets, std::vector<int>(B, 0), embedded.rows, ws, x);
 
-  auto capture = [&](std::vector<std::vector<float>>* dst_per_utt) {
+  auto capture = [&](const TimeGrid& g, std::vector<std::vector<float>>* dst_per_utt) {
     for (int b = 0; b < B; ++b) {
-      (*dst_per_utt)[b] =
-          be.DownloadRows(x + static_cast<size_t>(out->offsets[b]) * D, out->lengths[b], D, D);
+      (*dst_per_utt)[b] = be.DownloadRows(x + static_cast<size_t>(g.offsets[b]) * D, g.lengths[b], D, D);
     }
   };
   if (options.capture_layers) {
     out->embed.assign(B, {});
-    capture(&out->embed);
+    capture(embedded, &out->embed);
     out->layers.assign(B, std::vector<std::vector<float>>(e.num_blocks));
   }
 
@@ -232,9 +216,19 @@ Status Encoder::Forward(std::span<const FeatureView> feats, const EncodeOptions&
   const bool use_pos = rel && e.pos_enc_layer_type != PosEncType::kNoPos;
   LayerContext ctx;
   ctx.depthwise = [&](int /*layer*/, int /*conv*/, const DepthwiseConvParams& p, const float* in, float* y) {
-    be.DepthwiseConv(p, in, conv_segs, y);
+    std::vector<DepthwiseSegment> segs;
+    for (const RowSegment& r : ctx.grid->Segments()) segs.push_back({r.row, r.len, nullptr});
+    be.DepthwiseConv(p, in, segs, y);
   };
   ctx.attention = [&](int /*layer*/, const AttentionWeights& aw, const float* qkv, float* att, Workspace& w) {
+    const TimeGrid& g = *ctx.grid;
+    std::vector<AttentionSegment> segs;
+    for (const RowSegment& r : g.Segments()) {
+      AttentionSegment s;
+      s.q_row = s.kv_row = r.row;
+      s.q_len = s.kv_len = r.len;
+      segs.push_back(s);
+    }
     AttentionParams p = AttentionTemplate(aw);
     p.q = qkv;
     p.k = qkv + D;
@@ -245,32 +239,48 @@ Status Encoder::Forward(std::span<const FeatureView> feats, const EncodeOptions&
     p.mask = mask;
     p.chunk_size = chunk_size;
     p.left_chunks = options.num_decoding_left_chunks;
-    if (use_pos && t_max > 0) {
-      // Offline, every utterance's key j sits at position j: one projection serves all.
-      float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t_max) * D);
-      aw.linear_pos.Forward(be, pos_table_.f32(), t_max, D, pos_proj, D);
+    p.mask_stride = g.stride;
+    if (use_pos && g.max_length > 0) {
+      // Offline, every utterance's key j sits at position j·stride: one projection serves all.
+      float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(g.max_length) * D);
+      aw.linear_pos.Forward(be, pos_table_.f32(), g.max_length, g.stride * D, pos_proj, D);
       p.pos = pos_proj;
       p.ldp = D;
     }
-    be.Attention(p, attn_segs, w);
+    be.Attention(p, segs, w);
   };
   std::vector<std::vector<float>> layer_capture(B);
-  for (int i = 0; i < e.num_blocks; ++i) {
-    layers_[i]->Forward(i, x, m, ctx, ws);
-    if (options.capture_layers) {
-      capture(&layer_capture);
-      for (int b = 0; b < B; ++b) out->layers[b][i] = std::move(layer_capture[b]);
-    }
-  }
-  Finish(x, m, ws, out);
+  const TimeGrid final_grid = RunLayers(x, embedded, ctx, ws, [&](int i, const TimeGrid& g) {
+    if (!options.capture_layers) return;
+    capture(g, &layer_capture);
+    for (int b = 0; b < B; ++b) out->layers[b][i] = std::move(layer_capture[b]);
+  });
+  out->lengths = final_grid.lengths;
+  out->offsets = final_grid.offsets;
+  out->dim = D;
+  Finish(x, final_grid.rows, ws, out);
   return Status::Ok();
+}
+
+TimeGrid Encoder::RunLayers(float* x, TimeGrid grid, LayerContext& ctx, Workspace& ws,
+                            const std::function<void(int, const TimeGrid&)>& after_layer) const {
+  for (int i = 0; i < static_cast<int>(layers_.size()); ++i) {
+    ctx.grid = &grid;
+    layers_[i]->Forward(i, x, grid.rows, ctx, ws);
+    if (layers_[i]->time_stride() > 1) grid = grid.Subsampled(layers_[i]->time_stride());
+    ctx.grid = nullptr;
+    after_layer(i, grid);
+  }
+  return grid;
 }
 
 void Encoder::InitStream(EncoderStream* st) const {
   const EncoderConfig& e = config_.encoder;
   st->offset_ = 0;
-  st->cache_frames_ = 0;
-  st->capacity_ = 0;
+  st->dim_ = e.output_size;
+  st->cache_frames_.assign(e.num_blocks, 0);
+  st->capacity_.assign(e.num_blocks, 0);
+  st->pending_frames_.assign(e.num_blocks, 0);
   st->att_cache_.assign(e.num_blocks, Tensor());
   st->conv_cache_.assign(e.num_blocks, {});
   for (int i = 0; i < e.num_blocks; ++i) {
@@ -289,11 +299,13 @@ Status Encoder::ForwardChunk(std::span<EncoderStream* const> streams, std::span<
   const EncoderConfig& e = config_.encoder;
   const int D = e.output_size;
   const int B = static_cast<int>(streams.size());
-  out->lengths.assign(B, 0);
-  out->offsets.assign(B, 0);
-  out->dim = D;
-  std::vector<int> positions(B, 0);
-  int m = 0;
+  const int max_stride = config_.MaxLayerTimeStride();
+  if (options.decoding_chunk_size % max_stride != 0) {
+    return InvalidArgument("decoding_chunk_size " + std::to_string(options.decoding_chunk_size) +
+                           " must be a multiple of " + std::to_string(max_stride) +
+                           ", the time stride of this model's deepest layers, to stream");
+  }
+  std::vector<int> positions(B, 0), lengths(B, 0);
   for (int b = 0; b < B; ++b) {
     const FeatureView& f = chunks[b];
     const std::string where = "stream " + std::to_string(b) + ": ";
@@ -302,81 +314,63 @@ Status Encoder::ForwardChunk(std::span<EncoderStream* const> streams, std::span<
                              std::to_string(f.dim) + ", model input_dim " +
                              std::to_string(config_.input_dim) + ")");
     }
-    const int t = config_.NumEncoderFrames(f.num_frames);
+    const int t = config_.NumEmbeddingFrames(f.num_frames);
     if (streams[b]->offset_ + t > config_.MaxEncoderFrames()) {
       return InvalidArgument(where + "the stream would reach " + std::to_string(streams[b]->offset_ + t) +
                              " encoder frames, more than the model's " +
                              std::to_string(config_.MaxEncoderFrames()) +
                              " positions; end the utterance earlier");
     }
-    out->lengths[b] = t;
-    out->offsets[b] = m;
-    positions[b] = streams[b]->offset_;
-    m += t;
-  }
-  // Grow each stream's K|V cache to hold history + this chunk.
-  for (int b = 0; b < B; ++b) {
-    EncoderStream* st = streams[b];
-    const int need = st->cache_frames_ + out->lengths[b];
-    if (out->lengths[b] == 0 || need <= st->capacity_) continue;
-    const int cap = std::max(need, st->capacity_ * 2);
-    for (int i = 0; i < e.num_blocks; ++i) {
-      Tensor grown = be.NewTensor({cap, 2 * D});
-      if (st->cache_frames_ > 0) {
-        be.Copy(grown.data<void>(), st->att_cache_[i].data<void>(),
-                static_cast<size_t>(st->cache_frames_) * 2 * D * sizeof(float));
-      }
-      st->att_cache_[i] = grown;
+    if (t > 0 && streams[b]->offset_ % max_stride != 0) {
+      return InvalidArgument(where + "a chunk after the stream's last (shorter) chunk");
     }
-    st->capacity_ = cap;
+    lengths[b] = t;
+    positions[b] = streams[b]->offset_;
   }
-
-  float* x = ws.Floats(kSlotX, static_cast<size_t>(m) * D);
-  Embed(chunks, out->lengths, out->offsets, positions, m, ws, x);
+  const TimeGrid embedded = TimeGrid::FromLengths(lengths);
+  float* x = ws.Floats(kSlotX, static_cast<size_t>(embedded.rows) * D);
+  Embed(chunks, embedded.lengths, embedded.offsets, positions, embedded.rows, ws, x);
 
   const bool rel = e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn;
   const bool use_pos = rel && e.pos_enc_layer_type != PosEncType::kNoPos;
-  std::vector<DepthwiseSegment> conv_segs;
-  std::vector<int> conv_owner;
-  for (int b = 0; b < B; ++b) {
-    if (out->lengths[b] == 0) continue;
-    conv_segs.push_back({out->offsets[b], out->lengths[b], nullptr});
-    conv_owner.push_back(b);
-  }
   LayerContext ctx;
   ctx.depthwise = [&](int layer, int conv, const DepthwiseConvParams& p, const float* in, float* y) {
     const int K = p.kernel;
     const int C = p.channels;
+    const std::vector<RowSegment> rows = ctx.grid->Segments();
+    std::vector<DepthwiseSegment> segs;
+    for (const RowSegment& r : rows) segs.push_back({r.row, r.len, nullptr});
     if (conv < 0 || p.left_pad != K - 1 || K < 2) {  // nothing carried over: zeros at the chunk's edges
-      for (DepthwiseSegment& seg : conv_segs) seg.history = nullptr;
-      be.DepthwiseConv(p, in, conv_segs, y);
+      be.DepthwiseConv(p, in, segs, y);
       return;
     }
-    for (size_t k = 0; k < conv_segs.size(); ++k)
-      conv_segs[k].history = streams[conv_owner[k]]->conv_cache_[layer][conv].f32();
-    be.DepthwiseConv(p, in, conv_segs, y);
+    for (size_t k = 0; k < segs.size(); ++k)
+      segs[k].history = streams[rows[k].pos]->conv_cache_[layer][conv].f32();
+    be.DepthwiseConv(p, in, segs, y);
     // The next history: the last K−1 rows of [history | this chunk's input].
     float* next = ws.Floats(kSlotConvHist, static_cast<size_t>(K - 1) * C);
-    for (size_t k = 0; k < conv_segs.size(); ++k) {
-      float* hist = streams[conv_owner[k]]->conv_cache_[layer][conv].mutable_f32();
-      const int len = conv_segs[k].len;
+    for (size_t k = 0; k < segs.size(); ++k) {
+      float* hist = streams[rows[k].pos]->conv_cache_[layer][conv].mutable_f32();
+      const int len = segs[k].len;
       const int kept = std::max(K - 1 - len, 0);  // old history rows that stay
       be.CopyRows(next, C, hist + static_cast<size_t>(K - 1 - kept) * C, C, kept, C);
       be.CopyRows(next + static_cast<size_t>(kept) * C, C,
-                  in + static_cast<size_t>(conv_segs[k].row + len - (K - 1 - kept)) * C, C, K - 1 - kept, C);
+                  in + static_cast<size_t>(segs[k].row + len - (K - 1 - kept)) * C, C, K - 1 - kept, C);
       be.Copy(hist, next, static_cast<size_t>(K - 1) * C * sizeof(float));
     }
   };
   ctx.attention = [&](int layer, const AttentionWeights& aw, const float* qkv, float* att, Workspace& w) {
+    const TimeGrid& g = *ctx.grid;
     for (int b = 0; b < B; ++b) {
-      const int len = out->lengths[b];
+      const int len = g.lengths[b];
       if (len == 0) continue;
       EncoderStream* st = streams[b];
-      const int t1 = st->cache_frames_;
+      GrowAttentionCache(st, layer, st->cache_frames_[layer] + len);
+      const int t1 = st->cache_frames_[layer];
       float* cache = st->att_cache_[layer].mutable_f32();
       // Append this chunk's K|V (columns D..3D of qkv) after the history.
       be.CopyRows(cache + static_cast<size_t>(t1) * 2 * D, 2 * D,
-                  qkv + static_cast<size_t>(out->offsets[b]) * 3 * D + D, 3 * D, len, 2 * D);
+                  qkv + static_cast<size_t>(g.offsets[b]) * 3 * D + D, 3 * D, len, 2 * D);
       AttentionParams p = AttentionTemplate(aw);
       p.q = qkv;
       p.ldq = 3 * D;
@@ -386,49 +380,71 @@ Status Encoder::ForwardChunk(std::span<EncoderStream* const> streams, std::span<
       p.out = att;
       p.ldo = D;
       if (use_pos) {
-        // Keys are at absolute positions offset − t1 … offset + len − 1 (docs/wenet-numerics.md §4.1).
+        // Keys are the frames at positions offset − stride·t1 … offset + stride·(len − 1), every
+        // stride-th (docs/wenet-numerics.md §4.1).
         float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t1 + len) * D);
-        aw.linear_pos.Forward(be, pos_table_.f32() + static_cast<size_t>(st->offset_ - t1) * D, t1 + len, D,
-                              pos_proj, D);
+        aw.linear_pos.Forward(be, pos_table_.f32() + static_cast<size_t>(st->offset_ - g.stride * t1) * D,
+                              t1 + len, g.stride * D, pos_proj, D);
         p.pos = pos_proj;
         p.ldp = D;
       }
       AttentionSegment s;
-      s.q_row = out->offsets[b];
+      s.q_row = g.offsets[b];
       s.q_len = len;
       s.kv_row = 0;
       s.kv_len = t1 + len;
       be.Attention(p, {&s, 1}, w);
     }
   };
-  for (int i = 0; i < e.num_blocks; ++i) layers_[i]->Forward(i, x, m, ctx, ws);
-  Finish(x, m, ws, out);
+  for (int b = 0; b < B; ++b) streams[b]->pending_frames_ = streams[b]->cache_frames_;
+  const TimeGrid final_grid = RunLayers(x, embedded, ctx, ws, [&](int, const TimeGrid&) {});
+  out->lengths = final_grid.lengths;
+  out->offsets = final_grid.offsets;
+  out->dim = D;
+  Finish(x, final_grid.rows, ws, out);
 
-  // Advance the streams: offset, accumulated output, and the K|V cache trimmed to the kept history.
+  // Advance the streams: position, accumulated output, and each layer's K|V cache: the rows this
+  // chunk appended become history, trimmed to what the next chunk may see.
   const int required = options.RequiredCacheSize();
   for (int b = 0; b < B; ++b) {
-    const int len = out->lengths[b];
-    if (len == 0) continue;
+    if (embedded.lengths[b] == 0) continue;
     EncoderStream* st = streams[b];
+    const int len = out->lengths[b];
     const std::vector<float> frames =
         be.DownloadRows(out->encoder_out.f32() + static_cast<size_t>(out->offsets[b]) * D, len, D, D);
     st->encoder_frames_.insert(st->encoder_frames_.end(), frames.begin(), frames.end());
-    st->offset_ += len;
-    const int total = st->cache_frames_ + len;
-    const int start = required < 0 ? 0 : (required == 0 ? total : std::max(total - required, 0));
-    if (start > 0 && total > start) {
-      // Through scratch: device copies need not handle overlap.
-      const size_t bytes = static_cast<size_t>(total - start) * 2 * D * sizeof(float);
-      float* scratch = ws.Floats(kSlotConvOut, static_cast<size_t>(total - start) * 2 * D);
-      for (int i = 0; i < e.num_blocks; ++i) {
+    st->offset_ += embedded.lengths[b];
+    for (int i = 0; i < e.num_blocks; ++i) {
+      const int total = st->pending_frames_[i];
+      const int layer_required = required < 0 ? -1 : required / config_.LayerTimeStride(i);
+      const int start =
+          layer_required < 0 ? 0 : (layer_required == 0 ? total : std::max(total - layer_required, 0));
+      if (start > 0 && total > start) {
+        // Through scratch: device copies need not handle overlap.
+        const size_t bytes = static_cast<size_t>(total - start) * 2 * D * sizeof(float);
+        float* scratch = ws.Floats(kSlotConvOut, static_cast<size_t>(total - start) * 2 * D);
         float* c = st->att_cache_[i].mutable_f32();
         be.Copy(scratch, c + static_cast<size_t>(start) * 2 * D, bytes);
         be.Copy(c, scratch, bytes);
       }
+      st->cache_frames_[i] = total - start;
     }
-    st->cache_frames_ = total - start;
   }
   return Status::Ok();
+}
+
+void Encoder::GrowAttentionCache(EncoderStream* st, int layer, int frames) const {
+  const int D = config_.encoder.output_size;
+  st->pending_frames_[layer] = frames;
+  if (frames <= st->capacity_[layer]) return;
+  const int cap = std::max(frames, st->capacity_[layer] * 2);
+  Tensor grown = backend_->NewTensor({cap, 2 * D});
+  if (st->cache_frames_[layer] > 0) {
+    backend_->Copy(grown.data<void>(), st->att_cache_[layer].data<void>(),
+                   static_cast<size_t>(st->cache_frames_[layer]) * 2 * D * sizeof(float));
+  }
+  st->att_cache_[layer] = grown;
+  st->capacity_[layer] = cap;
 }
 
 }  // namespace u2

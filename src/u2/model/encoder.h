@@ -52,6 +52,13 @@ class Encoder {
   void Embed(std::span<const FeatureView> feats, const std::vector<int>& lengths,
              const std::vector<int>& offsets, const std::vector<int>& positions, int m, Workspace& ws,
              float* x) const;
+  // The layers over x from `grid` on (the frames change at time strides); after_layer(i, grid)
+  // sees layer i's output frames. Returns the output's frames.
+  TimeGrid RunLayers(float* x, TimeGrid grid, LayerContext& ctx, Workspace& ws,
+                     const std::function<void(int, const TimeGrid&)>& after_layer) const;
+  // Makes room in the stream's K|V cache of `layer` for `frames` rows (keeping the history) and
+  // records them as the layer's rows after this chunk.
+  void GrowAttentionCache(EncoderStream* st, int layer, int frames) const;
   // after_norm + CTC head over the packed output rows; fills encoder_out and ctc_log_probs.
   void Finish(const float* x, int m, Workspace& ws, EncoderOutput* out) const;
   AttentionParams AttentionTemplate(const AttentionWeights& w) const;

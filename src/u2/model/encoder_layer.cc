@@ -1,9 +1,38 @@
 #include "u2/model/encoder_layer.h"
 
+#include <algorithm>
+
 #include "u2/model/branchformer_layer.h"
 #include "u2/model/conformer_layer.h"
 
 namespace u2 {
+
+TimeGrid TimeGrid::FromLengths(std::vector<int> lengths, int stride) {
+  TimeGrid g;
+  g.stride = stride;
+  g.lengths = std::move(lengths);
+  g.offsets.resize(g.lengths.size());
+  for (size_t b = 0; b < g.lengths.size(); ++b) {
+    g.offsets[b] = g.rows;
+    g.rows += g.lengths[b];
+    g.max_length = std::max(g.max_length, g.lengths[b]);
+  }
+  return g;
+}
+
+TimeGrid TimeGrid::Subsampled(int factor) const {
+  std::vector<int> sub(lengths.size());
+  for (size_t b = 0; b < lengths.size(); ++b) sub[b] = (lengths[b] + factor - 1) / factor;
+  return FromLengths(std::move(sub), stride * factor);
+}
+
+std::vector<RowSegment> TimeGrid::Segments() const {
+  std::vector<RowSegment> segs;
+  for (size_t b = 0; b < lengths.size(); ++b) {
+    if (lengths[b] > 0) segs.push_back({offsets[b], lengths[b], static_cast<int>(b)});
+  }
+  return segs;
+}
 
 StatusOr<AttentionWeights> AttentionWeights::Load(const EncoderConfig& e, const WeightLoader& loader,
                                                   const std::string& prefix) {

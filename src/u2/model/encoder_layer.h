@@ -58,8 +58,27 @@ struct FeedForwardWeights {
                                            int hidden);
 };
 
+// The frames a layer works on: each batch entry's rows at a common time stride over the
+// embedding's frames (stride 1 until a layer or a time reduction subsamples; Squeezeformer and
+// Efficient Conformer change it inside the stack). Rows are packed entry after entry.
+struct TimeGrid {
+  int stride = 1;
+  std::vector<int> lengths;  // per batch entry (0: the entry has no frame here)
+  std::vector<int> offsets;  // first packed row of each entry
+  int rows = 0;
+  int max_length = 0;
+
+  static TimeGrid FromLengths(std::vector<int> lengths, int stride = 1);
+  // Every `factor`-th frame of each entry (ceil(length / factor) rows), repacked.
+  TimeGrid Subsampled(int factor) const;
+  // The non-empty entries as row segments (RowSegment.pos: the entry's index).
+  std::vector<RowSegment> Segments() const;
+};
+
 // What a layer asks of the encoder around it.
 struct LayerContext {
+  // The frames the layer's input rows are (a layer with a time stride outputs grid->Subsampled).
+  const TimeGrid* grid = nullptr;
   // Self-attention of `layer` (weights w): qkv is m × 3D (Q|K|V, bias added); writes the m × D
   // attention output (before the output linear) to `out`.
   std::function<void(int layer, const AttentionWeights& w, const float* qkv, float* out, Workspace& ws)>
@@ -74,8 +93,11 @@ struct LayerContext {
 class EncoderLayer {
  public:
   virtual ~EncoderLayer() = default;
-  // The layer over the packed batch, in place on x (m × D).
+  // The layer over the packed batch, in place on x (m × D). A layer with a time stride s writes its
+  // ctx.grid->Subsampled(s).rows output rows to the front of x.
   virtual void Forward(int index, float* x, int m, const LayerContext& ctx, Workspace& ws) const = 0;
+  // How much the layer subsamples time (Efficient Conformer's stride layers); 1 for most.
+  virtual int time_stride() const { return 1; }
   // The causal depthwise convs whose left context a stream carries from chunk to chunk, in the
   // order the layer numbers them: each tensor is the (K−1) × channels history a new stream starts
   // with (what the padding before the first frame is worth). Empty when nothing is causal.

@@ -524,9 +524,26 @@ int ModelConfig::RightContext() const {
   return context;
 }
 
-int ModelConfig::NumEncoderFrames(int t) const {
+int ModelConfig::NumEmbeddingFrames(int t) const {
   for (const SubsamplingConv& c : SubsamplingConvs(encoder.input_layer)) t = ConvOutputLength(t, c);
   return t;
+}
+
+int ModelConfig::NumEncoderFrames(int t) const {
+  const int stride = OutputTimeStride();
+  return (NumEmbeddingFrames(t) + stride - 1) / stride;
+}
+
+int ModelConfig::LayerTimeStride(int /*layer*/) const { return 1; }
+
+int ModelConfig::MaxLayerTimeStride() const {
+  int s = 1;
+  for (int i = 0; i <= encoder.num_blocks; ++i) s = std::max(s, LayerTimeStride(i));
+  return s;
+}
+
+int ModelConfig::OutputFrameShiftMs() const {
+  return static_cast<int>(std::lround(frontend.frame_shift_ms)) * SubsamplingRate() * OutputTimeStride();
 }
 
 int ModelConfig::SubsampledFeatureDim() const {

@@ -146,8 +146,20 @@ struct ModelConfig {
   // 4/6, conv2d6 6/10, conv2d8 8/14), both derived from SubsamplingConvs().
   int SubsamplingRate() const;
   int RightContext() const;
-  // Encoder frames produced from `num_frames` feature frames (0 when too short).
+  // Frames the subsampling front makes of `num_frames` feature frames (0 when too short): the
+  // encoder positions its layers start from.
+  int NumEmbeddingFrames(int num_frames) const;
+  // Encoder output frames (what the CTC head and the decoders see): the embedding frames after
+  // every time stride inside the stack, ceil(embedding / OutputTimeStride()).
   int NumEncoderFrames(int num_frames) const;
+  // Embedding frames per output frame (1 unless the stack subsamples time and does not recover).
+  int OutputTimeStride() const { return LayerTimeStride(encoder.num_blocks); }
+  // Embedding frames per frame of layer i's input (i = num_blocks: of the output).
+  int LayerTimeStride(int layer) const;
+  // The largest of them: streaming chunks must be a multiple of it.
+  int MaxLayerTimeStride() const;
+  // Milliseconds per encoder output frame.
+  int OutputFrameShiftMs() const;
   // The longest input the encoder accepts, in encoder frames (the positional table's length).
   int MaxEncoderFrames() const { return max_positions; }
   // Frequency bins left after subsampling (F′), which fixes the subsampling linear's input size.

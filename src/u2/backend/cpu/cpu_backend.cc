@@ -472,11 +472,14 @@ inline void KeyRange(const AttentionParams& p, const AttentionSegment& s, int i,
   if (p.mask == AttentionMask::kCausal) {
     *hi = std::min(s.kv_len, qpos - s.k_pos + 1);
   } else if (p.mask == AttentionMask::kChunk && p.chunk_size > 0) {
-    const int chunk = qpos / p.chunk_size;
+    // In mask positions (frames × mask_stride): the chunk of the query, then the first and one
+    // past the last visible key frame, rounded up to whole frames.
+    const int stride = std::max(p.mask_stride, 1);
+    const int chunk = qpos * stride / p.chunk_size;
     const int start = p.left_chunks < 0 ? 0 : std::max((chunk - p.left_chunks) * p.chunk_size, 0);
     const int end = (chunk + 1) * p.chunk_size;
-    *lo = std::max(0, start - s.k_pos);
-    *hi = std::min(s.kv_len, end - s.k_pos);
+    *lo = std::max(0, (start + stride - 1) / stride - s.k_pos);
+    *hi = std::min(s.kv_len, (end + stride - 1) / stride - s.k_pos);
   }
   *hi = std::max(*hi, *lo);
 }

@@ -39,6 +39,7 @@ struct AttnArgs {
   int mask;  // AttentionMask as int
   int chunk_size;
   int left_chunks;
+  int mask_stride;
   // Rel-pos: keys are k+p rows (ld = H·dk) from `kp`, plus key_bias; else keys are `k`.
   const float* kp;
   const float* key_bias;
@@ -53,11 +54,14 @@ __device__ __forceinline__ void KeyRange(const AttnArgs& a, const AttentionSegme
   if (a.mask == static_cast<int>(AttentionMask::kCausal)) {
     *hi = min(s.kv_len, qpos - s.k_pos + 1);
   } else if (a.mask == static_cast<int>(AttentionMask::kChunk) && a.chunk_size > 0) {
-    const int chunk = qpos / a.chunk_size;
+    // In mask positions (frames × mask_stride): the chunk of the query, then the first and one
+    // past the last visible key frame, rounded up to whole frames.
+    const int stride = a.mask_stride;
+    const int chunk = qpos * stride / a.chunk_size;
     const int start = a.left_chunks < 0 ? 0 : max((chunk - a.left_chunks) * a.chunk_size, 0);
     const int end = (chunk + 1) * a.chunk_size;
-    *lo = max(0, start - s.k_pos);
-    *hi = min(s.kv_len, end - s.k_pos);
+    *lo = max(0, (start + stride - 1) / stride - s.k_pos);
+    *hi = min(s.kv_len, (end + stride - 1) / stride - s.k_pos);
   }
   *hi = max(*hi, *lo);
 }
@@ -251,6 +255,7 @@ void CudaBackend::Attention(const AttentionParams& p, std::span<const AttentionS
   a.mask = static_cast<int>(p.mask);
   a.chunk_size = p.chunk_size;
   a.left_chunks = p.left_chunks;
+  a.mask_stride = std::max(p.mask_stride, 1);
   const unsigned nseg = static_cast<unsigned>(segs.size());
 
   if (rel && max_kv > 0) {
