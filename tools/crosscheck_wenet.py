@@ -171,6 +171,60 @@ class FusionCache:
             conv.forward = plain
 
 
+class EfficientCaches:
+    """In-process only: lets WeNet HEAD's EfficientConformerEncoder run at all. Its code (2022)
+    passes each block's attention cache as one (1, H, t, 2*d_k) tensor [K|V]: forward_chunk
+    slices, subsamples and repeat_interleaves it, StrideConformerEncoderLayer's default cache is
+    such a tensor and GroupedRelPositionMultiHeadedAttention splits one. HEAD's rel/plain
+    attention and ConformerEncoderLayer now take and return a (K, V) tuple. So WeNet HEAD raises
+    in the full forward when a grouped block is not a stride block (a tuple reaches the grouped
+    attention) or a stride block is not grouped (a tensor reaches the tuple attention), and in
+    forward_chunk at every non-grouped block. This wrapper converts at each attention's boundary
+    (a tensor into a tuple attention: split in halves, its new cache concatenated back; a tuple
+    into the grouped attention: concatenated) and changes no number."""
+
+    def __init__(self, encoder):
+        self.mods = [layer.self_attn for layer in encoder.encoders] \
+            if type(encoder).__name__ == "EfficientConformerEncoder" else []
+        self.saved = []
+
+    def __enter__(self):
+        import torch
+
+        def empty():
+            return torch.zeros(0, 0, 0, 0)
+        for m in self.mods:
+            plain = m.forward
+            grouped = hasattr(m, "group_size")
+
+            def adapted(q, k, v, mask=torch.ones((0, 0, 0), dtype=torch.bool),
+                        pos_emb=torch.empty(0), cache=None, plain=plain, grouped=grouped):
+                if grouped:
+                    if isinstance(cache, tuple):
+                        cache = empty() if cache[0].size(0) == 0 else torch.cat(cache, dim=-1)
+                    return plain(q, k, v, mask, pos_emb, empty() if cache is None else cache)
+                if isinstance(cache, torch.Tensor):
+                    half = cache.size(-1) // 2
+                    kv = (empty(), empty()) if cache.size(0) == 0 else \
+                        (cache[..., :half], cache[..., half:])
+                    out, new = plain(q, k, v, mask, pos_emb, kv)
+                    return out, torch.cat(new, dim=-1)
+                return plain(q, k, v, mask, pos_emb, (empty(), empty()) if cache is None else cache)
+            m.forward = adapted
+            self.saved.append((m, plain))
+        return self
+
+    def __exit__(self, *exc):
+        for m, plain in self.saved:
+            m.forward = plain
+        self.saved = []
+
+
+# Efficient Conformer chunk sizes off the exact-streaming grid (docs/model-format.md), run on top
+# of the fixture's chunks to record how WeNet's streaming differs from its chunk-masked forward.
+EFFICIENT_OFF_GRID_CHUNKS = (4, 6, 8, 16)
+
+
 def wenet_tokenizer(y, ckpt):
     """WeNet's own tokenizer for a BPE fixture's train.yaml (paths relative to the checkpoint)."""
     from wenet.utils.init_tokenizer import init_tokenizer
@@ -266,6 +320,8 @@ def main():
         causal = is_causal(model.encoder)
         # E-Branchformer's causal fusion conv is not cached by WeNet's forward_chunk (see above).
         fusion = FusionCache(model.encoder)
+        efficient = EfficientCaches(model.encoder).__enter__()
+        off_grid_frames = {}
         texts = "greedy_text" in rj["utts"][0]
         if texts:
             same["text"] = True
@@ -345,6 +401,17 @@ def main():
                     elif causal:
                         s, _ = model.encoder.forward_chunk_by_chunk(x, C, L)
                         acc.add("streaming_vs_chunk_ref", s[0], ref[key])
+                if efficient.mods and causal and rj.get("chunks"):
+                    for C in EFFICIENT_OFF_GRID_CHUNKS:
+                        e, _ = model.encoder(x, xl, decoding_chunk_size=C,
+                                             num_decoding_left_chunks=-1)
+                        s, _ = model.encoder.forward_chunk_by_chunk(x, C, -1)
+                        o, _ = ours.encoder.forward_chunk_by_chunk(x, C, -1)
+                        acc.add("wenet_streaming_vs_u2ref_streaming", s[0], o[0])
+                        if s.shape == e.shape:
+                            acc.add("off_grid_c%d" % C, s[0], e[0])
+                        else:
+                            off_grid_frames.setdefault(C, []).append((s.size(1), e.size(1)))
         for h in hooks:
             h.remove()
         # Training losses: WeNet ASRModel.forward vs U2Model.forward_train on a padded batch of
@@ -403,6 +470,30 @@ def main():
                 (name, acc.v["wenet_streaming_vs_chunk_ref"][1],
                  acc.v["wenet_streaming_vs_u2ref_streaming"][1],
                  acc.v["streaming_vs_chunk_ref"][1]))
+        if efficient.mods:
+            efficient.__exit__()
+            from u2ref.efficient_conformer import streaming_chunk_multiple
+            quirks.append("%s: WeNet HEAD's efficientConformer runs only with its attention caches "
+                          "adapted in-process (EfficientCaches: tuple vs [K|V] tensor caches; no "
+                          "number changed)" % name)
+            if causal and rj.get("chunks"):
+                m = streaming_chunk_multiple(ours.encoder.conf)
+                parts = []
+                for C in EFFICIENT_OFF_GRID_CHUNKS:
+                    if "off_grid_c%d" % C in acc.v:
+                        excused.add("off_grid_c%d" % C)
+                        parts.append("C=%d: max abs %.2g (rel %.1e)" %
+                                     ((C,) + acc.v["off_grid_c%d" % C]))
+                    if C in off_grid_frames:
+                        parts.append("C=%d: %s frames instead of %s" % (
+                            C, "/".join(str(a) for a, _ in off_grid_frames[C]),
+                            "/".join(str(b) for _, b in off_grid_frames[C])))
+                quirks.append(
+                    "%s: chunk sizes that are not multiples of %d (the product of the strides and "
+                    "group_size x rate of each grouped block): WeNet's streaming vs its own "
+                    "chunk-masked forward: %s; u2ref's forward_chunk equals WeNet's at every chunk "
+                    "size (wenet_streaming_vs_u2ref_streaming, max rel %.1e)" %
+                    (name, m, "; ".join(parts), acc.v["wenet_streaming_vs_u2ref_streaming"][1]))
         if tmp:
             tmp.cleanup()
         ok = all(same.values()) and all(r <= 1e-5 for k, (_, r) in acc.v.items()
