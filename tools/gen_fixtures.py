@@ -58,6 +58,18 @@ def _bf_enc(**kw):
     return base
 
 
+def _sq_enc(**kw):
+    """Squeezeformer encoder_conf: only keys WeNet's SqueezeformerEncoder accepts; 4 blocks, the
+    time reduction before block 1 and the recovery before block 3 (blocks 1 and 2 at 80 ms)."""
+    base = {"encoder_dim": 64, "output_size": 64, "attention_heads": 4, "num_blocks": 4,
+            "reduce_idx": 1, "recover_idx": 3, "feed_forward_expansion_factor": 2,
+            "input_dropout_rate": 0.1, "feed_forward_dropout_rate": 0.1,
+            "attention_dropout_rate": 0.1, "dropout": 0.1, "pos_enc_layer_type": "rel_pos",
+            "normalize_before": False, "activation_type": "swish"}
+    base.update(kw)
+    return base
+
+
 BPE_DIR = os.path.join(ROOT, "tests", "data", "bpe")
 
 
@@ -212,6 +224,29 @@ VARIANTS = {
         model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
                     "length_normalized_loss": False},
         chunks=[(12, -1), (12, 1), (24, -1)]),
+    # WeNet's librispeech train_squeezeformer.yaml, small (conv1d reduction, rel_shift,
+    # adaptive scale; BatchNorm as its _bidecoder_large variant).
+    "squeezeformer_conv1d_noncausal": dict(
+        seed=1414, vocab=48, layout="new", cmvn="json", special_tokens=True, dtype="float16",
+        encoder="squeezeformer",
+        encoder_conf=_sq_enc(time_reduction_layer_type="conv1d", cnn_module_kernel=15,
+                             cnn_norm_type="batch_norm", causal=False, do_rel_shift=True,
+                             adaptive_scale=True, dw_stride=False),
+        decoder="transformer", decoder_conf=_dec(num_blocks=1),
+        model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False}),
+    # train_u2++_squeezeformer.yaml, small: stream reduction, causal LayerNorm conv module, no
+    # rel_shift, dynamic chunks; plus final_proj (output_size 48 != encoder_dim 64) and a
+    # depthwise dw_conv (dw_stride) for coverage.
+    "squeezeformer_stream_u2pp": dict(
+        seed=1515, vocab=44, layout="new", cmvn="kaldi", special_tokens=True, dtype="float16",
+        encoder="squeezeformer",
+        encoder_conf=_sq_enc(output_size=48, time_reduction_layer_type="stream",
+                             cnn_module_kernel=8, cnn_norm_type="layer_norm", causal=True,
+                             do_rel_shift=False, adaptive_scale=True, dw_stride=True,
+                             use_dynamic_chunk=True, use_dynamic_left_chunk=False),
+        decoder="bitransformer", decoder_conf=_dec(num_blocks=1, r_num_blocks=1),
+        model_conf={"ctc_weight": 0.3, "lsm_weight": 0.1, "reverse_weight": 0.3,
+                    "length_normalized_loss": False}),
     "transformer_abspos_old": dict(
         seed=505, vocab=56, layout="old", cmvn="json", special_tokens=False, dtype="float16",
         encoder="transformer",
@@ -307,6 +342,12 @@ def randomize(model, gen):
                 m.running_mean.copy_(0.3 * torch.randn(m.running_mean.shape, generator=gen))
                 m.running_var.copy_(0.5 + 1.5 * torch.rand(m.running_var.shape, generator=gen))
                 m.num_batches_tracked.fill_(1000)
+        # Squeezeformer's adaptive scales (ones and zeros at init): random, so that they matter.
+        for name, p in model.named_parameters():
+            if name.endswith(".ada_scale"):
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            elif name.endswith(".ada_bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
 
 
 def tune_ctc(model, feats, blank_id):

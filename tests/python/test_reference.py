@@ -47,7 +47,8 @@ def test_expected_variants_exist():
               "conformer_conv2d6_abspos", "conformer_conv2d8_nopos", "conformer_conv2d2_u2pp",
               "transformer_abspos_old", "branchformer_concat_causal_u2pp",
               "branchformer_fixed_ave_abspos", "e_branchformer_noncausal",
-              "e_branchformer_causal_u2pp", "conformer_bpe_u2pp"):
+              "e_branchformer_causal_u2pp", "conformer_bpe_u2pp",
+              "squeezeformer_conv1d_noncausal", "squeezeformer_stream_u2pp"):
         assert v in VARIANTS
 
 
@@ -69,7 +70,8 @@ def test_converted_model_reproduces_the_fixture(variant):
 
 
 CAUSAL_STREAMING = ["conformer_u2pp_causal_ln", "branchformer_concat_causal_u2pp",
-                    "e_branchformer_causal_u2pp", "conformer_bpe_u2pp"]
+                    "e_branchformer_causal_u2pp", "conformer_bpe_u2pp",
+                    "squeezeformer_stream_u2pp"]
 
 
 @pytest.mark.parametrize("variant", CAUSAL_STREAMING)

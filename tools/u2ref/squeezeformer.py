@@ -459,6 +459,7 @@ class SqueezeformerEncoder(nn.Module):
         if self.final_proj is not None:
             xs = self.final_proj(xs)
         if return_layers:
+            layers[-1] = layers[-1].clone()  # without final_proj: not encoder_out's storage
             return xs, masks, layers
         return xs, masks
 
