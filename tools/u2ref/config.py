@@ -5,7 +5,8 @@ the rest of u2ref (and tools/convert.py) never has to know about the layout hist
 
     {
       "input_dim": int, "output_dim": int,
-      "encoder": "conformer" | "transformer" | "branchformer" | "e_branchformer",
+      "encoder": "conformer" | "transformer" | "branchformer" | "e_branchformer"
+                 | "squeezeformer" | "efficientConformer",
       "encoder_conf": {...all keys...},
       "decoder": "transformer" | "bitransformer", "decoder_conf": {...all keys...},
       "model_conf": {"ctc_weight", "lsm_weight", "reverse_weight", "length_normalized_loss"},

@@ -135,7 +135,8 @@ class U2Model(nn.Module):
             self.encoder = EfficientConformerEncoder(I, ec)
         else:
             raise ValueError("encoder: %r is not supported (conformer, transformer, branchformer, "
-                             "e_branchformer)" % (c["encoder"],))
+                             "e_branchformer, squeezeformer, efficientConformer)" %
+                             (c["encoder"],))
         if want_cmvn:
             self.encoder.set_cmvn(torch.zeros(I), torch.ones(I))
         D = ec["output_size"]
