@@ -286,7 +286,7 @@ def main():
         # (The converter keeps only the first max_positions rows of the positional table.)
         def as_converted(k):
             t = sd[k].float()
-            return t[:, :model_t[k].shape[1]] if k == "encoder.embed.pos_enc.pe" else t
+            return t[:, :model_t[k].shape[1]] if k.endswith(".pe") else t
         mism = [k for k, v in model_t.items()
                 if k in sd and not torch.equal(v.float(), as_converted(k))]
         if mism:
@@ -315,8 +315,9 @@ def main():
         captured = []
         hooks = [layer.register_forward_hook(lambda m, i, o: captured.append(o[0]))
                  for layer in model.encoder.encoders]
-        hooks.append(model.encoder.embed.register_forward_hook(
-            lambda m, i, o: captured.insert(0, o[0])))
+        # (A squeezeformer's block 0 input is preln's output, after the subsampling.)
+        hooks.append(getattr(model.encoder, "preln", model.encoder.embed).register_forward_hook(
+            lambda m, i, o: captured.insert(0, o if isinstance(o, torch.Tensor) else o[0])))
         causal = is_causal(model.encoder)
         # E-Branchformer's causal fusion conv is not cached by WeNet's forward_chunk (see above).
         fusion = FusionCache(model.encoder)
@@ -433,6 +434,10 @@ def main():
         for k in ("loss", "loss_ctc", "loss_att", "th_accuracy"):
             acc.add("train_" + k, o[k].reshape(1), w[k].reshape(1))
         excused = set()
+        if type(model.encoder).__name__ == "SqueezeformerEncoder":
+            import crosscheck_squeezeformer
+            crosscheck_squeezeformer.extras(name, y, ckpt, sd, ref, rj, ours, model, init_model,
+                                            wenet_config, acc, quirks, excused)
         if type(model.encoder.embed).__name__ == "Conv2dSubsampling2":
             # WeNet's Conv2dSubsampling2 subsamples the padding mask with [:-2:2], which marks one
             # encoder frame too many as valid for every utterance shorter than the batch (a frame
