@@ -245,6 +245,25 @@ TEST(EncoderStreaming, ChunkByChunkMatchesChunkMaskedForward) {
 
 // Several streams in one ForwardChunk batch (different lengths, some finishing early) give what
 // each gives alone, and their accumulated output rescoring matches the offline path.
+// A chunk that would split an attention group or a time stride across chunks is refused by name.
+TEST(EncoderStreaming, ChunksMustBeAMultipleOfTheStreamingUnit) {
+  auto model = AsrModel::Load(FixtureModelDir("efficient_conformer_v2_stream"));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto ref = testing::OpenFixture("efficient_conformer_v2_stream");
+  ASSERT_TRUE(ref);
+  const auto utts = LoadUtterances(*ref, 1);
+  StreamingOptions so;
+  so.decoding_chunk_size = 8;
+  auto stream = (*model)->NewStream();
+  EncoderStream* sp = stream.get();
+  FeatureView f{utts[0].fbank.data(), 40, 80};
+  auto out = (*model)->ForwardChunk({&sp, 1}, {&f, 1}, so);
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("multiple of 12"), std::string::npos) << out.status().ToString();
+  so.decoding_chunk_size = 12;
+  EXPECT_TRUE((*model)->ForwardChunk({&sp, 1}, {&f, 1}, so).ok());
+}
+
 TEST(EncoderStreaming, BatchedStreamsEqualSingleStreams) {
   for (const std::string& variant : FixtureVariants()) {
     SCOPED_TRACE(variant);
@@ -256,7 +275,7 @@ TEST(EncoderStreaming, BatchedStreamsEqualSingleStreams) {
     ASSERT_TRUE(ref);
     const auto utts = LoadUtterances(*ref, NumUtterances(variant));
     StreamingOptions so;
-    so.decoding_chunk_size = 4;
+    so.decoding_chunk_size = testing::StreamableChunks(c, {4}).front();
     so.num_decoding_left_chunks = 2;
     std::vector<std::unique_ptr<EncoderStream>> batched, single;
     std::vector<std::vector<std::pair<int, int>>> windows;

@@ -163,7 +163,7 @@ TEST(Int8Model, StreamingEqualsChunkMaskedForward) {
     const FeatureView& f = in.feats[0];
     for (const int left : {-1, 1}) {
       StreamingOptions so;
-      so.decoding_chunk_size = 4;
+      so.decoding_chunk_size = testing::StreamableChunks(c, {4}).front();
       so.num_decoding_left_chunks = left;
       EncodeOptions eo;
       eo.decoding_chunk_size = so.decoding_chunk_size;

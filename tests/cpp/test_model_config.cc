@@ -136,11 +136,86 @@ TEST(ModelConfig, BranchformerKeysAreReadAndValidated) {
   j["encoder"].erase("merge_conv_kernel");
   ExpectErrorMentions(ParseError(j), {"encoder.merge_conv_kernel", "missing"});
   j = ebranch;
-  j["encoder"]["type"] = "squeezeformer";
-  ExpectErrorMentions(ParseError(j), {"encoder.type", "squeezeformer", "e_branchformer"});
+  j["encoder"]["type"] = "dual_conformer";
+  ExpectErrorMentions(ParseError(j), {"encoder.type", "dual_conformer", "efficientConformer"});
   c = ModelConfig::FromJson(FixtureConfigJson("e_branchformer_causal_u2pp"));
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE(c->encoder.StreamsExactly());
+}
+
+TEST(ModelConfig, SqueezeformerTimeGridAndKeys) {
+  const json sq = FixtureConfigJson("squeezeformer_stream_u2pp");
+  auto c = ModelConfig::FromJson(sq);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  // Reduction before block 1, recovery before block 3: blocks 1 and 2 run at half the rate.
+  EXPECT_EQ(c->LayerTimeStride(0), 1);
+  EXPECT_EQ(c->LayerTimeStride(1), 2);
+  EXPECT_EQ(c->LayerTimeStride(2), 2);
+  EXPECT_EQ(c->LayerTimeStride(3), 1);
+  EXPECT_EQ(c->OutputTimeStride(), 1);
+  EXPECT_EQ(c->StreamingChunkUnit(), 2);
+  EXPECT_EQ(c->encoder.width(), 64);
+  EXPECT_EQ(c->encoder.output_size, 48);
+  EXPECT_EQ(c->NumEncoderFrames(135), c->NumEmbeddingFrames(135));
+
+  json j = sq;
+  j["encoder"]["reduce_idx"] = json::array({3});
+  j["encoder"]["recover_idx"] = json::array({1});
+  ExpectErrorMentions(ParseError(j), {"encoder.recover_idx", "before its reduction"});
+  j = sq;
+  j["encoder"]["recover_idx"] = json::array({2, 3});
+  ExpectErrorMentions(ParseError(j), {"encoder.recover_idx", "one entry per reduce_idx"});
+  j = sq;
+  j["encoder"]["reduce_idx"] = json::array({7});
+  j["encoder"]["recover_idx"] = json::array();
+  ExpectErrorMentions(ParseError(j), {"encoder.reduce_idx", "7", "out of range"});
+  j = sq;
+  j["encoder"]["time_reduction_layer_type"] = "conv2d";
+  ExpectErrorMentions(ParseError(j), {"encoder.time_reduction_layer_type", "conv2d", "stream"});
+  j = sq;
+  j["encoder"]["concat_after"] = true;
+  ExpectErrorMentions(ParseError(j), {"encoder.concat_after"});
+  j = sq;
+  j["encoder"]["input_layer"] = "conv2d";
+  ExpectErrorMentions(ParseError(j), {"encoder.input_layer", "dw_conv2d4"});
+  j = sq;
+  j["encoder"]["reduce_idx"] = "one";
+  ExpectErrorMentions(ParseError(j), {"encoder.reduce_idx", "integer"});
+}
+
+TEST(ModelConfig, EfficientConformerTimeGridAndKeys) {
+  const json ec = FixtureConfigJson("efficient_conformer_v2_stream");
+  auto c = ModelConfig::FromJson(ec);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  // Stride blocks 1 and 2 (stride 2 each), grouped blocks 1 and 2 (group 3).
+  EXPECT_EQ(c->LayerTimeStride(1), 1);
+  EXPECT_EQ(c->LayerTimeStride(2), 2);
+  EXPECT_EQ(c->LayerTimeStride(3), 4);
+  EXPECT_EQ(c->OutputTimeStride(), 4);
+  EXPECT_EQ(c->StreamingChunkUnit(), 12);  // lcm(4, 3·1, 3·2)
+  EXPECT_EQ(c->OutputFrameShiftMs(), 10 * c->SubsamplingRate() * 4);
+  const int emb = c->NumEmbeddingFrames(101);
+  EXPECT_EQ(c->NumEncoderFrames(101), (emb + 3) / 4);
+  EXPECT_EQ(c->encoder.BlockGroupSize(1), 3);
+  EXPECT_EQ(c->encoder.BlockGroupSize(0), 1);
+
+  json j = ec;
+  j["encoder"]["stride"] = json::array({2});
+  ExpectErrorMentions(ParseError(j), {"encoder.stride", "one stride per"});
+  j = ec;
+  j["encoder"]["cnn_module_kernels"] = json::array({8, 8});
+  ExpectErrorMentions(ParseError(j), {"encoder.cnn_module_kernels", "one kernel per block"});
+  j = ec;
+  j["encoder"]["group_size"] = 0;
+  ExpectErrorMentions(ParseError(j), {"encoder.group_size", "out of range"});
+  j = ec;
+  j["encoder"]["stride_layer_idx"] = json::array({2, 1});
+  ExpectErrorMentions(ParseError(j), {"encoder.stride_layer_idx", "ascending"});
+  j = ec;
+  j["encoder"]["causal"] = false;  // the base kernel is odd, a block's even
+  j["encoder"]["cnn_module_kernel"] = 9;
+  j["encoder"]["cnn_module_kernels"] = json::array({9, 9, 4, 4});
+  ExpectErrorMentions(ParseError(j), {"encoder.cnn_module_kernels", "4", "odd"});
 }
 
 TEST(ModelConfig, BadKeysGiveNamedErrors) {

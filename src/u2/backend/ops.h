@@ -110,6 +110,11 @@ struct AttentionParams {
   AttentionMask mask = AttentionMask::kNone;
   int chunk_size = 0;
   int left_chunks = -1;
+  // Squeezeformer's do_rel_shift: the positional term (q_r + v)·p_c is taken Transformer-XL
+  // style from the T1 × T2 matrix of a segment (T1 = q_len, T2 = kv_len):
+  //   f = T1 + i·T2 + j,  r = f / (T2 + 1),  c = f % (T2 + 1),  term(i, j) = c ? bd[r][c − 1] : 0.
+  // Needs `pos` (T2 rows); the u·k term is unshifted. CPU only (AsrModel refuses it elsewhere).
+  bool rel_shift = false;
   // The chunk mask's positions are in frames `mask_stride` times as long as the segments' (a layer
   // after a time reduction: query i and key j sit at positions i·mask_stride and j·mask_stride of
   // the chunking, as WeNet's mask[:, ::s, ::s]).
@@ -253,6 +258,12 @@ class Backend : public std::enable_shared_from_this<Backend> {
   // y[i,:n] = a[i,:n] ⊙ b[i,:n], element by element (a cgMLP's gating); y may equal a or b.
   virtual void Multiply(const float* a, int lda, const float* b, int ldb, int m, int n, float* y,
                         int ldy) const = 0;
+  // Average pooling over time within each sequence (PyTorch AvgPool1d with kernel = stride =
+  // `window`, ceil_mode, count_include_pad=False): segment k's output row j (at out_rows[k] + j)
+  // averages its input rows j·window … min((j+1)·window, len) − 1. x and y are n columns wide,
+  // contiguous; y must not overlap x.
+  virtual void AveragePoolRows(const float* x, int n, std::span<const RowSegment> segs,
+                               std::span<const int> out_rows, int window, float* y) const = 0;
   // y = LayerNorm(x) row-wise over n (y may equal x).
   virtual void LayerNorm(const float* x, int m, int n, int ldx, const LayerNormParams& norm, float* y,
                          int ldy) const = 0;

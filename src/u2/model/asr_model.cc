@@ -74,18 +74,32 @@ StatusOr<std::shared_ptr<const AsrModel>> AsrModel::Load(const std::string& mode
   if (!file.ok()) return file.status().WithContext("loading " + weights_path);
   WeightLoader loader(*file, model->backend_);
   const ModelConfig& c = model->config_;
+  if (c.encoder.do_rel_shift && options.device != DeviceType::kCpu) {
+    return Unimplemented(model_dir +
+                         ": a squeezeformer with do_rel_shift runs on the CPU only (its shifted "
+                         "positional scores have no CUDA kernel yet)");
+  }
   auto loaded = Encoder::Load(c, loader, model->backend_);
   if (!loaded.ok()) return loaded.status().WithContext(model_dir);
   model->encoder_ = std::move(loaded).value();
   if (c.HasDecoder()) {
     const bool bi = c.decoder.type == DecoderType::kBiTransformer;
+    // The decoders share the encoder's sinusoid table unless the encoder is wider than its output
+    // (Squeezeformer's final_proj): then the converter stores the decoders' own table.
+    Tensor decoder_pos = model->encoder_->pos_table();
+    const std::string own_table = bi ? "decoder.left_decoder.embed.1.pe" : "decoder.embed.1.pe";
+    if (c.encoder.width() != c.encoder.output_size) {
+      auto table = loader.Device(own_table, {1, c.max_positions, c.encoder.output_size});
+      if (!table.ok()) return table.status().WithContext(model_dir);
+      decoder_pos = table->Reshape({c.max_positions, c.encoder.output_size});
+    }
     auto left = TransformerDecoder::Load(c, loader, bi ? "decoder.left_decoder." : "decoder.",
-                                         c.decoder.num_blocks, model->encoder_->pos_table(), model->backend_);
+                                         c.decoder.num_blocks, decoder_pos, model->backend_);
     if (!left.ok()) return left.status().WithContext(model_dir);
     model->left_decoder_ = std::move(left).value();
     if (c.HasRightDecoder()) {
       auto right = TransformerDecoder::Load(c, loader, "decoder.right_decoder.", c.decoder.r_num_blocks,
-                                            model->encoder_->pos_table(), model->backend_);
+                                            decoder_pos, model->backend_);
       if (!right.ok()) return right.status().WithContext(model_dir);
       model->right_decoder_ = std::move(right).value();
     }

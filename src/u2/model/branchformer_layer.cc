@@ -54,7 +54,7 @@ DepthwiseConvParams ConvParams(const Tensor& weight, const Tensor& bias, int cha
 
 StatusOr<CgmlpWeights> CgmlpWeights::Load(const EncoderConfig& e, const WeightLoader& loader,
                                           const std::string& prefix, std::vector<Tensor>* histories) {
-  const int D = e.output_size;
+  const int D = e.width();
   const int U = e.cgmlp_linear_units;
   const int K = e.cgmlp_conv_kernel;
   CgmlpWeights w;
@@ -106,7 +106,7 @@ StatusOr<std::unique_ptr<BranchformerLayer>> BranchformerLayer::Load(const Encod
                                                                      const std::string& p,
                                                                      std::shared_ptr<const Backend> backend) {
   std::unique_ptr<BranchformerLayer> l(new BranchformerLayer(e, std::move(backend)));
-  const int D = e.output_size;
+  const int D = e.width();
   l->has_attention_ = e.use_attn;
   l->has_cgmlp_ = e.use_cgmlp;
   l->cgmlp_weight_ = e.CgmlpWeight(index);
@@ -135,7 +135,7 @@ StatusOr<std::unique_ptr<BranchformerLayer>> BranchformerLayer::Load(const Encod
 void BranchformerLayer::Forward(int index, float* x, int m, const LayerContext& ctx, Workspace& ws) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_;
-  const int D = e.output_size;
+  const int D = e.width();
   const bool both = has_attention_ && has_cgmlp_;
   const bool concat = both && e.merge_method == MergeMethod::kConcat;
   // The branch outputs: side by side for concat ([x1 | x2], m × 2D), else x1 and x2 apart, each
@@ -177,7 +177,7 @@ StatusOr<std::unique_ptr<EBranchformerLayer>> EBranchformerLayer::Load(
     const EncoderConfig& e, const WeightLoader& loader, const std::string& p,
     std::shared_ptr<const Backend> backend) {
   std::unique_ptr<EBranchformerLayer> l(new EBranchformerLayer(e, std::move(backend)));
-  const int D = e.output_size;
+  const int D = e.width();
   const int Fe = e.linear_units;
   l->has_ffn_ = e.use_ffn;
   l->has_macaron_ = e.use_ffn && e.macaron_style;
@@ -205,7 +205,7 @@ StatusOr<std::unique_ptr<EBranchformerLayer>> EBranchformerLayer::Load(
 void EBranchformerLayer::Forward(int index, float* x, int m, const LayerContext& ctx, Workspace& ws) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_;
-  const int D = e.output_size;
+  const int D = e.width();
   const int Fe = e.linear_units;
   const float ff_scale = has_macaron_ ? 0.5f : 1.0f;
   float* h = ws.Floats(kSlotH, static_cast<size_t>(m) * D);

@@ -9,8 +9,9 @@ StatusOr<std::unique_ptr<Encoder>> Encoder::Load(const ModelConfig& config, cons
                                                  std::shared_ptr<const Backend> backend) {
   std::unique_ptr<Encoder> enc(new Encoder(config, backend));
   const EncoderConfig& e = config.encoder;
-  const int D = e.output_size;
+  const int D = e.width();  // the front's and the layers' width (Squeezeformer: encoder_dim)
   const int I = config.input_dim;
+  const bool squeezeformer = e.type == EncoderType::kSqueezeformer;
 
   if (config.cmvn) {
     U2_ASSIGN_OR_RETURN(enc->cmvn_mean_, loader.Device("encoder.global_cmvn.mean", {I}));
@@ -22,8 +23,21 @@ StatusOr<std::unique_ptr<Encoder>> Encoder::Load(const ModelConfig& config, cons
   for (size_t c = 0; c < convs.size(); ++c) {
     const auto [k, s] = convs[c];
     const int cin = c == 0 ? 1 : D;
-    const std::string name = "encoder.embed.conv." + std::to_string(2 * c);
-    U2_ASSIGN_OR_RETURN(std::vector<float> w, loader.Host(name + ".weight", {D, cin, k, k}));
+    // Squeezeformer's DepthwiseConv2dSubsampling4 names its convs pw_conv and dw_conv; with
+    // dw_stride the second is depthwise, run here as the dense conv with a diagonal weight.
+    const std::string name = e.input_layer == InputLayer::kDwConv2d4
+                                 ? std::string(c == 0 ? "encoder.embed.pw_conv" : "encoder.embed.dw_conv")
+                                 : "encoder.embed.conv." + std::to_string(2 * c);
+    std::vector<float> w;
+    if (c == 1 && e.input_layer == InputLayer::kDwConv2d4 && e.dw_stride) {
+      U2_ASSIGN_OR_RETURN(std::vector<float> dw, loader.Host(name + ".weight", {D, 1, k, k}));
+      w.assign(static_cast<size_t>(D) * cin * k * k, 0.0f);
+      for (int o = 0; o < D; ++o)
+        for (int t = 0; t < k * k; ++t)
+          w[(static_cast<size_t>(o) * cin + o) * k * k + t] = dw[static_cast<size_t>(o) * k * k + t];
+    } else {
+      U2_ASSIGN_OR_RETURN(w, loader.Host(name + ".weight", {D, cin, k, k}));
+    }
     std::vector<float> r(w.size());
     for (int o = 0; o < D; ++o)
       for (int i = 0; i < cin; ++i)
@@ -61,6 +75,11 @@ StatusOr<std::unique_ptr<Encoder>> Encoder::Load(const ModelConfig& config, cons
         for (int f = 0; f < F; ++f)
           r[static_cast<size_t>(o) * D * F + static_cast<size_t>(f) * D + c] =
               w[static_cast<size_t>(o) * D * F + static_cast<size_t>(c) * F + f];
+    if (squeezeformer) {
+      // WeNet scales the flattened conv output by sqrt(D) before input_proj (its bias unscaled).
+      const float xscale = static_cast<float>(std::sqrt(static_cast<double>(D)));
+      for (float& v : r) v *= xscale;
+    }
     enc->embed_out_.in = D * F;
     enc->embed_out_.out = D;
     enc->embed_out_.weight = loader.Upload(r, {D, D * F});
@@ -73,17 +92,26 @@ StatusOr<std::unique_ptr<Encoder>> Encoder::Load(const ModelConfig& config, cons
   }
 
   U2_ASSIGN_OR_RETURN(enc->layers_, LoadEncoderLayers(config, loader, backend));
+  if (squeezeformer) {
+    U2_ASSIGN_OR_RETURN(enc->preln_, loader.Norm("encoder.preln", D, 1e-5f));
+    if (!e.reduce_idx.empty()) {
+      U2_ASSIGN_OR_RETURN(enc->time_reduction_, SqueezeformerTimeReduction::Load(e, loader, backend));
+    }
+    if (e.output_size != D) {
+      U2_ASSIGN_OR_RETURN(enc->final_proj_, loader.Linear("encoder.final_proj", D, e.output_size));
+    }
+  }
   if (e.normalize_before && e.final_norm) {
     U2_ASSIGN_OR_RETURN(enc->after_norm_, loader.Norm("encoder.after_norm", D, e.norm_eps));
   }
-  U2_ASSIGN_OR_RETURN(enc->ctc_, loader.Linear("ctc.ctc_lo", D, config.vocab_size));
+  U2_ASSIGN_OR_RETURN(enc->ctc_, loader.Linear("ctc.ctc_lo", e.output_size, config.vocab_size));
   return enc;
 }
 
 void Encoder::Subsample(const FeatureView& f, Workspace& ws, float* conv_out) const {
   const Backend& be = *backend_;
   const int I = config_.input_dim;
-  const int D = config_.encoder.output_size;
+  const int D = config_.encoder.width();
   float* x = ws.Floats(kSlotFeat, static_cast<size_t>(f.num_frames) * I);
   be.CopyFromHost(x, f.data, static_cast<size_t>(f.num_frames) * I * sizeof(float));
   if (config_.cmvn) be.Cmvn(x, f.num_frames, I, cmvn_mean_.f32(), cmvn_istd_.f32(), x);
@@ -110,6 +138,7 @@ AttentionParams Encoder::AttentionTemplate(const AttentionWeights& w) const {
   p.head_dim = e.head_dim();
   p.pos_bias_u = w.pos_bias_u.empty() ? nullptr : w.pos_bias_u.f32();
   p.pos_bias_v = w.pos_bias_v.empty() ? nullptr : w.pos_bias_v.f32();
+  p.rel_shift = w.rel_shift;
   return p;
 }
 
@@ -118,16 +147,18 @@ void Encoder::Embed(std::span<const FeatureView> feats, const std::vector<int>& 
                     float* x) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_.encoder;
-  const int D = e.output_size;
+  const int D = e.width();
   // Subsampling, each utterance into its rows of the packed conv output, then one GEMM for all.
   const int FD = embed_out_.in;
   float* conv_out = ws.Floats(kSlotConvOut, static_cast<size_t>(m) * FD);
   for (size_t b = 0; b < feats.size(); ++b) {
     if (lengths[b] > 0) Subsample(feats[b], ws, conv_out + static_cast<size_t>(offsets[b]) * FD);
   }
-  const float xscale =
-      e.pos_enc_layer_type == PosEncType::kNoPos ? 1.0f : static_cast<float>(std::sqrt(double(D)));
+  // The positional encoding's ×sqrt(D) (Squeezeformer: folded into the weight, Load).
+  const bool scaled = e.pos_enc_layer_type != PosEncType::kNoPos && e.type != EncoderType::kSqueezeformer;
+  const float xscale = scaled ? static_cast<float>(std::sqrt(double(D))) : 1.0f;
   embed_out_.Apply(be, conv_out, m, FD, x, D, {embed_out_.b(), Activation::kNone, xscale});
+  if (!preln_.gamma.empty()) be.LayerNorm(x, m, D, D, preln_.params(), x, D);
   if (e.pos_enc_layer_type == PosEncType::kAbsPos) {
     for (size_t b = 0; b < feats.size(); ++b) {
       if (lengths[b] == 0) continue;
@@ -140,12 +171,15 @@ void Encoder::Embed(std::span<const FeatureView> feats, const std::vector<int>& 
 void Encoder::Finish(const float* x, int m, Workspace& ws, EncoderOutput* out) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_.encoder;
+  const int E = e.width();
   const int D = e.output_size;
   const int V = config_.vocab_size;
   const int B = static_cast<int>(out->lengths.size());
   out->encoder_out = be.NewTensor({m, D});
   float* enc = out->encoder_out.mutable_f32();
-  if (e.normalize_before && e.final_norm) {
+  if (final_proj_.out > 0) {  // Squeezeformer with output_size != encoder_dim (no after_norm)
+    final_proj_.Forward(be, x, m, E, enc, D);
+  } else if (e.normalize_before && e.final_norm) {
     be.LayerNorm(x, m, D, D, after_norm_.params(), enc, D);
   } else {
     be.Copy(enc, x, static_cast<size_t>(m) * D * sizeof(float));
@@ -164,7 +198,7 @@ Status Encoder::Forward(std::span<const FeatureView> feats, const EncodeOptions&
                         EncoderOutput* out) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_.encoder;
-  const int D = e.output_size;
+  const int D = e.width();
   const int B = static_cast<int>(feats.size());
   std::vector<int> lengths(B, 0);
   for (int b = 0; b < B; ++b) {
@@ -240,12 +274,21 @@ Status Encoder::Forward(std::span<const FeatureView> feats, const EncodeOptions&
     p.chunk_size = chunk_size;
     p.left_chunks = options.num_decoding_left_chunks;
     p.mask_stride = g.stride;
+    float* pos_proj = nullptr;
     if (use_pos && g.max_length > 0) {
       // Offline, every utterance's key j sits at position j·stride: one projection serves all.
-      float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(g.max_length) * D);
+      pos_proj = w.Floats(kSlotPos, static_cast<size_t>(g.max_length) * D);
       aw.linear_pos.Forward(be, pos_table_.f32(), g.max_length, g.stride * D, pos_proj, D);
       p.pos = pos_proj;
       p.ldp = D;
+    }
+    if (aw.group > 1) {
+      for (const AttentionSegment& s : segs) {
+        const float* q = qkv + static_cast<size_t>(s.q_row) * 3 * D;
+        GroupedAttention(p, aw.group, q, 3 * D, s.q_len, q + D, q + 2 * D, 3 * D, s.kv_len, pos_proj,
+                         att + static_cast<size_t>(s.q_row) * D, w);
+      }
+      return;
     }
     be.Attention(p, segs, w);
   };
@@ -257,15 +300,36 @@ Status Encoder::Forward(std::span<const FeatureView> feats, const EncodeOptions&
   });
   out->lengths = final_grid.lengths;
   out->offsets = final_grid.offsets;
-  out->dim = D;
+  out->dim = e.output_size;
   Finish(x, final_grid.rows, ws, out);
   return Status::Ok();
 }
 
 TimeGrid Encoder::RunLayers(float* x, TimeGrid grid, LayerContext& ctx, Workspace& ws,
                             const std::function<void(int, const TimeGrid&)>& after_layer) const {
+  const EncoderConfig& e = config_.encoder;
+  const int D = e.width();
+  // Squeezeformer: the activations saved at the reductions not yet undone, innermost last.
+  std::vector<std::pair<const float*, TimeGrid>> saved;
+  auto in = [](const std::vector<int>& idx, int i) {
+    return std::find(idx.begin(), idx.end(), i) != idx.end();
+  };
   for (int i = 0; i < static_cast<int>(layers_.size()); ++i) {
     ctx.grid = &grid;
+    if (time_reduction_ && in(e.reduce_idx, i)) {
+      float* keep =
+          ws.Floats(kSlotSaved + static_cast<int>(saved.size()), static_cast<size_t>(grid.rows) * D);
+      backend_->Copy(keep, x, static_cast<size_t>(grid.rows) * D * sizeof(float));
+      saved.push_back({keep, grid});
+      grid = time_reduction_->Reduce(x, ctx, ws);
+      ctx.grid = &grid;
+    }
+    if (time_reduction_ && in(e.recover_idx, i) && !saved.empty()) {
+      time_reduction_->Recover(x, grid, saved.back().first, saved.back().second, ws);
+      grid = saved.back().second;
+      saved.pop_back();
+      ctx.grid = &grid;
+    }
     layers_[i]->Forward(i, x, grid.rows, ctx, ws);
     if (layers_[i]->time_stride() > 1) grid = grid.Subsampled(layers_[i]->time_stride());
     ctx.grid = nullptr;
@@ -297,9 +361,9 @@ Status Encoder::ForwardChunk(std::span<EncoderStream* const> streams, std::span<
                              const StreamingOptions& options, Workspace& ws, EncoderOutput* out) const {
   const Backend& be = *backend_;
   const EncoderConfig& e = config_.encoder;
-  const int D = e.output_size;
+  const int D = e.width();
   const int B = static_cast<int>(streams.size());
-  const int max_stride = config_.MaxLayerTimeStride();
+  const int max_stride = config_.StreamingChunkUnit();
   if (options.decoding_chunk_size % max_stride != 0) {
     return InvalidArgument("decoding_chunk_size " + std::to_string(options.decoding_chunk_size) +
                            " must be a multiple of " + std::to_string(max_stride) +
@@ -379,14 +443,22 @@ Status Encoder::ForwardChunk(std::span<EncoderStream* const> streams, std::span<
       p.ldk = p.ldv = 2 * D;
       p.out = att;
       p.ldo = D;
+      float* pos_proj = nullptr;
       if (use_pos) {
         // Keys are the frames at positions offset − stride·t1 … offset + stride·(len − 1), every
         // stride-th (docs/wenet-numerics.md §4.1).
-        float* pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t1 + len) * D);
+        pos_proj = w.Floats(kSlotPos, static_cast<size_t>(t1 + len) * D);
         aw.linear_pos.Forward(be, pos_table_.f32() + static_cast<size_t>(st->offset_ - g.stride * t1) * D,
                               t1 + len, g.stride * D, pos_proj, D);
         p.pos = pos_proj;
         p.ldp = D;
+      }
+      if (aw.group > 1) {
+        // Every query group sees every key group: the cache holds exactly the visible history.
+        GroupedAttention(p, aw.group, qkv + static_cast<size_t>(g.offsets[b]) * 3 * D, 3 * D, len, cache,
+                         cache + D, 2 * D, t1 + len, pos_proj, att + static_cast<size_t>(g.offsets[b]) * D,
+                         w);
+        continue;
       }
       AttentionSegment s;
       s.q_row = g.offsets[b];
@@ -400,7 +472,7 @@ Status Encoder::ForwardChunk(std::span<EncoderStream* const> streams, std::span<
   const TimeGrid final_grid = RunLayers(x, embedded, ctx, ws, [&](int, const TimeGrid&) {});
   out->lengths = final_grid.lengths;
   out->offsets = final_grid.offsets;
-  out->dim = D;
+  out->dim = e.output_size;
   Finish(x, final_grid.rows, ws, out);
 
   // Advance the streams: position, accumulated output, and each layer's K|V cache: the rows this
@@ -410,8 +482,9 @@ Status Encoder::ForwardChunk(std::span<EncoderStream* const> streams, std::span<
     if (embedded.lengths[b] == 0) continue;
     EncoderStream* st = streams[b];
     const int len = out->lengths[b];
-    const std::vector<float> frames =
-        be.DownloadRows(out->encoder_out.f32() + static_cast<size_t>(out->offsets[b]) * D, len, D, D);
+    const int out_dim = e.output_size;
+    const std::vector<float> frames = be.DownloadRows(
+        out->encoder_out.f32() + static_cast<size_t>(out->offsets[b]) * out_dim, len, out_dim, out_dim);
     st->encoder_frames_.insert(st->encoder_frames_.end(), frames.begin(), frames.end());
     st->offset_ += embedded.lengths[b];
     for (int i = 0; i < e.num_blocks; ++i) {
@@ -433,8 +506,46 @@ Status Encoder::ForwardChunk(std::span<EncoderStream* const> streams, std::span<
   return Status::Ok();
 }
 
+void Encoder::GroupedAttention(AttentionParams p, int group, const float* q, int ldq, int q_len,
+                               const float* k, const float* v, int ldkv, int kv_len, const float* pos,
+                               float* out, Workspace& ws) const {
+  const Backend& be = *backend_;
+  const int D = config_.encoder.width();
+  const int q_groups = (q_len + group - 1) / group;
+  const int kv_groups = (kv_len + group - 1) / group;
+  const size_t gd = static_cast<size_t>(group) * D;
+  // Rows copied into contiguous D-wide buffers with zero rows up to a whole group: g rows side by
+  // side are then one grouped row of g·D.
+  std::vector<float> zeros;
+  auto grouped = [&](int slot, const float* src, int ld, int rows, int groups) {
+    float* dst = ws.Floats(slot, groups * gd);
+    be.CopyRows(dst, D, src, ld, rows, D);
+    const size_t pad = static_cast<size_t>(groups) * group - rows;
+    if (pad > 0) {
+      zeros.assign(pad * D, 0.0f);
+      be.CopyFromHost(dst + static_cast<size_t>(rows) * D, zeros.data(), zeros.size() * sizeof(float));
+    }
+    return dst;
+  };
+  p.q = grouped(kSlotGroupQ, q, ldq, q_len, q_groups);
+  p.k = grouped(kSlotGroupK, k, ldkv, kv_len, kv_groups);
+  p.v = grouped(kSlotGroupV, v, ldkv, kv_len, kv_groups);
+  p.pos = pos ? grouped(kSlotGroupP, pos, D, kv_len, kv_groups) : nullptr;
+  p.ldq = p.ldk = p.ldv = p.ldp = static_cast<int>(gd);
+  p.head_dim *= group;
+  p.mask_stride *= group;
+  float* grouped_out = ws.Floats(kSlotGroupOut, q_groups * gd);
+  p.out = grouped_out;
+  p.ldo = static_cast<int>(gd);
+  AttentionSegment s;
+  s.q_len = q_groups;
+  s.kv_len = kv_groups;
+  be.Attention(p, {&s, 1}, ws);
+  be.CopyRows(out, D, grouped_out, D, q_len, D);
+}
+
 void Encoder::GrowAttentionCache(EncoderStream* st, int layer, int frames) const {
-  const int D = config_.encoder.output_size;
+  const int D = config_.encoder.width();
   st->pending_frames_[layer] = frames;
   if (frames <= st->capacity_[layer]) return;
   const int cap = std::max(frames, st->capacity_[layer] * 2);

@@ -20,6 +20,7 @@
 
 #include "u2/model/asr_model.h"
 #include "u2/model/encoder_layer.h"
+#include "u2/model/squeezeformer_layer.h"
 #include "u2/model/weights.h"
 
 namespace u2 {
@@ -56,6 +57,13 @@ class Encoder {
   // sees layer i's output frames. Returns the output's frames.
   TimeGrid RunLayers(float* x, TimeGrid grid, LayerContext& ctx, Workspace& ws,
                      const std::function<void(int, const TimeGrid&)>& after_layer) const;
+  // Efficient Conformer's grouped attention over one sequence (`p` as for the plain attention):
+  // q (q_len rows), k and v (kv_len rows) and the projected positions `pos` (kv_len rows, or null),
+  // D wide, are regrouped `group` rows to one (zero rows pad the last group), attended with H heads
+  // of group·d_k, and the first q_len rows of the ungrouped result written to `out` (D wide).
+  void GroupedAttention(AttentionParams p, int group, const float* q, int ldq, int q_len, const float* k,
+                        const float* v, int ldkv, int kv_len, const float* pos, float* out,
+                        Workspace& ws) const;
   // Makes room in the stream's K|V cache of `layer` for `frames` rows (keeping the history) and
   // records them as the layer's rows after this chunk.
   void GrowAttentionCache(EncoderStream* st, int layer, int frames) const;
@@ -73,6 +81,10 @@ class Encoder {
   LinearWeights embed_out_;  // input columns reordered from c·F′+f to f·D+c
   Tensor pos_table_;
   std::vector<std::unique_ptr<EncoderLayer>> layers_;
+  // Squeezeformer: preln after the front, the time reduction between blocks, final_proj.
+  NormWeights preln_;
+  std::unique_ptr<SqueezeformerTimeReduction> time_reduction_;
+  LinearWeights final_proj_;
   NormWeights after_norm_;
   LinearWeights ctc_;
 };

@@ -4,6 +4,7 @@
 
 #include "u2/model/branchformer_layer.h"
 #include "u2/model/conformer_layer.h"
+#include "u2/model/squeezeformer_layer.h"
 
 namespace u2 {
 
@@ -35,16 +36,25 @@ std::vector<RowSegment> TimeGrid::Segments() const {
 }
 
 StatusOr<AttentionWeights> AttentionWeights::Load(const EncoderConfig& e, const WeightLoader& loader,
-                                                  const std::string& prefix) {
-  const int D = e.output_size;
+                                                  const std::string& prefix, int group,
+                                                  const InputAffine* affine) {
+  const int D = e.width();
   const std::string p = prefix + ".";
   AttentionWeights w;
-  U2_ASSIGN_OR_RETURN(w.qkv, loader.StackedLinear({p + "linear_q", p + "linear_k", p + "linear_v"}, D, D));
+  w.group = group;
+  if (affine) {
+    U2_ASSIGN_OR_RETURN(
+        w.qkv, loader.FoldedLinear({p + "linear_q", p + "linear_k", p + "linear_v"}, {D, D}, D, D, *affine));
+  } else {
+    U2_ASSIGN_OR_RETURN(w.qkv, loader.StackedLinear({p + "linear_q", p + "linear_k", p + "linear_v"}, D, D));
+  }
   U2_ASSIGN_OR_RETURN(w.out, loader.Linear(p + "linear_out", D, D));
   if (e.selfattention_layer_type == SelfAttentionType::kRelSelfAttn) {
     U2_ASSIGN_OR_RETURN(w.linear_pos, loader.Linear(p + "linear_pos", D, D));
-    U2_ASSIGN_OR_RETURN(w.pos_bias_u, loader.Device(p + "pos_bias_u", {e.attention_heads, e.head_dim()}));
-    U2_ASSIGN_OR_RETURN(w.pos_bias_v, loader.Device(p + "pos_bias_v", {e.attention_heads, e.head_dim()}));
+    U2_ASSIGN_OR_RETURN(w.pos_bias_u,
+                        loader.Device(p + "pos_bias_u", {e.attention_heads, group * e.head_dim()}));
+    U2_ASSIGN_OR_RETURN(w.pos_bias_v,
+                        loader.Device(p + "pos_bias_v", {e.attention_heads, group * e.head_dim()}));
   }
   return w;
 }
@@ -65,8 +75,9 @@ StatusOr<std::vector<std::unique_ptr<EncoderLayer>>> LoadEncoderLayers(
     const std::string prefix = "encoder.encoders." + std::to_string(i) + ".";
     switch (e.type) {
       case EncoderType::kConformer:
-      case EncoderType::kTransformer: {
-        U2_ASSIGN_OR_RETURN(auto layer, ConformerLayer::Load(e, loader, prefix, backend));
+      case EncoderType::kTransformer:
+      case EncoderType::kEfficientConformer: {
+        U2_ASSIGN_OR_RETURN(auto layer, ConformerLayer::Load(e, i, loader, prefix, backend));
         layers.push_back(std::move(layer));
         break;
       }
@@ -77,6 +88,11 @@ StatusOr<std::vector<std::unique_ptr<EncoderLayer>>> LoadEncoderLayers(
       }
       case EncoderType::kEBranchformer: {
         U2_ASSIGN_OR_RETURN(auto layer, EBranchformerLayer::Load(e, loader, prefix, backend));
+        layers.push_back(std::move(layer));
+        break;
+      }
+      case EncoderType::kSqueezeformer: {
+        U2_ASSIGN_OR_RETURN(auto layer, SqueezeformerLayer::Load(e, loader, prefix, backend));
         layers.push_back(std::move(layer));
         break;
       }

@@ -37,6 +37,12 @@ enum EncoderSlot : int {
   kSlotBranch,    // Branchformer: the two branch outputs side by side (M × 2D)
   kSlotGate,      // cgMLP: the gate half after norm / conv (M × U/2)
   kSlotMerge,     // Branchformer: merge input (M × 2D)
+  kSlotGroupQ,    // grouped attention: queries, keys, values, positions, output of one sequence
+  kSlotGroupK,
+  kSlotGroupV,
+  kSlotGroupP,
+  kSlotGroupOut,
+  kSlotSaved,  // Squeezeformer: activations saved at time reductions (one slot per depth from here)
 };
 
 // A multi-head self-attention's weights: Wq|Wk|Wv stacked for one GEMM, the output linear, and
@@ -45,10 +51,16 @@ struct AttentionWeights {
   LinearWeights qkv;
   LinearWeights out;
   LinearWeights linear_pos;
-  Tensor pos_bias_u, pos_bias_v;
-  // `prefix` is the module's checkpoint name, e.g. "encoder.encoders.0.self_attn".
+  Tensor pos_bias_u, pos_bias_v;  // (H, group·d_k)
+  // Efficient Conformer's grouped attention: `group` consecutive frames attend as one, with H
+  // heads of group·d_k (1: ordinary attention).
+  int group = 1;
+  bool rel_shift = false;  // Squeezeformer's do_rel_shift (AttentionParams::rel_shift)
+  // `prefix` is the module's checkpoint name, e.g. "encoder.encoders.0.self_attn"; `affine`
+  // (optional) an adaptive scale before it, folded into Wq|Wk|Wv.
   static StatusOr<AttentionWeights> Load(const EncoderConfig& e, const WeightLoader& loader,
-                                         const std::string& prefix);
+                                         const std::string& prefix, int group = 1,
+                                         const InputAffine* affine = nullptr);
 };
 
 // A position-wise feed-forward: w_2(act(w_1(x))).

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -120,6 +121,10 @@ const char* EncoderTypeName(EncoderType t) {
       return "branchformer";
     case EncoderType::kEBranchformer:
       return "e_branchformer";
+    case EncoderType::kSqueezeformer:
+      return "squeezeformer";
+    case EncoderType::kEfficientConformer:
+      return "efficientConformer";
   }
   return "?";
 }
@@ -134,6 +139,8 @@ const char* InputLayerName(InputLayer t) {
       return "conv2d6";
     case InputLayer::kConv2d8:
       return "conv2d8";
+    case InputLayer::kDwConv2d4:
+      return "dw_conv2d4";
   }
   return "?";
 }
@@ -142,6 +149,7 @@ std::vector<SubsamplingConv> SubsamplingConvs(InputLayer t) {
     case InputLayer::kConv2d2:
       return {{3, 2}};
     case InputLayer::kConv2d:
+    case InputLayer::kDwConv2d4:
       return {{3, 2}, {3, 2}};
     case InputLayer::kConv2d6:
       return {{3, 2}, {5, 3}};
@@ -151,6 +159,7 @@ std::vector<SubsamplingConv> SubsamplingConvs(InputLayer t) {
   return {};
 }
 const char* SubsamplingLinearName(InputLayer t) {
+  if (t == InputLayer::kDwConv2d4) return "encoder.embed.input_proj.0";
   return t == InputLayer::kConv2d2 || t == InputLayer::kConv2d ? "encoder.embed.out.0"
                                                                : "encoder.embed.linear";
 }
@@ -236,7 +245,9 @@ StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
                                            {{"conformer", EncoderType::kConformer},
                                             {"transformer", EncoderType::kTransformer},
                                             {"branchformer", EncoderType::kBranchformer},
-                                            {"e_branchformer", EncoderType::kEBranchformer}},
+                                            {"e_branchformer", EncoderType::kEBranchformer},
+                                            {"squeezeformer", EncoderType::kSqueezeformer},
+                                            {"efficientConformer", EncoderType::kEfficientConformer}},
                                            &e.type));
     U2_RETURN_IF_ERROR(r.Int("output_size", true, &e.output_size));
     U2_RETURN_IF_ERROR(r.Int("attention_heads", true, &e.attention_heads));
@@ -246,7 +257,8 @@ StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
                                           {{"conv2d2", InputLayer::kConv2d2},
                                            {"conv2d", InputLayer::kConv2d},
                                            {"conv2d6", InputLayer::kConv2d6},
-                                           {"conv2d8", InputLayer::kConv2d8}},
+                                           {"conv2d8", InputLayer::kConv2d8},
+                                           {"dw_conv2d4", InputLayer::kDwConv2d4}},
                                           &e.input_layer));
     U2_RETURN_IF_ERROR(r.Enum<PosEncType>(
         "pos_enc_layer_type", true,
@@ -307,6 +319,43 @@ StatusOr<ModelConfig> ModelConfig::FromJson(const json& j) {
     if (e.type == EncoderType::kEBranchformer) {
       U2_RETURN_IF_ERROR(r.Bool("use_ffn", false, &e.use_ffn));
       U2_RETURN_IF_ERROR(r.Int("merge_conv_kernel", true, &e.merge_conv_kernel));
+    }
+    auto int_list = [&](const char* key, std::vector<int>* out) -> Status {
+      auto it = enc_it->find(key);
+      if (it == enc_it->end() || it->is_null())
+        return KeyError(std::string("encoder.") + key, "missing required key");
+      const json list = it->is_array() ? *it : json::array({*it});  // WeNet also takes one int
+      out->clear();
+      for (const json& v : list) {
+        if (!v.is_number_integer() || v.get<int64_t>() < INT32_MIN || v.get<int64_t>() > INT32_MAX) {
+          return KeyError(std::string("encoder.") + key,
+                          "must be an integer or a list of integers, got " + Shown(*it));
+        }
+        out->push_back(v.get<int>());
+      }
+      return Status::Ok();
+    };
+    if (e.type == EncoderType::kSqueezeformer) {
+      U2_RETURN_IF_ERROR(r.Int("encoder_dim", true, &e.encoder_dim));
+      U2_RETURN_IF_ERROR(int_list("reduce_idx", &e.reduce_idx));
+      U2_RETURN_IF_ERROR(int_list("recover_idx", &e.recover_idx));
+      U2_RETURN_IF_ERROR(r.Enum<TimeReductionType>(
+          "time_reduction_layer_type", true,
+          {{"conv1d", TimeReductionType::kConv1d}, {"stream", TimeReductionType::kStream}},
+          &e.time_reduction));
+      U2_RETURN_IF_ERROR(r.Bool("do_rel_shift", true, &e.do_rel_shift));
+      U2_RETURN_IF_ERROR(r.Bool("dw_stride", true, &e.dw_stride));
+      U2_RETURN_IF_ERROR(r.Bool("adaptive_scale", true, &e.adaptive_scale));
+      bool concat_after = false;
+      U2_RETURN_IF_ERROR(r.Bool("concat_after", false, &concat_after));
+      if (concat_after) return KeyError("encoder.concat_after", "true is not supported");
+    }
+    if (e.type == EncoderType::kEfficientConformer) {
+      U2_RETURN_IF_ERROR(int_list("stride_layer_idx", &e.stride_layer_idx));
+      U2_RETURN_IF_ERROR(int_list("stride", &e.stride));
+      U2_RETURN_IF_ERROR(int_list("group_layer_idx", &e.group_layer_idx));
+      U2_RETURN_IF_ERROR(r.Int("group_size", true, &e.group_size));
+      U2_RETURN_IF_ERROR(int_list("cnn_module_kernels", &e.cnn_module_kernels));
     }
   }
 
@@ -415,6 +464,71 @@ Status ModelConfig::Validate() const {
     }
     if (!e.normalize_before) {
       return KeyError("encoder.normalize_before", "false with a convolution module is not supported");
+    }
+  }
+  if (e.type == EncoderType::kSqueezeformer) {
+    U2_RETURN_IF_ERROR(range("encoder.encoder_dim", e.encoder_dim, 1, 8192));
+    if (e.encoder_dim % e.attention_heads != 0) {
+      return KeyError("encoder.attention_heads", "value " + std::to_string(e.attention_heads) +
+                                                     " does not divide encoder_dim " +
+                                                     std::to_string(e.encoder_dim));
+    }
+    if (e.input_layer != InputLayer::kDwConv2d4) {
+      return KeyError("encoder.input_layer", std::string("must be dw_conv2d4 for squeezeformer, got ") +
+                                                 InputLayerName(e.input_layer));
+    }
+    if (e.normalize_before)
+      return KeyError("encoder.normalize_before", "true is not supported for squeezeformer");
+    if (!e.recover_idx.empty() && e.recover_idx.size() != e.reduce_idx.size()) {
+      return KeyError("encoder.recover_idx", "needs one entry per reduce_idx entry (or none)");
+    }
+    // Reductions and recoveries nest like parentheses, in block order (a reduction first when a
+    // block has both).
+    std::vector<std::pair<int, int>> events;
+    for (int i : e.reduce_idx) events.push_back({2 * i, 1});
+    for (int i : e.recover_idx) events.push_back({2 * i + 1, -1});
+    std::sort(events.begin(), events.end());
+    int depth = 0;
+    for (const auto& [key, delta] : events) {
+      const int block = key / 2;
+      if (block < 0 || block >= e.num_blocks) {
+        return KeyError(
+            delta > 0 ? "encoder.reduce_idx" : "encoder.recover_idx",
+            "block " + std::to_string(block) + " out of range [0, " + std::to_string(e.num_blocks) + ")");
+      }
+      depth += delta;
+      if (depth < 0) return KeyError("encoder.recover_idx", "a recovery before its reduction");
+    }
+    for (size_t k = 1; k < e.reduce_idx.size(); ++k) {
+      if (e.reduce_idx[k] <= e.reduce_idx[k - 1]) return KeyError("encoder.reduce_idx", "must be ascending");
+    }
+  }
+  if (e.type == EncoderType::kEfficientConformer) {
+    if (e.stride.size() != e.stride_layer_idx.size()) {
+      return KeyError("encoder.stride", "needs one stride per stride_layer_idx entry");
+    }
+    for (size_t k = 0; k < e.stride_layer_idx.size(); ++k) {
+      U2_RETURN_IF_ERROR(range("encoder.stride_layer_idx", e.stride_layer_idx[k], 0, e.num_blocks - 1));
+      U2_RETURN_IF_ERROR(range("encoder.stride", e.stride[k], 1, 64));
+      if (k > 0 && e.stride_layer_idx[k] <= e.stride_layer_idx[k - 1]) {
+        return KeyError("encoder.stride_layer_idx", "must be ascending");
+      }
+    }
+    for (int g : e.group_layer_idx)
+      U2_RETURN_IF_ERROR(range("encoder.group_layer_idx", g, 0, e.num_blocks - 1));
+    U2_RETURN_IF_ERROR(range("encoder.group_size", e.group_size, 1, 64));
+    if (static_cast<int>(e.cnn_module_kernels.size()) != e.num_blocks) {
+      return KeyError("encoder.cnn_module_kernels", "needs one kernel per block");
+    }
+    if (!e.stride_layer_idx.empty() && !e.use_cnn_module) {
+      return KeyError("encoder.use_cnn_module", "false with stride blocks is not supported");
+    }
+    for (int k : e.cnn_module_kernels) {
+      U2_RETURN_IF_ERROR(range("encoder.cnn_module_kernels", k, 1, 1023));
+      if (!e.causal && k % 2 == 0) {
+        return KeyError("encoder.cnn_module_kernels",
+                        "value " + std::to_string(k) + " must be odd for a non-causal convolution");
+      }
     }
   }
   if (e.is_branchformer_family()) {
@@ -534,12 +648,44 @@ int ModelConfig::NumEncoderFrames(int t) const {
   return (NumEmbeddingFrames(t) + stride - 1) / stride;
 }
 
-int ModelConfig::LayerTimeStride(int /*layer*/) const { return 1; }
+int EncoderConfig::BlockStride(int block) const {
+  if (type != EncoderType::kEfficientConformer) return 1;
+  for (size_t k = 0; k < stride_layer_idx.size() && k < stride.size(); ++k) {
+    if (stride_layer_idx[k] == block) return stride[k];
+  }
+  return 1;
+}
 
-int ModelConfig::MaxLayerTimeStride() const {
-  int s = 1;
-  for (int i = 0; i <= encoder.num_blocks; ++i) s = std::max(s, LayerTimeStride(i));
-  return s;
+int EncoderConfig::BlockGroupSize(int block) const {
+  if (type != EncoderType::kEfficientConformer) return 1;
+  return std::find(group_layer_idx.begin(), group_layer_idx.end(), block) != group_layer_idx.end()
+             ? group_size
+             : 1;
+}
+
+int ModelConfig::LayerTimeStride(int layer) const {
+  const EncoderConfig& e = encoder;
+  if (e.type == EncoderType::kEfficientConformer) {
+    int s = 1;
+    for (int i = 0; i < layer && i < e.num_blocks; ++i) s *= e.BlockStride(i);
+    return s;
+  }
+  if (e.type == EncoderType::kSqueezeformer) {
+    // Reductions before blocks <= layer minus the recoveries before them (the output: all).
+    int depth = 0;
+    for (int i : e.reduce_idx) depth += i <= layer ? 1 : 0;
+    for (int i : e.recover_idx) depth -= i <= layer ? 1 : 0;
+    return 1 << std::clamp(depth, 0, 16);
+  }
+  return 1;
+}
+
+int ModelConfig::StreamingChunkUnit() const {
+  const EncoderConfig& e = encoder;
+  int unit = 1;
+  for (int i = 0; i <= e.num_blocks; ++i) unit = std::lcm(unit, LayerTimeStride(i));
+  for (int i = 0; i < e.num_blocks; ++i) unit = std::lcm(unit, LayerTimeStride(i) * e.BlockGroupSize(i));
+  return unit;
 }
 
 int ModelConfig::OutputFrameShiftMs() const {

@@ -21,11 +21,24 @@ struct FrontendConfig {
 // WeNet's U2 encoder classes: `conformer`, `transformer`, `branchformer` (wenet/branchformer:
 // attention and cgMLP branches side by side, merged) and `e_branchformer` (wenet/e_branchformer:
 // macaron feed-forwards around the two branches, merged through a depthwise conv).
-enum class EncoderType { kConformer, kTransformer, kBranchformer, kEBranchformer };
+// `squeezeformer` (wenet/squeezeformer: post-LN blocks, time reduction and recovery inside the stack)
+// and `efficientConformer` (wenet/efficient_conformer: stride blocks and grouped attention).
+enum class EncoderType {
+  kConformer,
+  kTransformer,
+  kBranchformer,
+  kEBranchformer,
+  kSqueezeformer,
+  kEfficientConformer
+};
+// Squeezeformer's time reduction: a depthwise conv of kernel 5, stride 2 and 3 frames of zero
+// padding each side (conv1d), or of kernel 1 (stream, causal), then a pointwise conv.
+enum class TimeReductionType { kConv1d, kStream };
 // How a Branchformer layer merges its branches: merge_proj(cat[attn, cgmlp]) or
 // merge_proj((1 − w)·attn + w·cgmlp) with a fixed per-layer w (cgmlp_weight).
 enum class MergeMethod { kConcat, kFixedAverage };
-enum class InputLayer { kConv2d2, kConv2d, kConv2d6, kConv2d8 };
+// kDwConv2d4: Squeezeformer's DepthwiseConv2dSubsampling4 (conv2d's frames, its own weights).
+enum class InputLayer { kConv2d2, kConv2d, kConv2d6, kConv2d8, kDwConv2d4 };
 enum class PosEncType { kRelPos, kAbsPos, kNoPos };
 enum class SelfAttentionType { kRelSelfAttn, kSelfAttn };
 enum class ConvNormType { kBatchNorm, kLayerNorm };
@@ -65,8 +78,34 @@ struct EncoderConfig {
   std::vector<float> cgmlp_weight;  // per block, for kFixedAverage (empty: 0.5 everywhere)
   bool use_ffn = true;              // e_branchformer: feed-forward (macaron_style: two of them)
   int merge_conv_kernel = 3;        // e_branchformer: the merge's depthwise conv
+  // Squeezeformer. The blocks are encoder_dim wide; final_proj maps them to output_size.
+  int encoder_dim = 0;           // 0: output_size
+  std::vector<int> reduce_idx;   // blocks before which time is halved
+  std::vector<int> recover_idx;  // blocks before which the latest reduction is undone
+  TimeReductionType time_reduction = TimeReductionType::kConv1d;
+  bool do_rel_shift = false;    // Transformer-XL shift of the positional scores
+  bool dw_stride = false;       // the front's second conv is depthwise
+  bool adaptive_scale = false;  // ada_scale/ada_bias before attention, FFNs, conv module
+  // Efficient Conformer.
+  std::vector<int> stride_layer_idx;  // stride blocks
+  std::vector<int> stride;            // their time strides
+  std::vector<int> group_layer_idx;   // blocks with grouped attention
+  int group_size = 1;
+  std::vector<int> cnn_module_kernels;  // per block (empty: cnn_module_kernel everywhere)
 
-  bool is_conformer() const { return type == EncoderType::kConformer; }
+  bool is_conformer() const {
+    return type == EncoderType::kConformer || type == EncoderType::kEfficientConformer;
+  }
+  // Width of the blocks (Squeezeformer's encoder_dim; output_size for the others).
+  int width() const { return encoder_dim > 0 ? encoder_dim : output_size; }
+  int ConvKernel(int block) const {
+    return block >= 0 && block < static_cast<int>(cnn_module_kernels.size()) ? cnn_module_kernels[block]
+                                                                             : cnn_module_kernel;
+  }
+  // Efficient Conformer: the time stride of block i (1 unless it is a stride block) and its
+  // attention's group size (1 unless grouped).
+  int BlockStride(int block) const;
+  int BlockGroupSize(int block) const;
   bool is_branchformer_family() const {
     return type == EncoderType::kBranchformer || type == EncoderType::kEBranchformer;
   }
@@ -84,7 +123,7 @@ struct EncoderConfig {
   float CgmlpWeight(int i) const {
     return i >= 0 && i < static_cast<int>(cgmlp_weight.size()) ? cgmlp_weight[i] : 0.5f;
   }
-  int head_dim() const { return output_size / attention_heads; }
+  int head_dim() const { return width() / attention_heads; }
 };
 
 struct DecoderConfig {
@@ -156,8 +195,9 @@ struct ModelConfig {
   int OutputTimeStride() const { return LayerTimeStride(encoder.num_blocks); }
   // Embedding frames per frame of layer i's input (i = num_blocks: of the output).
   int LayerTimeStride(int layer) const;
-  // The largest of them: streaming chunks must be a multiple of it.
-  int MaxLayerTimeStride() const;
+  // Streaming chunks (in embedding frames) must be a multiple of this for chunk-by-chunk decoding
+  // to be defined: every time stride and every attention group must start at a chunk boundary.
+  int StreamingChunkUnit() const;
   // Milliseconds per encoder output frame.
   int OutputFrameShiftMs() const;
   // The longest input the encoder accepts, in encoder frames (the positional table's length).

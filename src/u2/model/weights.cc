@@ -1,5 +1,6 @@
 #include "u2/model/weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -167,6 +168,53 @@ StatusOr<NormWeights> WeightLoader::Norm(const std::string& prefix, int dim, flo
   U2_ASSIGN_OR_RETURN(n.gamma, Device(prefix + ".weight", {dim}));
   U2_ASSIGN_OR_RETURN(n.beta, Device(prefix + ".bias", {dim}));
   return n;
+}
+
+StatusOr<LinearWeights> WeightLoader::FoldedLinear(const std::vector<std::string>& prefixes,
+                                                   const Tensor::Shape& shape_each, int in, int out_each,
+                                                   const InputAffine& affine) const {
+  if (affine.scale.size() != static_cast<size_t>(in) || affine.shift.size() != static_cast<size_t>(in)) {
+    return InvalidArgument("model.safetensors: the input scale of " + prefixes.front() + " does not have " +
+                           std::to_string(in) + " values");
+  }
+  const int n = static_cast<int>(prefixes.size());
+  std::vector<float> w(static_cast<size_t>(n) * out_each * in), b(static_cast<size_t>(n) * out_each, 0.0f);
+  bool any_bias = false;
+  for (int i = 0; i < n; ++i) {
+    U2_ASSIGN_OR_RETURN(HostMatrix m, HostLinearWeight(prefixes[i] + ".weight", shape_each, out_each, in));
+    const std::vector<float> values = m.q.empty() ? std::move(m.values) : Dequantized(m, in);
+    std::vector<float> bias(out_each, 0.0f);
+    if (Has(prefixes[i] + ".bias")) {
+      U2_ASSIGN_OR_RETURN(bias, Host(prefixes[i] + ".bias", {out_each}));
+      any_bias = true;
+    }
+    for (int r = 0; r < out_each; ++r) {
+      const float* row = values.data() + static_cast<size_t>(r) * in;
+      float* dst = w.data() + (static_cast<size_t>(i) * out_each + r) * in;
+      double acc = bias[r];
+      for (int c = 0; c < in; ++c) {
+        acc += static_cast<double>(row[c]) * affine.shift[c];
+        dst[c] = row[c] * affine.scale[c];
+      }
+      b[static_cast<size_t>(i) * out_each + r] = static_cast<float>(acc);
+    }
+  }
+  LinearWeights l;
+  l.in = in;
+  l.out = n * out_each;
+  l.weight = backend_->Upload(w, {l.out, in});
+  l.Prepare(*backend_);
+  const bool shifted =
+      std::any_of(affine.shift.begin(), affine.shift.end(), [](float v) { return v != 0.0f; });
+  if (any_bias || shifted) l.bias = backend_->Upload(b, {l.out});
+  return l;
+}
+
+StatusOr<InputAffine> WeightLoader::AdaptiveScale(const std::string& prefix, int dim) const {
+  InputAffine a;
+  U2_ASSIGN_OR_RETURN(a.scale, Host(prefix + ".ada_scale", {1, 1, dim}));
+  U2_ASSIGN_OR_RETURN(a.shift, Host(prefix + ".ada_bias", {1, 1, dim}));
+  return a;
 }
 
 }  // namespace u2

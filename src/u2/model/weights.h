@@ -53,6 +53,12 @@ struct NormWeights {
   LayerNormParams params() const { return {gamma.f32(), beta.empty() ? nullptr : beta.f32(), eps}; }
 };
 
+// A per-input-channel scale and shift applied before a Linear (Squeezeformer's ada_scale /
+// ada_bias): y = W·(scale ⊙ x + shift) + b.
+struct InputAffine {
+  std::vector<float> scale, shift;
+};
+
 class WeightLoader {
  public:
   WeightLoader(std::shared_ptr<SafeTensorsFile> file, std::shared_ptr<const Backend> backend)
@@ -80,6 +86,14 @@ class WeightLoader {
   // counts as zeros unless all are missing.
   StatusOr<LinearWeights> StackedLinear(const std::vector<std::string>& prefixes, int in, int out_each) const;
   StatusOr<NormWeights> Norm(const std::string& prefix, int dim, float eps) const;
+  // Linears `prefixes` (weights of shape `shape_each`, out_each × in as a matrix; biases optional)
+  // stacked along the output and with `affine` folded in: W' = W·diag(scale), b' = b + W·shift.
+  // int8-stored weights are dequantized first (a backend computing in int8 quantizes W' again).
+  StatusOr<LinearWeights> FoldedLinear(const std::vector<std::string>& prefixes,
+                                       const Tensor::Shape& shape_each, int in, int out_each,
+                                       const InputAffine& affine) const;
+  // The affine stored as `prefix`.ada_scale / .ada_bias (shape (1, 1, dim)).
+  StatusOr<InputAffine> AdaptiveScale(const std::string& prefix, int dim) const;
 
   // A Linear's weight on the host: float rows, or int8 rows with their scales (`q` non-empty).
   struct HostMatrix {

@@ -66,4 +66,14 @@ std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int num_fram
   return out;
 }
 
+std::vector<int> StreamableChunks(const ModelConfig& c, std::initializer_list<int> wanted) {
+  const int unit = c.StreamingChunkUnit();
+  std::vector<int> out;
+  for (int chunk : wanted) {
+    if (chunk % unit == 0) out.push_back(chunk);
+  }
+  if (out.empty()) out = {unit, 2 * unit};
+  return out;
+}
+
 }  // namespace u2::testing

@@ -27,5 +27,8 @@ double MaxAbsError(const std::vector<float>& a, const std::vector<float>& b);
 // chunk C, subsampling R and right context RC, W = (C−1)·R + RC + 1 frames, stride C·R, while at
 // least RC + 1 frames remain; the last window is cut at the end.
 std::vector<std::pair<int, int>> ChunkWindows(const ModelConfig& c, int num_frames, int chunk);
+// The chunk sizes of `wanted` the model can stream (multiples of c.StreamingChunkUnit()); when none
+// is, the unit and twice it.
+std::vector<int> StreamableChunks(const ModelConfig& c, std::initializer_list<int> wanted);
 
 }  // namespace u2::testing

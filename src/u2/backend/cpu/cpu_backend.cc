@@ -366,6 +366,29 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void AveragePoolRows(const float* x, int n, std::span<const RowSegment> segs, std::span<const int> out_rows,
+                       int window, float* y) const override {
+    for (size_t k = 0; k < segs.size() && k < out_rows.size(); ++k) {
+      const RowSegment& s = segs[k];
+      const int outs = (s.len + window - 1) / window;
+      pool_.ParallelFor(outs, RowGrain(n * window), [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j) {
+          const int first = static_cast<int>(j) * window;
+          const int count = std::min(window, s.len - first);
+          float* out = y + (static_cast<size_t>(out_rows[k]) + j) * n;
+          std::copy_n(x + (static_cast<size_t>(s.row) + first) * n, n, out);
+          for (int r = 1; r < count; ++r) {
+            const float* in = x + (static_cast<size_t>(s.row) + first + r) * n;
+            for (int c = 0; c < n; ++c) out[c] += in[c];
+          }
+          // Divided like PyTorch: the sum over the window, then / count.
+          const float inv_count = static_cast<float>(count);
+          for (int c = 0; c < n; ++c) out[c] /= inv_count;
+        }
+      });
+    }
+  }
+
   void LayerNorm(const float* x, int m, int n, int ldx, const LayerNormParams& norm, float* y,
                  int ldy) const override {
     pool_.ParallelFor(m, RowGrain(n), [&](int64_t r0, int64_t r1) {
@@ -427,6 +450,9 @@ class CpuBackend final : public Backend {
                  Workspace& ws) const override;
   void DepthwiseConv(const DepthwiseConvParams& p, const float* x, std::span<const DepthwiseSegment> segs,
                      float* y) const override;
+  // rel_shift: adds scale·(shifted positional term) to a block of a head's scores (AttentionParams).
+  void AddShiftedPositionScores(const AttentionParams& p, const AttentionSegment& s, int h, int q_begin,
+                                int q_count, float scale, float* scores) const;
   void Conv2d(const Conv2dParams& p, const float* x, int h_in, int w_in, float* y,
               Workspace& ws) const override;
 
@@ -536,6 +562,9 @@ void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSe
   const int D = H * dk;
   const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
   const bool rel = p.pos != nullptr || p.pos_bias_u != nullptr;
+  // With rel_shift the positional term is not (q_i + v)·p_j: keys stay k (plus u·k) and the
+  // positional scores are computed per task below, then shifted.
+  const bool shift = p.rel_shift && p.pos != nullptr;
 
   // Rel-pos: (q+u)·k + (q+v)·p = q·(k+p) + (u·k + v·p), so each head needs one score GEMM against
   // k+p plus a per-key bias. Both are computed here for every segment's keys.
@@ -550,7 +579,7 @@ void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSe
       const AttentionSegment& s = segs[si];
       if (s.q_len <= 0 || s.kv_len <= 0) continue;
       const float* k0 = p.k + static_cast<size_t>(s.kv_row) * p.ldk;
-      const float* p0 = p.pos ? p.pos + static_cast<size_t>(s.pos_row) * p.ldp : nullptr;
+      const float* p0 = p.pos && !shift ? p.pos + static_cast<size_t>(s.pos_row) * p.ldp : nullptr;
       float* kp = kp_all + key_offset[si] * D;
       float* key_bias = key_bias_all + key_offset[si] * H;
       pool_.ParallelFor(s.kv_len, RowGrain(D, 8192), [&](int64_t j0, int64_t j1) {
@@ -619,6 +648,7 @@ void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSe
       float* scores = scores_buffer.data();
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, task.q_count, s.kv_len, dk, scale, q, p.ldq,
                   keys + h * dk, ldkeys, 0.0f, scores, s.kv_len);
+      if (shift) AddShiftedPositionScores(p, s, h, task.q_begin, task.q_count, scale, scores);
       for (int i = 0; i < task.q_count; ++i) {
         float* row = scores + static_cast<size_t>(i) * s.kv_len;
         int lo, hi;
@@ -642,6 +672,40 @@ void CpuBackend::Attention(const AttentionParams& p, std::span<const AttentionSe
                   s.kv_len, v0 + h * dk, p.ldv, 0.0f, out, p.ldo);
     }
   });
+}
+
+void CpuBackend::AddShiftedPositionScores(const AttentionParams& p, const AttentionSegment& s, int h,
+                                          int q_begin, int q_count, float scale, float* scores) const {
+  // Rows r of bd needed by queries [q_begin, q_begin + q_count): r = f / (T2 + 1) is i or i + 1.
+  const int T1 = s.q_len, T2 = s.kv_len, dk = p.head_dim;
+  const int r0 = q_begin, r1 = std::min(q_begin + q_count + 1, T1);
+  thread_local std::vector<float> bd_buffer, vp_buffer;
+  bd_buffer.resize(static_cast<size_t>(r1 - r0) * T2);
+  vp_buffer.resize(T2);
+  const float* q = p.q + static_cast<size_t>(s.q_row + r0) * p.ldq + h * dk;
+  const float* pos = p.pos + static_cast<size_t>(s.pos_row) * p.ldp + h * dk;
+  // bd[r][c] = (q_r + v_h)·p_c = q_r·p_c + v_h·p_c.
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, T2, dk, 1.0f, q, p.ldq, pos, p.ldp, 0.0f,
+              bd_buffer.data(), T2);
+  const float* vb = p.pos_bias_v ? p.pos_bias_v + h * dk : nullptr;
+  for (int c = 0; c < T2; ++c) {
+    float acc = 0.0f;
+    if (vb) {
+      const float* pc = pos + static_cast<size_t>(c) * p.ldp;
+      for (int d = 0; d < dk; ++d) acc += vb[d] * pc[d];
+    }
+    vp_buffer[c] = acc;
+  }
+  for (int i = 0; i < q_count; ++i) {
+    float* row = scores + static_cast<size_t>(i) * T2;
+    const int64_t qi = q_begin + i;
+    for (int j = 0; j < T2; ++j) {
+      const int64_t f = T1 + qi * T2 + j;
+      const int64_t r = f / (T2 + 1), c = f % (T2 + 1);
+      if (c == 0) continue;
+      row[j] += scale * (bd_buffer[static_cast<size_t>(r - r0) * T2 + (c - 1)] + vp_buffer[c - 1]);
+    }
+  }
 }
 
 void CpuBackend::DepthwiseConv(const DepthwiseConvParams& p, const float* x,

@@ -38,6 +38,8 @@ class CudaBackend final : public Backend {
   void BiasGlu(const float* x, int m, int n, int ldx, const float* bias, float* y, int ldy) const override;
   void Multiply(const float* a, int lda, const float* b, int ldb, int m, int n, float* y,
                 int ldy) const override;
+  void AveragePoolRows(const float* x, int n, std::span<const RowSegment> segs, std::span<const int> out_rows,
+                       int window, float* y) const override;
   void LayerNorm(const float* x, int m, int n, int ldx, const LayerNormParams& norm, float* y,
                  int ldy) const override;
   void AddResidual(float* x, const float* delta, int ld_delta, const float* bias, float alpha, int m, int n,

@@ -41,6 +41,22 @@ __global__ void BiasGluKernel(const float* x, int m, int n, int ldx, const float
   }
 }
 
+// Grid (output row j, segment k); threads over columns.
+__global__ void AveragePoolRowsKernel(const float* x, int n, const RowSegment* segs, const int* out_rows,
+                                      int window, float* y) {
+  const RowSegment s = segs[blockIdx.y];
+  const int j = blockIdx.x;
+  const int first = j * window;
+  if (first >= s.len) return;
+  const int count = min(window, s.len - first);
+  float* out = y + (static_cast<long long>(out_rows[blockIdx.y]) + j) * n;
+  for (int c = threadIdx.x; c < n; c += blockDim.x) {
+    float sum = 0.0f;
+    for (int r = 0; r < count; ++r) sum += x[(static_cast<long long>(s.row) + first + r) * n + c];
+    out[c] = sum / static_cast<float>(count);
+  }
+}
+
 __global__ void MultiplyKernel(const float* a, int lda, const float* b, int ldb, int m, int n, float* y,
                                int ldy) {
   const long long total = static_cast<long long>(m) * n;
@@ -237,6 +253,22 @@ void CudaBackend::BiasGlu(const float* x, int m, int n, int ldx, const float* bi
   if (failed_) return;
   BiasGluKernel<<<GridFor(static_cast<long long>(m) * n), kThreads, 0, stream_>>>(x, m, n, ldx, bias, y, ldy);
   CheckLaunch("BiasGlu");
+}
+
+void CudaBackend::AveragePoolRows(const float* x, int n, std::span<const RowSegment> segs,
+                                  std::span<const int> out_rows, int window, float* y) const {
+  const size_t k = std::min(segs.size(), out_rows.size());
+  int max_out = 0;
+  for (size_t i = 0; i < k; ++i) max_out = std::max(max_out, (segs[i].len + window - 1) / window);
+  if (k == 0 || max_out == 0 || n <= 0 || window <= 0) return;
+  Lock lock(*this);
+  if (failed_) return;
+  Staged d_segs(*this, segs.data(), k * sizeof(RowSegment));
+  Staged d_rows(*this, out_rows.data(), k * sizeof(int));
+  if (!d_segs.ok() || !d_rows.ok()) return;
+  AveragePoolRowsKernel<<<dim3(max_out, static_cast<unsigned>(k)), RowThreads(n), 0, stream_>>>(
+      x, n, d_segs.as<RowSegment>(), d_rows.as<int>(), window, y);
+  CheckLaunch("AveragePoolRows");
 }
 
 void CudaBackend::Multiply(const float* a, int lda, const float* b, int ldb, int m, int n, float* y,
