@@ -174,6 +174,53 @@ TEST(StreamingRecognizer, FinalEqualsOfflineWithTheSameChunkMask) {
   }
 }
 
+// Encoders that subsample time inside the stack (Squeezeformer, Efficient Conformer) stream whole
+// units only: the default chunk is one, another is refused by name, and the final equals the
+// offline decode with the same chunk mask (with word times at the output frame rate, inside the audio).
+TEST(StreamingRecognizer, StridedEncodersStreamInWholeUnits) {
+  for (const std::string variant : {"efficient_conformer_v2_stream", "squeezeformer_stream_u2pp"}) {
+    SCOPED_TRACE(variant);
+    RecognizerConfig config;
+    config.model_dir = testing::FixtureModelDir(variant);
+    auto made = Recognizer::Create(config);
+    ASSERT_TRUE(made.ok()) << made.status().ToString();
+    std::shared_ptr<const Recognizer> offline = std::move(*made);
+    auto sr = StreamingRecognizer::Create(offline);
+    ASSERT_TRUE(sr.ok()) << sr.status().ToString();
+    const int unit = offline->model_config().StreamingChunkUnit();
+    EXPECT_GT(unit, 1);
+    StreamOptions so = (*sr)->default_options();
+    EXPECT_EQ(so.decoding_chunk_size % unit, 0);
+    StreamOptions bad = so;
+    bad.decoding_chunk_size = unit + 1;
+    auto refused = (*sr)->NewStream(bad);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.status().message().find("multiple of " + std::to_string(unit)), std::string::npos)
+        << refused.status().ToString();
+
+    auto ref_file = testing::OpenFixture(variant);
+    ASSERT_TRUE(ref_file);
+    auto wav = ref_file->ReadFloat32("u2.wav");
+    ASSERT_TRUE(wav.ok());
+    DecodingOptions dop = offline->default_options();
+    dop.mode = DecodingMode::kAttentionRescoring;
+    dop.decoding_chunk_size = so.decoding_chunk_size;
+    dop.num_decoding_left_chunks = -1;
+    so.num_decoding_left_chunks = -1;
+    auto s = (*sr)->NewStream(so);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    const auto finals = Finals(RunStream(**sr, **s, *wav, 4000));
+    ASSERT_EQ(finals.size(), 1u);
+    Waveform w{*wav, 16000};
+    auto ref = offline->Recognize({&w, 1}, dop);
+    ASSERT_TRUE(ref.ok());
+    EXPECT_EQ(finals[0].best().tokens, (*ref)[0].best().tokens);
+    EXPECT_NEAR(finals[0].best().score, (*ref)[0].best().score, 1e-3);
+    const int64_t audio_ms = static_cast<int64_t>(wav->size()) * 1000 / 16000;
+    for (const auto& word : (*ref)[0].best().words) EXPECT_LE(word.end_ms, audio_ms + 100);
+  }
+}
+
 TEST(StreamingRecognizer, PartialsAreThePrefixSearchOfTheChunksSoFar) {
   auto sr = DemoStreaming();
   ASSERT_TRUE(sr);

@@ -30,6 +30,13 @@ Status StreamOptions::Validate(const ModelConfig& model) const {
     return InvalidArgument("num_decoding_left_chunks must be >= -1, got " +
                            std::to_string(num_decoding_left_chunks));
   }
+  // Encoders that subsample time or group frames inside the stack stream only in whole units.
+  if (const int unit = model.StreamingChunkUnit(); decoding_chunk_size % unit != 0) {
+    return InvalidArgument("decoding_chunk_size " + std::to_string(decoding_chunk_size) +
+                           " must be a multiple of " + std::to_string(unit) + " for this " +
+                           EncoderTypeName(model.encoder.type) +
+                           " model (its time strides and attention groups)");
+  }
   U2_RETURN_IF_ERROR(ValidateSearchSettings(beam, nbest, ctc_weight, reverse_weight, rescoring, model));
   if (continuous_decoding && !endpointing) {
     return InvalidArgument("continuous_decoding needs endpointing (segments end at endpoints)");
@@ -345,6 +352,9 @@ StatusOr<std::unique_ptr<StreamingRecognizer>> StreamingRecognizer::Create(
   // The model's own streaming settings when it has them (model.json decoding section), else
   // WeNet's runtime defaults (chunk 16, all left chunks).
   o.decoding_chunk_size = d.decoding_chunk_size > 0 ? d.decoding_chunk_size : 16;
+  if (const int unit = mc.StreamingChunkUnit(); o.decoding_chunk_size % unit != 0) {
+    o.decoding_chunk_size += unit - o.decoding_chunk_size % unit;  // the next whole unit
+  }
   o.num_decoding_left_chunks = d.num_decoding_left_chunks;
   o.beam = d.beam;
   o.nbest = 1;
