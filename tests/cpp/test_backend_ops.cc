@@ -10,6 +10,7 @@
 
 #include "support/random.h"
 #include "u2/backend/cpu/cpu_backend.h"
+#include "u2/backend/cpu/packed_gemm.h"
 #include "u2/backend/ops.h"
 
 namespace u2 {
@@ -208,6 +209,53 @@ TEST_P(BackendOps, MultiplyIsElementwiseOnStridedRows) {
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; ++j) bad += c[i * ldb + j] != a[i * lda + j] * b[i * ldb + j];
   EXPECT_EQ(bad, 0);
+}
+
+// The fp32 micro-kernels (backend/cpu/packed_gemm.h): AVX-512 gives the AVX2 kernel's bits (one FMA
+// per product, the same order), and every kernel is within the float64 product's rounding bound,
+// on shapes that cut register tiles, panels and K blocks, for β = 0 and β ≠ 0.
+TEST(PackedGemmKernels, AgreeBitForBitAndWithFloat64) {
+  using cpu::PackedGemmKernel;
+  std::vector<PackedGemmKernel> kernels;
+  for (PackedGemmKernel k :
+       {PackedGemmKernel::kPortable, PackedGemmKernel::kAvx2, PackedGemmKernel::kAvx512}) {
+    if (cpu::PackedGemmKernelSupported(k)) kernels.push_back(k);
+  }
+  std::printf("fp32 kernels on this CPU:");
+  for (PackedGemmKernel k : kernels) std::printf(" %s", cpu::PackedGemmKernelName(k));
+  std::printf(" (selected: %s)\n", cpu::PackedGemmKernelName(cpu::SelectedPackedGemmKernel()));
+  for (const auto& [m, n, k] : std::vector<std::tuple<int, int, int>>{
+           {1, 16, 7}, {13, 17, 385}, {25, 70, 1000}, {300, 33, 64}, {12, 1, 384}}) {
+    const auto a = Random(static_cast<size_t>(m) * k, 81), w = Random(static_cast<size_t>(n) * k, 82);
+    const cpu::PackedWeight packed(w.data(), n, k, k);
+    for (const float beta : {0.0f, 0.5f}) {
+      const auto c0 = Random(static_cast<size_t>(m) * n, 83);
+      std::vector<std::vector<float>> results;
+      for (PackedGemmKernel kernel : kernels) {
+        std::vector<float> c = c0;
+        cpu::PackedGemmTile(kernel, a.data(), k, 0, m, packed, 0, packed.num_panels(), beta, c.data(), n);
+        int bad = 0;
+        for (int i = 0; i < m; ++i) {
+          for (int j = 0; j < n; ++j) {
+            double s = beta * double(c0[i * n + j]), mag = std::abs(s);
+            for (int p = 0; p < k; ++p) {
+              const double t = double(a[static_cast<size_t>(i) * k + p]) * w[static_cast<size_t>(j) * k + p];
+              s += t;
+              mag += std::abs(t);
+            }
+            bad += !(std::abs(c[i * n + j] - s) <= 1.1 * (k + 2) * std::ldexp(1.0, -24) * mag);
+          }
+        }
+        EXPECT_EQ(bad, 0) << cpu::PackedGemmKernelName(kernel) << " m=" << m << " n=" << n << " k=" << k;
+        results.push_back(std::move(c));
+      }
+      for (size_t i = 1; i < kernels.size(); ++i) {
+        if (kernels[i] == PackedGemmKernel::kAvx512 && kernels[i - 1] == PackedGemmKernel::kAvx2) {
+          EXPECT_EQ(results[i], results[i - 1]) << "avx512 vs avx2, m=" << m << " n=" << n << " k=" << k;
+        }
+      }
+    }
+  }
 }
 
 TEST_P(BackendOps, GemmPreparedAcceptsTheBaseHandle) {

@@ -267,9 +267,12 @@ class CpuBackend final : public Backend {
 
   DeviceType device() const override { return DeviceType::kCpu; }
   std::string Name() const override {
-    std::string gemm = precision_ == Precision::kInt8
-                           ? std::string("int8 ") + Int8KernelName(int8_kernel_) + " gemm + "
-                           : (PackedGemmSupported() ? "packed avx2 gemm + " : "");
+    std::string gemm =
+        precision_ == Precision::kInt8
+            ? std::string("int8 ") + Int8KernelName(int8_kernel_) + " gemm + "
+            : (PackedGemmSupported()
+                   ? std::string("packed ") + PackedGemmKernelName(SelectedPackedGemmKernel()) + " gemm + "
+                   : std::string());
     return "cpu(" + gemm + "openblas, " + std::to_string(num_threads_) + " threads)";
   }
   int num_threads() const override { return num_threads_; }

@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -83,6 +84,44 @@ __attribute__((target("avx2,fma"))) void KernelAvx2(int kc, const float* a, int 
   for (int r = 0; r < MR; ++r) StoreRow(tile[r], c + static_cast<size_t>(r) * ldc, cols, mode, beta);
 }
 
+// The MR × 16 tile with one zmm accumulator a row (MR ≤ 12: 12 accumulators, one B vector and the
+// broadcasts fit the 32 zmm registers). Same products in the same order as KernelAvx2.
+template <int MR>
+__attribute__((target("avx512f"))) void KernelAvx512(int kc, const float* a, int lda, const float* b,
+                                                     float* c, int ldc, int cols, Store mode, float beta) {
+  const float* ar[MR];
+  for (int r = 0; r < MR; ++r) ar[r] = a + static_cast<size_t>(r) * lda;
+  __m512 acc[MR];
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int k = 0; k < kc; ++k) {
+    const __m512 bv = _mm512_load_ps(b);
+    b += kNr;
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(ar[r][k]), bv, acc[r]);
+  }
+  if (cols == kNr) {
+    const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) {
+      float* cr = c + static_cast<size_t>(r) * ldc;
+      __m512 v = acc[r];
+      if (mode == Store::kAdd) {
+        v = _mm512_add_ps(v, _mm512_loadu_ps(cr));
+      } else if (mode == Store::kScaleAdd) {
+        v = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr), v);
+      }
+      _mm512_storeu_ps(cr, v);
+    }
+    return;
+  }
+  alignas(64) float tile[MR][kNr];
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; ++r) _mm512_store_ps(tile[r], acc[r]);
+  for (int r = 0; r < MR; ++r) StoreRow(tile[r], c + static_cast<size_t>(r) * ldc, cols, mode, beta);
+}
+
 // Portable tile (CPUs without AVX2/FMA; the backend does not pack for them, tests still may).
 void KernelPortable(int mr, int kc, const float* a, int lda, const float* b, float* c, int ldc, int cols,
                     Store mode, float beta) {
@@ -99,18 +138,56 @@ void KernelPortable(int mr, int kc, const float* a, int lda, const float* b, flo
 using KernelFn = void (*)(int, const float*, int, const float*, float*, int, int, Store, float);
 constexpr KernelFn kAvx2Kernels[kMr + 1] = {nullptr,       KernelAvx2<1>, KernelAvx2<2>, KernelAvx2<3>,
                                             KernelAvx2<4>, KernelAvx2<5>, KernelAvx2<6>};
-
-bool DetectAvx2Fma() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+constexpr int kMr512 = 12;
+constexpr KernelFn kAvx512Kernels[kMr512 + 1] = {
+    nullptr,          KernelAvx512<1>,  KernelAvx512<2>, KernelAvx512<3>, KernelAvx512<4>,
+    KernelAvx512<5>,  KernelAvx512<6>,  KernelAvx512<7>, KernelAvx512<8>, KernelAvx512<9>,
+    KernelAvx512<10>, KernelAvx512<11>, KernelAvx512<12>};
 
 }  // namespace
 
-bool PackedGemmSupported() {
-  static const bool supported = DetectAvx2Fma();
-  return supported;
+const char* PackedGemmKernelName(PackedGemmKernel k) {
+  switch (k) {
+    case PackedGemmKernel::kPortable:
+      return "portable";
+    case PackedGemmKernel::kAvx2:
+      return "avx2";
+    case PackedGemmKernel::kAvx512:
+      return "avx512";
+  }
+  return "?";
 }
+
+bool PackedGemmKernelSupported(PackedGemmKernel k) {
+  __builtin_cpu_init();
+  switch (k) {
+    case PackedGemmKernel::kPortable:
+      return true;
+    case PackedGemmKernel::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case PackedGemmKernel::kAvx512:
+      return __builtin_cpu_supports("avx512f");
+  }
+  return false;
+}
+
+PackedGemmKernel SelectedPackedGemmKernel() {
+  static const PackedGemmKernel selected = [] {
+    if (const char* name = std::getenv("U2_CPU_FP32_KERNEL")) {
+      for (PackedGemmKernel k :
+           {PackedGemmKernel::kPortable, PackedGemmKernel::kAvx2, PackedGemmKernel::kAvx512}) {
+        if (std::strcmp(name, PackedGemmKernelName(k)) == 0 && PackedGemmKernelSupported(k)) return k;
+      }
+    }
+    for (PackedGemmKernel k : {PackedGemmKernel::kAvx512, PackedGemmKernel::kAvx2}) {
+      if (PackedGemmKernelSupported(k)) return k;
+    }
+    return PackedGemmKernel::kPortable;
+  }();
+  return selected;
+}
+
+bool PackedGemmSupported() { return SelectedPackedGemmKernel() != PackedGemmKernel::kPortable; }
 
 void PackedWeight::AlignedDelete::operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
 
@@ -130,8 +207,13 @@ PackedWeight::PackedWeight(const float* w, int n, int k, int ldw) : n_(std::max(
 
 void PackedGemmTile(const float* a, int lda, int row_begin, int row_end, const PackedWeight& w,
                     int panel_begin, int panel_end, float beta, float* c, int ldc) {
+  PackedGemmTile(SelectedPackedGemmKernel(), a, lda, row_begin, row_end, w, panel_begin, panel_end, beta, c,
+                 ldc);
+}
+
+void PackedGemmTile(PackedGemmKernel kernel, const float* a, int lda, int row_begin, int row_end,
+                    const PackedWeight& w, int panel_begin, int panel_end, float beta, float* c, int ldc) {
   const int K = w.k();
-  const bool avx2 = PackedGemmSupported();
   if (K == 0) {
     for (int i = row_begin; i < row_end; ++i) {
       for (int p = panel_begin; p < panel_end; ++p) {
@@ -142,8 +224,9 @@ void PackedGemmTile(const float* a, int lda, int row_begin, int row_end, const P
     }
     return;
   }
+  const int tile_rows = kernel == PackedGemmKernel::kAvx512 ? kMr512 : kMr;
   // Loop order: row block (its A block, ≤ kPackedGemmMBlock × K-block floats, stays in L2) → K block
-  // → panel (its K-block slice stays in L1) → 6-row tiles.
+  // → panel (its K-block slice stays in L1) → register tiles of rows.
   for (int m0 = row_begin; m0 < row_end; m0 += kPackedGemmMBlock) {
     const int m1 = std::min(row_end, m0 + kPackedGemmMBlock);
     for (int k0 = 0; k0 < K; k0 += kPackedGemmKBlock) {
@@ -152,14 +235,20 @@ void PackedGemmTile(const float* a, int lda, int row_begin, int row_end, const P
       for (int p = panel_begin; p < panel_end; ++p) {
         const float* b = w.panel(p) + static_cast<size_t>(k0) * kNr;
         const int cols = std::min(kNr, w.n() - p * kNr);
-        for (int i = m0; i < m1; i += kMr) {
-          const int mr = std::min(kMr, m1 - i);
+        for (int i = m0; i < m1; i += tile_rows) {
+          const int mr = std::min(tile_rows, m1 - i);
           const float* ai = a + static_cast<size_t>(i) * lda + k0;
           float* ci = c + static_cast<size_t>(i) * ldc + p * kNr;
-          if (avx2) {
-            kAvx2Kernels[mr](kc, ai, lda, b, ci, ldc, cols, mode, beta);
-          } else {
-            KernelPortable(mr, kc, ai, lda, b, ci, ldc, cols, mode, beta);
+          switch (kernel) {
+            case PackedGemmKernel::kAvx512:
+              kAvx512Kernels[mr](kc, ai, lda, b, ci, ldc, cols, mode, beta);
+              break;
+            case PackedGemmKernel::kAvx2:
+              kAvx2Kernels[mr](kc, ai, lda, b, ci, ldc, cols, mode, beta);
+              break;
+            case PackedGemmKernel::kPortable:
+              KernelPortable(mr, kc, ai, lda, b, ci, ldc, cols, mode, beta);
+              break;
           }
         }
       }

@@ -3,10 +3,13 @@
 // Why not cblas_sgemm: OpenBLAS packs both operands on every call, and for the model's shapes
 // (a few hundred rows of activations against a 0.25–9 MB weight) re-packing the weight costs as
 // much as a sixth of the product. Here W is packed once into 16-column panels laid out for the
-// AVX2/FMA micro-kernel (a 6 × 16 register tile), and A is read in place (its rows are short and
-// contiguous, so the tile's six row streams need no copy). The caller splits the product into
-// tiles (row blocks × panel ranges) and runs them on its own thread pool: one pool for all
-// parallelism, no BLAS threads.
+// micro-kernels (AVX2/FMA: a 6 × 16 register tile; AVX-512: a 12 × 16 tile, one zmm a row, twice
+// the multiply-adds per instruction on the same panels), and A is read in place (its rows are short
+// and contiguous, so the tile's row streams need no copy). Both kernels sum every element's
+// products in the same order with one FMA each, so they give bit-identical results. The kernel is
+// chosen once at run time (U2_CPU_FP32_KERNEL=avx512|avx2|portable overrides). The caller splits the product
+// into tiles (row blocks × panel ranges) and runs them on its own thread pool: one pool for all parallelism,
+// no BLAS threads.
 #pragma once
 
 #include <cstddef>
@@ -14,7 +17,12 @@
 
 namespace u2::cpu {
 
-// Whether this CPU runs the AVX2/FMA kernel (checked once). Without it, callers use cblas_sgemm.
+enum class PackedGemmKernel { kPortable, kAvx2, kAvx512 };
+const char* PackedGemmKernelName(PackedGemmKernel k);  // "portable" | "avx2" | "avx512"
+bool PackedGemmKernelSupported(PackedGemmKernel k);    // this CPU can run it
+// The kernel in use: the best this CPU runs, or U2_CPU_FP32_KERNEL's when it can run that one.
+PackedGemmKernel SelectedPackedGemmKernel();
+// Whether this CPU runs a vector kernel (AVX2/FMA or better). Without it, callers use cblas_sgemm.
 bool PackedGemmSupported();
 
 class PackedWeight {
@@ -52,5 +60,8 @@ constexpr int kPackedGemmMBlock = 288;
 // β = 0 never reads C. Single-threaded; tiles may run concurrently when they are disjoint.
 void PackedGemmTile(const float* a, int lda, int row_begin, int row_end, const PackedWeight& w,
                     int panel_begin, int panel_end, float beta, float* c, int ldc);
+// The same with a given kernel (tests compare them); it must be supported.
+void PackedGemmTile(PackedGemmKernel kernel, const float* a, int lda, int row_begin, int row_end,
+                    const PackedWeight& w, int panel_begin, int panel_end, float beta, float* c, int ldc);
 
 }  // namespace u2::cpu
