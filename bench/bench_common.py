@@ -1,4 +1,4 @@
-"""Shared pieces of the offline CPU benchmark: the two model configurations, the synthetic test
+"""Shared pieces of the offline CPU benchmark: the model configurations, the synthetic test
 audio, thread pinning for the Python peers, and the analytic FLOP count.
 
 Nothing here imports torch at module level, so a peer process can fix its thread environment
@@ -19,7 +19,7 @@ RESULTS_DIR = os.path.join(BENCH_DIR, "results")
 SAMPLE_RATE = 16000
 CLIP_SECONDS = (5, 10)
 
-# The two model sizes of the issue, as WeNet train.yaml dicts (new layout). Random weights.
+# Released WeNet recipes' model sizes, as WeNet train.yaml dicts (new layout). Random weights.
 MODELS = {
     # WeNet 20210618_u2pp_conformer_exp (AISHELL-2, U2++): causal conv, dynamic chunk, bi-decoder.
     "aishell2_u2pp": {
@@ -75,7 +75,70 @@ MODELS = {
                                         "dither": 0.0},
                          "resample_conf": {"resample_rate": 16000}},
     },
+    # WeNet examples/aishell/s0/conf/train_ebranchformer.yaml: E-Branchformer, 17 blocks, cgMLP
+    # 1024 with K=31, merge conv K=31, macaron FFNs of 1024, 8 heads; AISHELL-1's 4233 characters.
+    "aishell_ebranchformer": {
+        "input_dim": 80,
+        "output_dim": 4233,
+        "encoder": "e_branchformer",
+        "encoder_conf": {
+            "output_size": 256, "attention_heads": 8, "linear_units": 1024, "num_blocks": 17,
+            "cgmlp_linear_units": 1024, "cgmlp_conv_kernel": 31, "use_linear_after_conv": False,
+            "gate_activation": "identity", "merge_conv_kernel": 31, "dropout_rate": 0.1,
+            "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1, "input_layer": "conv2d",
+            "activation_type": "swish", "causal": False, "pos_enc_layer_type": "rel_pos",
+            "selfattention_layer_type": "rel_selfattn",
+        },
+        "decoder": "transformer",
+        "decoder_conf": {
+            "attention_heads": 4, "linear_units": 2048, "num_blocks": 6,
+            "dropout_rate": 0.1, "positional_dropout_rate": 0.1,
+            "self_attention_dropout_rate": 0.1, "src_attention_dropout_rate": 0.1,
+        },
+        "tokenizer_conf": {"special_tokens": {"<blank>": 0, "<unk>": 1, "<sos>": 2, "<eos>": 2}},
+        "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False,
+                       "reverse_weight": 0.0},
+        "cmvn": "global_cmvn",
+        "cmvn_conf": {"cmvn_file": "global_cmvn", "is_json_cmvn": True},
+        "dataset_conf": {"fbank_conf": {"num_mel_bins": 80, "frame_shift": 10, "frame_length": 25,
+                                        "dither": 0.0},
+                         "resample_conf": {"resample_rate": 16000}},
+    },
+    # WeNet examples/librispeech/s0/conf/train_u2++_conformer.yaml: U2++ Conformer (causal K=15,
+    # dynamic chunk, bi-decoder) over LibriSpeech's 5000 sentencepiece units (BPE_MODELS).
+    "librispeech_bpe_u2pp": {
+        "input_dim": 80,
+        "output_dim": 5002,
+        "encoder": "conformer",
+        "encoder_conf": {
+            "output_size": 256, "attention_heads": 4, "linear_units": 2048, "num_blocks": 12,
+            "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1,
+            "input_layer": "conv2d", "normalize_before": True, "cnn_module_kernel": 15,
+            "use_cnn_module": True, "activation_type": "swish", "pos_enc_layer_type": "rel_pos",
+            "selfattention_layer_type": "rel_selfattn", "causal": True, "use_dynamic_chunk": True,
+            "use_dynamic_left_chunk": False, "cnn_module_norm": "layer_norm",
+        },
+        "decoder": "bitransformer",
+        "decoder_conf": {
+            "attention_heads": 4, "linear_units": 2048, "num_blocks": 3, "r_num_blocks": 3,
+            "dropout_rate": 0.1, "positional_dropout_rate": 0.1,
+            "self_attention_dropout_rate": 0.1, "src_attention_dropout_rate": 0.1,
+        },
+        "tokenizer_conf": {"special_tokens": {"<blank>": 0, "<unk>": 1, "<sos>": 2, "<eos>": 2}},
+        "model_conf": {"ctc_weight": 0.3, "lsm_weight": 0.1, "length_normalized_loss": False,
+                       "reverse_weight": 0.3},
+        "cmvn": "global_cmvn",
+        "cmvn_conf": {"cmvn_file": "global_cmvn", "is_json_cmvn": True},
+        "dataset_conf": {"fbank_conf": {"num_mel_bins": 80, "frame_shift": 10, "frame_length": 25,
+                                        "dither": 0.0},
+                         "resample_conf": {"resample_rate": 16000}},
+    },
 }
+
+# Models whose units are sentencepiece pieces ("▁THE", "S", ...) instead of CJK characters.
+BPE_MODELS = ("librispeech_bpe_u2pp",)
+# The default set: the two Conformer sizes of the first benchmark. The others run with --models.
+DEFAULT_MODELS = ("aishell2_u2pp", "wenetspeech")
 
 # Decoding used by every peer: WeNet attention rescoring over a beam-10 CTC prefix beam search,
 # with the model's own ctc_weight / reverse_weight (train.yaml model_conf), full context.
@@ -156,11 +219,11 @@ def encoder_frames(num_samples, sample_rate=SAMPLE_RATE):
 
 
 def encoder_macs(name, num_samples):
-    """Multiply-adds of CMVN->subsampling->Conformer->CTC for one utterance, by op class."""
+    """Multiply-adds of CMVN->subsampling->encoder layers->CTC for one utterance, by op class."""
     cfg = MODELS[name]
     ec = cfg["encoder_conf"]
-    D, Fe, N, K, I, V = (ec["output_size"], ec["linear_units"], ec["num_blocks"],
-                         ec["cnn_module_kernel"], cfg["input_dim"], cfg["output_dim"])
+    D, Fe, N, I, V = (ec["output_size"], ec["linear_units"], ec["num_blocks"], cfg["input_dim"],
+                      cfg["output_dim"])
     T, Tp = encoder_frames(num_samples)
     T1, F1 = (T - 1) // 2, (I - 1) // 2
     F2 = (F1 - 1) // 2
@@ -168,12 +231,20 @@ def encoder_macs(name, num_samples):
     # conv2d subsampling: Conv2d(1->D, 3x3, s2) -> Conv2d(D->D, 3x3, s2) -> Linear(D*F2 -> D)
     m["subsampling_conv"] = D * 9 * T1 * F1 + D * D * 9 * Tp * F2
     m["subsampling_linear"] = D * F2 * D * Tp
-    # per layer, per frame: two FFNs (macaron + final) 2 x 2*D*Fe; q,k,v,out,pos projections 5 D^2;
-    # pointwise_conv1 2 D^2, pointwise_conv2 D^2
+    # per layer, per frame: two FFNs (macaron + final) 2 x 2*D*Fe; q,k,v,out,pos projections 5 D^2
     m["ffn"] = N * Tp * 4 * D * Fe
     m["attention_proj"] = N * Tp * 5 * D * D
-    m["conv_pointwise"] = N * Tp * 3 * D * D
-    m["conv_depthwise"] = N * Tp * D * K
+    if cfg["encoder"] == "e_branchformer":
+        # cgMLP: channel_proj1 D*U, channel_proj2 U/2*D, depthwise U/2*K; merge: depthwise fusion
+        # conv 2D*Km, merge_proj 2D*D
+        U, K, Km = ec["cgmlp_linear_units"], ec["cgmlp_conv_kernel"], ec["merge_conv_kernel"]
+        m["cgmlp_proj"] = N * Tp * (D * U + U // 2 * D)
+        m["merge_proj"] = N * Tp * 2 * D * D
+        m["conv_depthwise"] = N * Tp * (U // 2 * K + 2 * D * Km)
+    else:
+        # conv module: pointwise_conv1 2 D^2, pointwise_conv2 D^2, depthwise D*K
+        m["conv_pointwise"] = N * Tp * 3 * D * D
+        m["conv_depthwise"] = N * Tp * D * ec["cnn_module_kernel"]
     # rel-pos attention: q.k^T (matrix_ac), q.p^T (matrix_bd), attn.v: 3 * T'^2 * D per layer
     m["attention_scores"] = N * 3 * Tp * Tp * D
     m["ctc"] = Tp * D * V

@@ -80,6 +80,33 @@ def make_clips():
     return path
 
 
+def make_units(name, V):
+    """The unit list: <blank>, <unk>, then CJK characters with <sos/eos> last (the 2021 recipes'
+    layout), or, for a model with special_tokens, <sos/eos> at 2 (the 2023+ layout); a BPE model
+    gets sentencepiece-style pieces: "▁" + a letter string for word starts, bare strings inside
+    words (deterministic, not a trained model: the benchmark times the network, not the text)."""
+    special = "tokenizer_conf" in bc.MODELS[name]
+    units = ["<blank>", "<unk>"] + (["<sos/eos>"] if special else [])
+    n = V - len(units) - (0 if special else 1)
+    if name in bc.BPE_MODELS:
+        letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
+        pieces, length = [], 1
+        while len(pieces) < n:
+            for i in range(len(letters) ** length):
+                s, k = "", i
+                for _ in range(length):
+                    s, k = letters[k % len(letters)] + s, k // len(letters)
+                pieces += ["\u2581" + s, s]
+            length += 1
+        units += ["\u2581"] + pieces[:n - 1]
+    else:
+        units += [chr(0x4E00 + i) for i in range(2, 2 + n)]
+    if not special:
+        units.append("<sos/eos>")
+    assert len(units) == V and len(set(units)) == V
+    return units
+
+
 def make_model(name, calib_wav, force=False):
     import numpy as np
     import torch
@@ -133,12 +160,9 @@ def make_model(name, calib_wav, force=False):
     with open(os.path.join(wdir, "train.yaml"), "w") as f:
         yaml.safe_dump(yaml_cfg, f, sort_keys=False)
     torch.save(model.state_dict(), os.path.join(wdir, "final.pt"))
-    # Units: <blank>, <unk>, CJK characters, <sos/eos> last (the 2021 recipes' layout).
     with open(os.path.join(wdir, "units.txt"), "w", encoding="utf-8") as f:
-        f.write("<blank> 0\n<unk> 1\n")
-        for i in range(2, V - 1):
-            f.write("%s %d\n" % (chr(0x4E00 + i), i))
-        f.write("<sos/eos> %d\n" % (V - 1))
+        for i, unit in enumerate(make_units(name, V)):
+            f.write("%s %d\n" % (unit, i))
     cmd = [sys.executable, os.path.join(bc.ROOT, "tools", "convert.py"),
            "--config", os.path.join(wdir, "train.yaml"),
            "--checkpoint", os.path.join(wdir, "final.pt"),

@@ -130,8 +130,12 @@ def sgemm_shapes(name, seconds):
     D, Fe, N, V = ec["output_size"], ec["linear_units"], ec["num_blocks"], cfg["output_dim"]
     T, Tp = bc.encoder_frames(seconds * bc.SAMPLE_RATE)
     F2 = (((cfg["input_dim"] - 1) // 2) - 1) // 2
-    return [((Tp, Fe, D), 2 * N), ((Tp, D, Fe), 2 * N), ((Tp, D, D), 5 * N), ((Tp, 2 * D, D), N),
-            ((Tp * F2, D, 9 * D), 1), ((Tp, V, D), 1)]
+    common = [((Tp, Fe, D), 2 * N), ((Tp, D, Fe), 2 * N), ((Tp, D, D), 5 * N),
+              ((Tp * F2, D, 9 * D), 1), ((Tp, V, D), 1)]
+    if cfg["encoder"] == "e_branchformer":  # cgMLP projections and merge_proj
+        U = ec["cgmlp_linear_units"]
+        return common + [((Tp, U, D), N), ((Tp, D, U // 2), N), ((Tp, D, 2 * D), N)]
+    return common + [((Tp, 2 * D, D), N)]  # pointwise_conv1
 
 
 def measure_sgemm(models, seconds, threads):
@@ -533,7 +537,7 @@ def report(results, out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=list(bc.MODELS))
+    ap.add_argument("--models", nargs="+", default=list(bc.DEFAULT_MODELS), choices=list(bc.MODELS))
     ap.add_argument("--seconds", type=int, nargs="+", default=list(bc.CLIP_SECONDS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=2)
