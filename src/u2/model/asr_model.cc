@@ -79,6 +79,12 @@ StatusOr<std::shared_ptr<const AsrModel>> AsrModel::Load(const std::string& mode
                          ": a squeezeformer with do_rel_shift runs on the CPU only (its shifted "
                          "positional scores have no CUDA kernel yet)");
   }
+  if (const int grouped = c.encoder.group_size * c.encoder.head_dim();
+      options.device != DeviceType::kCpu && !c.encoder.group_layer_idx.empty() && grouped > 128) {
+    return Unimplemented(model_dir + ": grouped attention with group_size × head dim " +
+                         std::to_string(grouped) +
+                         " > 128 runs on the CPU only (the CUDA attention kernel takes head dims up to 128)");
+  }
   auto loaded = Encoder::Load(c, loader, model->backend_);
   if (!loaded.ok()) return loaded.status().WithContext(model_dir);
   model->encoder_ = std::move(loaded).value();
