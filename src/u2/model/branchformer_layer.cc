@@ -9,24 +9,6 @@ namespace {
 // encoder's norm_eps (which only the final after_norm uses).
 constexpr float kLayerNormEps = 1e-5f;
 
-// A depthwise Conv1d's weight (C, 1, K) as the (K, C) matrix DepthwiseConvParams wants, and its
-// bias (zeros when the checkpoint has none).
-Status LoadDepthwise(const WeightLoader& loader, const std::string& prefix, int channels, int kernel,
-                     Tensor* weight, Tensor* bias) {
-  U2_ASSIGN_OR_RETURN(std::vector<float> w, loader.Host(prefix + ".weight", {channels, 1, kernel}));
-  std::vector<float> wt(w.size());
-  for (int c = 0; c < channels; ++c)
-    for (int k = 0; k < kernel; ++k)
-      wt[static_cast<size_t>(k) * channels + c] = w[static_cast<size_t>(c) * kernel + k];
-  *weight = loader.Upload(wt, {kernel, channels});
-  std::vector<float> b(channels, 0.0f);
-  if (loader.Has(prefix + ".bias")) {
-    U2_ASSIGN_OR_RETURN(b, loader.Host(prefix + ".bias", {channels}));
-  }
-  *bias = loader.Upload(b, {channels});
-  return Status::Ok();
-}
-
 // (K−1) rows of `row` (or zeros), a causal conv's initial history; appended to `histories`.
 int AddHistory(const WeightLoader& loader, int kernel, int channels, const std::vector<float>* row,
                std::vector<Tensor>* histories) {
@@ -60,7 +42,7 @@ StatusOr<CgmlpWeights> CgmlpWeights::Load(const EncoderConfig& e, const WeightLo
   CgmlpWeights w;
   U2_ASSIGN_OR_RETURN(w.channel_proj1, loader.Linear(prefix + ".channel_proj1.0", D, U));
   U2_ASSIGN_OR_RETURN(w.gate_norm, loader.Norm(prefix + ".csgu.norm", U / 2, kLayerNormEps));
-  U2_RETURN_IF_ERROR(LoadDepthwise(loader, prefix + ".csgu.conv", U / 2, K, &w.conv_weight, &w.conv_bias));
+  U2_RETURN_IF_ERROR(loader.DepthwiseConv(prefix + ".csgu.conv", U / 2, K, &w.conv_weight, &w.conv_bias));
   if (e.use_linear_after_conv) {
     U2_ASSIGN_OR_RETURN(w.linear, loader.Linear(prefix + ".csgu.linear", U / 2, U / 2));
   }
@@ -196,7 +178,7 @@ StatusOr<std::unique_ptr<EBranchformerLayer>> EBranchformerLayer::Load(
   U2_ASSIGN_OR_RETURN(l->norm_final_, loader.Norm(p + "norm_final", D, kLayerNormEps));
   const int K = e.merge_conv_kernel;
   U2_RETURN_IF_ERROR(
-      LoadDepthwise(loader, p + "depthwise_conv_fusion", 2 * D, K, &l->fusion_weight_, &l->fusion_bias_));
+      loader.DepthwiseConv(p + "depthwise_conv_fusion", 2 * D, K, &l->fusion_weight_, &l->fusion_bias_));
   if (e.causal && K > 1) l->fusion_history_ = AddHistory(loader, K, 2 * D, nullptr, &l->conv_histories_);
   U2_ASSIGN_OR_RETURN(l->merge_proj_, loader.Linear(p + "merge_proj", 2 * D, D));
   return l;

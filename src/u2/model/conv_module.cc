@@ -35,7 +35,7 @@ StatusOr<ConvModuleWeights> ConvModuleWeights::Load(const EncoderConfig& e, cons
   U2_RETURN_IF_ERROR(loader.LoadLinearWeight(c + "pointwise_conv2.weight", {D, D, 1}, &w.pointwise_conv2));
   U2_ASSIGN_OR_RETURN(w.pointwise_conv2.bias, loader.OptionalDevice(c + "pointwise_conv2.bias", {D}));
 
-  U2_ASSIGN_OR_RETURN(std::vector<float> dw, loader.Host(c + "depthwise_conv.weight", {D, 1, K}));
+  U2_ASSIGN_OR_RETURN(std::vector<float> wt, loader.HostDepthwiseWeight(c + "depthwise_conv.weight", D, K));
   std::vector<float> db(D, 0.0f);
   if (loader.Has(c + "depthwise_conv.bias")) {
     U2_ASSIGN_OR_RETURN(db, loader.Host(c + "depthwise_conv.bias", {D}));
@@ -57,10 +57,8 @@ StatusOr<ConvModuleWeights> ConvModuleWeights::Load(const EncoderConfig& e, cons
     w.has_layer_norm = true;
     shift = db;
   }
-  std::vector<float> wt(static_cast<size_t>(K) * D);
-  for (int ch = 0; ch < D; ++ch)
-    for (int k = 0; k < K; ++k)
-      wt[static_cast<size_t>(k) * D + ch] = dw[static_cast<size_t>(ch) * K + k] * scale[ch];
+  for (int k = 0; k < K; ++k)
+    for (int ch = 0; ch < D; ++ch) wt[static_cast<size_t>(k) * D + ch] *= scale[ch];
   w.depthwise_weight = loader.Upload(wt, {K, D});
   w.depthwise_bias = loader.Upload(shift, {D});
   std::vector<float> glu(D, 0.0f);

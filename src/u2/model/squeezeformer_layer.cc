@@ -86,13 +86,7 @@ StatusOr<std::unique_ptr<SqueezeformerTimeReduction>> SqueezeformerTimeReduction
   r->kernel_ = e.time_reduction == TimeReductionType::kConv1d ? 5 : 1;
   r->left_pad_ = e.time_reduction == TimeReductionType::kConv1d ? 3 : 0;
   const std::string p = "encoder.time_reduction_layer.";
-  U2_ASSIGN_OR_RETURN(std::vector<float> dw, loader.Host(p + "dw_conv.weight", {E, 1, r->kernel_}));
-  std::vector<float> wt(dw.size());
-  for (int c = 0; c < E; ++c)
-    for (int k = 0; k < r->kernel_; ++k)
-      wt[static_cast<size_t>(k) * E + c] = dw[static_cast<size_t>(c) * r->kernel_ + k];
-  r->dw_weight_ = loader.Upload(wt, {r->kernel_, E});
-  U2_ASSIGN_OR_RETURN(r->dw_bias_, loader.Device(p + "dw_conv.bias", {E}));
+  U2_RETURN_IF_ERROR(loader.DepthwiseConv(p + "dw_conv", E, r->kernel_, &r->dw_weight_, &r->dw_bias_));
   r->pw_conv_.in = E;
   r->pw_conv_.out = E;
   U2_RETURN_IF_ERROR(loader.LoadLinearWeight(p + "pw_conv.weight", {E, E, 1}, &r->pw_conv_));

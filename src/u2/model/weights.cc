@@ -217,4 +217,26 @@ StatusOr<InputAffine> WeightLoader::AdaptiveScale(const std::string& prefix, int
   return a;
 }
 
+StatusOr<std::vector<float>> WeightLoader::HostDepthwiseWeight(const std::string& name, int channels,
+                                                               int kernel) const {
+  U2_ASSIGN_OR_RETURN(std::vector<float> w, Host(name, {channels, 1, kernel}));
+  std::vector<float> kc(w.size());
+  for (int c = 0; c < channels; ++c)
+    for (int k = 0; k < kernel; ++k)
+      kc[static_cast<size_t>(k) * channels + c] = w[static_cast<size_t>(c) * kernel + k];
+  return kc;
+}
+
+Status WeightLoader::DepthwiseConv(const std::string& prefix, int channels, int kernel, Tensor* weight,
+                                   Tensor* bias) const {
+  U2_ASSIGN_OR_RETURN(std::vector<float> kc, HostDepthwiseWeight(prefix + ".weight", channels, kernel));
+  *weight = backend_->Upload(kc, {kernel, channels});
+  std::vector<float> b(channels, 0.0f);
+  if (Has(prefix + ".bias")) {
+    U2_ASSIGN_OR_RETURN(b, Host(prefix + ".bias", {channels}));
+  }
+  *bias = backend_->Upload(b, {channels});
+  return Status::Ok();
+}
+
 }  // namespace u2

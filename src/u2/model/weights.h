@@ -92,6 +92,12 @@ class WeightLoader {
   StatusOr<LinearWeights> FoldedLinear(const std::vector<std::string>& prefixes,
                                        const Tensor::Shape& shape_each, int in, int out_each,
                                        const InputAffine& affine) const;
+  // A depthwise Conv1d weight `name` (channels, 1, kernel) as the (kernel, channels) matrix
+  // DepthwiseConvParams takes, on the host.
+  StatusOr<std::vector<float>> HostDepthwiseWeight(const std::string& name, int channels, int kernel) const;
+  // The same on the device, and the conv's bias (zeros when the checkpoint has none).
+  Status DepthwiseConv(const std::string& prefix, int channels, int kernel, Tensor* weight,
+                       Tensor* bias) const;
   // The affine stored as `prefix`.ada_scale / .ada_bias (shape (1, 1, dim)).
   StatusOr<InputAffine> AdaptiveScale(const std::string& prefix, int dim) const;
 
