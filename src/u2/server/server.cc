@@ -197,7 +197,8 @@ Status Server::Impl::AddModelDir(const std::string& dir_name, const std::string&
   m->defaults = rec->default_options();
   m->streams = scheduler->get();
   m->stream_defaults = (*scheduler)->recognizer().default_options();
-  m->stream_defaults.decoding_chunk_size = config.stream_defaults.chunk_size;
+  if (config.stream_defaults.chunk_size > 0)
+    m->stream_defaults.decoding_chunk_size = config.stream_defaults.chunk_size;
   m->stream_defaults.num_decoding_left_chunks = config.stream_defaults.left_chunks;
   m->stream_defaults.vad_gate = config.stream_defaults.vad_gate;
   m->stream_defaults.vad = config.long_audio.vad;

@@ -37,7 +37,8 @@ void MetricsConfig::Register(OptionRegistry* r) {
 
 void StreamDefaults::Register(OptionRegistry* r) {
   r->Add("stream-chunk-size", &chunk_size,
-         "default decoding chunk size of streams (encoder frames; WeNet's 16)");
+         "default decoding chunk size of streams (encoder frames; 0: the model's own: model.json's "
+         "decoding_chunk_size, else WeNet's 16, rounded up to the model's streaming unit)");
   r->Add("stream-left-chunks", &left_chunks, "default left chunks of attention history of streams (-1: all)");
   r->Add("stream-vad-gate", &vad_gate,
          "streams skip silence and end segments at pauses by default (the VAD of --vad-model-dir, "
@@ -45,7 +46,7 @@ void StreamDefaults::Register(OptionRegistry* r) {
 }
 
 Status StreamDefaults::Validate() const {
-  if (chunk_size < 1) return InvalidArgument("stream_chunk_size must be >= 1");
+  if (chunk_size < 0) return InvalidArgument("stream_chunk_size must be >= 0 (0: the model's own)");
   if (left_chunks < -1) return InvalidArgument("stream_left_chunks must be >= -1 (-1: all)");
   return Status::Ok();
 }

@@ -52,7 +52,7 @@ struct MetricsConfig {
 
 // The decoding defaults of the streaming names (request parameters may override them).
 struct StreamDefaults {
-  int chunk_size = 16;    // encoder frames per chunk (WeNet's 16)
+  int chunk_size = 0;     // encoder frames per chunk; 0: the model's own (model.json, else WeNet's 16)
   int left_chunks = -1;   // chunks of attention history (-1: all)
   bool vad_gate = false;  // streams skip silence and end segments at pauses (needs the VAD)
   void Register(OptionRegistry* r);
