@@ -206,42 +206,11 @@ class StrideConformerEncoderLayer(ConformerEncoderLayer):
                          dropout_rate, normalize_before, 1e-5)
         self.pointwise_conv_layer = pointwise_conv_layer
 
-    def forward(self, x, mask, pos_emb, mask_pad=None, att_cache=None, cnn_cache=None):
-        nb = self.normalize_before
-        if self.feed_forward_macaron is not None:
-            residual = x
-            if nb:
-                x = self.norm_ff_macaron(x)
-            x = residual + self.ff_scale * self.dropout(self.feed_forward_macaron(x))
-            if not nb:
-                x = self.norm_ff_macaron(x)
-        residual = x
-        if nb:
-            x = self.norm_mha(x)
-        x_att, new_att_cache = self.self_attn(x, x, x, mask, pos_emb, att_cache)
-        x = residual + self.dropout(x_att)
-        if not nb:
-            x = self.norm_mha(x)
-        new_cnn_cache = torch.zeros((0, 0, 0), dtype=x.dtype, device=x.device)
-        if self.conv_module is not None:
-            residual = x
-            if nb:
-                x = self.norm_conv(x)
-            x, new_cnn_cache = self.conv_module(x, mask_pad, cnn_cache)
-            if self.pointwise_conv_layer is not None:
-                residual = self.pointwise_conv_layer(residual.transpose(1, 2)).transpose(1, 2)
-            x = residual + self.dropout(x)
-            if not nb:
-                x = self.norm_conv(x)
-        residual = x
-        if nb:
-            x = self.norm_ff(x)
-        x = residual + self.ff_scale * self.dropout(self.feed_forward(x))
-        if not nb:
-            x = self.norm_ff(x)
-        if self.conv_module is not None:
-            x = self.norm_final(x)
-        return x, mask, new_att_cache, new_cnn_cache
+    def conv_residual(self, residual):
+        # The conv module downsamples: its residual is the block input average-pooled the same way.
+        if self.pointwise_conv_layer is None:
+            return residual
+        return self.pointwise_conv_layer(residual.transpose(1, 2)).transpose(1, 2)
 
 
 class EfficientConformerEncoder(BaseEncoder):

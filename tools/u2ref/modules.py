@@ -12,7 +12,7 @@ measured agreement. Notable points kept on purpose:
 """
 
 import math
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -370,6 +370,11 @@ class ConformerEncoderLayer(nn.Module):
         self.size = size
         self.normalize_before = normalize_before
 
+    def conv_residual(self, residual):
+        """What the conv module's output is added to: the block's input to it (a stride block
+        pools it, efficient_conformer.StrideConformerEncoderLayer)."""
+        return residual
+
     def forward(self, x, mask, pos_emb, mask_pad=None, att_cache=None, cnn_cache=None):
         nb = self.normalize_before
         if self.feed_forward_macaron is not None:
@@ -392,7 +397,7 @@ class ConformerEncoderLayer(nn.Module):
             if nb:
                 x = self.norm_conv(x)
             x, new_cnn_cache = self.conv_module(x, mask_pad, cnn_cache)
-            x = residual + self.dropout(x)
+            x = self.conv_residual(residual) + self.dropout(x)
             if not nb:
                 x = self.norm_conv(x)
         residual = x
