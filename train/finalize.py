@@ -74,6 +74,36 @@ def average(paths):
     return {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in avg.items()}
 
 
+def model_weights(path):
+    """The model state_dict in a checkpoint file: a plain state_dict (model_step*.pt, final.pt) or
+    a training checkpoint holding one under "model" (last.pt, models/demo/training/last.pt)."""
+    ck = common.load_checkpoint(path)
+    return ck["model"] if "model" in ck and isinstance(ck["model"], dict) else ck
+
+
+def interpolate(base_sd, tuned_sd, weight):
+    """(1 - weight) * base + weight * tuned, per float tensor (WiSE-FT, Wortsman et al. 2022).
+    A fine-tuned model and the weights it started from lie in one basin, so the straight line
+    between them trades what the fine-tuning gained (here: real speech) against what it lost
+    (here: the original synthetic domain) more gently than stopping the run earlier does.
+    Integer buffers and the CMVN statistics must agree: they are not weights to blend."""
+    if set(base_sd) != set(tuned_sd):
+        raise SystemExit("--interpolate-from: its weights have other names than the run's "
+                         f"({sorted(set(base_sd) ^ set(tuned_sd))[:4]}...)")
+    out = {}
+    for k, v in tuned_sd.items():
+        b = base_sd[k]
+        if b.shape != v.shape:
+            raise SystemExit(f"--interpolate-from: {k} has shape {tuple(b.shape)}, the run's {tuple(v.shape)}")
+        if not v.is_floating_point() or "global_cmvn" in k:
+            if not torch.equal(b.to(v.dtype), v):
+                raise SystemExit(f"--interpolate-from: {k} differs; only weights of one --init chain blend")
+            out[k] = v
+        else:
+            out[k] = ((1.0 - weight) * b.double() + weight * v.double()).float()
+    return out
+
+
 def dev_cer(cfg, sd, data, n):
     model = U2Model.from_checkpoint(cfg, sd)
     dev = common.FeatSet("dev", data, limit=n)
@@ -136,6 +166,11 @@ def main():
                     help="earlier runs of the --init chain (exp folders, oldest first) whose last --avg "
                          "snapshots join the average")
     ap.add_argument("--no-select", action="store_true")
+    ap.add_argument("--interpolate-from", default=None,
+                    help="weights this run's --init chain started from (e.g. models/demo/training/last.pt): "
+                         "export (1 - W) * those + W * the average instead (implies --no-select)")
+    ap.add_argument("--interpolate-weight", type=float, default=1.0,
+                    help="W for --interpolate-from, in (0, 1]; pick it on the dev sets")
     ap.add_argument("--dev-utts", type=int, default=150)
     ap.add_argument("--samples", type=int, default=5, help="0 = keep the samples already there")
     ap.add_argument("--skip-eval", action="store_true")
@@ -161,7 +196,14 @@ def main():
     avg_sd = average(chosen)
     last_sd = common.load_checkpoint(chosen[-1])
     final_sd, final_name = avg_sd, f"average of {len(chosen)} snapshots"
-    if not a.no_select and len(chosen) > 1:
+    if a.interpolate_from:
+        if not 0.0 < a.interpolate_weight <= 1.0:
+            raise SystemExit("--interpolate-weight must be in (0, 1]")
+        final_sd = interpolate(model_weights(a.interpolate_from), avg_sd, a.interpolate_weight)
+        final_name = (f"{1 - a.interpolate_weight:g} x {a.interpolate_from} + "
+                      f"{a.interpolate_weight:g} x the average of {len(chosen)} snapshots")
+        print("exporting " + final_name, flush=True)
+    elif not a.no_select and len(chosen) > 1:
         cer_avg = dev_cer(cfg, avg_sd, a.data, a.dev_utts)
         cer_last = dev_cer(cfg, last_sd, a.data, a.dev_utts)
         print(f"dev greedy CER ({a.dev_utts} utts): average {cer_avg:.2f} %, newest {cer_last:.2f} %", flush=True)

@@ -517,3 +517,77 @@ def test_averaging_across_chained_runs_takes_the_tail_of_each(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no model_step"):
         finalize.pick_snapshots(str(tmp_path / "exp14"), 2, [str(tmp_path / "empty")])
+
+
+def test_interpolation_blends_weights_and_refuses_what_is_not_one_chain(tmp_path):
+    import finalize  # noqa: E402 (imports the PyTorch reference model)
+
+    base = {"w": torch.tensor([0.0, 10.0], dtype=torch.float16), "n": torch.tensor(3),
+            "encoder.global_cmvn.mean": torch.tensor([1.0, 2.0])}
+    tuned = {"w": torch.tensor([4.0, 2.0]), "n": torch.tensor(3), "encoder.global_cmvn.mean": torch.tensor([1.0, 2.0])}
+    mixed = finalize.interpolate(base, tuned, 0.25)
+    # 0.75 * base + 0.25 * tuned, in float32 whatever the base's dtype (the shipped one is fp16).
+    assert mixed["w"].dtype == torch.float32 and torch.equal(mixed["w"], torch.tensor([1.0, 8.0]))
+    assert torch.equal(finalize.interpolate(base, tuned, 1.0)["w"], tuned["w"])
+    assert int(mixed["n"]) == 3 and torch.equal(mixed["encoder.global_cmvn.mean"], tuned["encoder.global_cmvn.mean"])
+    # A training checkpoint holds its weights under "model"; a plain state_dict is the weights.
+    torch.save(dict(model=base, step=7), tmp_path / "last.pt")
+    torch.save(tuned, tmp_path / "final.pt")
+    assert set(finalize.model_weights(str(tmp_path / "last.pt"))) == set(base)
+    assert torch.equal(finalize.model_weights(str(tmp_path / "final.pt"))["w"], tuned["w"])
+    # Other normalisation statistics, other names or shapes: not weights of one --init chain.
+    with pytest.raises(SystemExit, match="global_cmvn.mean differs"):
+        finalize.interpolate(dict(base, **{"encoder.global_cmvn.mean": torch.tensor([0.0, 2.0])}), tuned, 0.5)
+    with pytest.raises(SystemExit, match="other names"):
+        finalize.interpolate({"v": base["w"]}, {"w": tuned["w"]}, 0.5)
+    with pytest.raises(SystemExit, match="shape"):
+        finalize.interpolate({"w": torch.zeros(3)}, {"w": torch.zeros(2)}, 0.5)
+
+
+def write_feat_split(folder, keys, frames, dim=3, offset_value=0.0):
+    """A split as feats.py writes it: feats.npy (float16 rows), feats.jsonl, data.jsonl."""
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    rows, index, off = [], [], 0
+    for i, (key, n) in enumerate(zip(keys, frames)):
+        rows.append(np.full((n, dim), offset_value + i, np.float16) + np.arange(dim, dtype=np.float16))
+        index.append(dict(key=key, offset=off, frames=n, txt=f"text {key}"))
+        off += n
+    np.save(folder / "feats.npy", np.concatenate(rows))
+    (folder / "feats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in index))
+    (folder / "data.jsonl").write_text("".join(json.dumps(dict(key=r["key"], txt=r["txt"], engine="espeak")) + "\n"
+                                                for r in index))
+    return np.concatenate(rows)
+
+
+def test_mixed_split_copies_each_chosen_utterance_and_keeps_keys_apart(tmp_path):
+    import numpy as np
+
+    a = write_feat_split(tmp_path / "dataA" / "train", ["train_000000", "train_000001"], [2, 3])
+    write_feat_split(tmp_path / "dataB" / "train", [f"train_{i:06d}" for i in range(6)], [1, 2, 3, 4, 5, 6],
+                     offset_value=100.0)
+    (tmp_path / "dev").mkdir()
+    out = tmp_path / "mix"
+    subprocess.run([sys.executable, str(ROOT / "train" / "mix_data.py"), "--out", str(out),
+                    "--part", str(tmp_path / "dataA" / "train"), "--part", str(tmp_path / "dataB" / "train") + ":3",
+                    "--link", f"dev={tmp_path / 'dev'}"], check=True, capture_output=True)
+    mix = common.FeatSet("train", str(out))
+    keys = [r["key"] for r in mix.index]
+    # Both parts number from train_000000: the data folder's name keeps the keys unique.
+    assert keys[:2] == ["dataA-train_000000", "dataA-train_000001"] and len(keys) == 5 == len(set(keys))
+    assert all(k.startswith("dataB-") for k in keys[2:])
+    assert np.array_equal(mix.feat(1), a[2:5])
+    for i in range(2, 5):  # each row of part B holds 100 + its index there, plus the bin number
+        n = int(keys[i].rsplit("_", 1)[1])
+        assert mix.index[i]["frames"] == n + 1 and float(mix.feat(i)[0, 0]) == 100.0 + n
+    assert [json.loads(line)["source"] for line in (out / "train" / "data.jsonl").read_text().splitlines()][0] \
+        == str(tmp_path / "dataA" / "train")
+    # global_cmvn holds feats.py's sums over every frame of the mix.
+    cmvn = json.loads((out / "train" / "global_cmvn").read_text())
+    frames = np.concatenate([mix.feat(i) for i in range(len(mix))]).astype(np.float64)
+    assert cmvn["frame_num"] == len(frames) and np.allclose(cmvn["mean_stat"], frames.sum(0))
+    assert os.path.realpath(out / "dev") == str(tmp_path / "dev")
+    bad = subprocess.run([sys.executable, str(ROOT / "train" / "mix_data.py"), "--out", str(tmp_path / "m2"),
+                          "--part", str(tmp_path / "dataA" / "train") + ":9"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "has only 2 utterances" in bad.stderr
