@@ -98,7 +98,7 @@ RUN for p in $(cat /opt/u2serve/runtime-packages.txt); do \
 COPY --from=build /opt/u2serve/bin/ /opt/u2serve/bin/
 COPY --from=build /opt/u2serve/lib/ /opt/u2serve/lib/
 # The demo model: what the engine reads (model.json, the weights with CMVN inside, units.txt and
-# the n-gram LM that is fused by default); not its training checkpoint or training config.
+# the n-gram LM that is fused by default); not its training history or training config.
 COPY models/demo/model.json models/demo/model.safetensors models/demo/units.txt models/demo/lm.arpa \
      /opt/u2serve/models/demo/
 COPY models/silero_vad/vad.json models/silero_vad/vad.safetensors models/silero_vad/README.md \

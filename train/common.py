@@ -72,11 +72,12 @@ def make_train_config(input_layer="conv2d"):
 def load_weights_except_front(model, state):
     """Load a state_dict into `model`. Only the subsampling front (encoder.embed.*, which changes
     with input_layer) may differ: its tensors that are missing from `state` or shaped differently
-    keep their fresh initialisation, and their names are returned. Any other difference raises, so a
-    wrong checkpoint still fails loudly."""
+    keep their fresh initialisation, and their names are returned. Positional tables (*.pe) the
+    model computes itself may be missing too (a converted model leaves the decoders' out). Any other
+    difference raises, so a wrong checkpoint still fails loudly."""
     own = model.state_dict()
     keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    fresh = sorted(k for k in own if k not in keep)
+    fresh = sorted(k for k in own if k not in keep and not (k.endswith(".pe") and k not in state))
     unused = sorted(k for k in state if k not in keep)
     bad = [k for k in fresh + unused if not k.startswith("encoder.embed.")]
     if bad:
@@ -101,10 +102,47 @@ def run_summary(ck, path):
                 audio_h=ck["audio_s"] / 3600, train_min=ck["train_s"] / 60, device=ck.get("device", "cpu"))
 
 
+# The demo model ships no training checkpoint: its converted weights are the weights to continue
+# from (`train.py --init models/demo`), and the runs that made them are listed in this file.
+RUNS_FILE = os.path.join("training", "runs.json")
+
+
+def load_model_dir_weights(model_dir):
+    """A converted model's weights (model.safetensors, tools/convert.py) as the reference model's
+    state_dict. For the models train.py makes, convert.py keeps every tensor under the reference's
+    name and unchanged but for the dtype (float16 here, CMVN statistics float32); it adds the
+    frontend's window (the engine's, not a weight) and leaves out the decoders' positional tables,
+    which the model computes. Weights come back as float32."""
+    from safetensors.torch import load_file
+    path = os.path.join(model_dir, "model.safetensors")
+    if not os.path.isfile(path):
+        raise SystemExit(f"{model_dir}: no model.safetensors (a converted model folder, e.g. models/demo)")
+    return {k: v.float() if v.is_floating_point() else v for k, v in load_file(path).items()
+            if not k.startswith("frontend.")}
+
+
+def load_weights(path):
+    """-> (model state_dict, run history) of what --init / --interpolate-from name: a converted
+    model folder (models/demo: its weights and training/runs.json), a train.py checkpoint (its
+    "model" and its --init chain) or a plain state_dict (final.pt, model_step*.pt: no history)."""
+    if os.path.isdir(path):
+        runs_path = os.path.join(path, RUNS_FILE)
+        runs = []
+        if os.path.exists(runs_path):
+            with open(runs_path) as f:
+                runs = json.load(f)["runs"]
+        return load_model_dir_weights(path), runs
+    ck = load_checkpoint(path)
+    if isinstance(ck.get("model"), dict):
+        return ck["model"], run_history(ck, path)
+    return ck, []
+
+
 def run_history(ck, path):
-    """The runs that produced checkpoint `ck` (loaded from `path`), oldest first: a shipped
-    models/demo/training/last.pt lists them all ("runs"); a train.py checkpoint lists the runs it
-    continued ("prior_runs") and is itself the last; a bare state_dict has no history."""
+    """The runs that produced checkpoint `ck` (loaded from `path`), oldest first: a weights file
+    with "runs" (models/demo/training/last.pt until the demo model stopped shipping one) lists them
+    all; a train.py checkpoint lists the runs it continued ("prior_runs") and is itself the last; a
+    bare state_dict has no history."""
     if "runs" in ck:
         return list(ck["runs"])
     if "step" in ck:

@@ -8,11 +8,10 @@ Steps (each can be skipped, see flags):
     one becomes final.pt (--no-select keeps the average).
  2. export: train/work/export/{final.pt, train.yaml, global_cmvn, units.txt} in WeNet's layout.
  3. convert: tools/convert.py -> models/demo (float16 weights, --dtype float16).
- 4. training checkpoint: models/demo/training/last.pt = the newest resumable weights
-    (fp16 model state_dict + step/epoch/audio counters + the train.py args and config + "runs",
-    every run of the --init chain that produced it; no optimizer state, which would make it
-    ~55 MB). `train.py --init models/demo/training/last.pt`
-    continues from it with a fresh optimizer.
+ 4. run history: models/demo/training/runs.json lists every run of the --init chain that made
+    the weights. No training checkpoint ships (it would double the model in git with each new
+    version): `train.py --init models/demo` continues from the converted weights themselves, with
+    a fresh optimizer, which is also exactly what ships (an average or blend, not the last step).
  5. samples: --samples (0 = keep the current ones) test utterances copied to tests/data/samples/ with `text` and `wav.scp`
     (wav.scp paths are relative to that directory).
  6. accuracy: eval_ref.py on test and test_heldout_voice -> train/work/export/eval*.json;
@@ -74,19 +73,14 @@ def average(paths):
     return {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in avg.items()}
 
 
-def model_weights(path):
-    """The model state_dict in a checkpoint file: a plain state_dict (model_step*.pt, final.pt) or
-    a training checkpoint holding one under "model" (last.pt, models/demo/training/last.pt)."""
-    ck = common.load_checkpoint(path)
-    return ck["model"] if "model" in ck and isinstance(ck["model"], dict) else ck
-
-
 def interpolate(base_sd, tuned_sd, weight):
     """(1 - weight) * base + weight * tuned, per float tensor (WiSE-FT, Wortsman et al. 2022).
     A fine-tuned model and the weights it started from lie in one basin, so the straight line
     between them trades what the fine-tuning gained (here: real speech) against what it lost
     (here: the original synthetic domain) more gently than stopping the run earlier does.
     Integer buffers and the CMVN statistics must agree: they are not weights to blend."""
+    # A converted model leaves out the decoders' positional tables (computed, not learnt).
+    base_sd = dict(base_sd, **{k: v for k, v in tuned_sd.items() if k.endswith(".pe") and k not in base_sd})
     if set(base_sd) != set(tuned_sd):
         raise SystemExit("--interpolate-from: its weights have other names than the run's "
                          f"({sorted(set(base_sd) ^ set(tuned_sd))[:4]}...)")
@@ -167,7 +161,7 @@ def main():
                          "snapshots join the average")
     ap.add_argument("--no-select", action="store_true")
     ap.add_argument("--interpolate-from", default=None,
-                    help="weights this run's --init chain started from (e.g. models/demo/training/last.pt): "
+                    help="weights this run's --init chain started from (e.g. models/demo): "
                          "export (1 - W) * those + W * the average instead (implies --no-select)")
     ap.add_argument("--interpolate-weight", type=float, default=1.0,
                     help="W for --interpolate-from, in (0, 1]; pick it on the dev sets")
@@ -199,7 +193,7 @@ def main():
     if a.interpolate_from:
         if not 0.0 < a.interpolate_weight <= 1.0:
             raise SystemExit("--interpolate-weight must be in (0, 1]")
-        final_sd = interpolate(model_weights(a.interpolate_from), avg_sd, a.interpolate_weight)
+        final_sd = interpolate(common.load_weights(a.interpolate_from)[0], avg_sd, a.interpolate_weight)
         final_name = (f"{1 - a.interpolate_weight:g} x {a.interpolate_from} + "
                       f"{a.interpolate_weight:g} x the average of {len(chosen)} snapshots")
         print("exporting " + final_name, flush=True)
@@ -230,7 +224,8 @@ def main():
                                 ("--beam-size", a.beam_size))
            if v is not None for arg in (flag, str(v))])
 
-    # Resumable training state (see the module docstring for why no optimizer state).
+    # No training checkpoint ships: the converted weights are what the next run continues from
+    # (`train.py --init models/demo`); the run history goes beside them (see the module docstring).
     last_path = os.path.join(a.exp, "last.pt")
     ck = common.load_checkpoint(last_path)
     # The whole --init chain: named with --prior, else as train.py recorded it in the checkpoint.
@@ -238,17 +233,15 @@ def main():
         runs = [common.run_summary(common.load_checkpoint(p), p) for p in a.prior] + [common.run_summary(ck, last_path)]
     else:
         runs = common.run_history(ck, last_path)
-    os.makedirs(os.path.join(a.out, "training"), exist_ok=True)
-    # fp16 halves the size; the CMVN statistics stay fp32 (they are tiny, and training
-    # continues with exactly the normalisation the model learnt with).
-    light = dict(model={k: v.half() if v.is_floating_point() and "global_cmvn" not in k else v
-                        for k, v in ck["model"].items()},
-                 step=ck["step"], epoch=ck["epoch"], batch_pos=ck["batch_pos"], audio_s=ck["audio_s"],
-                 train_s=ck["train_s"], args=ck["args"], config=ck["config"], device=ck.get("device", "cpu"),
-                 runs=runs)
-    train_ckpt = os.path.join(a.out, "training", "last.pt")
-    torch.save(light, train_ckpt)
-    print(f"{train_ckpt}: {os.path.getsize(train_ckpt) / 1e6:.1f} MB (step {ck['step']})", flush=True)
+    runs_path = os.path.join(a.out, common.RUNS_FILE)
+    os.makedirs(os.path.dirname(runs_path), exist_ok=True)
+    stale = os.path.join(a.out, "training", "last.pt")
+    if os.path.exists(stale):  # the checkpoint the demo model shipped before runs.json
+        os.remove(stale)
+    with open(runs_path, "w") as f:
+        json.dump(dict(weights=final_name, runs=runs), f, indent=1)
+        f.write("\n")
+    print(f"{runs_path}: {len(runs)} runs; continue with train.py --init {a.out}", flush=True)
 
     if a.samples > 0:
         pick_samples(a)
@@ -258,8 +251,7 @@ def main():
                 args=ck["args"], train_hours=common.FeatSet("train", a.data).hours(),
                 train_vowel_shifted=common.vowel_shifted_share("train", a.data),
                 params=sum(v.numel() for k, v in final_sd.items() if not k.endswith((".pe", "global_cmvn.mean",
-                                                                                       "global_cmvn.istd"))),
-                train_ckpt_mb=os.path.getsize(train_ckpt) / 1e6)
+                                                                                       "global_cmvn.istd"))))
     info.update(runs=runs, total_steps=sum(r["steps"] for r in runs),
                 total_audio_h=sum(r["audio_h"] for r in runs), total_train_min=sum(r["train_min"] for r in runs))
     with open(os.path.join(a.export, "finalize.json"), "w") as f:
@@ -327,8 +319,8 @@ def write_accuracy_md(info, results, a):
              f"({info['audio_h'] / info['train_hours']:.2f} epochs), {info['train_min']:.0f} min of training "
              "time on 2 CPU cores shared with the team's builds.")
     L.append(f"* final.pt = {info['final']} ({', '.join(info['snapshots'])}).")
-    L.append(f"* Resumable weights: `models/demo/training/last.pt` ({info['train_ckpt_mb']:.1f} MB, fp16 model, "
-             "no optimizer state).\n")
+    L.append("* To continue training: `train.py --init models/demo` (the shipped float16 weights; the run "
+             "history is in `models/demo/training/runs.json`).\n")
     L.append("## C++ engine\n")
     L.append("The same tables for the C++ engine come later, from `u2recognize` on the same test sets; they "
              "must match these PyTorch numbers.\n")

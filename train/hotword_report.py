@@ -118,7 +118,7 @@ def main():
             cerd1, _ = error_rates([ref[k] for k in keys], distracted)
             rows.append((boost, hit, total, false, false_total, cer0, cer1, wer0, wer1, cerd0, cerd1))
 
-    print(f"| boost | recall | false | CER plain -> biased | WER plain -> biased | CER distractors only |")
+    print("| boost | recall | false | CER plain -> biased | WER plain -> biased | CER distractors only |")
     print("|---|---|---|---|---|---|")
     for b, hit, total, false, ft, cer0, cer1, wer0, wer1, cd0, cd1 in rows:
         print(f"| {b:g} | {hit}/{total} = {100.0 * hit / max(1, total):.0f} % | {false}/{ft} | "

@@ -75,7 +75,8 @@ def parse_args():
                          "dev,real_dev:0 (real_dev: feats.py --from-list of the real-speech dev half)")
     ap.add_argument("--log-steps", type=int, default=20)
     ap.add_argument("--resume", action="store_true", help="continue from <exp>/last.pt")
-    ap.add_argument("--init", default="", help="start from these model weights, fresh optimizer")
+    ap.add_argument("--init", default="", help="start from these model weights, fresh optimizer: a converted model folder "
+                         "(models/demo), a train.py checkpoint or a state_dict")
     ap.add_argument("--input-layer", default="conv2d", choices=("conv2d", "conv2d2"),
                     help="subsampling front (x4 or x2); with --init from the other one, every weight "
                          "but the front's is carried over and the front starts fresh")
@@ -262,9 +263,8 @@ def main():
             torch.cuda.set_rng_state(ck["cuda_rng"])
         print(f"resumed from step {step} (epoch {epoch}, batch {batch_pos})", flush=True)
     elif a.init:
-        sd = common.load_checkpoint(a.init)
-        fresh = common.load_weights_except_front(model, sd.get("model", sd))
-        prior_runs = common.run_history(sd, a.init)
+        sd, prior_runs = common.load_weights(a.init)
+        fresh = common.load_weights_except_front(model, sd)
         print(f"initialised weights from {a.init}" +
               (f" except the subsampling front ({', '.join(fresh)}: fresh)" if fresh else ""), flush=True)
 

@@ -57,19 +57,53 @@ def test_run_history_of_each_checkpoint_kind(tmp_path):
     assert [r["steps"] for r in h2] == [100, 50]
     assert h2[1]["device"] == "cuda" and h2[1]["checkpoint"] == "train/work/exp_gpu/last.pt"
 
-    # A shipped training/last.pt lists the whole chain ("runs") and is taken as it is.
+    # A weights file with "runs" (the demo model's old training/last.pt) is taken as it is.
     shipped = dict(model={}, step=50, audio_s=7200.0, train_s=120.0, runs=h2)
     assert common.run_history(shipped, "models/demo/training/last.pt") == h2
 
 
-def test_shipped_training_checkpoint_records_its_history():
-    ck = common.load_checkpoint(str(ROOT / "models" / "demo" / "training" / "last.pt"))
-    runs = ck["runs"]
-    assert len(runs) >= 1
-    # The newest run of the chain is this checkpoint's own.
-    assert runs[-1]["steps"] == ck["step"]
-    assert runs[-1]["audio_h"] == pytest.approx(ck["audio_s"] / 3600)
-    assert all(r["steps"] > 0 and r["audio_h"] > 0 for r in runs)
+def test_shipped_model_lists_the_runs_that_made_it():
+    weights, runs = common.load_weights(str(ROOT / "models" / "demo"))
+    assert len(runs) >= 1 and all(r["steps"] > 0 and r["audio_h"] > 0 for r in runs)
+    # No training checkpoint ships: the converted weights are what --init continues from.
+    assert not (ROOT / "models" / "demo" / "training" / "last.pt").exists()
+    assert "encoder.global_cmvn.mean" in weights and weights["ctc.ctc_lo.weight"].dtype == torch.float32
+
+
+def test_init_from_a_converted_model_gives_back_its_weights(tmp_path):
+    """train.py --init models/demo: convert.py's float16 tensors under the reference's names load
+    back into the reference model, every learnt tensor equal to the checkpoint's float16 value."""
+    torch.manual_seed(3)
+    model = small_u2("conv2d")
+    model.eval()
+    export = tmp_path / "export"
+    export.mkdir()
+    cfg = common.make_train_config("conv2d")
+    cfg["encoder_conf"].update(output_size=16, linear_units=32, num_blocks=1, attention_heads=2)
+    cfg["decoder_conf"].update(linear_units=32, num_blocks=1, attention_heads=2)
+    import yaml
+    cfg["cmvn"] = "global_cmvn"
+    (export / "train.yaml").write_text(yaml.safe_dump(cfg))
+    torch.save(model.state_dict(), export / "final.pt")
+    common.write_cmvn_stats(str(export / "global_cmvn"), [0.0] * 80, [1.0] * 80)
+    common.write_units(str(export / "units.txt"))
+    out = tmp_path / "model"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "convert.py"), "--config", str(export / "train.yaml"),
+                    "--checkpoint", str(export / "final.pt"), "--cmvn", str(export / "global_cmvn"),
+                    "--units", str(export / "units.txt"), "--out", str(out), "--dtype", "float16"],
+                   check=True, capture_output=True)
+    weights, runs = common.load_weights(str(out))
+    assert runs == []  # no training/runs.json beside it
+    fresh = small_u2("conv2d")
+    assert common.load_weights_except_front(fresh, weights) == []
+    for k, v in model.state_dict().items():
+        want = v if "global_cmvn" in k or k.endswith(".pe") else v.half().float()
+        assert torch.equal(fresh.state_dict()[k], want), k
+    (out / "training").mkdir()
+    (out / "training" / "runs.json").write_text(json.dumps(dict(weights="x", runs=[dict(steps=5)])))
+    assert common.load_weights(str(out))[1] == [dict(steps=5)]
+    with pytest.raises(SystemExit, match="no model.safetensors"):
+        common.load_weights(str(tmp_path))
 
 
 class FakeRate:
@@ -531,10 +565,13 @@ def test_interpolation_blends_weights_and_refuses_what_is_not_one_chain(tmp_path
     assert torch.equal(finalize.interpolate(base, tuned, 1.0)["w"], tuned["w"])
     assert int(mixed["n"]) == 3 and torch.equal(mixed["encoder.global_cmvn.mean"], tuned["encoder.global_cmvn.mean"])
     # A training checkpoint holds its weights under "model"; a plain state_dict is the weights.
-    torch.save(dict(model=base, step=7), tmp_path / "last.pt")
+    torch.save(dict(model=base, step=7, audio_s=0.0, train_s=0.0), tmp_path / "last.pt")
     torch.save(tuned, tmp_path / "final.pt")
-    assert set(finalize.model_weights(str(tmp_path / "last.pt"))) == set(base)
-    assert torch.equal(finalize.model_weights(str(tmp_path / "final.pt"))["w"], tuned["w"])
+    assert set(common.load_weights(str(tmp_path / "last.pt"))[0]) == set(base)
+    assert torch.equal(common.load_weights(str(tmp_path / "final.pt"))[0]["w"], tuned["w"])
+    # A converted model has no decoder positional tables: the run's own are taken.
+    pe = torch.arange(4.0)
+    assert torch.equal(finalize.interpolate(base, dict(tuned, **{"d.pe": pe}), 0.5)["d.pe"], pe)
     # Other normalisation statistics, other names or shapes: not weights of one --init chain.
     with pytest.raises(SystemExit, match="global_cmvn.mean differs"):
         finalize.interpolate(dict(base, **{"encoder.global_cmvn.mean": torch.tensor([0.0, 2.0])}), tuned, 0.5)

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Installs what train/gpu/run_train_gpu.sh brought back from the GPU machine: the converted model
-# into models/demo, its resumable weights into models/demo/training/last.pt, and finalize.json and
+# into models/demo, its run history into models/demo/training/runs.json, and finalize.json and
 # the logs into train/work (train/accuracy_report.py reads train/work/export/finalize.json).
 #
 # Usage: train/gpu/install_result.sh DIR      (DIR = the device call's files_at)
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DIR=${1:?usage: $0 DIR (the files_at of the run_train_gpu.sh wait call)}
-for f in demo.tar last.pt finalize.json train.log pipeline.log; do
+for f in demo.tar runs.json finalize.json train.log pipeline.log; do
   [[ -s $DIR/$f ]] || { echo "$DIR/$f is missing: did the pipeline finish?" >&2; exit 1; }
 done
 tar -tf "$DIR/demo.tar" | grep -qx model.safetensors || { echo "$DIR/demo.tar holds no model" >&2; exit 1; }
 tar -C "$REPO/models/demo" -xf "$DIR/demo.tar"
-install -m 644 "$DIR/last.pt" "$REPO/models/demo/training/last.pt"
+install -m 644 "$DIR/runs.json" "$REPO/models/demo/training/runs.json"
 mkdir -p "$REPO/train/work/export" "$REPO/train/work/exp_gpu"
 install -m 644 "$DIR/finalize.json" "$REPO/train/work/export/finalize.json"
 install -m 644 "$DIR/train.log" "$DIR/pipeline.log" "$REPO/train/work/exp_gpu/"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trains the demo model further on the GPU machine, continuing from models/demo/training/last.pt:
+# Trains the demo model further on the GPU machine, continuing from the shipped weights (models/demo):
 # synthesizes the speech there (espeak-ng and sox carried from here, train/gpu/make_carry.sh),
 # computes the features, trains (bf16 autocast, large batches), averages the last snapshots and
 # converts the result (train/finalize.py). Everything runs in the background (setsid), so it
@@ -15,7 +15,7 @@
 #   .venv/bin/python train/accuracy_report.py --build build      # the C++ engine on the test sets, here
 #
 # Results under $OUT: demo.tar (models/demo: model.json, model.safetensors, train.yaml, units.txt,
-# global_cmvn), last.pt (models/demo/training/last.pt: fp16 weights + the run history),
+# global_cmvn), runs.json (models/demo/training/runs.json: the run history),
 # finalize.json, train.log, pipeline.log.
 #
 # Settings (environment): U2_TRAIN_UTTS training utterances to synthesize (30000, about 33 h),
@@ -73,7 +73,7 @@ pipeline() {
     touch "$WORK/data/.ready"
   fi
   mkdir -p "$EXP"
-  local from=(--init models/demo/training/last.pt)
+  local from=(--init models/demo)
   [[ -e $EXP/last.pt ]] && from=(--resume)
   stage "train ${from[*]} for $TRAIN_MIN min"
   "$PY" train/train.py --data "$WORK/data" --exp "$EXP" "${from[@]}" --device "$DEVICE" \
@@ -105,7 +105,7 @@ follow() {  # print the log as it grows until the pipeline ends or WAIT_S passes
   echo "== pipeline exit status $(cat "$DONE")"
   if [[ -n ${OUT:-} && $(cat "$DONE") == 0 ]]; then
     tar -C "$MODEL_OUT" -cf "$OUT/demo.tar" model.json model.safetensors train.yaml units.txt global_cmvn
-    cp "$MODEL_OUT/training/last.pt" "$OUT/last.pt"
+    cp "$MODEL_OUT/training/runs.json" "$OUT/runs.json"
     cp "$WORK/export/finalize.json" "$EXP/train.log" "$LOG" "$OUT/"
     ls -la "$OUT"
   elif [[ -n ${OUT:-} ]]; then
