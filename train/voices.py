@@ -136,5 +136,7 @@ def available():
     """Engines whose programs are installed."""
     from shutil import which
     out = {"espeak": which("espeak-ng") is not None, "flite": which("flite") is not None}
-    out["festival"] = which("festival") is not None and os.path.isdir("/usr/share/festival/voices")
+    # train/gpu/run_train_gpu.sh points this at the carried festival's library folder.
+    libdir = os.environ.get("U2_FESTIVAL_LIBDIR", "/usr/share/festival")
+    out["festival"] = which("festival") is not None and os.path.isdir(os.path.join(libdir, "voices"))
     return out

@@ -8,8 +8,10 @@
 #
 # From the development machine (device tool; one call may run 10 minutes, the machine stays warm
 # for 30 s after a call, so make the `wait` call right after `start` returns):
-#   train/gpu/make_carry.sh
-#   run(command="bash train/gpu/run_train_gpu.sh start", carry=[".train-carry"], timeout_s=600)
+#   train/gpu/make_carry.sh                       # .train-carry/1, .train-carry/2, ... (pieces)
+#   run(command="bash train/gpu/run_train_gpu.sh receive", carry=[".train-carry/1"], timeout_s=60)
+#   ... one receive call per piece but the last, each right after the one before (warm 30 s) ...
+#   run(command="bash train/gpu/run_train_gpu.sh start", carry=[".train-carry/N"], timeout_s=600)
 #   run(command="bash train/gpu/run_train_gpu.sh wait", timeout_s=600)
 #   train/gpu/install_result.sh <files_at of the wait call>
 #   .venv/bin/python train/accuracy_report.py --build build      # the C++ engine on the test sets, here
@@ -27,7 +29,10 @@
 # U2_VOWEL_SHIFT share of training utterances synthesized with accent-like vowel shifts (0.3),
 # U2_FREQ_WARP share of utterances trained with a vocal-tract-length warp of the spectrum (0.3),
 # U2_INPUT_LAYER subsampling front (conv2d, 40 ms frames; conv2d2 gives 20 ms frames, and from the
-# shipped conv2d checkpoint everything but the front carries over: give it more U2_TRAIN_MINUTES).
+# shipped conv2d checkpoint everything but the front carries over: give it more U2_TRAIN_MINUTES),
+# U2_RECIPE training speech (mixed: several synthesizers, everyday and technical text, the
+# augmentations of train/augment.py, as the real-speech runs train; espeak: the original recipe),
+# U2_ENGINES the mixed recipe's synthesizer shares (espeak:0.3,flite:0.45,festival:0.25).
 set -uo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO"
@@ -46,6 +51,9 @@ VOWEL_SHIFT=${U2_VOWEL_SHIFT:-0.3}
 FREQ_WARP=${U2_FREQ_WARP:-0.3}
 INPUT_LAYER=${U2_INPUT_LAYER:-conv2d}
 TOOLS=$WORK/u2train
+PIECES=$WORK/carry-pieces
+RECIPE=${U2_RECIPE:-mixed}
+ENGINES=${U2_ENGINES:-espeak:0.3,flite:0.45,festival:0.25}
 LOG=$WORK/pipeline.log
 DONE=$WORK/pipeline.status   # written at the end: the pipeline's exit status
 EXP=$WORK/exp_gpu
@@ -54,10 +62,15 @@ stage() { echo "== $(date -u +%T) $*"; }
 
 pipeline() {
   set -e
-  export PATH=$TOOLS/bin:$PATH PYTHONUNBUFFERED=1
+  export PATH=$TOOLS/bin:$PATH PYTHONUNBUFFERED=1 U2_FESTIVAL_LIBDIR=$TOOLS/festival
   stage "tools"
   espeak-ng --version
   sox --version
+  flite --version || true  # flite exits 1 after printing it
+  if ! "$PY" -c "import G722" 2>/dev/null; then  # the mixed recipe's G.722 codec (PyPI g722)
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$TOOLS/site" "$TOOLS"/wheels/*.whl
+    export PYTHONPATH=$TOOLS/site${PYTHONPATH:+:$PYTHONPATH}
+  fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   "$PY" -c "import torch, torchaudio, numpy, yaml; print('torch', torch.__version__, 'torchaudio', torchaudio.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())"
   mkdir -p "$WORK/corpus"
@@ -66,6 +79,7 @@ pipeline() {
     stage "synthesize dev + $NUM training utterances ($JOBS processes)"
     "$PY" train/synth.py --split dev --corpus "$WORK/corpus" --out "$WORK/data" --jobs "$JOBS"
     "$PY" train/synth.py --split train --num "$NUM" --corpus "$WORK/corpus" --out "$WORK/data" --jobs "$JOBS" \
+      --recipe "$RECIPE" --engines "$ENGINES" \
       --vowel-shift-prob "$VOWEL_SHIFT"
     stage "features"
     "$PY" train/feats.py --split dev --data "$WORK/data" --jobs "$JOBS"
@@ -114,16 +128,35 @@ follow() {  # print the log as it grows until the pipeline ends or WAIT_S passes
 }
 
 case ${1:-} in
+  receive)  # keep the carried pieces of the tool package under $WORK, where later calls find them
+    mkdir -p "$PIECES"
+    found=0
+    for piece in .train-carry/*/u2train.tar.xz.[0-9][0-9]; do
+      [[ -e $piece ]] || continue
+      cp "$piece" "$(dirname "$piece")/manifest" "$PIECES/"
+      found=$((found + 1))
+    done
+    ((found > 0)) || { echo "no .train-carry/N/u2train.tar.xz.NN carried"; exit 1; }
+    echo "received $(ls "$PIECES"/u2train.tar.xz.* | wc -l) of $(cut -d' ' -f1 "$PIECES/manifest") pieces"
+    ;;
   start)
     mkdir -p "$WORK"
     rm -f "$DONE"
     if [[ ! -x $TOOLS/bin/espeak-ng ]]; then
-      tar -C "$WORK" -xJf .train-carry/u2train.tar.xz || { echo "no .train-carry/u2train.tar.xz (carry it)"; exit 1; }
+      bash "$0" receive 2>/dev/null || true  # the last piece may come with this call
+      [[ -s $PIECES/manifest ]] || { echo "no pieces received: carry .train-carry/N with 'receive'"; exit 1; }
+      read -r count sum <"$PIECES/manifest"
+      have=$(ls "$PIECES"/u2train.tar.xz.[0-9][0-9] 2>/dev/null | wc -l)
+      ((have == count)) || { echo "$have of $count pieces received: carry the others with 'receive'"; exit 1; }
+      cat "$PIECES"/u2train.tar.xz.[0-9][0-9] >"$WORK/u2train.tar.xz"
+      [[ $(sha256sum <"$WORK/u2train.tar.xz" | cut -d' ' -f1) == "$sum" ]] ||
+        { echo "the joined package fails its checksum: carry the pieces again"; exit 1; }
+      tar -C "$WORK" -xJf "$WORK/u2train.tar.xz" && rm -f "$WORK/u2train.tar.xz"
     fi
     setsid nohup bash -c "bash '$0' pipeline; echo \$? > '$DONE'" >"$LOG" 2>&1 </dev/null &
     follow
     ;;
   wait) follow ;;
   pipeline) pipeline ;;
-  *) echo "usage: $0 start|wait" >&2; exit 2 ;;
+  *) echo "usage: $0 receive|start|wait" >&2; exit 2 ;;
 esac
