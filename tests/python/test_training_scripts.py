@@ -628,3 +628,52 @@ def test_mixed_split_copies_each_chosen_utterance_and_keeps_keys_apart(tmp_path)
     bad = subprocess.run([sys.executable, str(ROOT / "train" / "mix_data.py"), "--out", str(tmp_path / "m2"),
                           "--part", str(tmp_path / "dataA" / "train") + ":9"], capture_output=True, text=True)
     assert bad.returncode != 0 and "has only 2 utterances" in bad.stderr
+
+
+def test_gpu_tool_package_is_joined_only_from_every_piece_with_its_checksum(tmp_path):
+    """run_train_gpu.sh receive/start: the carried package travels in pieces, one per device call;
+    start unpacks only when every piece is there and the join has the recorded SHA-256."""
+    import hashlib
+    import tarfile
+
+    pkg = tmp_path / "pkg"
+    (pkg / "u2train" / "bin").mkdir(parents=True)
+    stub = pkg / "u2train" / "bin" / "espeak-ng"
+    stub.write_text("#!/bin/sh\necho stub espeak-ng\n")
+    stub.chmod(0o755)
+    (pkg / "u2train" / "filler").write_bytes(os.urandom(3000))  # incompressible: two pieces
+    blob = tmp_path / "u2train.tar.xz"
+    with tarfile.open(blob, "w:xz") as t:
+        t.add(pkg / "u2train", arcname="u2train")
+    data = blob.read_bytes()
+    manifest = f"2 {hashlib.sha256(data).hexdigest()}\n"
+    carry = tmp_path / "carry"
+    for i, part in enumerate((data[:2000], data[2000:])):
+        (carry / str(i + 1)).mkdir(parents=True)
+        (carry / str(i + 1) / f"u2train.tar.xz.{i:02d}").write_bytes(part)
+        (carry / str(i + 1) / "manifest").write_text(manifest)
+    work = tmp_path / "work"
+    # PYTHON=false: the background pipeline stops at its first Python step, after the unpacking.
+    env = dict(os.environ, U2_CARRY_DIR=str(carry), U2_TRAIN_WORK=str(work), U2_WAIT_S="20", PYTHON="false",
+               U2_MODEL_OUT=str(tmp_path / "model"))
+    script = str(ROOT / "train" / "gpu" / "run_train_gpu.sh")
+
+    def run(cmd):
+        return subprocess.run(["bash", script, cmd], env=env, capture_output=True, text=True)
+
+    second = carry / "2"
+    shutil.move(second, tmp_path / "held")  # the first call carries piece 1 only
+    r = run("receive")
+    assert r.returncode == 0 and "received 1 of 2 pieces" in r.stdout
+    r = run("start")
+    assert r.returncode == 1 and "1 of 2 pieces received" in r.stdout and not (work / "u2train").exists()
+    shutil.move(tmp_path / "held", second)
+    good = (second / "u2train.tar.xz.01").read_bytes()
+    (second / "u2train.tar.xz.01").write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    r = run("start")
+    assert r.returncode == 1 and "fails its checksum" in r.stdout and not (work / "u2train").exists()
+    (second / "u2train.tar.xz.01").write_bytes(good)
+    r = run("start")
+    assert (work / "u2train" / "bin" / "espeak-ng").exists(), r.stdout + r.stderr
+    assert "stub espeak-ng" in (work / "pipeline.log").read_text()
+    assert (work / "pipeline.status").read_text().strip() != "0"  # PYTHON=false stopped it

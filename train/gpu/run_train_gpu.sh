@@ -52,6 +52,7 @@ FREQ_WARP=${U2_FREQ_WARP:-0.3}
 INPUT_LAYER=${U2_INPUT_LAYER:-conv2d}
 TOOLS=$WORK/u2train
 PIECES=$WORK/carry-pieces
+CARRY=${U2_CARRY_DIR:-.train-carry}  # where the device tool put the carried pieces
 RECIPE=${U2_RECIPE:-mixed}
 ENGINES=${U2_ENGINES:-espeak:0.3,flite:0.45,festival:0.25}
 LOG=$WORK/pipeline.log
@@ -131,12 +132,12 @@ case ${1:-} in
   receive)  # keep the carried pieces of the tool package under $WORK, where later calls find them
     mkdir -p "$PIECES"
     found=0
-    for piece in .train-carry/*/u2train.tar.xz.[0-9][0-9]; do
+    for piece in "$CARRY"/*/u2train.tar.xz.[0-9][0-9]; do
       [[ -e $piece ]] || continue
       cp "$piece" "$(dirname "$piece")/manifest" "$PIECES/"
       found=$((found + 1))
     done
-    ((found > 0)) || { echo "no .train-carry/N/u2train.tar.xz.NN carried"; exit 1; }
+    ((found > 0)) || { echo "no $CARRY/N/u2train.tar.xz.NN carried"; exit 1; }
     echo "received $(ls "$PIECES"/u2train.tar.xz.* | wc -l) of $(cut -d' ' -f1 "$PIECES/manifest") pieces"
     ;;
   start)
