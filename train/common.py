@@ -275,6 +275,15 @@ def vowel_shifted_share(split="train", data_dir=None):
     return sum(1 for s in shifts if s > 0) / max(1, len(shifts))
 
 
+def engine_shares(split="train", data_dir=None):
+    """{synthesizer: share of the split's utterances} from synth.py's data.jsonl ("engine"; the
+    espeak-only recipe, which wrote none, counts as espeak)."""
+    path = os.path.join(data_dir or os.path.join(WORK, "data"), split, "data.jsonl")
+    with open(path) as f:
+        engines = [json.loads(line).get("engine", "espeak") for line in f]
+    return {e: engines.count(e) / len(engines) for e in sorted(set(engines))} if engines else {}
+
+
 def subsampling_description(input_layer):
     """e.g. "conv2d subsampling x4 (40 ms frames)", from the reference model's own rate."""
     from u2ref.modules import SUBSAMPLING
@@ -286,8 +295,15 @@ def training_summary(info):
     """The data, model, optimisation and augmentation lines of a report's "Training" section, from
     finalize.py's finalize.json (one wording for docs/accuracy.md and finalize's own report)."""
     tr = info["args"]
-    data = (f"* Data: {info['train_hours']:.2f} h of espeak-ng speech (`train/synth.py`), 7 accents x 46 "
-            "variants, speed 120-200, pitch 20-80, amplitude 50-100, faint noise on half, gain 0.5-1")
+    engines = info.get("train_engines") or {"espeak": 1.0}
+    if set(engines) == {"espeak"}:
+        data = (f"* Data: {info['train_hours']:.2f} h of espeak-ng speech (`train/synth.py`), 7 accents x 46 "
+                "variants, speed 120-200, pitch 20-80, amplitude 50-100, faint noise on half, gain 0.5-1")
+    else:  # the mixed recipe (synth.py --recipe mixed), alone or mixed with the espeak one (mix_data.py)
+        data = (f"* Data: {info['train_hours']:.2f} h of synthetic speech (`train/synth.py`, `train/mix_data.py`): "
+                + ", ".join(f"{name} {100 * share:.0f} %" for name, share in engines.items())
+                + " of the utterances; the mixed recipe's with speed, pitch, reverberation, noise and codec "
+                "augmentation (`train/augment.py`)")
     if info.get("train_vowel_shifted"):
         data += f"; {100 * info['train_vowel_shifted']:.1f} % of the utterances with shifted vowels"
     lines = [data + ".",

@@ -246,10 +246,15 @@ def main():
     if a.samples > 0:
         pick_samples(a)
 
+    # The run's own training data (train.py --data), which may differ from --data (the test sets).
+    train_data = ck["args"].get("data") or a.data
+    if not os.path.isabs(train_data):
+        train_data = os.path.join(common.REPO, train_data)
     info = dict(final=final_name, snapshots=[snapshot_name(p) for p in chosen], snapshot_steps=steps,
                 step=ck["step"], audio_h=ck["audio_s"] / 3600, train_min=ck["train_s"] / 60,
-                args=ck["args"], train_hours=common.FeatSet("train", a.data).hours(),
-                train_vowel_shifted=common.vowel_shifted_share("train", a.data),
+                args=ck["args"], train_hours=common.FeatSet("train", train_data).hours(),
+                train_vowel_shifted=common.vowel_shifted_share("train", train_data),
+                train_engines=common.engine_shares("train", train_data),
                 params=sum(v.numel() for k, v in final_sd.items() if not k.endswith((".pe", "global_cmvn.mean",
                                                                                        "global_cmvn.istd"))))
     info.update(runs=runs, total_steps=sum(r["steps"] for r in runs),

@@ -313,6 +313,17 @@ def test_training_summary_lists_the_data_and_the_augmentations_of_the_last_run()
     assert "shifted" not in lines[0] and len(lines) == 3
     assert "conv2d subsampling x4" in lines[1]
     assert "conv2d2 subsampling x2" in common.training_summary(dict(info, args=dict(args, input_layer="conv2d2")))[1]
+    # A split with several synthesizers names their shares instead of the espeak-only recipe.
+    mixed = common.training_summary(dict(info, train_engines={"espeak": 0.55, "festival": 0.15, "flite": 0.3}))
+    assert "espeak 55 %, festival 15 %, flite 30 %" in mixed[0] and "7 accents" not in mixed[0]
+
+
+def test_engine_shares_count_the_espeak_recipe_as_espeak(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "data.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in [{"key": "a"}, {"key": "b", "engine": "flite"},
+                                               {"key": "c", "engine": "flite"}, {"key": "d", "engine": "espeak"}]))
+    assert common.engine_shares("train", str(tmp_path)) == {"espeak": 0.5, "flite": 0.5}
 
 
 def small_u2(input_layer):
