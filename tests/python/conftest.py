@@ -161,15 +161,21 @@ def audio_set(tmp_path_factory):
     return out
 
 
+def result_lines(text):
+    """u2recognize's `utt text` lines (and Kaldi-style tables) -> {utt: text}."""
+    out = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(" ")
+        if key:
+            out[key] = rest
+    return out
+
+
 def run_u2recognize(paths, mode):
     cmd = [str(APPS / "u2recognize"), "--model-dir", str(SERVER_MODEL), "--mode", mode, "--quiet"] + [str(p) for p in paths]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    result = {}
-    for line in r.stdout.splitlines():
-        key, _, text = line.partition(" ")
-        result[key] = text
-    return result
+    return result_lines(r.stdout)
 
 
 @pytest.fixture(scope="session")

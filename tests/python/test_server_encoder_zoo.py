@@ -11,20 +11,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from conftest import APPS, ROOT, ServerProcess
+from conftest import APPS, ROOT, ServerProcess, result_lines
 
 FIXTURES = ROOT / "tests" / "fixtures"
 VARIANTS = ["branchformer_concat_causal_u2pp", "e_branchformer_causal_u2pp", "squeezeformer_stream_u2pp",
             "efficient_conformer_v2_stream", "conformer_bpe_u2pp"]
-
-
-def lines(text):
-    out = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(" ")
-        if key:
-            out[key] = rest
-    return out
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
@@ -59,14 +50,14 @@ def u2recognize(model, wavs, *args):
     r = subprocess.run([str(APPS / "u2recognize"), "--model-dir", str(model), "--quiet", *args,
                         *[str(p) for p in wavs]], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    return lines(r.stdout)
+    return result_lines(r.stdout)
 
 
 def u2client(url, wavs, *args):
     r = subprocess.run([str(APPS / "u2client"), "--url", url, *args, *[str(p) for p in wavs]],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    return lines(r.stdout)
+    return result_lines(r.stdout)
 
 
 def test_offline_answers_equal_u2recognize(zoo):

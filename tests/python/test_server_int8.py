@@ -5,34 +5,25 @@ import subprocess
 
 import pytest
 
-from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess
+from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess, result_lines
 
 
 def samples():
     return sorted((ROOT / "tests" / "data" / "samples").glob("*.wav"))
 
 
-def lines(text):
-    out = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(" ")
-        if key:
-            out[key] = rest
-    return out
-
-
 def u2recognize(*args):
     r = subprocess.run([str(APPS / "u2recognize"), "--model-dir", str(DEMO_MODEL), "--precision", "int8",
                         "--quiet", *args, *[str(p) for p in samples()]], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    return lines(r.stdout)
+    return result_lines(r.stdout)
 
 
 def u2client(url, *args):
     r = subprocess.run([str(APPS / "u2client"), "--url", url, *args, *[str(p) for p in samples()]],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    return lines(r.stdout)
+    return result_lines(r.stdout)
 
 
 @pytest.fixture(scope="module")
