@@ -267,20 +267,23 @@ class ErrorRate:
         return 100.0 * self.we / max(1, self.wn)
 
 
-def vowel_shifted_share(split="train", data_dir=None):
-    """The share of a split's utterances that synth.py spoke with shifted vowels (data.jsonl)."""
+def split_records(split="train", data_dir=None):
+    """synth.py's data.jsonl of a split: one dict per utterance (text, voice, augmentation)."""
     path = os.path.join(data_dir or os.path.join(WORK, "data"), split, "data.jsonl")
     with open(path) as f:
-        shifts = [json.loads(line).get("vowel_shift", 0.0) for line in f]
+        return [json.loads(line) for line in f]
+
+
+def vowel_shifted_share(split="train", data_dir=None):
+    """The share of a split's utterances that synth.py spoke with shifted vowels (data.jsonl)."""
+    shifts = [r.get("vowel_shift", 0.0) for r in split_records(split, data_dir)]
     return sum(1 for s in shifts if s > 0) / max(1, len(shifts))
 
 
 def engine_shares(split="train", data_dir=None):
-    """{synthesizer: share of the split's utterances} from synth.py's data.jsonl ("engine"; the
-    espeak-only recipe, which wrote none, counts as espeak)."""
-    path = os.path.join(data_dir or os.path.join(WORK, "data"), split, "data.jsonl")
-    with open(path) as f:
-        engines = [json.loads(line).get("engine", "espeak") for line in f]
+    """{synthesizer: share of the split's utterances} from data.jsonl ("engine"; the espeak-only
+    recipe, which wrote none, counts as espeak)."""
+    engines = [r.get("engine", "espeak") for r in split_records(split, data_dir)]
     return {e: engines.count(e) / len(engines) for e in sorted(set(engines))} if engines else {}
 
 

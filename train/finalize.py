@@ -188,7 +188,6 @@ def main():
     chosen = pick_snapshots(a.exp, a.avg, a.avg_with)
     print("averaging " + ", ".join(snapshot_name(p) for p in chosen), flush=True)
     avg_sd = average(chosen)
-    last_sd = common.load_checkpoint(chosen[-1])
     final_sd, final_name = avg_sd, f"average of {len(chosen)} snapshots"
     if a.interpolate_from:
         if not 0.0 < a.interpolate_weight <= 1.0:
@@ -198,6 +197,7 @@ def main():
                       f"{a.interpolate_weight:g} x the average of {len(chosen)} snapshots")
         print("exporting " + final_name, flush=True)
     elif not a.no_select and len(chosen) > 1:
+        last_sd = common.load_checkpoint(chosen[-1])
         cer_avg = dev_cer(cfg, avg_sd, a.data, a.dev_utts)
         cer_last = dev_cer(cfg, last_sd, a.data, a.dev_utts)
         print(f"dev greedy CER ({a.dev_utts} utts): average {cer_avg:.2f} %, newest {cer_last:.2f} %", flush=True)
