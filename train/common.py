@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -26,12 +27,14 @@ def ids_to_text(ids):
     return "".join(" " if UNITS[i] == "\u2581" else UNITS[i] for i in ids if i > 2).strip()
 
 
-def make_train_config(input_layer="conv2d"):
+def make_train_config(input_layer="conv2d", encoder_linear_units=576):
     """The WeNet train.yaml dict of the demo model (< 10 M params). `input_layer` is WeNet's
     subsampling front: conv2d (40 ms encoder frames, the shipped model) or conv2d2 (20 ms, twice
-    the frames for CTC to place characters in when the speech is fast)."""
+    the frames for CTC to place characters in when the speech is fast). `encoder_linear_units` is
+    the hidden width of the encoder's feed-forward modules (576 in the shipped model; a wider one
+    can start from narrower weights, widen_feed_forward)."""
     enc = dict(
-        output_size=144, attention_heads=4, linear_units=576, num_blocks=6,
+        output_size=144, attention_heads=4, linear_units=encoder_linear_units, num_blocks=6,
         dropout_rate=0.1, positional_dropout_rate=0.1, attention_dropout_rate=0.0,
         input_layer=input_layer, pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn",
         normalize_before=True, macaron_style=True, activation_type="swish",
@@ -84,6 +87,34 @@ def load_weights_except_front(model, state):
         raise ValueError("checkpoint does not fit the model outside the subsampling front: " + ", ".join(bad[:8]))
     model.load_state_dict(keep, strict=False)
     return fresh
+
+
+_FEED_FORWARD = re.compile(r"^encoder\.encoders\.\d+\.feed_forward(?:_macaron)?\.w_([12])\.(weight|bias)$")
+
+
+def widen_feed_forward(state, reference):
+    """`state` with its encoder feed-forward modules widened to the shapes in `reference` (a
+    state_dict of the wider model), and the names it widened. Each module computes
+    w_2(swish(w_1 x)): the old hidden units keep their weights, the new ones take `reference`'s
+    rows of w_1 (for training: the model's fresh initialisation) and zero columns of w_2, so the
+    widened model computes exactly what the narrow one did until training moves the new columns
+    (the Net2Net way of growing a trained network). Any other difference is left for the caller to
+    refuse; a narrower reference raises."""
+    out, widened = dict(state), []
+    for k, v in state.items():
+        match = _FEED_FORWARD.match(k)
+        if not match or k not in reference or reference[k].shape == v.shape:
+            continue
+        want = reference[k]
+        units_dim = 0 if match.group(1) == "1" else 1  # w_1: [units, D] and [units]; w_2: [D, units]
+        if (want.dim() != v.dim() or want.shape[units_dim] < v.shape[units_dim]
+                or any(want.shape[d] != v.shape[d] for d in range(v.dim()) if d != units_dim)):
+            raise ValueError(f"{k}: cannot widen {tuple(v.shape)} to {tuple(want.shape)}")
+        new = want.detach().clone().to(v.dtype) if units_dim == 0 else torch.zeros_like(want, dtype=v.dtype)
+        new.narrow(units_dim, 0, v.shape[units_dim]).copy_(v)
+        out[k] = new
+        widened.append(k)
+    return out, sorted(widened)
 
 
 def load_checkpoint(path):

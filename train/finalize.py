@@ -78,7 +78,14 @@ def interpolate(base_sd, tuned_sd, weight):
     A fine-tuned model and the weights it started from lie in one basin, so the straight line
     between them trades what the fine-tuning gained (here: real speech) against what it lost
     (here: the original synthetic domain) more gently than stopping the run earlier does.
-    Integer buffers and the CMVN statistics must agree: they are not weights to blend."""
+    Integer buffers and the CMVN statistics must agree: they are not weights to blend. A run that
+    widened the encoder's feed-forward modules (train.py --encoder-linear-units) blends with the
+    base widened the same way: the new units' input weights are the run's, their output weights
+    W times the run's, as if the base had them at zero output."""
+    try:
+        base_sd, _ = common.widen_feed_forward(base_sd, tuned_sd)
+    except ValueError as e:
+        raise SystemExit(f"--interpolate-from: {e}")
     # A converted model leaves out the decoders' positional tables (computed, not learnt).
     base_sd = dict(base_sd, **{k: v for k, v in tuned_sd.items() if k.endswith(".pe") and k not in base_sd})
     if set(base_sd) != set(tuned_sd):

@@ -80,6 +80,9 @@ def parse_args():
     ap.add_argument("--input-layer", default="conv2d", choices=("conv2d", "conv2d2"),
                     help="subsampling front (x4 or x2); with --init from the other one, every weight "
                          "but the front's is carried over and the front starts fresh")
+    ap.add_argument("--encoder-linear-units", type=int, default=576,
+                    help="hidden width of the encoder's feed-forward modules; --init from a narrower model "
+                         "widens them (the new units start at zero output)")
     ap.add_argument("--front-only-steps", type=int, default=0,
                     help="train only the subsampling front (encoder.embed.*) for the first N steps, so a "
                          "fresh front learns to feed the carried-over encoder before the rest moves")
@@ -216,7 +219,7 @@ def main():
     np.random.seed(a.seed)
     torch.manual_seed(a.seed)
 
-    cfg = common.make_train_config(a.input_layer)
+    cfg = common.make_train_config(a.input_layer, a.encoder_linear_units)
     common.write_units(os.path.join(a.exp, "units.txt"))
     shutil.copy(os.path.join(a.data, "train", "global_cmvn"), os.path.join(a.exp, "global_cmvn"))
     import yaml
@@ -251,6 +254,10 @@ def main():
         ck_layer = ck.get("config", {}).get("encoder_conf", {}).get("input_layer", "conv2d")
         if ck_layer != a.input_layer:
             sys.exit(f"--resume: {a.exp}/last.pt was trained with --input-layer {ck_layer}, not {a.input_layer}")
+        ck_units = ck.get("config", {}).get("encoder_conf", {}).get("linear_units", 576)
+        if ck_units != a.encoder_linear_units:
+            sys.exit(f"--resume: {a.exp}/last.pt was trained with --encoder-linear-units {ck_units}, "
+                     f"not {a.encoder_linear_units}")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, epoch, batch_pos = ck["step"], ck["epoch"], ck["batch_pos"]
@@ -264,9 +271,15 @@ def main():
         print(f"resumed from step {step} (epoch {epoch}, batch {batch_pos})", flush=True)
     elif a.init:
         sd, prior_runs = common.load_weights(a.init)
+        try:
+            sd, widened = common.widen_feed_forward(sd, model.state_dict())
+        except ValueError as e:
+            sys.exit(f"--init {a.init}: {e}")
         fresh = common.load_weights_except_front(model, sd)
         print(f"initialised weights from {a.init}" +
-              (f" except the subsampling front ({', '.join(fresh)}: fresh)" if fresh else ""), flush=True)
+              (f" except the subsampling front ({', '.join(fresh)}: fresh)" if fresh else "") +
+              (f"; {len(widened)} feed-forward tensors widened to {a.encoder_linear_units} units" if widened else ""),
+              flush=True)
 
     # The exported global_cmvn must hold the statistics the weights were trained with. A checkpoint
     # brings them along as buffers; when the training set has changed since (more utterances

@@ -326,10 +326,10 @@ def test_engine_shares_count_the_espeak_recipe_as_espeak(tmp_path):
     assert common.engine_shares("train", str(tmp_path)) == {"espeak": 0.5, "flite": 0.5}
 
 
-def small_u2(input_layer):
+def small_u2(input_layer, encoder_linear_units=32):
     from u2ref.model import U2Model
     cfg = common.make_train_config(input_layer)
-    cfg["encoder_conf"].update(output_size=16, linear_units=32, num_blocks=1, attention_heads=2)
+    cfg["encoder_conf"].update(output_size=16, linear_units=encoder_linear_units, num_blocks=1, attention_heads=2)
     cfg["decoder_conf"].update(linear_units=32, num_blocks=1, attention_heads=2)
     return U2Model(cfg)
 
@@ -360,6 +360,26 @@ def test_init_from_a_different_model_body_is_refused():
         common.load_weights_except_front(b, state)
     # Same front, same body: everything loads and nothing is fresh.
     assert common.load_weights_except_front(b, a.state_dict()) == []
+
+
+def test_widened_feed_forward_computes_what_the_narrow_model_did():
+    torch.manual_seed(0)
+    narrow, wide = small_u2("conv2d").eval(), small_u2("conv2d", encoder_linear_units=48).eval()
+    state, widened = common.widen_feed_forward(narrow.state_dict(), wide.state_dict())
+    # w_1 (weight and bias) and w_2's weight of both feed-forward modules; w_2's bias keeps its shape.
+    assert widened == sorted(f"encoder.encoders.0.{m}.{t}" for m in ("feed_forward", "feed_forward_macaron")
+                             for t in ("w_1.bias", "w_1.weight", "w_2.weight"))
+    assert common.load_weights_except_front(wide, state) == []
+    w2 = wide.state_dict()["encoder.encoders.0.feed_forward.w_2.weight"]
+    assert w2.shape == (16, 48) and torch.count_nonzero(w2[:, 32:]) == 0
+    x, lens = torch.randn(2, 40, 80), torch.tensor([40, 31])
+    with torch.no_grad():
+        # Float32 sums of other lengths: equal to rounding, far below any trained difference.
+        torch.testing.assert_close(wide.encoder(x, lens)[0], narrow.encoder(x, lens)[0], atol=1e-5, rtol=1e-5)
+    # Nothing to widen between equal models; a narrower target is refused.
+    assert common.widen_feed_forward(narrow.state_dict(), narrow.state_dict())[1] == []
+    with pytest.raises(ValueError, match="cannot widen"):
+        common.widen_feed_forward(wide.state_dict(), narrow.state_dict())
 
 
 def test_decoding_grid_reranks_one_nbest_per_weight_pair():
@@ -590,6 +610,14 @@ def test_interpolation_blends_weights_and_refuses_what_is_not_one_chain(tmp_path
         finalize.interpolate({"v": base["w"]}, {"w": tuned["w"]}, 0.5)
     with pytest.raises(SystemExit, match="shape"):
         finalize.interpolate({"w": torch.zeros(3)}, {"w": torch.zeros(2)}, 0.5)
+    # A run that widened the feed-forward modules blends with the base widened alike: the old units
+    # blend, the new units keep the run's input weights and W times its output weights.
+    ff = "encoder.encoders.0.feed_forward."
+    narrow = {ff + "w_1.weight": torch.ones(2, 3), ff + "w_2.weight": torch.ones(3, 2)}
+    wide = {ff + "w_1.weight": torch.full((4, 3), 3.0), ff + "w_2.weight": torch.full((3, 4), 5.0)}
+    grown = finalize.interpolate(narrow, wide, 0.5)
+    assert torch.equal(grown[ff + "w_1.weight"], torch.tensor([[2.0] * 3] * 2 + [[3.0] * 3] * 2))
+    assert torch.equal(grown[ff + "w_2.weight"], torch.tensor([[3.0, 3.0, 2.5, 2.5]] * 3))
 
 
 def write_feat_split(folder, keys, frames, dim=3, offset_value=0.0):

@@ -30,6 +30,8 @@
 # U2_FREQ_WARP share of utterances trained with a vocal-tract-length warp of the spectrum (0.3),
 # U2_INPUT_LAYER subsampling front (conv2d, 40 ms frames; conv2d2 gives 20 ms frames, and from the
 # shipped conv2d checkpoint everything but the front carries over: give it more U2_TRAIN_MINUTES),
+# U2_ENCODER_LINEAR_UNITS hidden width of the encoder's feed-forward modules (576, the shipped
+# model's; a wider one starts from the shipped weights with the new units at zero output),
 # U2_RECIPE training speech (mixed: several synthesizers, everyday and technical text, the
 # augmentations of train/augment.py, as the real-speech runs train; espeak: the original recipe),
 # U2_ENGINES the mixed recipe's synthesizer shares (espeak:0.3,flite:0.45,festival:0.25).
@@ -50,6 +52,7 @@ SILENCE_PAD=${U2_SILENCE_PAD:-0.15}
 VOWEL_SHIFT=${U2_VOWEL_SHIFT:-0.3}
 FREQ_WARP=${U2_FREQ_WARP:-0.3}
 INPUT_LAYER=${U2_INPUT_LAYER:-conv2d}
+ENCODER_LINEAR_UNITS=${U2_ENCODER_LINEAR_UNITS:-576}
 TOOLS=$WORK/u2train
 PIECES=$WORK/carry-pieces
 CARRY=${U2_CARRY_DIR:-.train-carry}  # where the device tool put the carried pieces
@@ -92,7 +95,7 @@ pipeline() {
   [[ -e $EXP/last.pt ]] && from=(--resume)
   stage "train ${from[*]} for $TRAIN_MIN min"
   "$PY" train/train.py --data "$WORK/data" --exp "$EXP" "${from[@]}" --device "$DEVICE" \
-    --input-layer "$INPUT_LAYER" --max-frames "$MAX_FRAMES" --lr "$LR" --warmup 200 --schedule-minutes "$TRAIN_MIN" \
+    --input-layer "$INPUT_LAYER" --encoder-linear-units "$ENCODER_LINEAR_UNITS" --max-frames "$MAX_FRAMES" --lr "$LR" --warmup 200 --schedule-minutes "$TRAIN_MIN" \
     --max-minutes "$TRAIN_MIN" --curriculum-frac 0 --silence-pad-prob "$SILENCE_PAD" \
     --freq-warp-prob "$FREQ_WARP" --seed 2027 --eval-minutes 1 --eval-utts 300 \
     --snapshot-minutes 0.5 --ckpt-minutes 2 --log-steps 50 2>&1 | tee "$EXP/train.log"
