@@ -9,7 +9,7 @@ and real human speech (tools/fetch_real_speech.py: the Asterisk prompts' test ha
 pocketsphinx beside it as the peer; the dev half is shown too, marked as the set choices were
 made on).
 
-Needs: train/work/data/<split>/{wav.scp,text,feats.npy} (train/synth.py + feats.py),
+Needs: train/work/data/<split>/{wav.scp,text} (train/synth.py; feats.py runs where features are missing),
 data/real_speech/asterisk_en (scripts/setup.sh), train/work/export/{final.pt,finalize.json,...}
 (finalize.py, optional) and a built u2recognize. The section on how u2recognize itself scores quotes its
 line on the shipped samples (tests/data/samples).
@@ -237,10 +237,11 @@ def main():
     # PyTorch reference: full context, and chunk 16 (the chunk-masked forward that streaming equals).
     torch_res = {}
     if not a.skip_torch:
-        for split in REAL:  # the reference reads a feature index; make one for the real sets once
+        for split in SPLITS:  # the reference reads a feature index; make a missing one once
             if not os.path.exists(os.path.join(a.data, split, "feats.jsonl")):
+                from_list = ["--from-list", REAL_LISTS[split]] if split in REAL else []
                 subprocess.run([sys.executable, os.path.join(common.ROOT, "feats.py"), "--split", split, "--data",
-                                a.data, "--from-list", REAL_LISTS[split]], check=True)
+                                a.data] + from_list, check=True)
         print("PyTorch reference (eval_ref.py)", flush=True)
         model = load_shipped_model(a.model)
         for chunk in (-1, 16):
