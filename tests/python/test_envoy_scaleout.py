@@ -108,9 +108,17 @@ class WebSocketStream:
     """One WeNet-protocol WebSocket stream, fed piece by piece."""
 
     def __init__(self, url, x, pieces):
-        self.ws = websocket.create_connection(url, timeout=60)
-        self.ws.send(json.dumps({"signal": "start", "nbest": 1}))
-        reply = json.loads(self.ws.recv())
+        for attempt in range(3):
+            self.ws = websocket.create_connection(url, timeout=60)
+            self.ws.send(json.dumps({"signal": "start", "nbest": 1}))
+            reply = json.loads(self.ws.recv())
+            # A replica that began draining between the upgrade (which it would have refused with
+            # 503, for Envoy to retry) and the start message refuses the stream with "try again
+            # later" (close code 1013); a client then opens a new one, which Envoy sends elsewhere.
+            if reply.get("status") == "failed" and "not ready" in reply.get("message", "") and attempt < 2:
+                self.ws.close()
+                continue
+            break
         assert reply == {"status": "ok", "type": "server_ready"}, reply
         pcm = pcm16(x)
         step = (len(pcm) // pieces) & ~1
