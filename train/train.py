@@ -251,13 +251,13 @@ def main():
     noise_bank = faint_noise_fbank(seed=a.seed) if a.silence_pad_prob > 0 else None
     if a.resume and os.path.exists(os.path.join(a.exp, "last.pt")):
         ck = common.load_checkpoint(os.path.join(a.exp, "last.pt"))
-        ck_layer = ck.get("config", {}).get("encoder_conf", {}).get("input_layer", "conv2d")
-        if ck_layer != a.input_layer:
-            sys.exit(f"--resume: {a.exp}/last.pt was trained with --input-layer {ck_layer}, not {a.input_layer}")
-        ck_units = ck.get("config", {}).get("encoder_conf", {}).get("linear_units", 576)
-        if ck_units != a.encoder_linear_units:
-            sys.exit(f"--resume: {a.exp}/last.pt was trained with --encoder-linear-units {ck_units}, "
-                     f"not {a.encoder_linear_units}")
+        # The model's shape comes from the flags, so they must be the ones the checkpoint was made with.
+        ck_enc = ck.get("config", {}).get("encoder_conf", {})
+        for key, flag, default in (("input_layer", "--input-layer", "conv2d"),
+                                   ("linear_units", "--encoder-linear-units", 576)):
+            if ck_enc.get(key, default) != cfg["encoder_conf"][key]:
+                sys.exit(f"--resume: {a.exp}/last.pt was trained with {flag} {ck_enc.get(key, default)}, "
+                         f"not {cfg['encoder_conf'][key]}")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, epoch, batch_pos = ck["step"], ck["epoch"], ck["batch_pos"]
