@@ -716,3 +716,40 @@ def test_gpu_tool_package_is_joined_only_from_every_piece_with_its_checksum(tmp_
     assert (work / "u2train" / "bin" / "espeak-ng").exists(), r.stdout + r.stderr
     assert "stub espeak-ng" in (work / "pipeline.log").read_text()
     assert (work / "pipeline.status").read_text().strip() != "0"  # PYTHON=false stopped it
+
+
+TRAIN_LOG = """device cpu, 4.63 M params, train 7500 utts 7.53 h, load 0 s
+step 20 epoch 0 batch 20/1590 lr 1.40e-04 loss 55.69 ctc 60.81 att 53.49 acc 0.810 | 0.10 h seen, 22.7x RT, train 0.3 min
+eval step 20: dev greedy CER 4.56 % WER 20.04 % (100 utts, 5 s)
+eval step 20: real_dev greedy CER 47.63 % WER 94.93 % (287 utts, 17 s)
+step 40 epoch 0 batch 40/1590 lr 2.73e-04 loss 46.24 ctc 53.11 att 43.29 acc 0.798 | 0.20 h seen, 22.9x RT, train 0.5 min
+eval step 40: dev greedy CER 4.17 % WER 19.03 % (100 utts, 6 s)
+eval step 40: real_dev greedy CER 46.58 % WER 95.49 % (287 utts, 18 s)
+final step 40: dev greedy CER 4.04 % WER 18.11 %
+final step 40: real_dev greedy CER 46.66 % WER 95.55 %
+"""
+
+
+def test_dev_curves_are_read_from_train_logs_and_drawn(tmp_path, capsys):
+    import plot_curves
+
+    curves = plot_curves.parse_log(TRAIN_LOG.splitlines())
+    # The final evaluation on the step of the last periodic one replaces it, and each point carries
+    # the hours heard by then.
+    assert curves == {"dev": [(20, 0.10, 4.56), (40, 0.20, 4.04)],
+                      "real_dev": [(20, 0.10, 47.63), (40, 0.20, 46.66)]}
+    log = tmp_path / "exp9" / "train.log"
+    log.parent.mkdir()
+    log.write_text(TRAIN_LOG)
+    out = tmp_path / "curves.png"
+    plot_curves.main([str(log), f"other={log}", "--start", "3.75,49.48", "--out", str(out), "--json"])
+    printed = capsys.readouterr().out
+    assert json.loads(printed[:printed.rindex("}") + 1])["exp9"]["real_dev"][1]["cer"] == 46.66
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # One --start value per dev set, or a clear refusal.
+    with pytest.raises(SystemExit, match="1 values for 2 dev sets"):
+        plot_curves.main([str(log), "--start", "3.75", "--out", str(out)])
+    with pytest.raises(SystemExit, match="no evaluation lines"):
+        empty = tmp_path / "empty.log"
+        empty.write_text("device cpu\n")
+        plot_curves.main([str(empty)])
