@@ -3,12 +3,12 @@ every --eval-minutes on each --eval-splits set, against the audio the run has he
 one panel per dev set, one line per run. This is how runs that try different data, augmentation
 or model sizes are compared while they train (train/README.md).
 
-    .venv/bin/python train/plot_curves.py exp20a=train/work/exp20a/train.log \\
-        exp20b=train/work/exp20b/train.log --start 3.75,49.48 --out curves.png
+    .venv/bin/python train/plot_curves.py run1=train/work/exp1/train.log \\
+        run2=train/work/exp2/train.log --out curves.png
 
---start puts the CER of the weights every run began from (the shipped model's, measured the same
-way) at x = 0 of each panel, so a curve shows how far a run moved from there. --json prints the
-parsed points.
+train.py measures the weights a run starts from before its first step ("eval step 0"), so each
+curve begins where its run began. For logs from before that, --start puts the starting weights'
+CER (measured the same way) at x = 0 of each panel. --json prints the parsed points.
 """
 import argparse
 import json
@@ -35,9 +35,8 @@ def parse_log(lines):
         if m:
             step, split, cer = int(m.group(1)), m.group(2), float(m.group(3))
             points = curves.setdefault(split, [])
-            # The final evaluation repeats the last periodic one when no progress line came between
-            # them (the same step, or a step or two later): it replaces that point.
-            if points and (points[-1][0] == step or points[-1][1] == hours):
+            # The final evaluation repeats a periodic one that fell on the same step.
+            if points and points[-1][0] == step:
                 points[-1] = (step, hours, cer)
             else:
                 points.append((step, hours, cer))

@@ -319,6 +319,18 @@ def main():
         sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         torch.save(sd, os.path.join(a.exp, f"model_step{step:06d}.pt"))
 
+    def evaluate(label):
+        """Greedy CER on each --eval-splits set (greedy_cer puts the model back in training mode)."""
+        for name, featset in eval_sets:
+            te = time.time()
+            err = greedy_cer(model, featset, len(featset), device)
+            print(f"{label} step {step}: {name} greedy CER {err.cer():.2f} % WER {err.wer():.2f} % "
+                  f"({len(featset)} utts, {time.time() - te:.0f} s)", flush=True)
+
+    # The starting weights' CER, measured the same way, so every dev curve begins where its run
+    # began (train/plot_curves.py draws it at 0 h). A resumed run has measured it already.
+    if step == 0:
+        evaluate("eval")
     model.train()
     use_bf16 = device.type == "cuda" and a.bf16
     last_ckpt = last_snap = last_eval = time.time()
@@ -390,10 +402,7 @@ def main():
                 last_ckpt = now
             if now - last_eval >= a.eval_minutes * 60:
                 te = time.time()
-                for name, featset in eval_sets:
-                    err = greedy_cer(model, featset, len(featset), device)
-                    print(f"eval step {step}: {name} greedy CER {err.cer():.2f} % WER {err.wer():.2f} % "
-                          f"({len(featset)} utts, {time.time() - te:.0f} s)", flush=True)
+                evaluate("eval")
                 last_eval = time.time()
                 win["t"] += last_eval - te
             if done or stop["flag"]:
@@ -402,9 +411,7 @@ def main():
             break
         epoch += 1
         batch_pos = 0
-    for name, featset in eval_sets:
-        err = greedy_cer(model, featset, len(featset), device)
-        print(f"final step {step}: {name} greedy CER {err.cer():.2f} % WER {err.wer():.2f} %", flush=True)
+    evaluate("final")
     print(f"{audio_s / 3600:.2f} h audio processed in {train_s / 60:.1f} min", flush=True)
 
 

@@ -753,3 +753,38 @@ def test_dev_curves_are_read_from_train_logs_and_drawn(tmp_path, capsys):
         empty = tmp_path / "empty.log"
         empty.write_text("device cpu\n")
         plot_curves.main([str(empty)])
+
+
+def tiny_feature_split(d, count, rng):
+    """A split as feats.py writes it: random float16 fbank frames, their index and a global_cmvn."""
+    import numpy as np
+
+    d.mkdir(parents=True)
+    lens = [rng.randint(60, 120) for _ in range(count)]
+    np.save(d / "feats.npy", np.random.default_rng(7).standard_normal((sum(lens), 80)).astype(np.float16))
+    offset = 0
+    with open(d / "feats.jsonl", "w") as f:
+        for i, n in enumerate(lens):
+            f.write(json.dumps({"key": f"u{i}", "offset": offset, "frames": n, "txt": "a test"}) + "\n")
+            offset += n
+    common.write_cmvn_stats(str(d / "global_cmvn"), [0.0] * 80, [1.0] * 80)
+
+
+def test_training_run_logs_the_starting_weights_and_the_end_on_each_dev_set(tmp_path):
+    """train.py end to end for two steps: the dev curve it logs begins with the weights the run
+    starts from (step 0) and ends with the final weights, and plot_curves.py reads both."""
+    import plot_curves
+
+    rng = random.Random(3)
+    tiny_feature_split(tmp_path / "data" / "train", 6, rng)
+    tiny_feature_split(tmp_path / "data" / "dev", 3, rng)
+    exp = tmp_path / "exp"
+    run = subprocess.run([sys.executable, str(ROOT / "train" / "train.py"), "--data", str(tmp_path / "data"),
+                          "--exp", str(exp), "--device", "cpu", "--threads", "1", "--max-steps", "2",
+                          "--eval-splits", "dev", "--silence-pad-prob", "0", "--freq-warp-prob", "0"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    log = run.stdout.splitlines()
+    curves = plot_curves.parse_log(log)
+    assert [p[0] for p in curves["dev"]] == [0, 2], "\n".join(log[-20:])
+    assert (exp / "last.pt").exists()
