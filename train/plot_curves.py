@@ -7,8 +7,9 @@ or model sizes are compared while they train (train/README.md).
         run2=train/work/exp2/train.log --out curves.png
 
 train.py measures the weights a run starts from before its first step ("eval step 0"), so each
-curve begins where its run began. For logs from before that, --start puts the starting weights'
-CER (measured the same way) at x = 0 of each panel. --json prints the parsed points.
+curve begins where its run began. For logs from before that, --start [LABEL=]CER,CER,... gives the
+starting weights' CER (measured the same way, one value per dev set) for the run LABEL, or without
+a label for every run; it is drawn at x = 0. --json prints the points.
 """
 import argparse
 import json
@@ -59,9 +60,9 @@ def main(argv=None):
     ap.add_argument("runs", nargs="+", help="train.log files, as label=path or path")
     ap.add_argument("--x", choices=("hours", "step"), default="hours",
                     help="x axis: audio heard (hours) or optimizer steps")
-    ap.add_argument("--start", default="",
-                    help="comma-separated CER of the starting weights, one per dev set in the order "
-                         "the logs name them, drawn at x = 0")
+    ap.add_argument("--start", action="append", default=[],
+                    help="[LABEL=]CER,CER,...: the starting weights' CER, one per dev set in the order "
+                         "the logs name them, for run LABEL (default: every run), drawn at x = 0")
     ap.add_argument("--out", help="PNG to write")
     ap.add_argument("--json", action="store_true", help="print the parsed curves as JSON")
     a = ap.parse_args(argv)
@@ -79,15 +80,27 @@ def main(argv=None):
         splits += [s for s in curves if s not in splits]
     if not splits:
         sys.exit("plot_curves: no evaluation lines in the logs (train.py --eval-minutes / --eval-splits)")
-    start = {}
-    if a.start:
+    logged_start = {name: {split for split, pts in curves.items() if pts and pts[0][0] == 0}
+                    for name, curves in runs.items()}
+    for item in sorted(a.start, key=lambda item: "=" in item):  # a run's own --start after the common one
+        label, _, numbers = item.rpartition("=")
+        if label and label not in runs:
+            sys.exit(f"plot_curves: --start names run {label!r}, not one of {', '.join(runs)}")
         try:
-            values = [float(v) for v in a.start.split(",")]
+            values = [float(v) for v in numbers.split(",")]
         except ValueError:
-            sys.exit(f"plot_curves: --start wants numbers separated by commas, got {a.start!r}")
+            sys.exit(f"plot_curves: --start wants numbers separated by commas, got {numbers!r}")
         if len(values) != len(splits):
             sys.exit(f"plot_curves: --start has {len(values)} values for {len(splits)} dev sets ({', '.join(splits)})")
-        start = dict(zip(splits, values))
+        for name in [label] if label else runs:
+            for split, cer in zip(splits, values):
+                if split in logged_start[name]:  # the log's own step 0 wins
+                    continue
+                points = runs[name].setdefault(split, [])
+                if points and points[0][0] == 0:
+                    points[0] = (0, 0.0, cer)
+                else:
+                    points.insert(0, (0, 0.0, cer))
 
     if a.json:
         print(json.dumps({label: {s: [{"step": p[0], "hours": p[1], "cer": p[2]} for p in pts]
@@ -105,12 +118,7 @@ def main(argv=None):
         for label, curves in runs.items():
             pts = curves.get(split, [])
             xs = [p[1] if a.x == "hours" else p[0] for p in pts]
-            ys = [p[2] for p in pts]
-            if split in start:
-                xs, ys = [0.0] + xs, [start[split]] + ys
-            ax.plot(xs, ys, "o-", label=label)
-        if split in start:
-            ax.axhline(start[split], color="grey", lw=1, ls=":", label="starting weights")
+            ax.plot(xs, [p[2] for p in pts], "o-", label=label)
         ax.set_title(f"{split}: greedy CER during training", fontsize=10)
         ax.set_xlabel("audio heard (h)" if a.x == "hours" else "step")
         ax.set_ylabel("CER (%)")

@@ -742,11 +742,16 @@ def test_dev_curves_are_read_from_train_logs_and_drawn(tmp_path, capsys):
     log.parent.mkdir()
     log.write_text(TRAIN_LOG)
     out = tmp_path / "curves.png"
-    plot_curves.main([str(log), f"other={log}", "--start", "3.75,49.48", "--out", str(out), "--json"])
+    plot_curves.main([str(log), f"other={log}", "--start", "3.75,49.48", "--start", "other=4,50", "--out", str(out),
+                      "--json"])
     printed = capsys.readouterr().out
-    assert json.loads(printed[:printed.rindex("}") + 1])["exp9"]["real_dev"][1]["cer"] == 46.66
+    drawn = json.loads(printed[:printed.rindex("}") + 1])
+    assert [p["cer"] for p in drawn["exp9"]["real_dev"]] == [49.48, 47.63, 46.66]
+    assert [p["cer"] for p in drawn["other"]["dev"]] == [4.0, 4.56, 4.04]  # its own --start wins
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # One --start value per dev set, or a clear refusal.
+    # One --start value per dev set, for a run that exists, or a clear refusal.
+    with pytest.raises(SystemExit, match="names run 'nope'"):
+        plot_curves.main([str(log), "--start", "nope=1,2"])
     with pytest.raises(SystemExit, match="1 values for 2 dev sets"):
         plot_curves.main([str(log), "--start", "3.75", "--out", str(out)])
     with pytest.raises(SystemExit, match="no evaluation lines"):
