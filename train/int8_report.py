@@ -5,7 +5,9 @@ speech), offline and streaming, and how often int8's n-best lists agree with fp3
                                          [--out bench/results/int8_accuracy]
 
 For each set × mode it runs build/apps/u2recognize twice (fp32, int8) with --nbest 10 and scores
-both with the project's one CER/WER definition (common.ErrorRate). Agreement: the share of
+both with the project's one CER/WER definition (common.ErrorRate), with a paired bootstrap 95 %
+interval of the CER difference (utterances resampled together, as compare_models.py does): on a
+small set at 40 % CER a few reordered near-ties move the CER by tenths of a point. Agreement: the share of
 utterances whose best hypothesis is the same text, and whose whole n-best list (texts, in order)
 is the same. Writes OUT.json and OUT.md (a table; docs/accuracy.md quotes it); progress on stderr.
 """
@@ -19,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO, WORK, ErrorRate, read_table, write_subset_scp  # noqa: E402
+from compare_models import paired_bootstrap, per_utterance_errors  # noqa: E402
 
 # (name, folder with wav.scp + text, kind)
 SETS = [
@@ -54,6 +57,19 @@ def run_nbest(build_dir, model_dir, scp, precision, mode_args, threads):
     return nbest, time.time() - t0
 
 
+def markdown_table(rows):
+    """The report's rows as Markdown table lines (OUT.md, quoted by docs/accuracy.md)."""
+    lines = ["| set | kind | mode | utterances | fp32 CER | int8 CER | Δ CER (points) | Δ 95 % interval | fp32 WER | "
+             f"int8 WER | same best | same {NBEST}-best list |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        n = r["utterances"]
+        low, high = r["delta_cer_ci95"]
+        lines.append(f"| {r['set']} | {r['kind']} | {r['mode']} | {n} | {r['fp32_cer']:.2f} % | {r['int8_cer']:.2f} % | "
+                     f"{r['int8_cer'] - r['fp32_cer']:+.2f} | [{low:+.2f}, {high:+.2f}] | {r['fp32_wer']:.2f} % | "
+                     f"{r['int8_wer']:.2f} % | {100.0 * r['same_best'] / n:.1f} % | {100.0 * r['same_nbest'] / n:.1f} % |")
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model-dir", default=os.path.join(REPO, "models", "demo"))
@@ -74,23 +90,25 @@ def main():
             scp = os.path.join(tmp, name + ".scp")
             write_subset_scp(os.path.join(folder, "wav.scp"), list(refs), scp)
             for mode, mode_args in MODES:
-                results = {}
+                results, errors = {}, {}
                 for precision in ("fp32", "int8"):
                     nbest, secs = run_nbest(args.build_dir, args.model_dir, scp, precision, mode_args, args.threads)
                     er = ErrorRate()
-                    for utt, ref in refs.items():
-                        er.add(ref, (nbest.get(utt) or [""])[0])
+                    errors[precision], lengths = per_utterance_errors(
+                        refs, {utt: hyps[0] for utt, hyps in nbest.items() if hyps}, er)
                     results[precision] = (nbest, er, secs)
                     print("[int8_report] %s, %s, %s: CER %.2f %% WER %.2f %% (%d utterances, %.0f s)"
                           % (name, mode, precision, er.cer(), er.wer(), len(refs), secs), file=sys.stderr)
                 a, b = results["fp32"][0], results["int8"][0]
                 same_best = sum((a.get(u) or [""])[0] == (b.get(u) or [""])[0] for u in refs)
                 same_list = sum(a.get(u, []) == b.get(u, []) for u in refs)
+                # Whether a difference is more than the luck of which utterances the set holds.
+                low, high = paired_bootstrap(errors["fp32"], errors["int8"], lengths)
                 rows.append({
                     "set": name, "kind": kind, "mode": mode, "utterances": len(refs),
                     "fp32_cer": results["fp32"][1].cer(), "int8_cer": results["int8"][1].cer(),
                     "fp32_wer": results["fp32"][1].wer(), "int8_wer": results["int8"][1].wer(),
-                    "same_best": same_best, "same_nbest": same_list,
+                    "same_best": same_best, "same_nbest": same_list, "delta_cer_ci95": [low, high],
                     "fp32_seconds": results["fp32"][2], "int8_seconds": results["int8"][2],
                 })
     meta = {"model_dir": os.path.relpath(args.model_dir, REPO), "nbest": NBEST, "threads": args.threads,
@@ -99,13 +117,7 @@ def main():
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    lines = ["| set | kind | mode | utterances | fp32 CER | int8 CER | Δ CER (points) | fp32 WER | int8 WER | "
-             "same best | same %d-best list |" % NBEST, "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        n = r["utterances"]
-        lines.append("| %s | %s | %s | %d | %.2f %% | %.2f %% | %+.2f | %.2f %% | %.2f %% | %.1f %% | %.1f %% |" % (
-            r["set"], r["kind"], r["mode"], n, r["fp32_cer"], r["int8_cer"], r["int8_cer"] - r["fp32_cer"],
-            r["fp32_wer"], r["int8_wer"], 100.0 * r["same_best"] / n, 100.0 * r["same_nbest"] / n))
+    lines = markdown_table(rows)
     with open(args.out + ".md", "w") as f:
         f.write("# int8 vs fp32 accuracy (%s, %s)\n\nCommand: `.venv/bin/python %s`\n\n%s\n"
                 % (meta["model_dir"], meta["date"], meta["command"], "\n".join(lines)))

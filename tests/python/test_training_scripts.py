@@ -793,3 +793,37 @@ def test_training_run_logs_the_starting_weights_and_the_end_on_each_dev_set(tmp_
     curves = plot_curves.parse_log(log)
     assert [p[0] for p in curves["dev"]] == [0, 2], "\n".join(log[-20:])
     assert (exp / "last.pt").exists()
+
+
+def test_int8_section_says_whether_the_worst_difference_is_beyond_noise(tmp_path, monkeypatch):
+    results = tmp_path / "bench" / "results"
+    results.mkdir(parents=True)
+    (results / "int8_accuracy.md").write_text("# int8 vs fp32\n\n| table |\n")
+
+    def write(rows):
+        (results / "int8_accuracy.json").write_text(json.dumps({"meta": {"date": "today"}, "rows": rows}))
+
+    row = dict(set="real_test", mode="streaming chunk 16", utterances=262, fp32_cer=40.0)
+    monkeypatch.setattr(accuracy_report.common, "REPO", str(tmp_path))
+    write([dict(row, int8_cer=40.39, delta_cer_ci95=[-0.1, 0.9]), dict(row, set="dev", int8_cer=39.9,
+                                                                       delta_cer_ci95=[-0.3, 0.1])])
+    text = "".join(accuracy_report.int8_section())
+    assert "worst for int8: +0.39" in text and "[-0.10, +0.90] (real_test" in text
+    assert "within the set's noise" in text
+    for interval, verdict in (([0.4, 1.6], "worse there by more than the bound"),
+                              ([0.06, 0.75], "measurably worse there, and the interval holds the bound"),
+                              ([0.05, 0.2], "measurably worse there, by less than the bound")):
+        write([dict(row, int8_cer=41.0, delta_cer_ci95=interval)])
+        assert verdict in "".join(accuracy_report.int8_section())
+
+
+def test_int8_table_has_a_row_per_result_with_its_interval():
+    import int8_report
+
+    row = dict(set="real_test", kind="real speech", mode="offline", utterances=262, fp32_cer=40.94,
+               int8_cer=40.69, fp32_wer=81.37, int8_wer=81.04, same_best=202, same_nbest=43,
+               delta_cer_ci95=[-0.61, 0.12])
+    lines = int8_report.markdown_table([row])
+    assert len(lines) == 3 and lines[0].count("|") == lines[1].count("|") == lines[2].count("|") == 13
+    assert "Δ 95 % interval" in lines[0] and "same 10-best list" in lines[0]
+    assert "| -0.25 | [-0.61, +0.12] |" in lines[2] and "| 77.1 % | 16.4 % |" in lines[2]
