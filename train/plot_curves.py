@@ -80,9 +80,8 @@ def main(argv=None):
         splits += [s for s in curves if s not in splits]
     if not splits:
         sys.exit("plot_curves: no evaluation lines in the logs (train.py --eval-minutes / --eval-splits)")
-    logged_start = {name: {split for split, pts in curves.items() if pts and pts[0][0] == 0}
-                    for name, curves in runs.items()}
-    for item in sorted(a.start, key=lambda item: "=" in item):  # a run's own --start after the common one
+    start_cer = {}  # run -> the CER per dev set of its starting weights; a run's own --start wins
+    for item in sorted(a.start, key=lambda item: "=" in item):
         label, _, numbers = item.rpartition("=")
         if label and label not in runs:
             sys.exit(f"plot_curves: --start names run {label!r}, not one of {', '.join(runs)}")
@@ -93,14 +92,12 @@ def main(argv=None):
         if len(values) != len(splits):
             sys.exit(f"plot_curves: --start has {len(values)} values for {len(splits)} dev sets ({', '.join(splits)})")
         for name in [label] if label else runs:
-            for split, cer in zip(splits, values):
-                if split in logged_start[name]:  # the log's own step 0 wins
-                    continue
-                points = runs[name].setdefault(split, [])
-                if points and points[0][0] == 0:
-                    points[0] = (0, 0.0, cer)
-                else:
-                    points.insert(0, (0, 0.0, cer))
+            start_cer[name] = values
+    for name, values in start_cer.items():
+        for split, cer in zip(splits, values):
+            points = runs[name].setdefault(split, [])
+            if not points or points[0][0] != 0:  # the log's own step 0 wins
+                points.insert(0, (0, 0.0, cer))
 
     if a.json:
         print(json.dumps({label: {s: [{"step": p[0], "hours": p[1], "cer": p[2]} for p in pts]

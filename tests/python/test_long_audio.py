@@ -99,14 +99,12 @@ def test_segments_follow_the_pauses_and_the_text_matches_the_clips(long_recordin
     joined = " ".join(hyps[k] for k in long_recording["clips"])
     refs = long_recording["refs"]
     print(f"CER stitched {cer(refs, doc['text']):.2f} %, one by one {cer(refs, joined):.2f} %")
-    # The segments' audio around the speech is not the clips' own silence, and a model that garbles
-    # real speech (about 45 % CER) garbles it differently in another context: the two CERs differ
-    # by up to 10 % of the CER itself with no word lost (exp21 model: 46.4 vs 45.2 %). A lost or
-    # doubled phrase also moves the word count below.
+    # A model that garbles real speech (about 45 % CER) garbles it differently in another context
+    # (the segments' padding is not the clips' own silence): the CERs differ by up to 10 % of the CER
+    # itself with no word lost (exp21 model: 46.4 vs 45.2 %), and the garbled words split
+    # differently ("alfor" / "calfor"), so the word counts differ by a few. A lost or doubled phrase
+    # moves both by more.
     assert cer(refs, doc["text"]) <= cer(refs, joined) + max(1.0, 0.1 * cer(refs, joined))
-    # Where the model garbles real speech (about 45 % CER) it splits the garbled words differently
-    # with other context ("alfor" / "calfor", "in valid duons" / "valig sualns"), so the word counts
-    # of the two may differ by a few; a lost or doubled phrase moves them by more.
     words = len(joined.split())
     assert abs(len(doc["text"].split()) - words) <= max(2, 0.1 * words)
 
