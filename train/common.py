@@ -138,6 +138,28 @@ def run_summary(ck, path):
 RUNS_FILE = os.path.join("training", "runs.json")
 
 
+# What a report needs of the last run to describe the training (training_summary): its train.py
+# arguments, its data and the model's size. runs.json keeps it beside the weights so that the
+# description follows the model wherever it was built (a blend made in several finalize.py runs,
+# a GPU result installed from elsewhere) instead of whatever train/work last exported.
+LAST_RUN_KEYS = ("args", "train_hours", "train_vowel_shifted", "train_engines", "params", "snapshots")
+
+
+def last_run_record(info):
+    """finalize.py's info dict -> the "last_run" entry of runs.json."""
+    return {k: info[k] for k in LAST_RUN_KEYS if k in info}
+
+
+def load_history(model_dir):
+    """A converted model's training/runs.json ({"weights", "runs", "last_run"}), or None when the
+    folder has none (a model converted from elsewhere)."""
+    path = os.path.join(model_dir, RUNS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def load_model_dir_weights(model_dir):
     """A converted model's weights (model.safetensors, tools/convert.py) as the reference model's
     state_dict. For the models train.py makes, convert.py keeps every tensor under the reference's
@@ -157,12 +179,7 @@ def load_weights(path):
     model folder (models/demo: its weights and training/runs.json), a train.py checkpoint (its
     "model" and its --init chain) or a plain state_dict (final.pt, model_step*.pt: no history)."""
     if os.path.isdir(path):
-        runs_path = os.path.join(path, RUNS_FILE)
-        runs = []
-        if os.path.exists(runs_path):
-            with open(runs_path) as f:
-                runs = json.load(f)["runs"]
-        return load_model_dir_weights(path), runs
+        return load_model_dir_weights(path), (load_history(path) or {}).get("runs", [])
     ck = load_checkpoint(path)
     if isinstance(ck.get("model"), dict):
         return ck["model"], run_history(ck, path)
@@ -327,7 +344,8 @@ def subsampling_description(input_layer):
 
 def training_summary(info):
     """The data, model, optimisation and augmentation lines of a report's "Training" section, from
-    finalize.py's finalize.json (one wording for docs/accuracy.md and finalize's own report)."""
+    the last run's record (runs.json "last_run", or finalize.py's own info dict, which holds the
+    same keys: one wording for docs/accuracy.md and finalize's own report)."""
     tr = info["args"]
     engines = info.get("train_engines") or {"espeak": 1.0}
     if set(engines) == {"espeak"}:

@@ -8,8 +8,9 @@ Steps (each can be skipped, see flags):
     one becomes final.pt (--no-select keeps the average).
  2. export: train/work/export/{final.pt, train.yaml, global_cmvn, units.txt} in WeNet's layout.
  3. convert: tools/convert.py -> models/demo (float16 weights, --dtype float16).
- 4. run history: models/demo/training/runs.json lists every run of the --init chain that made
-    the weights. No training checkpoint ships (it would double the model in git with each new
+ 4. run history: models/demo/training/runs.json says how the weights were made ("weights"),
+    lists every run of the --init chain that made them ("runs") and keeps the last run's arguments
+    and data ("last_run"), from which train/accuracy_report.py writes its "Training" section. No training checkpoint ships (it would double the model in git with each new
     version): `train.py --init models/demo` continues from the converted weights themselves, with
     a fresh optimizer, which is also exactly what ships (an average or blend, not the last step).
  5. samples: --samples (0 = keep the current ones) test utterances copied to tests/data/samples/ with `text` and `wav.scp`
@@ -240,16 +241,6 @@ def main():
         runs = [common.run_summary(common.load_checkpoint(p), p) for p in a.prior] + [common.run_summary(ck, last_path)]
     else:
         runs = common.run_history(ck, last_path)
-    runs_path = os.path.join(a.out, common.RUNS_FILE)
-    os.makedirs(os.path.dirname(runs_path), exist_ok=True)
-    stale = os.path.join(a.out, "training", "last.pt")
-    if os.path.exists(stale):  # the checkpoint the demo model shipped before runs.json
-        os.remove(stale)
-    with open(runs_path, "w") as f:
-        json.dump(dict(weights=final_name, runs=runs), f, indent=1)
-        f.write("\n")
-    print(f"{runs_path}: {len(runs)} runs; continue with train.py --init {a.out}", flush=True)
-
     if a.samples > 0:
         pick_samples(a)
 
@@ -268,6 +259,16 @@ def main():
                 total_audio_h=sum(r["audio_h"] for r in runs), total_train_min=sum(r["train_min"] for r in runs))
     with open(os.path.join(a.export, "finalize.json"), "w") as f:
         json.dump(info, f, indent=1)
+    runs_path = os.path.join(a.out, common.RUNS_FILE)
+    os.makedirs(os.path.dirname(runs_path), exist_ok=True)
+    stale = os.path.join(a.out, "training", "last.pt")
+    if os.path.exists(stale):  # the checkpoint the demo model shipped before runs.json
+        os.remove(stale)
+    with open(runs_path, "w") as f:
+        json.dump(dict(weights=final_name, runs=runs, last_run=common.last_run_record(info)), f, indent=1)
+        f.write("\n")
+    print(f"{runs_path}: {len(runs)} runs; continue with train.py --init {a.out}", flush=True)
+
     if a.skip_eval:
         return
     results = {}

@@ -70,6 +70,17 @@ def test_shipped_model_lists_the_runs_that_made_it():
     assert "encoder.global_cmvn.mean" in weights and weights["ctc.ctc_lo.weight"].dtype == torch.float32
 
 
+def test_shipped_model_describes_its_last_run_for_the_accuracy_report():
+    # docs/accuracy.md's "Training" section is written from this record, so it must be the last
+    # run of the listed chain, with what training_summary reads.
+    history = common.load_history(str(ROOT / "models" / "demo"))
+    last = history["last_run"]
+    assert os.path.dirname(history["runs"][-1]["checkpoint"]) == last["args"]["exp"]
+    lines = common.training_summary(last)
+    assert lines[0].startswith(f"* Data: {last['train_hours']:.2f} h") and f"seed {last['args']['seed']}" in lines[2]
+    assert history["weights"]
+
+
 def test_init_from_a_converted_model_gives_back_its_weights(tmp_path):
     """train.py --init models/demo: convert.py's float16 tensors under the reference's names load
     back into the reference model, every learnt tensor equal to the checkpoint's float16 value."""
