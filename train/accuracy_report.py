@@ -481,6 +481,19 @@ def int8_section():
             "list, texts in order (its tail holds near-ties that int8 reorders).\n", body + "\n"]
 
 
+def training_section(history):
+    """Markdown: how the shipped weights were made, from the model's training/runs.json (its last
+    run's data and arguments, and the "weights" recipe); [] for a model without that record."""
+    if not history or not history.get("last_run"):
+        return []
+    snapshots = history["last_run"].get("snapshots")
+    return (["## Training\n"] + common.training_summary(history["last_run"])
+            + [f"* Weights: {history['weights']}"
+               + (f" (the last run's snapshots: {', '.join(snapshots)})" if snapshots else "")
+               + f". Shipped as float16 (`convert.py --dtype float16`); every run is listed in "
+               f"`models/demo/{common.RUNS_FILE}`.\n"])
+
+
 def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, server_res, peer):
     history = common.load_history(a.model)
     L = ["# Demo model accuracy\n"]
@@ -573,14 +586,7 @@ def write_doc(a, refs, decoding, cpp_offline, cpp_stream, cpp_hyps, torch_res, s
     L.append("```\n")
     L.extend(error_by_ctc_load(a, refs, cpp_hyps))
     L.extend(int8_section())
-    if history and history.get("last_run"):
-        L.append("## Training\n")
-        L.extend(common.training_summary(history["last_run"]))
-        snapshots = history["last_run"].get("snapshots")
-        L.append(f"* Weights: {history['weights']}"
-                 + (f" (the last run's snapshots: {', '.join(snapshots)})" if snapshots else "")
-                 + f". Shipped as float16 (`convert.py --dtype float16`); every run is listed in "
-                 f"`models/demo/{common.RUNS_FILE}`.\n")
+    L.extend(training_section(history))
     with open(a.doc, "w") as f:
         f.write("\n".join(L))
     print(f"wrote {a.doc}", flush=True)

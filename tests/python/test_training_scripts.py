@@ -81,6 +81,23 @@ def test_shipped_model_describes_its_last_run_for_the_accuracy_report():
     assert history["weights"]
 
 
+def test_accuracy_doc_describes_the_shipped_models_training():
+    # The section is generated from the model's own runs.json; a model changed without re-running
+    # train/accuracy_report.py leaves docs/accuracy.md describing the previous one.
+    section = "\n".join(accuracy_report.training_section(common.load_history(str(ROOT / "models" / "demo"))))
+    assert section.startswith("## Training") and (ROOT / "docs" / "accuracy.md").read_text().endswith(section)
+
+
+def test_training_section_needs_a_last_run_record():
+    assert accuracy_report.training_section(None) == []
+    assert accuracy_report.training_section(dict(weights="w", runs=[])) == []
+    args = dict(lr=5e-4, warmup=40, schedule_minutes=48, max_frames=2000, grad_clip=5.0, seed=7)
+    last = dict(args=args, train_hours=7.0, params=4.63e6, snapshots=["exp/model_step000010.pt"])
+    section = accuracy_report.training_section(dict(weights="0.5 x A + 0.5 x B", runs=[], last_run=last))
+    assert section[0] == "## Training\n" and section[1].startswith("* Data: 7.00 h")
+    assert "Weights: 0.5 x A + 0.5 x B (the last run's snapshots: exp/model_step000010.pt)" in section[-1]
+
+
 def test_init_from_a_converted_model_gives_back_its_weights(tmp_path):
     """train.py --init models/demo: convert.py's float16 tensors under the reference's names load
     back into the reference model, every learnt tensor equal to the checkpoint's float16 value."""
