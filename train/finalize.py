@@ -10,8 +10,9 @@ Steps (each can be skipped, see flags):
  3. convert: tools/convert.py -> models/demo (float16 weights, --dtype float16).
  4. run history: models/demo/training/runs.json says how the weights were made ("weights"),
     lists every run of the --init chain that made them ("runs") and keeps the last run's arguments
-    and data ("last_run"), from which train/accuracy_report.py writes its "Training" section. No training checkpoint ships (it would double the model in git with each new
-    version): `train.py --init models/demo` continues from the converted weights themselves, with
+    and data ("last_run"), from which train/accuracy_report.py writes its "Training" section.
+    No training checkpoint ships (it would double the model in git with each new version):
+    `train.py --init models/demo` continues from the converted weights themselves, with
     a fresh optimizer, which is also exactly what ships (an average or blend, not the last step).
  5. samples: --samples (0 = keep the current ones) test utterances copied to tests/data/samples/ with `text` and `wav.scp`
     (wav.scp paths are relative to that directory).
