@@ -11,8 +11,8 @@ made on).
 
 Needs: train/work/data/<split>/{wav.scp,text} (train/synth.py; feats.py runs where features are missing),
 data/real_speech/asterisk_en (scripts/setup.sh) and a built u2recognize. The "Training" section
-comes from the model's own training/runs.json (finalize.py writes it; absent: no section). The section on how u2recognize itself scores quotes its
-line on the shipped samples (tests/data/samples).
+comes from the model's own training/runs.json (finalize.py writes it; absent: no section). The
+section on how u2recognize itself scores quotes its line on the shipped samples (tests/data/samples).
 
 Usage: .venv/bin/python train/accuracy_report.py [--limit N] [--build build] [--threads 2]
 """
