@@ -21,7 +21,9 @@ mixed (training, from exp17 on; --recipe mixed): several synthesizers (train/voi
 flite's kal/kal16/awb/rms/slt, Festival's kal_diphone and HTS slt; --engines sets their shares),
 sentences alternating between the technical and the everyday text pools (3 of every 5 everyday
 with the default --everyday-share 0.6), and a random augmentation chain per utterance
-(train/augment.py: speed, pitch, EQ, reverb, telephone and G.722 codecs, coloured noise, gain).
+(train/augment.py: speed, pitch, EQ, reverb, telephone and G.722 codecs, coloured noise, gain;
+--no-augment leaves the synthesizers' audio as it is, with the same voices and sentences, so a
+pair of runs can tell what the augmentation itself adds).
 The same held-out voices stay out, and so does Festival's ked_diphone:
 
 test_unseen_synth: the test sentences spoken by Festival's ked_diphone, a voice and speaker that
@@ -166,7 +168,7 @@ _AUGMENTER = None
 def synth_mixed(job):
     """The mixed recipe: a random synthesizer and voice, then a random augmentation chain."""
     global _AUGMENTER
-    split, index, text, out_dir, vowel_shift_prob, engines = job
+    split, index, text, out_dir, vowel_shift_prob, engines, augmented = job
     rng = random.Random(SPLIT_SEEDS[split] * 7919 + index)
     np_rng = np.random.default_rng(SPLIT_SEEDS[split] * 31 + index)
     names = sorted(engines)
@@ -188,9 +190,11 @@ def synth_mixed(job):
             # A synthesizer that chokes on one sentence must not end a run of thousands.
             pcm, settings = voices.espeak(text, rng)
             info["fallback_from"] = f"{engine}: {e}"[:200]
-    if _AUGMENTER is None:
-        _AUGMENTER = augment.Augmenter()
-    pcm, chain = _AUGMENTER(pcm, rng, np_rng)
+    chain = {}
+    if augmented:  # after every voice choice, so --no-augment speaks the same voices
+        if _AUGMENTER is None:
+            _AUGMENTER = augment.Augmenter()
+        pcm, chain = _AUGMENTER(pcm, rng, np_rng)
     key = f"{split}_{index:06d}"
     path = os.path.join(out_dir, "wavs", key + ".wav")
     write_wav(path, pcm)
@@ -256,8 +260,12 @@ def main():
     ap.add_argument("--engines", default=DEFAULT_ENGINES, help="mixed recipe: synthesizer shares")
     ap.add_argument("--everyday-share", type=float, default=0.6,
                     help="mixed recipe: share of sentences from the everyday text pool")
+    ap.add_argument("--no-augment", action="store_true",
+                    help="mixed recipe: no waveform augmentation (same voices and sentences as with it)")
     args = ap.parse_args()
 
+    if args.no_augment and args.recipe != "mixed":
+        raise SystemExit("--no-augment is for the mixed recipe (the espeak recipe keeps its light augmentation)")
     if args.recipe == "mixed" and args.split != "train":
         raise SystemExit("--recipe mixed is for the train split; evaluation splits keep their recipe")
     if args.recipe == "mixed":
@@ -271,7 +279,8 @@ def main():
     out_dir = os.path.join(args.out, args.split)
     os.makedirs(os.path.join(out_dir, "wavs"), exist_ok=True)
     engines = parse_engines(args.engines)
-    jobs = [(args.split, i, sentences[i], out_dir, args.vowel_shift_prob, engines) for i in range(args.start, end)]
+    jobs = [(args.split, i, sentences[i], out_dir, args.vowel_shift_prob, engines, not args.no_augment)
+            for i in range(args.start, end)]
     mode = "a" if args.start > 0 else "w"
     total = 0.0
     with multiprocessing.Pool(args.jobs) as pool, \

@@ -511,6 +511,19 @@ def test_mixed_recipe_speaks_with_every_engine_and_never_the_held_out_voices(tmp
                    check=True, capture_output=True, timeout=300)
     assert (again / "train" / "data.jsonl").read_text().replace(str(again), "X") == \
         (tmp_path / "data" / "train" / "data.jsonl").read_text().replace(str(tmp_path / "data"), "X")
+    # --no-augment: the same voices and sentences, the synthesizers' audio untouched.
+    plain = tmp_path / "plain"
+    subprocess.run([sys.executable, str(ROOT / "train" / "synth.py"), "--split", "train", "--recipe", "mixed",
+                    "--num", "24", "--corpus", str(corpus), "--out", str(plain), "--vowel-shift-prob", "0.3",
+                    "--no-augment"], check=True, capture_output=True, timeout=300)
+    plain_recs = [json.loads(line) for line in (plain / "train" / "data.jsonl").read_text().splitlines()]
+    assert [(r["txt"], r["engine"], r["voice"]) for r in plain_recs] == \
+        [(r["txt"], r["engine"], r["voice"]) for r in recs]
+    assert all(r["augment"] == {} for r in plain_recs) and any(r["augment"] for r in recs)
+    proc = subprocess.run([sys.executable, str(ROOT / "train" / "synth.py"), "--split", "train", "--no-augment",
+                           "--num", "2", "--corpus", str(corpus), "--out", str(tmp_path / "refused")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "--no-augment is for the mixed recipe" in proc.stderr
 
 
 def test_augmentation_chain_is_seeded_and_keeps_the_level_in_range():
