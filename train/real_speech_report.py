@@ -126,8 +126,8 @@ def rounds_section(record):
     bound = record["rule"]["synthetic_dev_max"]
     lines = ["## Round by round\n",
              f"Each round trained one or two runs, exported candidates (the last 3 snapshots' average, blended "
-             f"`(1 - W) x shipped + W x run` with `finalize.py --interpolate-weight W`) and compared them with the "
-             f"shipped model. {record['rule']['text']}\n",
+             f"`(1 - W) x shipped + W x run` with `finalize.py --interpolate-weight W`) and compared them with a "
+             f"reference: the shipped model, or the model an ablation started from. {record['rule']['text']}\n",
              "| round | changed | question | compared with (synthetic / real dev) | best real dev | "
              f"best within {bound} % synthetic | shipped | real dev moved |",
              "|---|---|---|---|---|---|---|---|"]
