@@ -38,8 +38,8 @@ import synth  # noqa: E402
 SYNTHETIC = ("test", "test_heldout_voice", "test_unseen_synth")
 REAL = ("real_test", "real_dev")
 SPLITS = SYNTHETIC + REAL
-REAL_LISTS = {"real_test": os.path.join(common.REPO, "data", "real_speech", "asterisk_en", "test"),
-              "real_dev": os.path.join(common.REPO, "data", "real_speech", "asterisk_en", "dev")}
+REAL_LISTS = {"real_test": os.path.join(common.REAL_SPEECH, "test"),
+              "real_dev": os.path.join(common.REAL_SPEECH, "dev")}
 OFFLINE_MODES = (("ctc_greedy", "ctc_greedy_search"), ("ctc_prefix_beam_search", "ctc_prefix_beam_search"),
                  ("attention_rescoring", "attention_rescoring"))
 STREAMING = [(16, -1), (16, 4), (16, 0), (8, -1), (8, 4), (8, 0), (4, -1), (4, 4), (4, 0)]

@@ -12,6 +12,8 @@ import torch
 ROOT = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(ROOT)
 WORK = os.path.join(ROOT, "work")
+# The real-speech halves tools/fetch_real_speech.py builds at set-up time (dev/, test/: wav.scp, text).
+REAL_SPEECH = os.path.join(REPO, "data", "real_speech", "asterisk_en")
 sys.path.insert(0, os.path.join(REPO, "tools"))
 
 # HEAD-recipe token table: <blank> 0, <unk> 1, <sos/eos> 2 (declared in tokenizer_conf.special_tokens).

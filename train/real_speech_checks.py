@@ -27,8 +27,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import compare_models  # noqa: E402
 
-REAL_DEV = os.path.join(common.REPO, "data", "real_speech", "asterisk_en", "dev")
-ALL_WAVS = os.path.join(common.REPO, "data", "real_speech", "asterisk_en", "all", "wav.scp")
 
 # (name, what it tests, sox effects). Each is a mismatch the training recipes might have left:
 # the Asterisk recordings are near full scale, slower than the synthesizers, one female voice,
@@ -85,7 +83,7 @@ def row(name, what, er, errors, base, lengths, rounds):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", default=os.path.join(common.REPO, "models", "demo"))
-    ap.add_argument("--set", default=REAL_DEV, help="folder with text (and wav.scp, or the set's all/wav.scp)")
+    ap.add_argument("--set", default=os.path.join(common.REAL_SPEECH, "dev"), help="folder with wav.scp and text")
     ap.add_argument("--build", default=os.environ.get("U2_BUILD_DIR", "build"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="first N utterances (0 = all)")
@@ -100,12 +98,11 @@ def main(argv=None):
     a.u2recognize = os.path.join(common.REPO, a.build, "apps", "u2recognize")
     if not os.path.exists(a.u2recognize):
         sys.exit(f"real_speech_checks: {a.u2recognize} is missing: build first (scripts/build.sh)")
-    text = os.path.join(a.set, "text")
-    if not os.path.exists(text):
-        sys.exit(f"real_speech_checks: {text} is missing: run tools/fetch_real_speech.py (scripts/setup.sh does)")
+    text, wav_scp = os.path.join(a.set, "text"), os.path.join(a.set, "wav.scp")
+    for path in (text, wav_scp):
+        if not os.path.exists(path):
+            sys.exit(f"real_speech_checks: {path} is missing: run tools/fetch_real_speech.py (scripts/setup.sh does)")
     a.refs = common.read_table(text, a.limit)
-    own_scp = os.path.join(a.set, "wav.scp")
-    scp_source = own_scp if os.path.exists(own_scp) else ALL_WAVS
     t0 = time.time()
     results = {"model_dir": os.path.relpath(os.path.abspath(a.model_dir), common.REPO),
                "set": os.path.relpath(os.path.abspath(a.set), common.REPO), "utterances": len(a.refs),
@@ -113,7 +110,7 @@ def main(argv=None):
                "audio": [], "decoding": []}
     with tempfile.TemporaryDirectory() as work:
         scp = os.path.join(work, "wav.scp")
-        common.write_subset_scp(scp_source, a.refs, scp)
+        common.write_subset_scp(wav_scp, a.refs, scp)
         a.wavs = common.read_table(scp)
         print(f"{results['set']} ({len(a.refs)} utterances), {results['model_dir']}, attention rescoring:", flush=True)
         base, lengths, er = decode(a, scp, work, "base", ["--lm", "none"])
