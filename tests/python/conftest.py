@@ -31,10 +31,22 @@ SPEECH_WAV = ROOT / "tests" / "data" / "audio" / "speech_like_16k.wav"
 MODES = ["attention_rescoring", "ctc_greedy", "ctc_prefix_beam_search"]
 
 
+def free_ports(n):
+    """n distinct free loopback ports. The sockets stay bound until all n are chosen: closed one at a
+    time, the kernel may hand the same port out twice, and a server given one port for two
+    listeners fails to start."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def room_noise(n, seed=12345):
@@ -64,7 +76,7 @@ def write_wav(path, samples, rate=16000):
 
 class ServerProcess:
     def __init__(self, args, log_path):
-        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
         self.log_path = log_path
         cmd = [str(APPS / "u2serve"), "--bind", "127.0.0.1", "--http-port", str(self.http_port),
                "--grpc-port", str(self.grpc_port), "--metrics-port", str(self.metrics_port)] + list(args)

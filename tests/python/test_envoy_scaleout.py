@@ -33,7 +33,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 import websocket
 
-from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess, free_port, read_wav, sample_table
+from conftest import APPS, DEMO_MODEL, ROOT, ServerProcess, free_ports, read_wav, sample_table
 from test_server_streaming import chunk_inputs, wenet_chunks  # speech_client.py's chunking
 
 ENVOY_TEMPLATE = ROOT / "deploy" / "envoy" / "envoy-loopback.yaml.in"
@@ -215,7 +215,7 @@ class Cluster:
         self.replicas = [ServerProcess(args, self.tmp / f"replica{i}.log") for i in range(2)]
         for r in self.replicas:
             r.wait_ready()
-        self.port, self.admin_port = free_port(), free_port()
+        self.port, self.admin_port = free_ports(2)
         self.access_log = self.tmp / "envoy_access.log"
         values = {"listen_port": self.port, "admin_port": self.admin_port, "access_log": self.access_log,
                   "health_interval": f"{HEALTH_INTERVAL_S}s"}
